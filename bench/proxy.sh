@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# bench/proxy.sh — the same small-GET load, in one run, against:
+#   direct  the backend itself (the baseline)
+#   banyan  banyan's proxy (`banyan serve`)
+#   nginx   nginx as a reverse proxy (upstream keepalive 256, HTTP/1.1)
+#   caddy   caddy as a reverse proxy (reverse_proxy, 256 idle upstream conns)
+# all in front of the same tiny Go backend (bench/backend), all on 127.0.0.1.
+#
+# Per target:
+#   1. max throughput: wrk -t2 -c$CONNS -d$DURATION --latency  -> req/s, p50, p99
+#   2. fixed rate:     bench/loadgen -rate $RATE (open loop, latency measured
+#                      from the scheduled send time)          -> p50, p99
+#
+# Needs: go, curl, and from Debian: apt-get install -y wrk nginx caddy
+# Env:   DURATION (s, default 10)  RATE (default 2000)  CONNS (default 64)
+#        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
+#        OUT (keep raw outputs here; default: a temp dir removed on exit)
+#        CADDY_IDLE (caddy keepalive_idle_conns_per_host, default 256)
+#        PROFILE=1 (take a CPU profile of banyan during its max-throughput run,
+#        if its admin listener serves /debug/pprof/)
+# Every process it starts is stopped on exit; every step is time-bounded.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+RATE=${RATE:-2000}
+CONNS=${CONNS:-64}
+WARMUP=${WARMUP:-2}
+TARGETS=${TARGETS:-"direct banyan nginx caddy"}
+PROFILE=${PROFILE:-0}
+# caddy keeps at most 32 idle upstream connections per host by default; with
+# 64 client connections that closes and reopens upstream connections all the
+# time. 256 matches nginx's "keepalive 256". CADDY_IDLE=32 gives caddy's default.
+CADDY_IDLE=${CADDY_IDLE:-256}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/banyan-bench.XXXXXX")
+OUT=${OUT:-$TMP/out}
+mkdir -p "$OUT"
+
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null || true
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'proxy.sh: %s\n' "$*" >&2; exit 1; }
+
+for tool in go curl wrk; do
+	command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y wrk nginx caddy)"
+done
+for t in $TARGETS; do
+	case $t in
+	direct | banyan) ;;
+	nginx | caddy) command -v "$t" >/dev/null || die "$t not found (apt-get install -y $t), or leave it out of TARGETS" ;;
+	*) die "unknown target $t (want direct, banyan, nginx, caddy)" ;;
+	esac
+done
+
+# free_port prints a loopback TCP port nobody listens on (nothing answers a
+# connect). Ports already handed out in this run are skipped.
+USED_PORTS=" "
+free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		[[ $USED_PORTS == *" $p "* ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			USED_PORTS+="$p "
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# wait_ok URL: poll until URL answers 200 with the backend's body, at most 15 s.
+wait_ok() {
+	local url=$1 i
+	for i in $(seq 1 150); do
+		if curl -fsS --max-time 1 "$url" 2>/dev/null | grep -q bench-backend; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# start NAME CMD...: run CMD in the background, logs to $OUT/NAME.log.
+start() {
+	local name=$1
+	shift
+	"$@" >"$OUT/$name.log" 2>&1 &
+	PIDS+=("$!")
+	LAST_PID=$!
+}
+
+stop() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+# ---- build ----------------------------------------------------------------
+log "building backend and loadgen"
+(cd "$ROOT" && go build -o "$TMP/backend" ./bench/backend && go build -o "$TMP/loadgen" ./bench/loadgen)
+if [[ " $TARGETS " == *" banyan "* ]]; then
+	log "building banyan"
+	(cd "$ROOT" && go build -o "$TMP/banyan" ./cmd/banyan) || die "go build ./cmd/banyan failed; run with TARGETS=\"direct nginx caddy\" to skip banyan"
+fi
+
+# ---- backend --------------------------------------------------------------
+BACKEND_PORT=$(free_port)
+BACKEND=127.0.0.1:$BACKEND_PORT
+start backend "$TMP/backend" -listen "$BACKEND"
+wait_ok "http://$BACKEND/" || die "backend did not come up; see $OUT/backend.log"
+
+# ---- proxies: each started just before its turn and stopped after ---------
+start_target() { # sets URL and TARGET_PID
+	local t=$1 port admin
+	TARGET_PID=
+	case $t in
+	direct)
+		URL=http://$BACKEND/
+		return
+		;;
+	banyan)
+		port=$(free_port)
+		admin=$(free_port)
+		ADMIN=127.0.0.1:$admin
+		mkdir -p "$TMP/banyan-state"
+		cat >"$TMP/banyan.yaml" <<EOF
+listen: 127.0.0.1:$port
+admin: {listen: 127.0.0.1:$admin}
+state: $TMP/banyan-state/state.db
+backends:
+  app: {url: http://$BACKEND}
+routes:
+  - name: all
+    match: {path_prefix: /}
+    split: {app: 100}
+EOF
+		start banyan env -u BANYAN_ADMIN_TOKEN "$TMP/banyan" serve --config "$TMP/banyan.yaml"
+		;;
+	nginx)
+		port=$(free_port)
+		mkdir -p "$TMP/nginx"
+		cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    upstream app {
+        server $BACKEND;
+        keepalive 256;
+    }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+		start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
+		;;
+	caddy)
+		port=$(free_port)
+		mkdir -p "$TMP/caddy"
+		cat >"$TMP/caddy/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:$port {
+	reverse_proxy $BACKEND {
+		transport http {
+			keepalive_idle_conns_per_host $CADDY_IDLE
+		}
+	}
+}
+EOF
+		start caddy env HOME="$TMP/caddy" XDG_DATA_HOME="$TMP/caddy" XDG_CONFIG_HOME="$TMP/caddy" \
+			caddy run --config "$TMP/caddy/Caddyfile" --adapter caddyfile
+		;;
+	esac
+	TARGET_PID=$LAST_PID
+	URL=http://127.0.0.1:$port/
+	wait_ok "$URL" || die "$t did not answer on $URL; see $OUT/$t.log"
+}
+
+# to_ms VALUE: wrk's "812.00us" / "1.69ms" / "1.02s" -> milliseconds.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		n = v + 0
+		if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+		printf "%.2f", n
+	}'
+}
+
+kv() { # kv KEY LINE: the value of KEY=... in a loadgen line
+	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
+}
+
+declare -A RPS P50 P99 FP50 FP99 DETAIL
+for t in $TARGETS; do
+	log "$t: starting"
+	start_target "$t"
+	log "$t: warm-up ${WARMUP}s, then wrk -t2 -c$CONNS -d${DURATION}s --latency $URL"
+	wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
+	if [[ $t == banyan && $PROFILE == 1 ]]; then
+		psec=$((DURATION > 2 ? DURATION - 2 : 1))
+		curl -fsS --max-time $((psec + 10)) -o "$OUT/banyan.cpu.pprof" \
+			"http://$ADMIN/debug/pprof/profile?seconds=$psec" 2>"$OUT/banyan.pprof.err" &
+		PROF_PID=$!
+	fi
+	wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$OUT/$t.wrk.txt"
+	if [[ -n ${PROF_PID:-} ]]; then
+		wait "$PROF_PID" && log "banyan: CPU profile in $OUT/banyan.cpu.pprof" ||
+			log "banyan: no CPU profile ($(cat "$OUT/banyan.pprof.err"))"
+		PROF_PID=
+	fi
+	RPS[$t]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$OUT/$t.wrk.txt")
+	P50[$t]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$OUT/$t.wrk.txt")")
+	P99[$t]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$OUT/$t.wrk.txt")")
+	wrkerr=$(grep -E 'Non-2xx|Socket errors' "$OUT/$t.wrk.txt" | tr -s ' ' | paste -sd';' - || true)
+
+	sleep 1
+	log "$t: loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
+	line=$("$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" | tee "$OUT/$t.loadgen.txt")
+	FP50[$t]=$(kv p50 "$line")
+	FP99[$t]=$(kv p99 "$line")
+	DETAIL[$t]="| $t | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${wrkerr:-none} |"
+
+	if [[ -n $TARGET_PID ]]; then
+		stop "$TARGET_PID"
+	fi
+	log "$t: ${RPS[$t]} req/s, p50 ${P50[$t]} ms, p99 ${P99[$t]} ms; @${RATE}: p50 ${FP50[$t]} ms, p99 ${FP99[$t]} ms"
+done
+
+# ---- report ---------------------------------------------------------------
+rk=$((RATE / 1000))k
+[[ $((RATE % 1000)) == 0 ]] || rk=$RATE
+echo
+echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns; latencies in ms"
+echo
+echo "| target | max rps | p50 | p99 | p50@$rk | p99@$rk | added p99@$rk vs direct |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for t in $TARGETS; do
+	if [[ -n ${FP99[direct]:-} ]]; then
+		added=$(awk -v a="${FP99[$t]}" -v b="${FP99[direct]}" 'BEGIN {printf "%+.2f", a - b}')
+		[[ $t == direct ]] && added="—"
+	else
+		added="n/a"
+	fi
+	echo "| $t | ${RPS[$t]} | ${P50[$t]} | ${P99[$t]} | ${FP50[$t]} | ${FP99[$t]} | $added |"
+done
+echo
+echo "Fixed-rate detail (ms; p* from the scheduled send time, svc_* from the actual send, lag = client lateness):"
+echo
+echo "| target | ok | errors | p90@$rk | max@$rk | svc p50 | svc p99 | lag p99 | wrk errors |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+for t in $TARGETS; do
+	echo "${DETAIL[$t]}"
+done

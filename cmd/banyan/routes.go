@@ -1,0 +1,190 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/user"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/banyanhq/banyan/routes"
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+)
+
+// routesFlags are shared by the routes subcommands. --admin falls back to
+// BANYAN_ADMIN, the token always comes from BANYAN_ADMIN_TOKEN.
+type routesFlags struct {
+	v      *viper.Viper
+	format string
+}
+
+func (f *routesFlags) client() *routes.Client {
+	who := os.Getenv("USER")
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	return &routes.Client{Base: f.v.GetString("admin"), Token: os.Getenv(routes.DefaultTokenEnv), User: who}
+}
+
+func (f *routesFlags) output(w io.Writer, v any, text func(io.Writer)) error {
+	switch f.format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "text", "":
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		text(tw)
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown --format %q: use text or json", f.format)
+}
+
+func newRoutesCmd() *cobra.Command {
+	f := &routesFlags{v: viper.New()}
+	cmd := &cobra.Command{
+		Use:   "routes",
+		Short: "List, edit, roll back and audit route weights on a running banyan",
+	}
+	cmd.PersistentFlags().String("admin", "http://127.0.0.1:9901", "admin API URL (env BANYAN_ADMIN); token from env "+routes.DefaultTokenEnv)
+	cmd.PersistentFlags().StringVar(&f.format, "format", "text", "output: text or json")
+	_ = f.v.BindPFlag("admin", cmd.PersistentFlags().Lookup("admin"))
+	_ = f.v.BindEnv("admin", "BANYAN_ADMIN")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "Show every route with its live split",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := f.client().Routes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return f.output(cmd.OutOrStdout(), resp, func(w io.Writer) {
+				fmt.Fprintln(w, "ROUTE\tMATCH\tSPLIT\tSTICKY\tFILE SPLIT")
+				for _, r := range resp.Routes {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Name, describeMatch(r.Match), r.Split, describeSticky(r.Sticky), r.FileSplit)
+				}
+			})
+		},
+	}
+	var reason string
+	set := &cobra.Command{
+		Use:     "set ROUTE BACKEND=WEIGHT...",
+		Short:   "Change a route's weights (they must sum to 100)",
+		Example: "  banyan routes set orders-read legacy=80 orders-svc=20 --reason \"ramp step 1\"",
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			split, err := routes.ParseSplit(args[1:])
+			if err != nil {
+				return failed(fmt.Errorf("%w; write e.g. legacy=80 orders-svc=20", err))
+			}
+			resp, err := f.client().SetSplit(cmd.Context(), args[0], split, reason)
+			if err != nil {
+				return apiFailure(err)
+			}
+			return f.output(cmd.OutOrStdout(), resp, func(w io.Writer) { printEdit(w, args[0], resp) })
+		},
+	}
+	set.Flags().StringVar(&reason, "reason", "", "why, recorded in the history")
+	rollback := &cobra.Command{
+		Use:   "rollback ROUTE",
+		Short: "Return a route to the split it had before its latest edit",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			resp, err := f.client().Rollback(cmd.Context(), args[0], reason)
+			if err != nil {
+				return apiFailure(err)
+			}
+			return f.output(cmd.OutOrStdout(), resp, func(w io.Writer) { printEdit(w, args[0], resp) })
+		},
+	}
+	rollback.Flags().StringVar(&reason, "reason", "", "why, recorded in the history")
+	history := &cobra.Command{
+		Use:   "history [ROUTE]",
+		Short: "Show who changed which weights, when and why (newest first)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			route := ""
+			if len(args) == 1 {
+				route = args[0]
+			}
+			resp, err := f.client().History(cmd.Context(), route)
+			if err != nil {
+				return err
+			}
+			return f.output(cmd.OutOrStdout(), resp, func(w io.Writer) {
+				fmt.Fprintln(w, "SEQ\tWHEN (UTC)\tWHO\tROUTE\tACTION\tOLD -> NEW\tREASON")
+				for _, e := range resp.History {
+					fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s -> %s\t%s\n", e.Seq, e.At.UTC().Format("2006-01-02 15:04:05"), e.Who, e.Route, e.Action, splitOrNone(e.Old), e.New, e.Reason)
+				}
+			})
+		},
+	}
+	cmd.AddCommand(list, set, rollback, history)
+	return cmd
+}
+
+// apiFailure maps an admin API refusal (bad split, unknown route, nothing
+// to roll back) to exit 1; an unreachable admin stays exit 2.
+func apiFailure(err error) error {
+	if _, ok := err.(*routes.APIError); ok {
+		return failed(err)
+	}
+	return err
+}
+
+func printEdit(w io.Writer, route string, resp routes.EditResponse) {
+	if !resp.Changed {
+		fmt.Fprintf(w, "%s: unchanged, already at the requested split\n", route)
+		return
+	}
+	e := resp.Edit
+	fmt.Fprintf(w, "%s: %s -> %s\t(%s #%d by %s)\n", e.Route, e.Old, e.New, e.Action, e.Seq, e.Who)
+}
+
+func describeMatch(m routes.MatchConfig) string {
+	var parts []string
+	if len(m.Methods) > 0 {
+		parts = append(parts, strings.Join(m.Methods, ","))
+	}
+	switch {
+	case m.Path != "":
+		parts = append(parts, "="+m.Path)
+	case m.PathPrefix != "":
+		parts = append(parts, m.PathPrefix+"*")
+	case m.PathTemplate != "":
+		parts = append(parts, m.PathTemplate)
+	}
+	for _, h := range slices.Sorted(maps.Keys(m.Headers)) {
+		parts = append(parts, h+":"+m.Headers[h])
+	}
+	if len(parts) == 0 {
+		return "(default)"
+	}
+	return strings.Join(parts, " ")
+}
+
+func describeSticky(s routes.StickyConfig) string {
+	switch {
+	case s.Cookie != "":
+		return "cookie " + s.Cookie
+	case s.Header != "":
+		return "header " + s.Header
+	}
+	return "-"
+}
+
+// splitOrNone renders a history entry's old split; a route's first entry
+// has none.
+func splitOrNone(s routes.Split) string {
+	if s == nil {
+		return "(none)"
+	}
+	return s.String()
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/banyanhq/banyan/proxy"
+	"github.com/banyanhq/banyan/routes"
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+)
+
+func newServeCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the routing proxy and its admin API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			s, err := newServer(cmd.Context(), path, log)
+			if err != nil {
+				return err
+			}
+			log.Info("banyan serving", "proxy", s.proxyAddr(), "admin", s.adminAddr(), "config", path, "state", s.cfg.StatePath())
+			return s.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "banyan.yaml", "config file")
+	return cmd
+}
+
+// server is one running banyan: proxy listener, admin listener, the route
+// manager and its state store, and the config watcher.
+type server struct {
+	path    string
+	cfg     *routes.Config
+	log     *slog.Logger
+	store   *routes.Store
+	mgr     *routes.Manager
+	metrics *proxy.Metrics
+
+	proxyLn, adminLn   net.Listener
+	proxySrv, adminSrv *http.Server
+}
+
+// errAdminExposed refuses an admin listener reachable from other hosts
+// without a token.
+var errAdminExposed = errors.New("admin listener is not on loopback and no admin token is set")
+
+// newServer loads the config, opens the state and binds both listeners.
+// Nothing is served until run.
+func newServer(ctx context.Context, path string, log *slog.Logger) (*server, error) {
+	cfg, err := routes.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	tokens := routes.ParseTokens(os.Getenv(cfg.Admin.TokenEnv))
+	if len(tokens) == 0 && !routes.IsLoopback(cfg.Admin.Listen) {
+		return nil, fmt.Errorf("%w: admin.listen is %s; export %s=<secret> (or label:<secret>) or listen on 127.0.0.1",
+			errAdminExposed, cfg.Admin.Listen, cfg.Admin.TokenEnv)
+	}
+	store, err := routes.OpenStore(cfg.StatePath())
+	if err != nil {
+		return nil, err
+	}
+	s := &server{path: path, cfg: cfg, log: log, store: store}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeAll()
+		}
+	}()
+	if s.mgr, err = routes.NewManager(ctx, cfg, store); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = proxy.NewMetrics(reg)
+	s.mgr.Subscribe(s.metrics.ObserveTable)
+
+	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("proxy listener: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	s.proxySrv = &http.Server{
+		Handler:           proxy.New(s.mgr.Table, s.metrics, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	admin := http.NewServeMux()
+	admin.Handle("/api/", routes.NewAPI(s.mgr, tokens))
+	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, "{\"status\":\"ok\",\"routes_version\":%d}\n", s.mgr.Table().Version())
+	})
+	admin.Handle("/debug/pprof/", tokens.Require(http.HandlerFunc(pprof.Index)))
+	admin.Handle("/debug/pprof/profile", tokens.Require(http.HandlerFunc(pprof.Profile)))
+	s.adminSrv = &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
+	ok = true
+	return s, nil
+}
+
+func (s *server) proxyAddr() string { return s.proxyLn.Addr().String() }
+func (s *server) adminAddr() string { return s.adminLn.Addr().String() }
+
+// run serves until ctx ends, reloading the config on file change or
+// SIGHUP, then shuts down gracefully.
+func (s *server) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- serveListener(s.proxySrv, s.proxyLn, "proxy") }()
+	go func() { errc <- serveListener(s.adminSrv, s.adminLn, "admin") }()
+	go func() { errc <- s.watch(ctx) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	err = errors.Join(err, s.proxySrv.Shutdown(shutCtx), s.adminSrv.Shutdown(shutCtx))
+	s.closeAll()
+	return err
+}
+
+func serveListener(srv *http.Server, ln net.Listener, name string) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	return nil
+}
+
+func (s *server) closeAll() {
+	for _, ln := range []net.Listener{s.proxyLn, s.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// reload re-reads the config file and swaps the table in; on any problem
+// the last good table stays and every problem is logged.
+func (s *server) reload(ctx context.Context, who string) error {
+	cfg, err := routes.Load(s.path)
+	if err == nil {
+		err = s.mgr.Reload(ctx, cfg, who)
+	}
+	s.metrics.Reloaded(err == nil)
+	if err != nil {
+		s.log.Error("config reload failed; keeping the last good route table", "config", s.path, "err", err)
+		return err
+	}
+	s.log.Info("config reloaded", "config", s.path, "routes", len(cfg.Routes), "version", s.mgr.Table().Version())
+	return nil
+}
+
+// watch reloads on SIGHUP and when the config file changes. It watches the
+// folder, not the file, so editors that save by rename and Kubernetes
+// ConfigMap symlink swaps are seen too.
+func (s *server) watch(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch config: %w", err)
+	}
+	defer w.Close()
+	dir, base := filepath.Split(s.path)
+	if dir == "" {
+		dir = "."
+	}
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("watch config folder %s: %w", dir, err)
+	}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			_ = s.reload(ctx, "SIGHUP")
+		case ev := <-w.Events:
+			if name := filepath.Base(ev.Name); name == base || name == "..data" {
+				debounce = time.After(100 * time.Millisecond)
+			}
+		case err := <-w.Errors:
+			s.log.Warn("config watcher", "err", err)
+		case <-debounce:
+			debounce = nil
+			_ = s.reload(ctx, "config file")
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/banyanhq/banyan/routes"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the data plane's Prometheus series. Safe for concurrent use.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	weight   *prometheus.GaugeVec
+	reloads  *prometheus.CounterVec
+
+	// counters caches resolved series so the request path does no label
+	// hashing or string formatting after the first hit.
+	counters sync.Map // seriesKey -> prometheus.Counter
+	hists    sync.Map // seriesKey{code: 0} -> prometheus.Observer
+}
+
+type seriesKey struct {
+	route, backend string
+	code           int
+}
+
+// NewMetrics registers banyan's proxy series on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "banyan_proxy_requests_total",
+			Help: "Requests proxied, by route, backend and response status code.",
+		}, []string{"route", "backend", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "banyan_proxy_request_duration_seconds",
+			Help:    "Time from request arrival to the end of the response body, by route and backend.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "backend"}),
+		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "banyan_route_weight",
+			Help: "Current weight (percent) of each backend of each route.",
+		}, []string{"route", "backend"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "banyan_config_reloads_total",
+			Help: "Config reloads, by result (ok or failed).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.weight, m.reloads)
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("failed")
+	return m
+}
+
+func (m *Metrics) observe(route, backend string, code int, d time.Duration) {
+	k := seriesKey{route, backend, code}
+	c, ok := m.counters.Load(k)
+	if !ok {
+		c, _ = m.counters.LoadOrStore(k, m.requests.WithLabelValues(route, backend, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+	k.code = 0
+	h, ok := m.hists.Load(k)
+	if !ok {
+		h, _ = m.hists.LoadOrStore(k, m.duration.WithLabelValues(route, backend))
+	}
+	h.(prometheus.Observer).Observe(d.Seconds())
+}
+
+// ObserveTable publishes the weights of a newly active table.
+func (m *Metrics) ObserveTable(t *routes.Table) {
+	m.weight.Reset()
+	for _, rt := range t.Routes() {
+		for b, w := range rt.Split() {
+			m.weight.WithLabelValues(rt.Name, b).Set(float64(w))
+		}
+	}
+}
+
+// Reloaded counts a config reload attempt.
+func (m *Metrics) Reloaded(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("ok").Inc()
+	} else {
+		m.reloads.WithLabelValues("failed").Inc()
+	}
+}

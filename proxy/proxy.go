@@ -1,0 +1,236 @@
+// Package proxy is banyan's HTTP data plane: it matches a request to a
+// route, picks the backend by weight (sticky per user, or forced by the
+// override header) and forwards it, streaming both ways.
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/banyanhq/banyan/routes"
+)
+
+// Proxy is an http.Handler forwarding to the backends of the current route
+// table. Safe for concurrent use; the table may be swapped at any time.
+type Proxy struct {
+	table   func() *routes.Table
+	metrics *Metrics
+	log     *slog.Logger
+
+	mu        sync.Mutex // guards creation of upstreams
+	upstreams atomic.Pointer[map[string]*upstream]
+}
+
+// New returns a proxy reading the live table from table on every request.
+func New(table func() *routes.Table, m *Metrics, log *slog.Logger) *Proxy {
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Proxy{table: table, metrics: m, log: log}
+	empty := map[string]*upstream{}
+	p.upstreams.Store(&empty)
+	return p
+}
+
+// upstreamKey is what an upstream is built from; a reload that changes
+// none of it keeps the upstream and its warm connections.
+type upstreamKey struct {
+	cfg   routes.BackendConfig
+	trust bool
+}
+
+type upstream struct {
+	name string
+	key  upstreamKey
+	rp   *httputil.ReverseProxy
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	t := p.table()
+	rt := t.Match(r)
+	if rt == nil {
+		http.Error(w, fmt.Sprintf("banyan: no route matches %s %s", r.Method, r.URL.Path), http.StatusNotFound)
+		p.metrics.observe("", "", http.StatusNotFound, time.Since(start))
+		return
+	}
+	name, _ := t.Pick(rt, r)
+	up := p.upstream(t, name)
+	rec := recorderPool.Get().(*recorder)
+	rec.ResponseWriter, rec.route, rec.backend, rec.code = w, rt.Name, name, 0
+	up.rp.ServeHTTP(rec, r)
+	code := rec.code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	rec.ResponseWriter = nil
+	recorderPool.Put(rec)
+	p.metrics.observe(rt.Name, name, code, time.Since(start))
+}
+
+// upstream returns the forwarder for backend name under table t, building
+// it on first use or when its config changed.
+func (p *Proxy) upstream(t *routes.Table, name string) *upstream {
+	cfg, _ := t.Backend(name)
+	key := upstreamKey{cfg: cfg, trust: t.TrustForwarded()}
+	if up := (*p.upstreams.Load())[name]; up != nil && up.key == key {
+		return up
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := *p.upstreams.Load()
+	if up := cur[name]; up != nil && up.key == key {
+		return up
+	}
+	up := p.newUpstream(name, key)
+	next := make(map[string]*upstream, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	if old := cur[name]; old != nil {
+		if tr, ok := old.rp.Transport.(*http.Transport); ok {
+			// In-flight requests keep their connections; only idle ones go.
+			tr.CloseIdleConnections()
+		}
+	}
+	next[name] = up
+	p.upstreams.Store(&next)
+	return up
+}
+
+// NewTransport returns the transport banyan uses towards one backend:
+// many idle connections per host (Go's default of 2 makes a busy proxy
+// open and close connections constantly), bounded dial and header waits,
+// no transparent decompression and no environment proxy.
+func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		DisableCompression:    true,
+	}
+}
+
+func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
+	target, _ := url.Parse(key.cfg.URL) // validated at config load
+	tr := NewTransport(key.cfg.Timeout)
+	tr.ForceAttemptHTTP2 = target.Scheme == "https"
+	host := key.cfg.Host
+	up := &upstream{name: name, key: key}
+	up.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			switch host {
+			case "preserve", "":
+				pr.Out.Host = pr.In.Host
+			case "backend":
+			default:
+				pr.Out.Host = host
+			}
+			if key.trust {
+				if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+					pr.Out.Header["X-Forwarded-For"] = append([]string(nil), prior...)
+				}
+			}
+			pr.SetXForwarded()
+		},
+		Transport:    tr,
+		BufferPool:   bufferPool{},
+		ErrorHandler: p.errorHandler(name, key.cfg.Timeout),
+		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	return up
+}
+
+// errorHandler answers a failed forward: 502 when the backend cannot be
+// reached or broke the connection, 504 when it did not answer in time.
+func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		route := ""
+		if rec, ok := w.(*recorder); ok {
+			route = rec.route
+		}
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client went away; nobody is left to read an answer.
+			if rec, ok := w.(*recorder); ok {
+				rec.code = 499
+			}
+			return
+		}
+		code, what := http.StatusBadGateway, "is unreachable or failed"
+		var opErr *net.OpError
+		var netErr net.Error
+		switch {
+		case errors.As(err, &opErr) && opErr.Op == "dial":
+			what = "is unreachable (connection failed)"
+		case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+			code, what = http.StatusGatewayTimeout, fmt.Sprintf("did not answer within its timeout of %s", timeout)
+		}
+		p.log.Warn("backend error", "route", route, "backend", backend, "status", code, "err", err)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Banyan-Error", http.StatusText(code))
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "banyan: route %q: backend %q %s\n", route, backend, what)
+	}
+}
+
+// recorder captures the status code while passing flushes and hijacks
+// through, so streaming and WebSocket upgrades work.
+type recorder struct {
+	http.ResponseWriter
+	route, backend string
+	code           int
+}
+
+var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 && code >= 200 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush sends buffered data to the client.
+func (r *recorder) Flush() { _ = http.NewResponseController(r.ResponseWriter).Flush() }
+
+// Hijack hands the connection over for a protocol upgrade.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.code = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,214 @@
+package routes
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// UserHeader carries the OS user of the CLI that made an admin call; it is
+// recorded in the history beside the token's label.
+const UserHeader = "X-Banyan-User"
+
+// Tokens maps admin bearer tokens to the label recorded as "who".
+type Tokens map[string]string
+
+// ParseTokens reads the token env var's value: "TOKEN" (label "admin") or
+// "label:TOKEN,label2:TOKEN2". Empty entries are ignored.
+func ParseTokens(v string) Tokens {
+	t := Tokens{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		label, tok, ok := strings.Cut(part, ":")
+		if !ok {
+			label, tok = "admin", part
+		}
+		if tok != "" {
+			t[tok] = label
+		}
+	}
+	return t
+}
+
+// IsLoopback reports whether a listen address only accepts local clients.
+func IsLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticate returns who is calling, or "" when the call must be refused.
+func (t Tokens) authenticate(r *http.Request) (string, bool) {
+	user := r.Header.Get(UserHeader)
+	if len(t) == 0 {
+		if user == "" {
+			user = "anonymous"
+		}
+		return user, true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return "", false
+	}
+	for tok, label := range t {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
+			if user != "" {
+				return label + " (" + user + ")", true
+			}
+			return label, true
+		}
+	}
+	return "", false
+}
+
+// RouteInfo is a route as the admin API shows it.
+type RouteInfo struct {
+	Name      string       `json:"name"`
+	Match     MatchConfig  `json:"match"`
+	Split     Split        `json:"split"`
+	FileSplit Split        `json:"file_split"`
+	Sticky    StickyConfig `json:"sticky"`
+}
+
+// RoutesResponse is GET /api/routes.
+type RoutesResponse struct {
+	Version int64       `json:"version"`
+	Routes  []RouteInfo `json:"routes"`
+}
+
+// SplitRequest is PUT /api/routes/{name}/split.
+type SplitRequest struct {
+	Split  Split  `json:"split"`
+	Reason string `json:"reason"`
+}
+
+// EditResponse answers an edit; Changed is false when the split was
+// already the requested one.
+type EditResponse struct {
+	Changed bool `json:"changed"`
+	Edit    Edit `json:"edit"`
+}
+
+// HistoryResponse is GET /api/history.
+type HistoryResponse struct {
+	History []Edit `json:"history"`
+}
+
+// ErrorResponse is every admin API error body.
+type ErrorResponse struct {
+	Error    string    `json:"error"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// NewAPI returns the admin JSON API over m. With tokens set, every call
+// needs "Authorization: Bearer TOKEN" (401 otherwise).
+func NewAPI(m *Manager, tokens Tokens) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/routes", func(w http.ResponseWriter, r *http.Request) {
+		t := m.Table()
+		resp := RoutesResponse{Version: t.Version(), Routes: []RouteInfo{}}
+		for _, rt := range t.Routes() {
+			resp.Routes = append(resp.Routes, RouteInfo{Name: rt.Name, Match: rt.Match, Split: rt.Split(), FileSplit: rt.FileSplit(), Sticky: rt.Sticky})
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+	mux.HandleFunc("PUT /api/routes/{name}/split", func(w http.ResponseWriter, r *http.Request) {
+		var req SplitRequest
+		if !decodeJSON(w, r, &req) {
+			return
+		}
+		e, err := m.SetSplit(r.Context(), r.PathValue("name"), req.Split, whoOf(r), req.Reason)
+		writeEdit(w, e, err)
+	})
+	mux.HandleFunc("POST /api/routes/{name}/rollback", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Reason string `json:"reason"`
+		}
+		if r.ContentLength != 0 && !decodeJSON(w, r, &req) {
+			return
+		}
+		e, err := m.Rollback(r.Context(), r.PathValue("name"), whoOf(r), req.Reason)
+		writeEdit(w, e, err)
+	})
+	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, r *http.Request) {
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		h, err := m.History(r.Context(), r.URL.Query().Get("route"), limit)
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
+			return
+		}
+		if h == nil {
+			h = []Edit{}
+		}
+		writeJSON(w, http.StatusOK, HistoryResponse{History: h})
+	})
+	return tokens.Require(mux)
+}
+
+// Require wraps h so that, when tokens are set, every call needs
+// "Authorization: Bearer TOKEN" and is refused with 401 otherwise.
+func (t Tokens) Require(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who, ok := t.authenticate(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="banyan admin"`)
+			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "missing or wrong bearer token: set BANYAN_ADMIN_TOKEN to a token the server accepts"})
+			return
+		}
+		r.Header.Set(whoHeader, who)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// whoHeader passes the authenticated caller from the auth wrapper to the
+// handlers; any client-sent value is overwritten.
+const whoHeader = "X-Banyan-Authenticated-Who"
+
+func whoOf(r *http.Request) string { return r.Header.Get(whoHeader) }
+
+func writeEdit(w http.ResponseWriter, e Edit, err error) {
+	var ve *ValidationError
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, EditResponse{Changed: e.Seq != 0, Edit: e})
+	case errors.As(err, &ve):
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "invalid split", Problems: ve.Problems})
+	case errors.Is(err, ErrUnknownRoute):
+		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: err.Error()})
+	case errors.Is(err, ErrNothingToRollback):
+		writeJSON(w, http.StatusConflict, ErrorResponse{Error: err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
+	}
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "bad request body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

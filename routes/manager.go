@@ -1,0 +1,203 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by Manager edits.
+var (
+	ErrUnknownRoute      = errors.New("unknown route")
+	ErrNothingToRollback = errors.New("nothing to roll back")
+)
+
+// Manager owns the live route table: it applies config reloads, weight
+// edits and rollbacks, persists them with their history, and publishes each
+// new Table atomically. It is safe for concurrent use; readers call Table
+// and never block on an edit.
+type Manager struct {
+	store *Store
+	now   func() time.Time
+
+	table atomic.Pointer[Table]
+
+	mu     sync.Mutex // serialises writers
+	cfg    *Config
+	states map[string]routeState
+	seq    int64
+	subs   []func(*Table)
+}
+
+// NewManager loads the live state from store and applies cfg on top of it.
+func NewManager(ctx context.Context, cfg *Config, store *Store) (*Manager, error) {
+	states, seq, err := store.load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{store: store, now: time.Now, states: states, seq: seq}
+	if err := m.Reload(ctx, cfg, "config"); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Table returns the current table. It never blocks.
+func (m *Manager) Table() *Table { return m.table.Load() }
+
+// Config returns the config the current table was built from.
+func (m *Manager) Config() *Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
+}
+
+// Subscribe registers fn to be called with every new table, in order, after
+// it is published. fn runs while edits are held off, so it must be quick.
+func (m *Manager) Subscribe(fn func(*Table)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.subs = append(m.subs, fn)
+	if t := m.table.Load(); t != nil {
+		fn(t)
+	}
+}
+
+// Reload applies a validated config. Live edits of a route are kept while
+// the file's split for that route is unchanged; when the file's split
+// changes, the file wins and the change is recorded in the history as made
+// by who. On error the current table stays.
+func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := map[string]routeState{}
+	var edits []Edit
+	seq := m.seq
+	for _, rc := range cfg.Routes {
+		file := Split(rc.Split).Clone()
+		st, ok := m.states[rc.Name]
+		var old Split
+		reason := ""
+		switch {
+		case !ok:
+			reason = "route added by config"
+		case !st.FileSplit.Equal(file):
+			old, reason = st.Split, "split changed in config file"
+		case validateSplit(st.Split, cfg.Backends) != nil:
+			old, reason = st.Split, "live split names a backend the config no longer has"
+		default:
+			continue
+		}
+		seq++
+		st = routeState{Split: file, FileSplit: file, Assign: Rebalance(st.Assign, file, seq)}
+		changed[rc.Name] = st
+		edits = append(edits, Edit{Seq: seq, At: m.now(), Who: who, Route: rc.Name, Action: ActionConfig, Old: old, New: file, Reason: reason})
+	}
+	return m.commit(ctx, cfg, changed, edits, seq)
+}
+
+// commit persists changes, then builds and publishes the new table. Caller
+// holds m.mu.
+func (m *Manager) commit(ctx context.Context, cfg *Config, changed map[string]routeState, edits []Edit, seq int64) error {
+	states := make(map[string]routeState, len(m.states)+len(changed))
+	for k, v := range m.states {
+		states[k] = v
+	}
+	for k, v := range changed {
+		states[k] = v
+	}
+	t, err := newTable(cfg, states, seq)
+	if err != nil {
+		return err
+	}
+	if len(changed) > 0 || len(edits) > 0 {
+		if err := m.store.save(ctx, changed, edits); err != nil {
+			return err
+		}
+	}
+	m.cfg, m.states, m.seq = cfg, states, seq
+	m.table.Store(t)
+	for _, fn := range m.subs {
+		fn(t)
+	}
+	return nil
+}
+
+// SetSplit changes a route's live weights. Backends of the old split that
+// split leaves out stay with weight 0. It returns the history entry, or a
+// zero Edit when split equals the current one.
+func (m *Manager) SetSplit(ctx context.Context, route string, split Split, who, reason string) (Edit, error) {
+	return m.edit(ctx, route, who, reason, ActionSet, func(Split) (Split, int64, error) { return split, 0, nil })
+}
+
+// Rollback returns a route to the split it had before its most recent edit
+// that has not been rolled back yet; repeated rollbacks walk further back.
+func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit, error) {
+	return m.edit(ctx, route, who, reason, ActionRollback, func(Split) (Split, int64, error) {
+		hist, err := m.store.History(ctx, route, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		reverted := map[int64]bool{}
+		for _, e := range hist {
+			if e.Action == ActionRollback {
+				reverted[e.Reverts] = true
+				continue
+			}
+			if reverted[e.Seq] {
+				continue
+			}
+			if e.Old == nil {
+				break
+			}
+			return e.Old, e.Seq, nil
+		}
+		return nil, 0, fmt.Errorf("route %s: %w: no earlier split in its history", route, ErrNothingToRollback)
+	})
+}
+
+func (m *Manager) edit(ctx context.Context, route, who, reason, action string, target func(cur Split) (Split, int64, error)) (Edit, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.states[route]
+	if _, inTable := m.table.Load().byName[route]; !ok || !inTable {
+		return Edit{}, fmt.Errorf("%w %q", ErrUnknownRoute, route)
+	}
+	split, reverts, err := target(st.Split)
+	if err != nil {
+		return Edit{}, err
+	}
+	next := split.Clone()
+	for name := range st.Split {
+		if _, ok := next[name]; !ok {
+			next[name] = 0
+		}
+	}
+	if ps := validateSplit(next, m.cfg.Backends); ps != nil {
+		for i := range ps {
+			ps[i].Field = "split" + ps[i].Field
+		}
+		return Edit{}, &ValidationError{Problems: ps}
+	}
+	if next.Equal(st.Split) && action == ActionSet {
+		return Edit{}, nil
+	}
+	seq := m.seq + 1
+	e := Edit{Seq: seq, At: m.now(), Who: who, Route: route, Action: action, Old: st.Split, New: next, Reason: reason, Reverts: reverts}
+	st = routeState{Split: next, FileSplit: st.FileSplit, Assign: Rebalance(st.Assign, next, seq)}
+	if err := m.commit(ctx, m.cfg, map[string]routeState{route: st}, []Edit{e}, seq); err != nil {
+		return Edit{}, err
+	}
+	return e, nil
+}
+
+// History returns edits newest first (of one route when route != "").
+func (m *Manager) History(ctx context.Context, route string, limit int) ([]Edit, error) {
+	return m.store.History(ctx, route, limit)
+}

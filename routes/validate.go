@@ -1,0 +1,171 @@
+package routes
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+var (
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
+
+// Validate returns a *ValidationError naming every problem, or nil.
+func (c *Config) Validate() error {
+	var ps []Problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, Problem{Field: field, Why: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "%q is not host:port (%v)", c.Listen, err)
+	}
+	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		add("admin.listen", "%q is not host:port (%v)", c.Admin.Listen, err)
+	}
+	if !c.Override.Disabled && !tokenRE.MatchString(c.Override.Header) {
+		add("override.header", "%q is not a valid header name", c.Override.Header)
+	}
+	if len(c.Backends) == 0 {
+		add("backends", "at least one backend is required")
+	}
+	for _, name := range sortedKeys(c.Backends) {
+		b := c.Backends[name]
+		f := "backends." + name
+		if !nameRE.MatchString(name) {
+			add(f, "name must be letters, digits, '.', '_' or '-'")
+		}
+		u, err := url.Parse(b.URL)
+		switch {
+		case b.URL == "":
+			add(f+".url", "is required")
+		case err != nil:
+			add(f+".url", "%q does not parse: %v", b.URL, err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			add(f+".url", "%q must start with http:// or https://", b.URL)
+		case u.Host == "":
+			add(f+".url", "%q has no host", b.URL)
+		case u.RawQuery != "" || u.Fragment != "":
+			add(f+".url", "%q must not have a query or fragment", b.URL)
+		}
+		if b.Timeout < 0 {
+			add(f+".timeout", "must not be negative")
+		}
+		if strings.ContainsAny(b.Host, " /\t") {
+			add(f+".host", "%q must be preserve, backend or a host name", b.Host)
+		}
+	}
+	if len(c.Routes) == 0 {
+		add("routes", "at least one route is required")
+	}
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		f := fmt.Sprintf("routes[%d]", i)
+		if r.Name != "" {
+			f = fmt.Sprintf("routes[%s]", r.Name)
+		}
+		switch {
+		case r.Name == "":
+			add(f+".name", "is required")
+		case !nameRE.MatchString(r.Name):
+			add(f+".name", "%q must be letters, digits, '.', '_' or '-'", r.Name)
+		}
+		if j, dup := seen[r.Name]; dup && r.Name != "" {
+			add(f+".name", "duplicate route name (also routes[%d])", j)
+		}
+		seen[r.Name] = i
+		for _, p := range validateMatch(r.Match) {
+			add(f+".match"+p.Field, "%s", p.Why)
+		}
+		if r.Match.IsEmpty() && i != len(c.Routes)-1 {
+			add(f+".match", "an empty match catches every request, so it must be the last route (routes after it can never match)")
+		}
+		for _, p := range validateSplit(r.Split, c.Backends) {
+			add(f+".split"+p.Field, "%s", p.Why)
+		}
+		if r.Sticky.Cookie != "" && r.Sticky.Header != "" {
+			add(f+".sticky", "set cookie or header, not both")
+		}
+		if r.Sticky.Header != "" && !tokenRE.MatchString(r.Sticky.Header) {
+			add(f+".sticky.header", "%q is not a valid header name", r.Sticky.Header)
+		}
+		if r.Sticky.Cookie != "" && !tokenRE.MatchString(r.Sticky.Cookie) {
+			add(f+".sticky.cookie", "%q is not a valid cookie name", r.Sticky.Cookie)
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: ps}
+}
+
+func validateMatch(m MatchConfig) []Problem {
+	var ps []Problem
+	n := 0
+	for _, s := range []string{m.Path, m.PathPrefix, m.PathTemplate} {
+		if s != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		ps = append(ps, Problem{"", "set only one of path, path_prefix and path_template"})
+	}
+	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
+		ps = append(ps, Problem{".path", fmt.Sprintf("%q must start with /", m.Path)})
+	}
+	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+		ps = append(ps, Problem{".path_prefix", fmt.Sprintf("%q must start with /", m.PathPrefix)})
+	}
+	if m.PathTemplate != "" {
+		if _, err := compileTemplate(m.PathTemplate); err != nil {
+			ps = append(ps, Problem{".path_template", err.Error()})
+		}
+	}
+	for i, meth := range m.Methods {
+		if !tokenRE.MatchString(meth) || strings.ToUpper(meth) != meth {
+			ps = append(ps, Problem{fmt.Sprintf(".methods[%d]", i), fmt.Sprintf("%q is not an upper-case HTTP method", meth)})
+		}
+	}
+	for _, h := range sortedKeys(m.Headers) {
+		if !tokenRE.MatchString(h) {
+			ps = append(ps, Problem{".headers", fmt.Sprintf("%q is not a valid header name", h)})
+		}
+	}
+	return ps
+}
+
+// validateSplit checks a split against the known backends: every name
+// known, weights 0..100, sum exactly 100.
+func validateSplit(split map[string]int, backends map[string]BackendConfig) []Problem {
+	var ps []Problem
+	if len(split) == 0 {
+		return []Problem{{"", "is required: backend weights that sum to 100"}}
+	}
+	sum := 0
+	for _, name := range sortedKeys(split) {
+		w := split[name]
+		if _, ok := backends[name]; !ok {
+			ps = append(ps, Problem{"." + name, fmt.Sprintf("unknown backend %q (known: %s)", name, strings.Join(sortedKeys(backends), ", "))})
+		}
+		if w < 0 || w > 100 {
+			ps = append(ps, Problem{"." + name, fmt.Sprintf("weight %d is outside 0..100", w)})
+		}
+		sum += w
+	}
+	if sum != 100 {
+		ps = append(ps, Problem{"", fmt.Sprintf("weights sum to %d, they must sum to 100", sum)})
+	}
+	return ps
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
