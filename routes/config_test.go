@@ -1,0 +1,188 @@
+package routes
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodConfig = `
+listen: 127.0.0.1:8080
+admin: {listen: 127.0.0.1:9901}
+backends:
+  legacy:     {url: http://127.0.0.1:8081}
+  orders-svc: {url: http://127.0.0.1:8082, timeout: 2s, host: backend}
+routes:
+  - name: orders-read
+    match: {path_template: "/api/orders/{id}", methods: [GET]}
+    split: {legacy: 80, orders-svc: 20}
+    sticky: {cookie: uid}
+  - name: default
+    split: {legacy: 100}
+`
+
+func TestParse_Valid(t *testing.T) {
+	cfg, err := Parse([]byte(goodConfig))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got, want := len(cfg.Routes), 2; got != want {
+		t.Fatalf("routes = %d, want %d", got, want)
+	}
+	if got, want := cfg.Backends["orders-svc"].Timeout.String(), "2s"; got != want {
+		t.Errorf("orders-svc timeout = %s, want %s", got, want)
+	}
+	if got, want := cfg.Backends["legacy"].Timeout, DefaultBackendTimeout; got != want {
+		t.Errorf("legacy timeout default = %s, want %s", got, want)
+	}
+	if got, want := cfg.Backends["legacy"].Host, "preserve"; got != want {
+		t.Errorf("legacy host default = %q, want %q", got, want)
+	}
+	if got, want := cfg.Override.Header, DefaultOverrideHeader; got != want {
+		t.Errorf("override header = %q, want %q", got, want)
+	}
+	// Backend names keep their case (viper would lower-case them).
+	cfg, err = Parse([]byte(strings.ReplaceAll(goodConfig, "orders-svc", "OrdersSvc")))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if _, ok := cfg.Backends["OrdersSvc"]; !ok {
+		t.Errorf("backend name case lost: %v", sortedKeys(cfg.Backends))
+	}
+}
+
+// TestConfig_Validate checks that each mistake is reported with its field,
+// and that a config with many mistakes lists all of them at once.
+func TestConfig_Validate(t *testing.T) {
+	tests := []struct {
+		name   string
+		yaml   string
+		fields []string // every field that must be named
+	}{
+		{"unknown backend", `
+backends: {legacy: {url: http://a}}
+routes: [{name: r, match: {path: /x}, split: {legacy: 50, ghost: 50}}]`, []string{"routes[r].split.ghost"}},
+		{"weights not 100", `
+backends: {legacy: {url: http://a}, new: {url: http://b}}
+routes: [{name: r, match: {path: /x}, split: {legacy: 50, new: 40}}]`, []string{"routes[r].split"}},
+		{"duplicate route", `
+backends: {legacy: {url: http://a}}
+routes:
+  - {name: r, match: {path: /x}, split: {legacy: 100}}
+  - {name: r, match: {path: /y}, split: {legacy: 100}}`, []string{"routes[r].name"}},
+		{"bad url", `
+backends: {legacy: {url: "ftp://a"}, other: {url: "http://"}}
+routes: [{name: r, split: {legacy: 100}}]`, []string{"backends.legacy.url", "backends.other.url"}},
+		{"bad template", `
+backends: {legacy: {url: http://a}}
+routes:
+  - {name: a, match: {path_template: "/api/{id}x"}, split: {legacy: 100}}
+  - {name: b, match: {path_template: "/api/{id}/{id}"}, split: {legacy: 100}}
+  - {name: c, match: {path_template: "api/{id}"}, split: {legacy: 100}}`, []string{"routes[a].match.path_template", "routes[b].match.path_template", "routes[c].match.path_template"}},
+		{"catch-all not last", `
+backends: {legacy: {url: http://a}}
+routes:
+  - {name: all, split: {legacy: 100}}
+  - {name: x, match: {path: /x}, split: {legacy: 100}}`, []string{"routes[all].match"}},
+		{"two path kinds and bad method", `
+backends: {legacy: {url: http://a}}
+routes: [{name: r, match: {path: /x, path_prefix: /y, methods: [get]}, split: {legacy: 100}}]`, []string{"routes[r].match", "routes[r].match.methods[0]"}},
+		{"sticky both", `
+backends: {legacy: {url: http://a}}
+routes: [{name: r, split: {legacy: 100}, sticky: {cookie: uid, header: X-User}}]`, []string{"routes[r].sticky"}},
+		{"many at once", `
+listen: nonsense
+backends: {legacy: {url: http://a}}
+routes:
+  - {name: "", split: {legacy: 100}}
+  - {name: b, match: {path: /b}, split: {legacy: 101}}
+  - {name: c, match: {path: /c}}`, []string{"listen", "routes[0].name", "routes[b].split.legacy", "routes[b].split", "routes[c].split", "routes[0].match"}},
+		{"no routes no backends", `listen: 127.0.0.1:1`, []string{"backends", "routes"}},
+		{"unknown key", `
+backends: {legacy: {url: http://a}}
+routes: [{name: r, spilt: {legacy: 100}}]`, []string{"yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse err = %v, want *ValidationError", err)
+			}
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("errors.Is(err, ErrInvalidConfig) = false")
+			}
+			got := map[string]bool{}
+			for _, p := range ve.Problems {
+				got[p.Field] = true
+				if p.Why == "" {
+					t.Errorf("problem for %s has no reason", p.Field)
+				}
+			}
+			for _, f := range tt.fields {
+				if !got[f] {
+					t.Errorf("no problem reported for field %s; got:\n%v", f, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoad_NamesFileAndEnvOverrides(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "banyan.yaml")
+	if err := os.WriteFile(path, []byte(goodConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("BANYAN_LISTEN", "127.0.0.1:18080")
+	t.Setenv("BANYAN_ADMIN_LISTEN", "127.0.0.1:19901")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got, want := cfg.Listen, "127.0.0.1:18080"; got != want {
+		t.Errorf("listen = %q, want %q (BANYAN_LISTEN)", got, want)
+	}
+	if got, want := cfg.Admin.Listen, "127.0.0.1:19901"; got != want {
+		t.Errorf("admin.listen = %q, want %q (BANYAN_ADMIN_LISTEN)", got, want)
+	}
+	if got, want := cfg.StatePath(), filepath.Join(dir, DefaultState); got != want {
+		t.Errorf("state path = %q, want %q (beside the config)", got, want)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("routes: [{name: x}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(bad)
+	if err == nil || !strings.HasPrefix(err.Error(), bad+":") {
+		t.Errorf("Load(bad) = %v, want an error starting with the file name", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(goodConfig))
+	f.Add([]byte("routes: [{name: r, match: {path_template: '/a/{b}/c'}, split: {x: 100}}]"))
+	f.Add([]byte("backends: {a: {url: 'http://h'}}\nroutes: [{name: r, split: {a: 100}}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data)
+		if err != nil {
+			var ve *ValidationError
+			if errors.As(err, &ve) && len(ve.Problems) == 0 {
+				t.Fatalf("validation error without problems")
+			}
+			return
+		}
+		// A config that parses must compile into a table.
+		states := map[string]routeState{}
+		for _, r := range cfg.Routes {
+			s := Split(r.Split)
+			states[r.Name] = routeState{Split: s, FileSplit: s, Assign: Rebalance(Assignment{}, s, 1)}
+		}
+		if _, err := newTable(cfg, states, 1); err != nil {
+			t.Fatalf("valid config does not compile: %v", err)
+		}
+	})
+}

@@ -1,0 +1,244 @@
+package routes
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const managerConfig = `
+backends:
+  legacy: {url: http://127.0.0.1:1}
+  new:    {url: http://127.0.0.1:2}
+routes:
+  - name: orders
+    match: {path_prefix: /api/orders}
+    split: {legacy: 100, new: 0}
+    sticky: {cookie: uid}
+`
+
+func mustParse(tb testing.TB, y string) *Config {
+	tb.Helper()
+	cfg, err := Parse([]byte(y))
+	if err != nil {
+		tb.Fatalf("Parse: %v", err)
+	}
+	return cfg
+}
+
+// openManager opens a manager on the state file at path (a restart is
+// closing and opening again on the same path).
+func openManager(tb testing.TB, path string, cfg *Config) *Manager {
+	tb.Helper()
+	st, err := OpenStore(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	m, err := NewManager(context.Background(), cfg, st)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func TestManager_SetSplitRollbackHistory(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	m := openManager(t, path, mustParse(t, managerConfig))
+
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 80, "new": 20}, "alice", "step 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 50, "new": 50}, "alice", "step 2"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := m.SetSplit(ctx, "orders", Split{"legacy": 50, "new": 50}, "alice", "again")
+	if err != nil || e.Seq != 0 {
+		t.Errorf("setting the same split = %+v, %v; want no edit", e, err)
+	}
+
+	rb, err := m.Rollback(ctx, "orders", "bob", "errors up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 80, "new": 20}); !got.Equal(want) {
+		t.Errorf("after rollback split = %s, want %s", got, want)
+	}
+	if got, want := rb.Who, "bob"; got != want {
+		t.Errorf("rollback who = %q, want %q", got, want)
+	}
+	// A second rollback walks further back, a third has nothing left.
+	if _, err := m.Rollback(ctx, "orders", "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 100, "new": 0}); !got.Equal(want) {
+		t.Errorf("after second rollback split = %s, want %s", got, want)
+	}
+	if _, err := m.Rollback(ctx, "orders", "bob", ""); !errors.Is(err, ErrNothingToRollback) {
+		t.Errorf("third rollback err = %v, want ErrNothingToRollback", err)
+	}
+
+	// Bad edits are refused with the problem named.
+	_, err = m.SetSplit(ctx, "orders", Split{"legacy": 50, "ghost": 50}, "alice", "")
+	var ve *ValidationError
+	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "ghost") {
+		t.Errorf("edit with unknown backend err = %v", err)
+	}
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 50, "new": 40}, "alice", ""); !errors.As(err, &ve) {
+		t.Errorf("edit summing to 90 err = %v", err)
+	}
+	if _, err := m.SetSplit(ctx, "nope", Split{"legacy": 100}, "alice", ""); !errors.Is(err, ErrUnknownRoute) {
+		t.Errorf("edit of unknown route err = %v", err)
+	}
+
+	hist, err := m.History(ctx, "orders", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, h := range hist {
+		actions = append(actions, h.Action+":"+h.New.String())
+	}
+	if got, want := strings.Join(actions, ", "), "rollback:legacy=100 new=0, rollback:legacy=80 new=20, set:legacy=50 new=50, set:legacy=80 new=20, config:legacy=100 new=0"; got != want {
+		t.Errorf("history =\n  %s\nwant\n  %s", got, want)
+	}
+	if got, want := hist[2].Reason, "step 2"; got != want {
+		t.Errorf("reason = %q, want %q", got, want)
+	}
+	if got, want := m.Table().Version(), hist[0].Seq; got != want {
+		t.Errorf("table version = %d, want newest history seq %d", got, want)
+	}
+}
+
+// TestManager_SurvivesRestart: the live split, the sticky assignment and
+// the history come back after the process restarts.
+func TestManager_SurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	cfg := mustParse(t, managerConfig)
+	m := openManager(t, path, cfg)
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 70, "new": 30}, "alice", "ramp"); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Table().Route("orders").Assignment()
+	m.store.Close()
+
+	m2 := openManager(t, path, cfg)
+	rt := m2.Table().Route("orders")
+	if got, want := rt.Split(), (Split{"legacy": 70, "new": 30}); !got.Equal(want) {
+		t.Errorf("split after restart = %s, want %s", got, want)
+	}
+	if rt.Assignment() != before {
+		t.Error("sticky assignment changed across restart")
+	}
+	hist, err := m2.History(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hist) != 2 || hist[0].Who != "alice" || hist[0].Reason != "ramp" {
+		t.Errorf("history after restart = %+v", hist)
+	}
+	// Rollback still knows the previous split.
+	if _, err := m2.Rollback(ctx, "orders", "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m2.Table().Route("orders").Split(), (Split{"legacy": 100, "new": 0}); !got.Equal(want) {
+		t.Errorf("rollback after restart = %s, want %s", got, want)
+	}
+}
+
+func TestManager_ReloadKeepsLiveEditUntilFileChanges(t *testing.T) {
+	ctx := context.Background()
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 60, "new": 40}, "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	// Same file split (another part of the file changed): the edit stays.
+	cfg2 := mustParse(t, managerConfig+"  - {name: other, match: {path: /x}, split: {legacy: 100}}\n")
+	if err := m.Reload(ctx, cfg2, "config file"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 60, "new": 40}); !got.Equal(want) {
+		t.Errorf("after unrelated reload split = %s, want %s", got, want)
+	}
+	// The file's split of the route changed: the file wins, and it is history.
+	cfg3 := mustParse(t, strings.Replace(managerConfig, "{legacy: 100, new: 0}", "{legacy: 90, new: 10}", 1))
+	if err := m.Reload(ctx, cfg3, "config file"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 90, "new": 10}); !got.Equal(want) {
+		t.Errorf("after file change split = %s, want %s", got, want)
+	}
+	hist, _ := m.History(ctx, "orders", 1)
+	if len(hist) != 1 || hist[0].Action != ActionConfig || hist[0].Who != "config file" {
+		t.Errorf("newest history = %+v, want a config edit by 'config file'", hist)
+	}
+	// An invalid config is refused and the table stays.
+	bad := mustParse(t, managerConfig)
+	bad.Routes[0].Split = map[string]int{"legacy": 10}
+	if err := m.Reload(ctx, bad, "config file"); err == nil {
+		t.Error("invalid config accepted")
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 90, "new": 10}); !got.Equal(want) {
+		t.Errorf("after refused reload split = %s, want %s", got, want)
+	}
+}
+
+func TestAPI_Auth(t *testing.T) {
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	srv := httptest.NewServer(NewAPI(m, ParseTokens("ops:s3cret, ci:other")))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	for _, tok := range []string{"", "wrong"} {
+		c := &Client{Base: srv.URL, Token: tok}
+		_, err := c.Routes(ctx)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+			t.Errorf("token %q: err = %v, want 401", tok, err)
+		}
+		if _, err := c.SetSplit(ctx, "orders", Split{"legacy": 0, "new": 100}, "sneaky"); err == nil {
+			t.Errorf("token %q: edit accepted", tok)
+		}
+	}
+	if got := m.Table().Route("orders").Split(); got["new"] != 0 {
+		t.Fatalf("unauthorised edit changed the split to %s", got)
+	}
+
+	c := &Client{Base: srv.URL, Token: "s3cret", User: "alice"}
+	resp, err := c.SetSplit(ctx, "orders", Split{"legacy": 90, "new": 10}, "first step")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := resp.Edit.Who, "ops (alice)"; got != want {
+		t.Errorf("who = %q, want %q", got, want)
+	}
+	_, err = c.SetSplit(ctx, "orders", Split{"legacy": 90, "new": 20}, "")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || len(ae.Problems) == 0 {
+		t.Errorf("bad split err = %v, want 400 with problems", err)
+	}
+	if _, err := c.Rollback(ctx, "nope", ""); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("rollback unknown route err = %v, want 404", err)
+	}
+	h, err := c.History(ctx, "orders")
+	if err != nil || len(h.History) != 2 {
+		t.Errorf("history = %+v, %v", h, err)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9901": true, "[::1]:9901": true, "localhost:9901": true,
+		"0.0.0.0:9901": false, ":9901": false, "10.0.0.5:9901": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
