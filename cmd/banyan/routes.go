@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/user"
 	"slices"
@@ -28,7 +30,14 @@ func (f *routesFlags) client() *routes.Client {
 	if u, err := user.Current(); err == nil {
 		who = u.Username
 	}
-	return &routes.Client{Base: f.v.GetString("admin"), Token: os.Getenv(routes.DefaultTokenEnv), User: who}
+	// The variable may hold the server's "label:TOKEN" form; send the token.
+	tok := os.Getenv(routes.DefaultTokenEnv)
+	if ts := routes.ParseTokens(tok); len(ts) == 1 {
+		for t := range ts {
+			tok = t
+		}
+	}
+	return &routes.Client{Base: f.v.GetString("admin"), Token: tok, User: who}
 }
 
 func (f *routesFlags) output(w io.Writer, v any, text func(io.Writer)) error {
@@ -130,10 +139,12 @@ func newRoutesCmd() *cobra.Command {
 	return cmd
 }
 
-// apiFailure maps an admin API refusal (bad split, unknown route, nothing
-// to roll back) to exit 1; an unreachable admin stays exit 2.
+// apiFailure maps an admin API refusal of the edit itself (bad split,
+// unknown route, nothing to roll back) to exit 1; an unreachable admin or
+// a refused token stays exit 2.
 func apiFailure(err error) error {
-	if _, ok := err.(*routes.APIError); ok {
+	var ae *routes.APIError
+	if errors.As(err, &ae) && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden {
 		return failed(err)
 	}
 	return err
