@@ -16,6 +16,8 @@
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
 #        OUT (keep raw outputs here; default: a temp dir removed on exit)
 #        CADDY_IDLE (caddy keepalive_idle_conns_per_host, default 256)
+#        QUIET_WAIT, QUIET_MAX (wait up to QUIET_WAIT s, default 120, for the
+#        machine to be at most QUIET_MAX % busy, default 10, before each target)
 #        PROFILE=1 (take a CPU profile of banyan during its max-throughput run,
 #        if its admin listener serves /debug/pprof/)
 # Every process it starts is stopped on exit; every step is time-bounded.
@@ -31,6 +33,8 @@ PROFILE=${PROFILE:-0}
 # 64 client connections that closes and reopens upstream connections all the
 # time. 256 matches nginx's "keepalive 256". CADDY_IDLE=32 gives caddy's default.
 CADDY_IDLE=${CADDY_IDLE:-256}
+QUIET_WAIT=${QUIET_WAIT:-120}
+QUIET_MAX=${QUIET_MAX:-10}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/banyan-bench.XXXXXX")
@@ -94,6 +98,65 @@ wait_ok() {
 	return 1
 }
 
+# cpu_busy: percent of all CPUs not idle over the next second (whole machine).
+cpu_busy() {
+	local a b
+	a=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8+$9, $5}' /proc/stat)
+	sleep 1
+	b=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8+$9, $5}' /proc/stat)
+	awk -v a="$a" -v b="$b" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		busy = y[1] - x[1]; idle = y[2] - x[2]
+		printf "%d", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0
+	}'
+}
+
+# wait_quiet: the figures mean nothing if something else is using the CPUs
+# (a build, a test run). Wait up to QUIET_WAIT seconds for the machine to be
+# under QUIET_MAX % busy; go on with a warning otherwise. Sets BUSY.
+wait_quiet() {
+	local i
+	for i in $(seq 1 "$QUIET_WAIT"); do
+		BUSY=$(cpu_busy)
+		((BUSY <= QUIET_MAX)) && return 0
+	done
+	log "warning: machine still ${BUSY}% busy before measuring; figures will be noisy"
+}
+
+# ticks: "BUSY IDLE OURS" in clock ticks. BUSY and IDLE are the whole
+# machine's (/proc/stat); OURS is CPU used by this run: the backend, the
+# target and its child processes (nginx workers), the kernel's ksoftirqd
+# threads, and every finished child of
+# this shell (wrk, loadgen). other_pct turns two samples into the share of the
+# machine used by anything else during the measurement: a concurrent build or
+# test run shows up there instead of silently skewing the figures.
+HZ=$(getconf CLK_TCK)
+ticks() {
+	local p ours=0 kids
+	kids=$(pgrep -P "${TARGET_PID:-0}" 2>/dev/null || true)
+	# ksoftirqd threads carry loopback packet work under heavy load: ours too.
+	for p in $BACKEND_PID $TARGET_PID $kids $(pgrep -x 'ksoftirqd/[0-9]+' || true); do
+		[[ -r /proc/$p/stat ]] || continue
+		ours=$((ours + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	ours=$((ours + $(times | awk -v hz="$HZ" 'NR == 2 {
+		n = 0
+		for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] }
+		printf "%d", n * hz
+	}')))
+	# user+nice+system only: irq/softirq time (loopback packets, mostly this
+	# run's) is not charged to any process; it counts as neither ours nor other.
+	awk -v ours="$ours" '/^cpu / {print $2+$3+$4, $5+$6+$7+$8+$9, ours}' /proc/stat
+}
+other_pct() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		busy = y[1] - x[1]; idle = y[2] - x[2]; ours = y[3] - x[3]
+		o = busy - ours; if (o < 0) o = 0
+		printf "%d", (busy + idle > 0) ? 100 * o / (busy + idle) : 0
+	}'
+}
+
 # start NAME CMD...: run CMD in the background, logs to $OUT/NAME.log.
 start() {
 	local name=$1
@@ -120,6 +183,7 @@ fi
 BACKEND_PORT=$(free_port)
 BACKEND=127.0.0.1:$BACKEND_PORT
 start backend "$TMP/backend" -listen "$BACKEND"
+BACKEND_PID=$LAST_PID
 wait_ok "http://$BACKEND/" || die "backend did not come up; see $OUT/backend.log"
 
 # ---- proxies: each started just before its turn and stopped after ---------
@@ -222,6 +286,8 @@ declare -A RPS P50 P99 FP50 FP99 DETAIL
 for t in $TARGETS; do
 	log "$t: starting"
 	start_target "$t"
+	wait_quiet
+	idle_busy=$BUSY
 	log "$t: warm-up ${WARMUP}s, then wrk -t2 -c$CONNS -d${DURATION}s --latency $URL"
 	wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
 	if [[ $t == banyan && $PROFILE == 1 ]]; then
@@ -230,9 +296,12 @@ for t in $TARGETS; do
 			"http://$ADMIN/debug/pprof/profile?seconds=$psec" 2>"$OUT/banyan.pprof.err" &
 		PROF_PID=$!
 	fi
+	t0=$(ticks)
 	wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$OUT/$t.wrk.txt"
+	other_wrk=$(other_pct "$t0" "$(ticks)")
 	if [[ -n ${PROF_PID:-} ]]; then
-		wait "$PROF_PID" && log "banyan: CPU profile in $OUT/banyan.cpu.pprof" ||
+		cp "$TMP/banyan" "$OUT/banyan.bin"
+		wait "$PROF_PID" && log "banyan: CPU profile in $OUT/banyan.cpu.pprof (go tool pprof -top $OUT/banyan.bin $OUT/banyan.cpu.pprof)" ||
 			log "banyan: no CPU profile ($(cat "$OUT/banyan.pprof.err"))"
 		PROF_PID=
 	fi
@@ -243,10 +312,12 @@ for t in $TARGETS; do
 
 	sleep 1
 	log "$t: loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
+	t0=$(ticks)
 	line=$("$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" | tee "$OUT/$t.loadgen.txt")
+	other_fixed=$(other_pct "$t0" "$(ticks)")
 	FP50[$t]=$(kv p50 "$line")
 	FP99[$t]=$(kv p99 "$line")
-	DETAIL[$t]="| $t | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${wrkerr:-none} |"
+	DETAIL[$t]="| $t | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${wrkerr:-none} | $idle_busy | $other_wrk / $other_fixed |"
 
 	if [[ -n $TARGET_PID ]]; then
 		stop "$TARGET_PID"
@@ -257,7 +328,11 @@ done
 # ---- report ---------------------------------------------------------------
 rk=$((RATE / 1000))k
 [[ $((RATE % 1000)) == 0 ]] || rk=$RATE
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
 echo
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-)"
+echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)$(command -v nginx >/dev/null && echo "; $(nginx -v 2>&1 | cut -d' ' -f3)")$(command -v caddy >/dev/null && echo "; caddy $(caddy version | cut -d' ' -f1)"); banyan: $rev"
 echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns; latencies in ms"
 echo
 echo "| target | max rps | p50 | p99 | p50@$rk | p99@$rk | added p99@$rk vs direct |"
@@ -272,10 +347,12 @@ for t in $TARGETS; do
 	echo "| $t | ${RPS[$t]} | ${P50[$t]} | ${P99[$t]} | ${FP50[$t]} | ${FP99[$t]} | $added |"
 done
 echo
-echo "Fixed-rate detail (ms; p* from the scheduled send time, svc_* from the actual send, lag = client lateness):"
+echo "Detail (ms; fixed-rate p* from the scheduled send time, svc from the actual send, lag = client lateness;"
+echo "busy % = whole machine before the target started; other CPU % = share of the machine used by processes"
+echo "outside this run during the max-throughput / fixed-rate measurement — anything above a few % means noise):"
 echo
-echo "| target | ok | errors | p90@$rk | max@$rk | svc p50 | svc p99 | lag p99 | wrk errors |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| target | ok | errors | p90@$rk | max@$rk | svc p50 | svc p99 | lag p99 | wrk errors | busy % before | other CPU % (max / fixed) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
 for t in $TARGETS; do
 	echo "${DETAIL[$t]}"
 done

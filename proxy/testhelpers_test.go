@@ -1,0 +1,210 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/banyanhq/banyan/proxy"
+	"github.com/banyanhq/banyan/routes"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// backend is a real HTTP server standing in for one upstream service. Every
+// answer carries its name in the X-Backend header; unless handle is set the
+// body is the name too.
+type backend struct {
+	name string
+	URL  string
+	hits atomic.Int64
+}
+
+// newBackend starts a backend called name, closed when the test ends.
+// handle, when not nil, writes the answer (X-Backend is already set).
+func newBackend(tb testing.TB, name string, handle http.HandlerFunc) *backend {
+	tb.Helper()
+	b := &backend{name: name}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		w.Header().Set("X-Backend", name)
+		if handle != nil {
+			handle(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, name)
+	}))
+	tb.Cleanup(srv.Close)
+	b.URL = srv.URL
+	return b
+}
+
+// harness is banyan's proxy on a real socket in front of real backends,
+// with its route manager, metrics registry and a client to call it.
+type harness struct {
+	URL    string
+	mgr    *routes.Manager
+	reg    *prometheus.Registry
+	client *http.Client
+}
+
+// newHarness starts the proxy for config, a banyan YAML config in which
+// ${name} stands for the URL of the backend called name. State lives in a
+// temporary folder; everything is closed when the test ends.
+func newHarness(tb testing.TB, config string, backends ...*backend) *harness {
+	tb.Helper()
+	urls := make(map[string]string, len(backends))
+	for _, b := range backends {
+		urls[b.name] = b.URL
+	}
+	var missing []string
+	yml := os.Expand(config, func(k string) string {
+		u, ok := urls[k]
+		if !ok {
+			missing = append(missing, k)
+		}
+		return u
+	})
+	if len(missing) > 0 {
+		tb.Fatalf("config names backends that were not started: %v", missing)
+	}
+	cfg, err := routes.Parse([]byte(yml))
+	if err != nil {
+		tb.Fatalf("parse config: %v\n%s", err, yml)
+	}
+	store, err := routes.OpenStore(filepath.Join(tb.TempDir(), "state.db"))
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	tb.Cleanup(func() { _ = store.Close() })
+	mgr, err := routes.NewManager(context.Background(), cfg, store)
+	if err != nil {
+		tb.Fatalf("new manager: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	p := proxy.New(mgr.Table, proxy.NewMetrics(reg), slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(p)
+	tb.Cleanup(srv.Close)
+	return &harness{URL: srv.URL, mgr: mgr, reg: reg, client: newClient(tb)}
+}
+
+// newClient returns a client with banyan's tuned transport, so that many
+// concurrent requests reuse connections instead of exhausting ports.
+func newClient(tb testing.TB) *http.Client {
+	tr := proxy.NewTransport(0)
+	tb.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// try sends a request through the proxy and returns the answer with its
+// whole body; a Host entry in header sets the request's Host. It does not
+// stop the test, so goroutines may call it.
+func (h *harness) try(method, path string, header http.Header) (*http.Response, string, error) {
+	req, err := http.NewRequest(method, h.URL+path, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if host := header.Get("Host"); host != "" {
+		req.Host = host
+	}
+	return fetch(h.client, req)
+}
+
+// get is try for the test goroutine: it stops the test on a transport error.
+func (h *harness) get(tb testing.TB, path string, header http.Header) (*http.Response, string) {
+	tb.Helper()
+	resp, body, err := h.try(http.MethodGet, path, header)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", path, err)
+	}
+	return resp, body
+}
+
+func fetch(c *http.Client, req *http.Request) (*http.Response, string, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s %s: read body: %w", req.Method, req.URL.Path, err)
+	}
+	return resp, string(b), nil
+}
+
+// hdr builds a header from name, value pairs.
+func hdr(kv ...string) http.Header {
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	return h
+}
+
+// requestCounts reads banyan_proxy_requests_total from reg as
+// "route backend code" -> count, the way a scrape would see it.
+func requestCounts(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatalf("gather metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "banyan_proxy_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[seriesName(m)] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+func seriesName(m *dto.Metric) string {
+	labels := map[string]string{}
+	for _, l := range m.GetLabel() {
+		labels[l.GetName()] = l.GetValue()
+	}
+	return fmt.Sprintf("route=%q backend=%q code=%q", labels["route"], labels["backend"], labels["code"])
+}
+
+// waitFor polls cond until it holds or d passes, and reports whether it
+// held. It covers the gap between a client reading an answer and the proxy
+// recording it.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// missingFrom returns the strings of want that s does not contain.
+func missingFrom(s string, want ...string) []string {
+	var out []string
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
