@@ -316,7 +316,11 @@ routes:
 		{"GET", "/", nil, "fallback"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.method+" "+tt.path+" "+tt.header.Get("X-Beta"), func(t *testing.T) {
+		name := tt.method + " " + tt.path
+		if v := tt.header.Get("X-Beta"); v != "" {
+			name += " X-Beta:" + v
+		}
+		t.Run(name, func(t *testing.T) {
 			resp, body, err := h.try(tt.method, tt.path, tt.header)
 			if err != nil {
 				t.Fatal(err)
