@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,8 @@ type Config struct {
 	Forward  ForwardConfig            `yaml:"forwarded"`
 	Backends map[string]BackendConfig `yaml:"backends"`
 	Routes   []RouteConfig            `yaml:"routes"`
+	Shadow   ShadowPoolConfig         `yaml:"shadow"`
+	Reports  ReportsConfig            `yaml:"reports"`
 
 	// Path is the file the config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -81,6 +84,127 @@ type RouteConfig struct {
 	Match  MatchConfig    `yaml:"match"`
 	Split  map[string]int `yaml:"split"`
 	Sticky StickyConfig   `yaml:"sticky"`
+	Shadow ShadowConfig   `yaml:"shadow"`
+	Diff   DiffConfig     `yaml:"diff"`
+}
+
+// ShadowConfig mirrors a sample of a route's requests to the other side of
+// its legacy/new pair and compares the answers.
+type ShadowConfig struct {
+	// Percent of requests mirrored (0 = off). With a sticky key the
+	// sample is consistent per user.
+	Percent int `yaml:"percent"`
+	// Writes is "skip" (default: POST/PUT/PATCH/DELETE are never mirrored)
+	// or "dry-run" (mirrored with X-Banyan-Shadow: 1).
+	Writes string `yaml:"writes"`
+	// Legacy names the legacy backend of the compared pair (default
+	// "legacy"); the other backend of the split is the new side.
+	Legacy string `yaml:"legacy"`
+	// New names the new backend when the split has more than two.
+	New string `yaml:"new"`
+	// Timeout bounds each shadow call (default 5s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxBody: requests with larger bodies are not mirrored (default 1 MiB).
+	MaxBody Size `yaml:"max_body"`
+	// NoisePercent of mirrored requests also call the primary side a
+	// second time to learn which fields differ on their own (default 10;
+	// every request until the route has 20 such samples).
+	NoisePercent *int `yaml:"noise_percent"`
+}
+
+// Shadow write modes.
+const (
+	WritesSkip   = "skip"
+	WritesDryRun = "dry-run"
+)
+
+// DiffConfig holds a route's comparison rules (see package diff).
+type DiffConfig struct {
+	Headers        []string          `yaml:"headers" json:"headers,omitempty"`
+	Ignore         []string          `yaml:"ignore" json:"ignore,omitempty"`
+	Unordered      Unordered         `yaml:"unordered" json:"unordered,omitempty"`
+	Tolerance      map[string]string `yaml:"tolerance" json:"tolerance,omitempty"`
+	Timestamps     bool              `yaml:"timestamps" json:"timestamps,omitempty"`
+	NumericStrings bool              `yaml:"numeric_strings" json:"numeric_strings,omitempty"`
+}
+
+// Unordered maps array paths to the field that keys their elements ("" =
+// compare as a multiset). In YAML it is a list of paths or a path: key map.
+type Unordered map[string]string
+
+// UnmarshalYAML accepts ["$.items"] as well as {"$.items": "sku"}.
+func (u *Unordered) UnmarshalYAML(n *yaml.Node) error {
+	*u = Unordered{}
+	if n.Kind == yaml.SequenceNode {
+		var paths []string
+		if err := n.Decode(&paths); err != nil {
+			return err
+		}
+		for _, p := range paths {
+			(*u)[p] = ""
+		}
+		return nil
+	}
+	var m map[string]string
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	for k, v := range m {
+		(*u)[k] = v
+	}
+	return nil
+}
+
+// ShadowPoolConfig sizes the shared shadow worker pool.
+type ShadowPoolConfig struct {
+	Workers int `yaml:"workers"` // default 8
+	Queue   int `yaml:"queue"`   // default 1000; when full, new mirrors are dropped and counted
+	// CompareBody caps how much of each answer is kept for comparison
+	// (default 1 MiB); a longer body is compared as truncated text.
+	CompareBody Size `yaml:"compare_body"`
+}
+
+// ReportsConfig is where compared pairs are stored.
+type ReportsConfig struct {
+	Store       string        `yaml:"store"`        // SQLite file, beside the config (default banyan.db)
+	Redact      []string      `yaml:"redact"`       // JSON paths masked before anything is stored
+	MaxAge      time.Duration `yaml:"max_age"`      // default 168h
+	MaxOutcomes int           `yaml:"max_outcomes"` // default 1,000,000
+	Examples    int           `yaml:"examples"`     // full examples per route and field path (default 5)
+}
+
+// Size is a byte count written as 1048576, "512KiB" or "1MiB".
+type Size int64
+
+// UnmarshalYAML parses plain numbers and KiB/MiB/GiB (or KB/MB/GB, the
+// same powers of two) suffixes.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = v
+	return nil
+}
+
+// ParseSize reads a Size.
+func ParseSize(str string) (Size, error) {
+	t := strings.TrimSpace(str)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: write a byte count like 1048576, 512KiB or 1MiB", str)
+	}
+	return Size(n * mult), nil
 }
 
 // MatchConfig selects requests. An empty match is the catch-all default
@@ -138,15 +262,19 @@ var ErrInvalidConfig = errors.New("invalid config")
 
 func (e *ValidationError) Is(target error) bool { return target == ErrInvalidConfig }
 
+// Check is an extra validation that packages which own parts of the config
+// (diff rules, reports) contribute; its problems join Validate's.
+type Check func(*Config) []Problem
+
 // Load reads, defaults, env-overrides and validates the config at path.
 // The returned error is a *ValidationError listing every problem when the
 // file parses but is wrong, or a wrapped I/O / syntax error otherwise.
-func Load(path string) (*Config, error) {
+func Load(path string, checks ...Check) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := Parse(data)
+	cfg, err := Parse(data, checks...)
 	if err != nil {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
@@ -160,7 +288,7 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes a config from YAML, applies defaults and BANYAN_* env
 // overrides, and validates it.
-func Parse(data []byte) (*Config, error) {
+func Parse(data []byte, checks ...Check) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -169,8 +297,16 @@ func Parse(data []byte) (*Config, error) {
 	}
 	applyEnv(&cfg)
 	cfg.applyDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	var ps []Problem
+	var ve *ValidationError
+	if err := cfg.Validate(); errors.As(err, &ve) {
+		ps = ve.Problems
+	}
+	for _, check := range checks {
+		ps = append(ps, check(&cfg)...)
+	}
+	if len(ps) > 0 {
+		return nil, &ValidationError{Problems: ps}
 	}
 	return &cfg, nil
 }
@@ -235,6 +371,46 @@ func (c *Config) applyDefaults() {
 	if c.Override.Header == "" {
 		c.Override.Header = DefaultOverrideHeader
 	}
+	if c.Shadow.Workers == 0 {
+		c.Shadow.Workers = 8
+	}
+	if c.Shadow.Queue == 0 {
+		c.Shadow.Queue = 1000
+	}
+	if c.Shadow.CompareBody == 0 {
+		c.Shadow.CompareBody = 1 << 20
+	}
+	if c.Reports.Store == "" {
+		c.Reports.Store = "banyan.db"
+	}
+	if c.Reports.MaxAge == 0 {
+		c.Reports.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.Reports.MaxOutcomes == 0 {
+		c.Reports.MaxOutcomes = 1_000_000
+	}
+	if c.Reports.Examples == 0 {
+		c.Reports.Examples = 5
+	}
+	for i := range c.Routes {
+		sh := &c.Routes[i].Shadow
+		if sh.Writes == "" {
+			sh.Writes = WritesSkip
+		}
+		if sh.Legacy == "" {
+			sh.Legacy = "legacy"
+		}
+		if sh.Timeout == 0 {
+			sh.Timeout = 5 * time.Second
+		}
+		if sh.MaxBody == 0 {
+			sh.MaxBody = 1 << 20
+		}
+		if sh.NoisePercent == nil {
+			ten := 10
+			sh.NoisePercent = &ten
+		}
+	}
 	for name, b := range c.Backends {
 		if b.Timeout == 0 {
 			b.Timeout = DefaultBackendTimeout
@@ -246,11 +422,16 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// ReportsPath is the reports store resolved against the config's folder.
+func (c *Config) ReportsPath() string { return c.resolve(c.Reports.Store) }
+
 // StatePath is where live edits and history are kept: State resolved
 // against the config file's folder.
-func (c *Config) StatePath() string {
-	if filepath.IsAbs(c.State) || c.Path == "" {
-		return c.State
+func (c *Config) StatePath() string { return c.resolve(c.State) }
+
+func (c *Config) resolve(p string) string {
+	if filepath.IsAbs(p) || c.Path == "" {
+		return p
 	}
-	return filepath.Join(filepath.Dir(c.Path), c.State)
+	return filepath.Join(filepath.Dir(c.Path), p)
 }

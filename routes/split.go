@@ -138,15 +138,23 @@ func (a *Assignment) Counts() Split {
 // BucketOf hashes a user key into one of the 100 buckets (FNV-1a, no
 // allocation). The bucket depends only on the key, so a user keeps the same
 // bucket on every route and across restarts and replicas.
-func BucketOf(key string) int {
-	const (
-		offset = 14695981039346656037
-		prime  = 1099511628211
-	)
-	h := uint64(offset)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
-		h *= prime
+func BucketOf(key string) int { return int(fnv1a(fnvOffset, key) % Buckets) }
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnv1a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
 	}
-	return int(h % Buckets)
+	return h
+}
+
+// shadowBucketOf is BucketOf with a salt, so whether a user is in the
+// shadow sample does not depend on which backend the user is on.
+func shadowBucketOf(key string) int {
+	return int(fnv1a(fnv1a(fnvOffset, "banyan-shadow\x00"), key) % Buckets)
 }

@@ -41,14 +41,18 @@ type Table struct {
 
 // Route is one compiled route.
 type Route struct {
-	Name      string
-	Match     MatchConfig
-	Sticky    StickyConfig
-	split     Split
-	fileSplit Split
-	assign    Assignment
-	match     matcher
-	owner     [Buckets]string
+	Name   string
+	Match  MatchConfig
+	Sticky StickyConfig
+	Shadow ShadowConfig
+	Diff   DiffConfig
+	// Legacy and New are the compared pair when Shadow.Percent > 0.
+	Legacy, New string
+	split       Split
+	fileSplit   Split
+	assign      Assignment
+	match       matcher
+	owner       [Buckets]string
 }
 
 // Split returns a copy of the route's live weights.
@@ -91,9 +95,14 @@ func newTable(cfg *Config, states map[string]routeState, version int64) (*Table,
 			return nil, fmt.Errorf("route %s: no state", rc.Name)
 		}
 		r := &Route{
-			Name: rc.Name, Match: rc.Match, Sticky: rc.Sticky,
+			Name: rc.Name, Match: rc.Match, Sticky: rc.Sticky, Shadow: rc.Shadow, Diff: rc.Diff,
 			split: st.Split, fileSplit: st.FileSplit, assign: st.Assign, match: m,
 			owner: st.Assign.Owner,
+		}
+		if rc.Shadow.Percent > 0 {
+			if r.Legacy, r.New, err = rc.ShadowPair(); err != nil {
+				return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+			}
 		}
 		t.routes = append(t.routes, r)
 		t.byName[r.Name] = r
@@ -173,4 +182,21 @@ func (r *Route) StickyKey(req *http.Request) string {
 		}
 	}
 	return ""
+}
+
+// Shadowed reports whether req falls in the route's shadow sample. With a
+// sticky key the user decides, so a user is always or never mirrored;
+// without one each request is drawn.
+func (r *Route) Shadowed(req *http.Request) bool {
+	p := r.Shadow.Percent
+	switch {
+	case p <= 0:
+		return false
+	case p >= 100:
+		return true
+	}
+	if key := r.StickyKey(req); key != "" {
+		return shadowBucketOf(key) < p
+	}
+	return rand.IntN(Buckets) < p
 }

@@ -95,11 +95,70 @@ func (c *Config) Validate() error {
 		if r.Sticky.Cookie != "" && !tokenRE.MatchString(r.Sticky.Cookie) {
 			add(f+".sticky.cookie", "%q is not a valid cookie name", r.Sticky.Cookie)
 		}
+		for _, p := range validateShadow(r) {
+			add(f+".shadow"+p.Field, "%s", p.Why)
+		}
+	}
+	if c.Shadow.Workers < 1 || c.Shadow.Queue < 1 {
+		add("shadow", "workers and queue must be at least 1")
+	}
+	if c.Reports.MaxOutcomes < 0 || c.Reports.Examples < 0 || c.Reports.MaxAge < 0 {
+		add("reports", "max_age, max_outcomes and examples must not be negative")
 	}
 	if len(ps) == 0 {
 		return nil
 	}
 	return &ValidationError{Problems: ps}
+}
+
+func validateShadow(r RouteConfig) []Problem {
+	sh := r.Shadow
+	var ps []Problem
+	if sh.Percent < 0 || sh.Percent > 100 {
+		ps = append(ps, Problem{".percent", fmt.Sprintf("%d is outside 0..100", sh.Percent)})
+	}
+	if sh.Writes != WritesSkip && sh.Writes != WritesDryRun {
+		ps = append(ps, Problem{".writes", fmt.Sprintf("%q must be %s or %s", sh.Writes, WritesSkip, WritesDryRun)})
+	}
+	if sh.Timeout < 0 {
+		ps = append(ps, Problem{".timeout", "must not be negative"})
+	}
+	if sh.NoisePercent != nil && (*sh.NoisePercent < 0 || *sh.NoisePercent > 100) {
+		ps = append(ps, Problem{".noise_percent", fmt.Sprintf("%d is outside 0..100", *sh.NoisePercent)})
+	}
+	if sh.Percent > 0 && len(r.Split) > 0 {
+		if _, _, err := r.ShadowPair(); err != nil {
+			ps = append(ps, Problem{"", err.Error()})
+		}
+	}
+	return ps
+}
+
+// ShadowPair names the legacy and new backends a route's shadowing
+// compares: shadow.legacy (default "legacy") and shadow.new, or the other
+// backend when the split has exactly two.
+func (r RouteConfig) ShadowPair() (legacy, newer string, err error) {
+	legacy, newer = r.Shadow.Legacy, r.Shadow.New
+	if legacy == "" {
+		legacy = "legacy"
+	}
+	if _, ok := r.Split[legacy]; !ok {
+		return "", "", fmt.Errorf("legacy backend %q is not in the split; set shadow.legacy", legacy)
+	}
+	if newer == "" {
+		if len(r.Split) != 2 {
+			return "", "", fmt.Errorf("the split has %d backends; set shadow.new to the one compared with %s", len(r.Split), legacy)
+		}
+		for name := range r.Split {
+			if name != legacy {
+				newer = name
+			}
+		}
+	}
+	if _, ok := r.Split[newer]; !ok || newer == legacy {
+		return "", "", fmt.Errorf("new backend %q must be another backend of the split", newer)
+	}
+	return legacy, newer, nil
 }
 
 func validateMatch(m MatchConfig) []Problem {
