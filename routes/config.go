@@ -181,7 +181,8 @@ type Size int64
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseSize(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		// A TypeError lets the decoder go on, so other problems are listed too.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*s = v
 	return nil
@@ -292,15 +293,23 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, errEOF) {
-		return nil, &ValidationError{Problems: yamlProblems(err)}
+	// A type error (wrong kind of value, unknown key) still decodes the
+	// rest, so it is listed with the other problems; a syntax error ends
+	// the parse.
+	var ps []Problem
+	var te *yaml.TypeError
+	if err := dec.Decode(&cfg); errors.As(err, &te) {
+		for _, e := range te.Errors {
+			ps = append(ps, Problem{Field: "yaml", Why: e})
+		}
+	} else if err != nil && !errors.Is(err, errEOF) {
+		return nil, &ValidationError{Problems: []Problem{{Field: "yaml", Why: err.Error()}}}
 	}
 	applyEnv(&cfg)
 	cfg.applyDefaults()
-	var ps []Problem
 	var ve *ValidationError
 	if err := cfg.Validate(); errors.As(err, &ve) {
-		ps = ve.Problems
+		ps = append(ps, ve.Problems...)
 	}
 	for _, check := range checks {
 		ps = append(ps, check(&cfg)...)
@@ -316,18 +325,6 @@ var errEOF = func() error {
 	var v any
 	return yaml.NewDecoder(strings.NewReader("")).Decode(&v)
 }()
-
-func yamlProblems(err error) []Problem {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		ps := make([]Problem, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			ps = append(ps, Problem{Field: "yaml", Why: e})
-		}
-		return ps
-	}
-	return []Problem{{Field: "yaml", Why: err.Error()}}
-}
 
 // envKeys are the settings BANYAN_* variables override, e.g.
 // BANYAN_LISTEN or BANYAN_ADMIN_LISTEN.

@@ -186,3 +186,69 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParse_ShadowAndDiff(t *testing.T) {
+	cfg, err := Parse([]byte(`
+backends: {legacy: {url: http://a}, orders-svc: {url: http://b}, third: {url: http://c}}
+shadow: {workers: 4, queue: 50, compare_body: 256KiB}
+reports: {store: reports.db, redact: ["$..card_number"]}
+routes:
+  - name: orders-read
+    match: {path_prefix: /api/orders}
+    split: {legacy: 80, orders-svc: 20}
+    shadow: {percent: 100, max_body: 2MiB}
+    diff:
+      ignore: ["$.meta.request_id"]
+      unordered: {"$.items": sku}
+      tolerance: {"$.total": 0.005, "$.tax": "1%"}
+  - name: list
+    match: {path: /api/list}
+    split: {legacy: 100, orders-svc: 0}
+    shadow: {percent: 10, writes: dry-run, noise_percent: 0}
+    diff: {unordered: ["$.rows"]}
+`))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	r := cfg.Routes[0]
+	if got, want := r.Shadow.MaxBody, Size(2<<20); got != want {
+		t.Errorf("max_body = %d, want %d", got, want)
+	}
+	if got, want := cfg.Shadow.CompareBody, Size(256<<10); got != want {
+		t.Errorf("compare_body = %d, want %d", got, want)
+	}
+	if got, want := r.Diff.Unordered["$.items"], "sku"; got != want {
+		t.Errorf("unordered key = %q, want %q", got, want)
+	}
+	if got, want := r.Diff.Tolerance["$.total"], "0.005"; got != want {
+		t.Errorf("tolerance = %q, want %q", got, want)
+	}
+	if _, ok := cfg.Routes[1].Diff.Unordered["$.rows"]; !ok {
+		t.Errorf("unordered list form lost: %v", cfg.Routes[1].Diff.Unordered)
+	}
+	if got, want := *cfg.Routes[1].Shadow.NoisePercent, 0; got != want {
+		t.Errorf("noise_percent = %d, want explicit %d", got, want)
+	}
+	if got, want := *r.Shadow.NoisePercent, 10; got != want {
+		t.Errorf("noise_percent default = %d, want %d", got, want)
+	}
+	legacy, newer, err := r.ShadowPair()
+	if err != nil || legacy != "legacy" || newer != "orders-svc" {
+		t.Errorf("ShadowPair = %q, %q, %v", legacy, newer, err)
+	}
+	if got, want := r.Shadow.Writes, WritesSkip; got != want {
+		t.Errorf("writes default = %q, want %q", got, want)
+	}
+
+	_, err = Parse([]byte(`
+backends: {legacy: {url: http://a}, b: {url: http://b}, c: {url: http://c}}
+routes:
+  - {name: three, match: {path: /x}, split: {legacy: 50, b: 25, c: 25}, shadow: {percent: 5}}
+  - {name: bad, match: {path: /y}, split: {b: 50, c: 50}, shadow: {percent: 150, writes: always, max_body: lots}}
+`))
+	for _, want := range []string{"routes[three].shadow: the split has 3 backends; set shadow.new", "routes[bad].shadow.percent", "routes[bad].shadow.writes", `line 5: size "lots"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}
