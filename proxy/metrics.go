@@ -61,6 +61,9 @@ func (m *Metrics) observe(route, backend string, code int, d time.Duration) {
 		c, _ = m.counters.LoadOrStore(k, m.requests.WithLabelValues(route, backend, strconv.Itoa(code)))
 	}
 	c.(prometheus.Counter).Inc()
+	if code == 101 {
+		return // an upgraded connection's lifetime is not a request latency
+	}
 	k.code = 0
 	h, ok := m.hists.Load(k)
 	if !ok {

@@ -69,6 +69,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up := p.upstream(t, name)
 	rec := recorderPool.Get().(*recorder)
 	rec.ResponseWriter, rec.route, rec.backend, rec.code = w, rt.Name, name, 0
+	defer func() {
+		// ReverseProxy aborts with http.ErrAbortHandler when a backend breaks
+		// off mid-body; the client got a broken answer, so count it as 502.
+		if v := recover(); v != nil {
+			p.metrics.observe(rt.Name, name, http.StatusBadGateway, time.Since(start))
+			panic(v)
+		}
+	}()
 	up.rp.ServeHTTP(rec, r)
 	code := rec.code
 	if code == 0 {
@@ -111,11 +119,16 @@ func (p *Proxy) upstream(t *routes.Table, name string) *upstream {
 
 // NewTransport returns the transport banyan uses towards one backend:
 // many idle connections per host (Go's default of 2 makes a busy proxy
-// open and close connections constantly), bounded dial and header waits,
+// open and close connections constantly), bounded dial (at most 5s, and
+// no longer than the header timeout) and header waits,
 // no transparent decompression and no environment proxy.
 func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	dial := 5 * time.Second
+	if responseHeaderTimeout > 0 {
+		dial = min(dial, responseHeaderTimeout)
+	}
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,

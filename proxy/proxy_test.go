@@ -742,8 +742,17 @@ func TestProxy_Metrics(t *testing.T) {
 	broken := newBackend(t, "broken", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "maintenance", http.StatusServiceUnavailable)
 	})
+	// cut promises 1,000 bytes, sends 10 and breaks off.
+	cut := newBackend(t, "cut", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "0123456789")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
 	h := newHarness(t, twoBackends+`
   broken: {url: "${broken}"}
+  cut: {url: "${cut}"}
 routes:
   - name: orders
     match: {path_prefix: /orders}
@@ -751,7 +760,10 @@ routes:
   - name: flaky
     match: {path_prefix: /flaky}
     split: {broken: 100}
-`, legacy, next, broken)
+  - name: cut
+    match: {path_prefix: /cut}
+    split: {cut: 100}
+`, legacy, next, broken, cut)
 
 	send := func(n int, path string, header http.Header, wantStatus int) {
 		t.Helper()
@@ -765,6 +777,12 @@ routes:
 	send(7, "/orders/2", hdr("X-Banyan-Backend", "new"), http.StatusOK)
 	send(4, "/flaky", nil, http.StatusServiceUnavailable)
 	send(3, "/nowhere", nil, http.StatusNotFound)
+	for range 2 {
+		// The client sees a truncated body; banyan counts it as a failure.
+		if _, _, err := h.try(http.MethodGet, "/cut", nil); err == nil {
+			t.Fatal("GET /cut: a body cut short was read without error")
+		}
+	}
 
 	want := map[string]float64{
 		`route="orders" backend="legacy" code="200"`: 13,
@@ -779,8 +797,13 @@ routes:
 		for _, v := range got {
 			sum += v
 		}
-		return sum >= 27
+		return sum >= 29
 	})
+	// The client may retry a GET whose body broke off, so at least 2.
+	if n := got[`route="cut" backend="cut" code="502"`]; n < 2 {
+		t.Errorf("aborted responses counted %v times as 502, want at least 2", n)
+	}
+	delete(got, `route="cut" backend="cut" code="502"`)
 	if !maps.Equal(got, want) {
 		t.Errorf("banyan_proxy_requests_total:\n got %v\nwant %v", got, want)
 	}
