@@ -1,0 +1,665 @@
+package reports
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/banyanhq/banyan/diff"
+)
+
+// Masked replaces a value selected by a redaction path.
+const Masked = "[redacted]"
+
+// ErrBadRedactPath is returned by NewRedactor for a path it cannot parse.
+var ErrBadRedactPath = errors.New("bad redact path")
+
+// sensitiveHeaders are masked whole: they carry credentials, not data.
+var sensitiveHeaders = map[string]bool{
+	"Authorization":       true,
+	"Proxy-Authorization": true,
+	"Cookie":              true,
+	"Set-Cookie":          true,
+	"X-Api-Key":           true,
+}
+
+// Redactor masks secrets before anything is stored or logged: values at
+// the configured JSON paths, and anywhere in text card numbers (13–19
+// digits, optionally split by spaces or dashes, passing the Luhn check;
+// only the last 4 digits are kept) and e-mail addresses ("j***@example.com").
+//
+// The zero Redactor, and a nil *Redactor, apply the built-in detection
+// only. A Redactor is immutable and safe for concurrent use.
+type Redactor struct {
+	paths [][]segment
+	// keys are the last names of the paths ("card_number" for
+	// "$..card_number"); in text that is not JSON (a truncated body, a
+	// query string) their values are masked wherever they appear.
+	keys    []string
+	jsonKey *regexp.Regexp // "key": value
+	query   *regexp.Regexp // key=value in a query string
+}
+
+// NewRedactor parses JSON paths such as "$..card_number", "$..email",
+// "$.customer.phone" or "$.items[*].card": "." selects a member, ".."
+// any descendant, "*" and "[*]" any member or element, "[2]" one element,
+// "['a b']" a member with any name. Every bad path is reported at once.
+func NewRedactor(paths []string) (*Redactor, error) {
+	r := &Redactor{}
+	var errs []error
+	seen := map[string]bool{}
+	for _, p := range paths {
+		segs, err := parsePath(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w %q: %v", ErrBadRedactPath, p, err))
+			continue
+		}
+		r.paths = append(r.paths, segs)
+		if last := segs[len(segs)-1]; last.kind == segName && !seen[last.name] {
+			seen[last.name] = true
+			r.keys = append(r.keys, last.name)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if len(r.keys) > 0 {
+		alt := make([]string, len(r.keys))
+		for i, k := range r.keys {
+			alt[i] = regexp.QuoteMeta(k)
+		}
+		names := strings.Join(alt, "|")
+		r.jsonKey = regexp.MustCompile(`("(?:` + names + `)"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)`)
+		r.query = regexp.MustCompile(`((?:^|[?&;])(?:` + names + `)=)([^&;#]*)`)
+	}
+	return r, nil
+}
+
+// Outcome returns a copy of o with both bodies, both headers, the URL,
+// the error texts and every difference redacted. o is not modified.
+func (r *Redactor) Outcome(o diff.Outcome) diff.Outcome {
+	o.URL = r.URL(o.URL)
+	o.Legacy = r.response(o.Legacy)
+	o.New = r.response(o.New)
+	if len(o.Differences) > 0 {
+		ds := make([]diff.Difference, len(o.Differences))
+		for i, d := range o.Differences {
+			ds[i] = r.Difference(d)
+		}
+		o.Differences = ds
+	}
+	return o
+}
+
+func (r *Redactor) response(resp diff.Response) diff.Response {
+	if resp.Truncated {
+		resp.Body = []byte(r.Text(string(resp.Body)))
+	} else {
+		resp.Body = r.Body(resp.Body)
+	}
+	resp.Header = r.Header(resp.Header)
+	resp.Err = r.Text(resp.Err)
+	return resp
+}
+
+// Difference redacts both values of d (and its path, should a member name
+// hold an e-mail address). A value at, or inside, a redacted path is
+// masked; anything else gets the built-in detection.
+func (r *Redactor) Difference(d diff.Difference) diff.Difference {
+	d.Path = r.Text(d.Path)
+	at, ok := parseConcrete(d.Path)
+	if !ok {
+		// "status", "header.X", "body:L12": no JSON path to match.
+		d.Legacy = r.textValue(d.Legacy)
+		d.New = r.textValue(d.New)
+		return d
+	}
+	if r.selectsPrefix(at) {
+		if d.Legacy != nil {
+			d.Legacy = Masked
+		}
+		if d.New != nil {
+			d.New = Masked
+		}
+		return d
+	}
+	d.Legacy, _ = r.walk(d.Legacy, at)
+	d.New, _ = r.walk(d.New, at)
+	return d
+}
+
+// textValue applies the built-in and key detection to a value that is not
+// under a JSON path (header values, lines of a text body).
+func (r *Redactor) textValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		return r.Text(x)
+	case nil:
+		return nil
+	}
+	w, _ := r.walk(v, nil)
+	return w
+}
+
+// Body redacts a response or request body. A JSON body has the paths
+// masked and every string and number checked; it is re-encoded only when
+// something was masked. Any other body is redacted as text.
+func (r *Redactor) Body(b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	v, ok := decodeJSON(b)
+	if !ok {
+		return []byte(r.Text(string(b)))
+	}
+	out, changed := r.walk(v, []step{})
+	if !changed {
+		return b
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		return []byte(r.Text(string(b)))
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// Header returns a redacted copy of h: credentials (Authorization, Cookie,
+// Set-Cookie...) are masked whole, other values get the built-in detection.
+func (r *Redactor) Header(h map[string][]string) map[string][]string {
+	if h == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(h))
+	for k, vs := range h {
+		c := make([]string, len(vs))
+		for i, v := range vs {
+			if sensitiveHeaders[http.CanonicalHeaderKey(k)] {
+				c[i] = Masked
+			} else {
+				c[i] = r.Text(v)
+			}
+		}
+		out[k] = c
+	}
+	return out
+}
+
+// URL redacts a request path and query: query parameters named like the
+// last member of a redact path are masked, then the built-in detection
+// runs (it also finds "%40"-encoded e-mail addresses).
+func (r *Redactor) URL(u string) string {
+	if r != nil && r.query != nil {
+		u = r.query.ReplaceAllString(u, "${1}"+Masked)
+	}
+	return r.Text(u)
+}
+
+// Text masks card numbers and e-mail addresses in free text, and the values
+// of JSON members named like the last member of a redact path (for JSON
+// that could not be parsed, such as a truncated body).
+func (r *Redactor) Text(s string) string {
+	if s == "" {
+		return s
+	}
+	if r != nil && r.jsonKey != nil {
+		s = r.jsonKey.ReplaceAllString(s, `${1}"`+Masked+`"`)
+	}
+	s = maskEmails(s)
+	return maskCards(s)
+}
+
+// walk returns v with selected paths masked and every string, number and
+// member name checked; at is v's own path (nil when unknown: then only
+// the built-in detection applies).
+func (r *Redactor) walk(v any, at []step) (any, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		changed := false
+		out := make(map[string]any, len(x))
+		for k, child := range x {
+			nk := r.Text(k)
+			if nk != k {
+				changed = true
+			}
+			if at != nil {
+				p := append(at[:len(at):len(at)], step{name: k})
+				if r.selects(p) {
+					out[nk] = Masked
+					changed = true
+					continue
+				}
+				child2, c := r.walk(child, p)
+				out[nk], changed = child2, changed || c
+				continue
+			}
+			child2, c := r.walk(child, nil)
+			out[nk], changed = child2, changed || c
+		}
+		return out, changed
+	case []any:
+		changed := false
+		out := make([]any, len(x))
+		for i, child := range x {
+			if at != nil {
+				p := append(at[:len(at):len(at)], step{index: i, isIndex: true})
+				if r.selects(p) {
+					out[i] = Masked
+					changed = true
+					continue
+				}
+				child2, c := r.walk(child, p)
+				out[i], changed = child2, changed || c
+				continue
+			}
+			child2, c := r.walk(child, nil)
+			out[i], changed = child2, changed || c
+		}
+		return out, changed
+	case string:
+		m := maskEmails(x)
+		m = maskCards(m)
+		return m, m != x
+	case json.Number:
+		if s := maskCards(string(x)); s != string(x) {
+			return s, true
+		}
+		return x, false
+	case float64:
+		// Values decoded without UseNumber: integers that large print
+		// exactly up to 2^53, which covers 13–15 digit card numbers; above
+		// that the digits are already approximate.
+		s := strconv.FormatFloat(x, 'f', -1, 64)
+		if m := maskCards(s); m != s {
+			return m, true
+		}
+		return x, false
+	case int64, int:
+		s := fmt.Sprint(x)
+		if m := maskCards(s); m != s {
+			return m, true
+		}
+		return x, false
+	}
+	return v, false
+}
+
+func (r *Redactor) selects(at []step) bool {
+	if r == nil {
+		return false
+	}
+	for _, p := range r.paths {
+		if matchPath(p, at) {
+			return true
+		}
+	}
+	return false
+}
+
+// selectsPrefix reports whether a path selects at or one of its ancestors.
+func (r *Redactor) selectsPrefix(at []step) bool {
+	for i := 1; i <= len(at); i++ {
+		if r.selects(at[:i]) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeJSON decodes exactly one JSON value, keeping numbers as written.
+func decodeJSON(b []byte) (any, bool) {
+	t := bytes.TrimSpace(b)
+	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') {
+		// Bare numbers and literals are left to the text path, which
+		// treats them the same.
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(t))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false
+	}
+	return v, true
+}
+
+// --- paths ---
+
+type segKind int
+
+const (
+	segName  segKind = iota // .name or ['name']
+	segIndex                // [2]
+	segAny                  // .* or [*]
+)
+
+// segment is one step of a redact path; deep means it may match at any
+// depth below the previous step ("..").
+type segment struct {
+	kind  segKind
+	name  string
+	index int
+	deep  bool
+}
+
+func (s segment) matches(st step) bool {
+	switch s.kind {
+	case segAny:
+		return true
+	case segIndex:
+		return st.isIndex && st.index == s.index
+	}
+	return !st.isIndex && st.name == s.name
+}
+
+// step is one step of a concrete path: a member name or an array index.
+type step struct {
+	name    string
+	index   int
+	isIndex bool
+}
+
+func matchPath(p []segment, at []step) bool {
+	if len(p) == 0 {
+		return len(at) == 0
+	}
+	s := p[0]
+	if s.deep {
+		for k := 0; k < len(at); k++ {
+			if s.matches(at[k]) && matchPath(p[1:], at[k+1:]) {
+				return true
+			}
+		}
+		return false
+	}
+	return len(at) > 0 && s.matches(at[0]) && matchPath(p[1:], at[1:])
+}
+
+// parsePath parses a redact path pattern.
+func parsePath(p string) ([]segment, error) {
+	if !strings.HasPrefix(p, "$") {
+		return nil, errors.New(`must start with "$"`)
+	}
+	var segs []segment
+	i := 1
+	for i < len(p) {
+		deep := false
+		switch {
+		case strings.HasPrefix(p[i:], ".."):
+			deep = true
+			i += 2
+		case p[i] == '.':
+			i++
+		case p[i] == '[':
+		default:
+			return nil, fmt.Errorf("unexpected %q at offset %d", p[i], i)
+		}
+		if i >= len(p) {
+			return nil, errors.New("ends after a dot")
+		}
+		if p[i] == '[' {
+			seg, n, err := parseBracket(p[i:])
+			if err != nil {
+				return nil, err
+			}
+			seg.deep = deep
+			segs = append(segs, seg)
+			i += n
+			continue
+		}
+		j := i
+		for j < len(p) && p[j] != '.' && p[j] != '[' {
+			j++
+		}
+		name := p[i:j]
+		if name == "" {
+			return nil, fmt.Errorf("empty member name at offset %d", i)
+		}
+		if name == "*" {
+			segs = append(segs, segment{kind: segAny, deep: deep})
+		} else {
+			segs = append(segs, segment{kind: segName, name: name, deep: deep})
+		}
+		i = j
+	}
+	if len(segs) == 0 {
+		return nil, errors.New(`selects the whole body; name a member, e.g. "$..email"`)
+	}
+	return segs, nil
+}
+
+// parseBracket parses "[*]", "[2]", "['name']" or `["name"]` at the start
+// of s and returns how many bytes it used.
+func parseBracket(s string) (segment, int, error) {
+	end := strings.IndexByte(s, ']')
+	if len(s) > 1 && (s[1] == '\'' || s[1] == '"') {
+		q := s[1]
+		close := strings.IndexByte(s[2:], q)
+		if close < 0 || len(s) < close+4 || s[close+3] != ']' {
+			return segment{}, 0, fmt.Errorf("unterminated %s", s)
+		}
+		return segment{kind: segName, name: s[2 : close+2]}, close + 4, nil
+	}
+	if end < 0 {
+		return segment{}, 0, fmt.Errorf("unterminated %s", s)
+	}
+	in := s[1:end]
+	if in == "*" {
+		return segment{kind: segAny}, end + 1, nil
+	}
+	n, err := strconv.Atoi(in)
+	if err != nil || n < 0 {
+		return segment{}, 0, fmt.Errorf("bad index [%s]", in)
+	}
+	return segment{kind: segIndex, index: n}, end + 1, nil
+}
+
+// parseConcrete parses a difference's path ("$.items[2].price",
+// "$['a b'].c") into steps; ok is false for paths that are not JSON paths.
+func parseConcrete(p string) ([]step, bool) {
+	if !strings.HasPrefix(p, "$") {
+		return nil, false
+	}
+	segs, err := parsePathLenient(p)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]step, 0, len(segs))
+	for _, s := range segs {
+		switch s.kind {
+		case segName:
+			out = append(out, step{name: s.name})
+		case segIndex:
+			out = append(out, step{index: s.index, isIndex: true})
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+func parsePathLenient(p string) ([]segment, error) {
+	if p == "$" {
+		return nil, nil
+	}
+	return parsePath(p)
+}
+
+// --- built-in detection ---
+
+// emailRE finds addresses, also with the "@" percent-encoded (in URLs).
+var emailRE = regexp.MustCompile(`([A-Za-z0-9._%+\-]+?)(@|%40)([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})`)
+
+// maskEmails keeps the first character of the local part and the domain:
+// "jane.doe@example.com" becomes "j***@example.com".
+func maskEmails(s string) string {
+	if !strings.Contains(s, "@") && !strings.Contains(s, "%40") {
+		return s
+	}
+	// A domain may run into a second address ("a@b.io@c.io"): repeat
+	// until nothing is left to mask.
+	for range 4 {
+		out := emailRE.ReplaceAllStringFunc(s, func(m string) string {
+			sub := emailRE.FindStringSubmatch(m)
+			return sub[1][:1] + "***" + sub[2] + sub[3]
+		})
+		if out == s {
+			break
+		}
+		s = out
+	}
+	return s
+}
+
+// digitRunRE finds runs of digit groups joined by single spaces or dashes.
+var digitRunRE = regexp.MustCompile(`\d+(?:[ \-]\d+)*`)
+
+// maskCards masks every card number in s, keeping its last 4 digits and
+// its separators: "4111 1111 1111 1111" becomes "**** **** **** 1111".
+// A candidate is 13–19 digits made of whole digit groups, not glued to
+// other digits or letters, and must pass the Luhn check, so a 16-digit
+// order number that is not a card number stays as it is.
+func maskCards(s string) string {
+	if !hasDigits(s, 13) {
+		return s
+	}
+	locs := digitRunRE.FindAllStringIndex(s, -1)
+	if locs == nil {
+		return s
+	}
+	b := []byte(s)
+	changed := false
+	for _, loc := range locs {
+		start, end := loc[0], loc[1]
+		if isDecimalPart(s, start, end) {
+			continue
+		}
+		groups := splitGroups(s, start, end)
+		i := 0
+		if afterMask(s, start) {
+			i = 1 // the kept last digits of a masked number are not a new one
+		}
+		for i < len(groups) {
+			j, ok := cardAt(s, groups, i)
+			if !ok {
+				i++
+				continue
+			}
+			maskDigits(b, groups[i][0], groups[j][1])
+			changed = true
+			i = j + 1
+		}
+	}
+	if !changed {
+		return s
+	}
+	return string(b)
+}
+
+// cardAt finds the longest run of groups starting at i that is a card
+// number and returns the index of its last group.
+func cardAt(s string, groups [][2]int, i int) (int, bool) {
+	best, found, n := 0, false, 0
+	for j := i; j < len(groups); j++ {
+		n += groups[j][1] - groups[j][0]
+		if n > 19 {
+			break
+		}
+		if n >= 13 && luhn(s, groups[i][0], groups[j][1]) {
+			best, found = j, true
+		}
+	}
+	return best, found
+}
+
+func splitGroups(s string, start, end int) [][2]int {
+	var gs [][2]int
+	g := start
+	for i := start; i < end; i++ {
+		if s[i] == ' ' || s[i] == '-' {
+			gs = append(gs, [2]int{g, i})
+			g = i + 1
+		}
+	}
+	return append(gs, [2]int{g, end})
+}
+
+func luhn(s string, start, end int) bool {
+	sum, double := 0, false
+	for i := end - 1; i >= start; i-- {
+		c := s[i]
+		if c < '0' || c > '9' {
+			continue
+		}
+		d := int(c - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// maskDigits replaces all but the last 4 digits in b[start:end] with '*'.
+func maskDigits(b []byte, start, end int) {
+	keep := 4
+	for i := end - 1; i >= start; i-- {
+		if b[i] < '0' || b[i] > '9' {
+			continue
+		}
+		if keep > 0 {
+			keep--
+			continue
+		}
+		b[i] = '*'
+	}
+}
+
+// afterMask reports whether the digits at start follow a masked card
+// number ("****1111", "**** 1111").
+func afterMask(s string, start int) bool {
+	if start >= 1 && s[start-1] == '*' {
+		return true
+	}
+	return start >= 2 && (s[start-1] == ' ' || s[start-1] == '-') && s[start-2] == '*'
+}
+
+// isDecimalPart reports whether the digits at s[start:end] are the
+// integer or fraction part of a decimal number ("3.14159..."). Digits glued
+// to letters are still checked: masking an identifier that happens to pass
+// the Luhn check is the safe mistake.
+func isDecimalPart(s string, start, end int) bool {
+	if start >= 2 && s[start-1] == '.' && isDigit(s[start-2]) {
+		return true
+	}
+	return end+1 < len(s) && s[end] == '.' && isDigit(s[end+1])
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func hasDigits(s string, n int) bool {
+	c := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			c++
+			if c >= n {
+				return true
+			}
+		}
+	}
+	return false
+}

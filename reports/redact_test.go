@@ -1,0 +1,173 @@
+package reports
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/banyanhq/banyan/diff"
+)
+
+func TestRedactor_Text(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"card with spaces", "paid with 4111 1111 1111 1111 today", "paid with **** **** **** 1111 today"},
+		{"card with dashes", "cc=4111-1111-1111-1111", "cc=****-****-****-1111"},
+		{"card plain", "4111111111111111", "************1111"},
+		{"card 15 digits amex", "378282246310005.", "***********0005."},
+		{"card after quantity", "2 4111 1111 1111 1111", "2 **** **** **** 1111"},
+		{"card glued to letters", "cc4111111111111111x", "cc************1111x"},
+		{"non-Luhn order number", "order 1234567812345678", "order 1234567812345678"},
+		{"too long digit run", "id 41111111111111110000", "id 41111111111111110000"},
+		{"short number", "total 12345", "total 12345"},
+		{"decimal fraction", "pi 3.4111111111111111", "pi 3.4111111111111111"},
+		{"date", "2024-01-15", "2024-01-15"},
+		{"email", "write to jane.doe@example.com now", "write to j***@example.com now"},
+		{"email percent-encoded", "/u?mail=jane%40example.co.uk", "/u?mail=j***%40example.co.uk"},
+		{"two emails", "a@b.io, bob@shop.example", "a***@b.io, b***@shop.example"},
+		{"masked stays masked", "j***@example.com ************1111", "j***@example.com ************1111"},
+		{"not an email", "user@localhost", "user@localhost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := r.Text(tt.in); got != tt.want {
+				t.Errorf("Text(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactor_Body(t *testing.T) {
+	r, err := NewRedactor([]string{"$..card_number", "$.customer.phone", "$.items[*].secret", "$['odd key']"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"untouched JSON keeps its bytes", `{"b": 1,  "a": [1, 2]}`, `{"b": 1,  "a": [1, 2]}`},
+		{"deep path, any depth", `{"pay":{"card_number":"5500 0000 0000 0004x"},"card_number":"1"}`, `{"card_number":"[redacted]","pay":{"card_number":"[redacted]"}}`},
+		{"exact path only", `{"customer":{"phone":"555-0100"},"phone":"555-0101"}`, `{"customer":{"phone":"[redacted]"},"phone":"555-0101"}`},
+		{"array wildcard", `{"items":[{"secret":"s1","n":1},{"secret":"s2"}]}`, `{"items":[{"n":1,"secret":"[redacted]"},{"secret":"[redacted]"}]}`},
+		{"quoted member", `{"odd key":"x","other":"y"}`, `{"odd key":"[redacted]","other":"y"}`},
+		{"built-in in any string and number", `{"note":"mail jane@example.com","pan":4111111111111111,"order":1234567812345678}`, `{"note":"mail j***@example.com","order":1234567812345678,"pan":"************1111"}`},
+		{"truncated JSON as text, keys still masked", `{"card_number": "9999", "email": "jane@example.com", "x": "4111 1111 1111 1111`, `{"card_number": "[redacted]", "email": "j***@example.com", "x": "**** **** **** 1111`},
+		{"plain text", "Hello jane@example.com, card 4111111111111111", "Hello j***@example.com, card ************1111"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(r.Body([]byte(tt.in))); got != tt.want {
+				t.Errorf("Body(%s)\n got %s\nwant %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactor_Difference(t *testing.T) {
+	r, err := NewRedactor([]string{"$..email", "$.customer.phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		in   diff.Difference
+		want string
+	}{
+		{"value at a redacted path", diff.Difference{Path: "$.users[3].email", Kind: diff.Changed, Legacy: "secret", New: "other"},
+			`{"path":"$.users[3].email","kind":"changed","legacy":"[redacted]","new":"[redacted]"}`},
+		{"value under a redacted ancestor", diff.Difference{Path: "$.customer.phone.ext", Kind: diff.Changed, Legacy: "12", New: "13"},
+			`{"path":"$.customer.phone.ext","kind":"changed","legacy":"[redacted]","new":"[redacted]"}`},
+		{"object containing a redacted path", diff.Difference{Path: "$.customer", Kind: diff.Missing, Legacy: map[string]any{"phone": "555", "name": "Jo"}},
+			`{"path":"$.customer","kind":"missing","legacy":{"name":"Jo","phone":"[redacted]"}}`},
+		{"card in a changed value", diff.Difference{Path: "$.note", Kind: diff.Changed, Legacy: "card 4111 1111 1111 1111", New: json.Number("4111111111111111")},
+			`{"path":"$.note","kind":"changed","legacy":"card **** **** **** 1111","new":"************1111"}`},
+		{"float card number", diff.Difference{Path: "$.n", Kind: diff.Changed, Legacy: float64(4111111111111111), New: float64(7)},
+			`{"path":"$.n","kind":"changed","legacy":"************1111","new":7}`},
+		{"text body line", diff.Difference{Path: "body:L3", Kind: diff.Changed, Legacy: "email: jane@example.com", New: "email: jo@example.com"},
+			`{"path":"body:L3","kind":"changed","legacy":"email: j***@example.com","new":"email: j***@example.com"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := json.Marshal(r.Difference(tt.in))
+			if got := string(b); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactor_URLAndHeader(t *testing.T) {
+	r, err := NewRedactor([]string{"$..card_number", "$..token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.URL("/pay?card_number=5500000000000004&token=abc&q=1"), "/pay?card_number=[redacted]&token=[redacted]&q=1"; got != want {
+		t.Errorf("URL = %q, want %q", got, want)
+	}
+	if got, want := r.URL("/users/jane@example.com/cards/4111111111111111"), "/users/j***@example.com/cards/************1111"; got != want {
+		t.Errorf("URL = %q, want %q", got, want)
+	}
+	h := r.Header(map[string][]string{"Set-Cookie": {"sid=1"}, "Authorization": {"Bearer x"}, "X-Customer": {"jane@example.com"}, "Content-Type": {"application/json"}})
+	b, _ := json.Marshal(h)
+	if got, want := string(b), `{"Authorization":["[redacted]"],"Content-Type":["application/json"],"Set-Cookie":["[redacted]"],"X-Customer":["j***@example.com"]}`; got != want {
+		t.Errorf("Header = %s, want %s", got, want)
+	}
+}
+
+func TestRedactor_Outcome(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := diff.Outcome{
+		URL:         "/x?email=jane@example.com",
+		Legacy:      diff.Response{Body: []byte(`{"pan":"4111111111111111"}`), Err: "dial jane@example.com"},
+		New:         diff.Response{Body: []byte(`4111111111111111`), Truncated: true},
+		Differences: []diff.Difference{{Path: "$.pan", Kind: diff.Changed, Legacy: "4111111111111111"}},
+	}
+	orig, _ := json.Marshal(in)
+	out := r.Outcome(in)
+	b, _ := json.Marshal(out)
+	for _, secret := range []string{"4111111111111111", "jane@"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("redacted outcome still holds %q: %s", secret, b)
+		}
+	}
+	if again, _ := json.Marshal(in); string(again) != string(orig) {
+		t.Errorf("Outcome modified its argument:\n%s\n%s", orig, again)
+	}
+}
+
+func TestNewRedactor_BadPaths(t *testing.T) {
+	_, err := NewRedactor([]string{"$..ok", "card_number", "$.a[x]", "$", "$.a.", "$['open"})
+	if !errors.Is(err, ErrBadRedactPath) {
+		t.Fatalf("err = %v, want ErrBadRedactPath", err)
+	}
+	for _, p := range []string{`"card_number"`, `"$.a[x]"`, `"$"`, `"$.a."`, `"$['open"`} {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error does not name %s:\n%v", p, err)
+		}
+	}
+	if strings.Contains(err.Error(), `"$..ok"`) {
+		t.Errorf("good path reported as bad:\n%v", err)
+	}
+}
+
+func FuzzRedactor_Text(f *testing.F) {
+	for _, s := range []string{"4111 1111 1111 1111", "jane@example.com", "1234-5678", `{"card_number": "4`} {
+		f.Add(s)
+	}
+	r, _ := NewRedactor([]string{"$..card_number"})
+	f.Fuzz(func(t *testing.T, s string) {
+		out := r.Text(s)
+		if again := r.Text(out); again != out {
+			t.Errorf("Text not idempotent: %q -> %q -> %q", s, out, again)
+		}
+	})
+}
