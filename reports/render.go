@@ -33,24 +33,25 @@ func WriteJSON(w io.Writer, r *Report) error {
 // (differences first, then noise) with one redacted example each, and a
 // one-line verdict per route and for the whole report.
 func WriteText(w io.Writer, r *Report) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	ew := &errWriter{w: w}
 	since := "everything kept"
 	if !r.Since.IsZero() {
 		since = "since " + r.Since.UTC().Format(time.DateTime) + " UTC"
 	}
-	fmt.Fprintf(tw, "banyan report, %s (generated %s UTC)\n", since, r.Generated.UTC().Format(time.DateTime))
+	fmt.Fprintf(ew, "banyan report, %s (generated %s UTC)\n", since, r.Generated.UTC().Format(time.DateTime))
 	if len(r.Routes) == 0 {
-		fmt.Fprintln(tw, "\nno compared pairs")
+		fmt.Fprintln(ew, "\nno compared pairs")
 	}
 	for _, rt := range r.Routes {
-		fmt.Fprintf(tw, "\n%s\n", rt.Route)
-		fmt.Fprintf(tw, "  compared %d\tmatched %d (%s)\tdiffs %d (%s)\tnoise-only %d (%s)\terrors %d (%s)\tmatch rate %s\n",
+		fmt.Fprintf(ew, "\n%s\n", rt.Route)
+		fmt.Fprintf(ew, "  compared %d, matched %d (%s), diffs %d (%s), noise-only %d (%s), errors %d (%s); match rate %s\n",
 			rt.Compared, rt.Matched, pct(rt.Matched, rt.Compared), rt.Diffs, pct(rt.Diffs, rt.Compared),
 			rt.NoiseOnly, pct(rt.NoiseOnly, rt.Compared), rt.Errors, pct(rt.Errors, rt.Compared), rate(rt.MatchRate))
-		fmt.Fprintf(tw, "  latency ms\tp50\tp99\n")
-		fmt.Fprintf(tw, "    legacy\t%s\t%s\n", ms(rt.LatencyMS.Legacy.P50), ms(rt.LatencyMS.Legacy.P99))
-		fmt.Fprintf(tw, "    new\t%s\t%s\n", ms(rt.LatencyMS.New.P50), ms(rt.LatencyMS.New.P99))
+		fmt.Fprintf(ew, "  %-10s %8s %8s\n", "latency ms", "p50", "p99")
+		fmt.Fprintf(ew, "  %-10s %8s %8s\n", "legacy", ms(rt.LatencyMS.Legacy.P50), ms(rt.LatencyMS.Legacy.P99))
+		fmt.Fprintf(ew, "  %-10s %8s %8s\n", "new", ms(rt.LatencyMS.New.P50), ms(rt.LatencyMS.New.P99))
 		if len(rt.Fields) > 0 {
+			tw := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "  field path\tcount\tkind\texample\n")
 			shownDiff, shownNoise, hidden := 0, 0, 0
 			for _, f := range rt.Fields {
@@ -67,16 +68,32 @@ func WriteText(w io.Writer, r *Report) error {
 				if f.Noise {
 					kind += " (noise)"
 				}
-				fmt.Fprintf(tw, "    %s\t%d\t%s\t%s\n", f.Path, f.Count, kind, exampleText(f.Example))
+				fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", f.Path, f.Count, kind, exampleText(f.Example))
 			}
+			tw.Flush()
 			if hidden > 0 {
-				fmt.Fprintf(tw, "    ... %d more field paths (--format json lists all)\n", hidden)
+				fmt.Fprintf(ew, "  ... %d more field paths (--format json lists all)\n", hidden)
 			}
 		}
-		fmt.Fprintf(tw, "  verdict: %s\n", routeVerdict(rt))
+		fmt.Fprintf(ew, "  verdict: %s\n", routeVerdict(rt))
 	}
-	fmt.Fprintf(tw, "\n%s\n", reportVerdict(r))
-	return tw.Flush()
+	fmt.Fprintf(ew, "\n%s\n", reportVerdict(r))
+	return ew.err
+}
+
+// errWriter keeps the first write error so rendering code can ignore it.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }
 
 // routeVerdict is one line saying what the numbers mean for the route.

@@ -1,0 +1,191 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/banyanhq/banyan/diff"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
+
+// goldenStore records a small, fixed estate: orders-read differs in one
+// field and has a noisy request_id; checkout matches; search has an error.
+func goldenStore(tb testing.TB) *Store {
+	tb.Helper()
+	s, _ := openTestStore(tb, Options{Redact: []string{"$..email"}})
+	base := testNow.Add(-20 * time.Minute)
+	for i := 1; i <= 20; i++ {
+		at := base.Add(time.Duration(i) * time.Second)
+		o := outcome("orders-read", at, diff.NoiseOnly, 10+i, 8+i,
+			diff.Difference{Path: "$.meta.request_id", Kind: diff.Changed, Legacy: "req-a", New: "req-b", Noise: true})
+		o.URL = "/api/orders/" + strings.Repeat("7", i%3+1)
+		if i%5 == 0 {
+			o.Verdict = diff.Diff
+			o.Differences = append(o.Differences,
+				diff.Difference{Path: "$.items[0].price", Kind: diff.Changed, Legacy: 1999, New: 2000},
+				diff.Difference{Path: "$.customer.email", Kind: diff.Changed, Legacy: "jane@example.com", New: "JANE@example.com"})
+		}
+		record(tb, s, o)
+		record(tb, s, outcome("checkout", at, diff.Match, 30, 25))
+	}
+	e := outcome("search", base, diff.Error, 40, 0)
+	e.New = diff.Response{Backend: "svc", Err: "timeout after 5s"}
+	record(tb, s, e, outcome("search", base.Add(time.Second), diff.Match, 42, 21))
+	flush(tb, s)
+	return s
+}
+
+func goldenReport(tb testing.TB) *Report {
+	tb.Helper()
+	rep, err := goldenStore(tb).Report(context.Background(), Query{Since: testNow.Add(-time.Hour)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rep
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./reports -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output (go test ./reports -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteText(&b, goldenReport(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "report.txt.golden", b.Bytes())
+}
+
+func TestWriteJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteJSON(&b, goldenReport(t)); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "report.json.golden", b.Bytes())
+}
+
+func TestWriteHTML(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteHTML(&b, goldenReport(t)); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, want := range []string{"<!DOCTYPE html>", "orders-read", "$.items[*].price", "$.meta.request_id", "(noise)", "DIFFERS", "ERRORS"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("HTML report lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"<script", "http://", "https://"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("HTML report is not standalone: holds %q", bad)
+		}
+	}
+}
+
+func TestReport_Clean(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		r    RouteReport
+		want bool
+	}{
+		{"matches and noise", RouteReport{Compared: 3, Matched: 2, NoiseOnly: 1}, true},
+		{"diffs", RouteReport{Compared: 3, Diffs: 1}, false},
+		{"errors", RouteReport{Compared: 3, Errors: 1}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := (&Report{Routes: []RouteReport{c.r}}).Clean(); got != c.want {
+				t.Errorf("Clean() = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestDashboard_Handler(t *testing.T) {
+	s := goldenStore(t)
+	h := s.Dashboard(func() []RouteWeights {
+		return []RouteWeights{{Name: "orders-read", Split: map[string]int{"legacy": 80, "orders-svc": 20}}, {Name: "idle"}}
+	})
+	get := func(target string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		return rec.Code, rec.Body.String()
+	}
+	code, page := get("/")
+	if code != http.StatusOK {
+		t.Fatalf("GET / = %d: %s", code, page)
+	}
+	for _, want := range []string{"legacy=80, orders-svc=20", "<svg", "<circle", "$.items[*].price",
+		`href="?route=orders-read&amp;path=%24.items%5b%2a%5d.price"`, "idle", "checkout", "search"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script") {
+		t.Error("dashboard has a script")
+	}
+	code, page = get("/?route=orders-read&path=" + url.QueryEscape("$.items[*].price"))
+	if code != http.StatusOK {
+		t.Fatalf("drill-down = %d: %s", code, page)
+	}
+	for _, want := range []string{"/api/orders/", "1999", "2000", "$.items[0].price", "<pre>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("drill-down lacks %q:\n%s", want, page)
+		}
+	}
+	if n := strings.Count(page, "<h2>GET"); n != 4 {
+		t.Errorf("drill-down shows %d examples, want 4", n)
+	}
+	if code, _ := get("/other"); code != http.StatusNotFound {
+		t.Errorf("GET /other = %d, want 404", code)
+	}
+	if code, _ := get("/?since=banana"); code != http.StatusBadRequest {
+		t.Errorf("bad since = %d, want 400", code)
+	}
+}
+
+func TestChart(t *testing.T) {
+	since := testNow.Add(-time.Hour)
+	svg := string(chart([]point{
+		{At: since.Add(10 * time.Minute), Compared: 10, Matching: 10},
+		{At: since.Add(20 * time.Minute), Compared: 0},
+		{At: since.Add(30 * time.Minute), Compared: 4, Matching: 2},
+	}, since, testNow))
+	if got := strings.Count(svg, "<circle"); got != 2 {
+		t.Errorf("%d points drawn, want 2 (empty steps skipped):\n%s", got, svg)
+	}
+	// x spans 36..604 over the hour, y 18..122 for 100..0 %.
+	for _, want := range []string{`points="130.7,18.0 320.0,70.0"`, "100.0% of 10", "50.0% of 4"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %q:\n%s", want, svg)
+		}
+	}
+	if empty := string(chart(nil, since, testNow)); !strings.Contains(empty, "no compared pairs") {
+		t.Errorf("empty chart does not say so:\n%s", empty)
+	}
+}
