@@ -1,0 +1,492 @@
+package diff
+
+// Engine notes. go-cmp is not used: it walks Go values by reflection, so it
+// would need both bodies unmarshalled into any first (a map per object, a box
+// per value), it reports differences as text rather than JSON paths and
+// kinds, and rules such as keyed unordered arrays, tolerance per path and
+// timestamp equality would all be custom Comparers/Transformers on top. The
+// engine instead decodes each body once into a flat arena (json.go) and walks
+// both trees side by side, rendering a path string only when a difference is
+// kept. BenchmarkDiff against BenchmarkUnmarshalPair shows the cost.
+
+import (
+	"bytes"
+	"mime"
+	"strconv"
+	"strings"
+)
+
+// Compare compares legacy and new: the status code ("status"), the compared
+// headers ("header.Content-Type") and the body (JSON paths such as
+// "$.items[2].price", or "body" / "body:L<n>" for non-JSON bodies). It
+// returns nil when they agree. Responses with Err set have no answer to
+// compare; Judge reports them as Error. Compare is safe for concurrent use.
+//
+// Bodies are compared as JSON when both Content-Types are JSON
+// (application/json or +json), or when neither names a non-JSON type and
+// both bodies parse. A truncated body is never parsed as JSON: both bodies
+// are cut to the shortest truncated length and compared as text.
+func (c *Comparer) Compare(legacy, new Response) []Difference {
+	var diffs []Difference
+	if legacy.Status != new.Status {
+		diffs = append(diffs, Difference{Path: "status", Kind: Changed, Legacy: legacy.Status, New: new.Status})
+	}
+	for _, h := range c.headers {
+		lv, lok := headerValue(legacy.Header, h)
+		nv, nok := headerValue(new.Header, h)
+		if h == "Content-Type" {
+			lv, nv = normalizeMediaType(lv), normalizeMediaType(nv)
+		}
+		switch {
+		case lok && !nok:
+			diffs = append(diffs, Difference{Path: "header." + h, Kind: Missing, Legacy: lv})
+		case !lok && nok:
+			diffs = append(diffs, Difference{Path: "header." + h, Kind: Extra, New: nv})
+		case lv != nv:
+			diffs = append(diffs, Difference{Path: "header." + h, Kind: Changed, Legacy: lv, New: nv})
+		}
+	}
+	return c.compareBody(diffs, legacy, new)
+}
+
+// headerValue returns the header's values joined by ", ", looking the name
+// up canonically and then case-insensitively.
+func headerValue(h map[string][]string, name string) (string, bool) {
+	v, ok := h[name]
+	if !ok {
+		for k, vv := range h {
+			if strings.EqualFold(k, name) {
+				v, ok = vv, true
+				break
+			}
+		}
+	}
+	if !ok {
+		return "", false
+	}
+	if len(v) == 1 {
+		return strings.TrimSpace(v[0]), true
+	}
+	parts := make([]string, len(v))
+	for i, s := range v {
+		parts[i] = strings.TrimSpace(s)
+	}
+	return strings.Join(parts, ", "), true
+}
+
+// normalizeMediaType lower-cases the type and parameter names, so
+// "Application/JSON;charset=UTF-8" equals "application/json; charset=UTF-8".
+func normalizeMediaType(v string) string {
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil {
+		return v
+	}
+	if f := mime.FormatMediaType(mt, params); f != "" {
+		return f
+	}
+	return v
+}
+
+func mediaType(h map[string][]string) string {
+	v, ok := headerValue(h, "Content-Type")
+	if !ok || v == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(v)
+	if err != nil {
+		mt, _, _ = strings.Cut(strings.ToLower(v), ";")
+		mt = strings.TrimSpace(mt)
+	}
+	return mt
+}
+
+func isJSONType(mt string) bool {
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+func isHTMLType(mt string) bool {
+	return mt == "text/html" || mt == "application/xhtml+xml"
+}
+
+func (c *Comparer) compareBody(diffs []Difference, legacy, new Response) []Difference {
+	lb, nb := legacy.Body, new.Body
+	lt, nt := mediaType(legacy.Header), mediaType(new.Header)
+	html := isHTMLType(lt) || isHTMLType(nt)
+	if legacy.Truncated || new.Truncated {
+		limit := -1
+		if legacy.Truncated {
+			limit = len(lb)
+		}
+		if new.Truncated && (limit < 0 || len(nb) < limit) {
+			limit = len(nb)
+		}
+		lb, nb = lb[:min(limit, len(lb))], nb[:min(limit, len(nb))]
+		if bytes.Equal(lb, nb) {
+			return diffs
+		}
+		return compareText(diffs, string(lb), string(nb), html)
+	}
+	if bytes.Equal(lb, nb) {
+		return diffs
+	}
+	if (lt != "" && !isJSONType(lt)) || (nt != "" && !isJSONType(nt)) {
+		return compareText(diffs, string(lb), string(nb), html)
+	}
+	return c.compareJSON(diffs, lb, nb, html)
+}
+
+// compareJSON compares two bodies as JSON when both parse; one parsing and
+// the other not is a Type difference at "body"; neither parsing falls back
+// to text.
+func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool) []Difference {
+	ld, nd := getDecoder(), getDecoder()
+	defer putDecoder(ld)
+	defer putDecoder(nd)
+	lroot, lok := ld.decode(lb)
+	nroot, nok := nd.decode(nb)
+	switch {
+	case lok && nok:
+		w := walker{c: c, ld: ld, nd: nd, diffs: diffs}
+		w.walk(&lroot, &nroot)
+		return w.diffs
+	case lok != nok:
+		return append(diffs, Difference{Path: "body", Kind: Type, Legacy: bodyType(lok), New: bodyType(nok)})
+	default:
+		return compareText(diffs, string(lb), string(nb), html)
+	}
+}
+
+func bodyType(isJSON bool) string {
+	if isJSON {
+		return "json"
+	}
+	return "not json"
+}
+
+// walker compares two decoded trees. In check mode it records nothing and
+// stops at the first difference that is not ignored; that answers "are
+// these equal under the rules?" for order and multiset matching.
+type walker struct {
+	c      *Comparer
+	ld, nd *decoder // arenas of the legacy and new trees
+	segs   []seg    // path of the values being compared
+	diffs  []Difference
+	check  bool
+	found  bool
+}
+
+func (w *walker) push(s seg) { w.segs = append(w.segs, s) }
+func (w *walker) pop()       { w.segs = w.segs[:len(w.segs)-1] }
+func (w *walker) stop() bool { return w.check && w.found }
+
+// emit records a difference at the current path unless it is ignored.
+func (w *walker) emit(kind Kind, a, b *node) {
+	if w.c.ignored(w.segs) {
+		return
+	}
+	if w.check {
+		w.found = true
+		return
+	}
+	w.diffs = append(w.diffs, Difference{
+		Path:   renderPath(w.segs),
+		Kind:   kind,
+		Legacy: w.ld.materialize(a),
+		New:    w.nd.materialize(b),
+	})
+}
+
+// equal reports whether a and b have no difference under the rules.
+func (w *walker) equal(a, b *node) bool {
+	check, found := w.check, w.found
+	w.check, w.found = true, false
+	w.walk(a, b)
+	eq := !w.found
+	w.check, w.found = check, found
+	return eq
+}
+
+func (w *walker) walk(a, b *node) {
+	if !sameType(a.kind, b.kind) {
+		if w.c.numericStrings && w.numericPair(a, b) {
+			if !w.numbersEqual(a.str, b.str) {
+				w.emit(Changed, a, b)
+			}
+			return
+		}
+		w.emit(Type, a, b)
+		return
+	}
+	switch a.kind {
+	case vFalse, vTrue:
+		if a.kind != b.kind {
+			w.emit(Changed, a, b)
+		}
+	case vNumber:
+		if !w.numbersEqual(a.str, b.str) {
+			w.emit(Changed, a, b)
+		}
+	case vString:
+		if a.str != b.str && !w.stringsEqual(a.str, b.str) {
+			w.emit(Changed, a, b)
+		}
+	case vObject:
+		w.object(a, b)
+	case vArray:
+		if key, ok := w.c.unorderedKey(w.segs); ok {
+			w.unordered(a, b, key)
+		} else {
+			w.array(a, b)
+		}
+	}
+}
+
+// numericPair reports whether a and b are a number and a numeric string.
+func (w *walker) numericPair(a, b *node) bool {
+	return (a.kind == vNumber && b.kind == vString && isNumber(b.str)) ||
+		(a.kind == vString && b.kind == vNumber && isNumber(a.str))
+}
+
+func (w *walker) numbersEqual(a, b string) bool {
+	return numbersEqual(a, b) || (len(w.c.tolerance) > 0 && w.c.withinTolerance(w.segs, a, b))
+}
+
+func (w *walker) stringsEqual(a, b string) bool {
+	if w.c.numericStrings && isNumber(a) && isNumber(b) {
+		return w.numbersEqual(a, b)
+	}
+	return w.c.timestamps && sameInstant(a, b)
+}
+
+// lookup finds key among kids, trying position hint first.
+func lookup(kids []node, hint int, key string, index map[string]int) int {
+	if hint < len(kids) && kids[hint].key == key {
+		return hint
+	}
+	if index != nil {
+		if i, ok := index[key]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range kids {
+		if kids[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// bigObject is the member count above which objects are indexed by key.
+const bigObject = 32
+
+func keyIndex(kids []node) map[string]int {
+	if len(kids) <= bigObject {
+		return nil
+	}
+	m := make(map[string]int, len(kids))
+	for i := range kids {
+		m[kids[i].key] = i
+	}
+	return m
+}
+
+func (w *walker) object(a, b *node) {
+	ka, kb := w.ld.kids(a), w.nd.kids(b)
+	ia, ib := keyIndex(ka), keyIndex(kb)
+	for i := range ka {
+		m := &ka[i]
+		w.push(seg{kind: segKey, key: m.key})
+		if j := lookup(kb, i, m.key, ib); j < 0 {
+			w.emit(Missing, m, nil)
+		} else {
+			w.walk(m, &kb[j])
+		}
+		w.pop()
+		if w.stop() {
+			return
+		}
+	}
+	for j := range kb {
+		if lookup(ka, j, kb[j].key, ia) >= 0 {
+			continue
+		}
+		w.push(seg{kind: segKey, key: kb[j].key})
+		w.emit(Extra, nil, &kb[j])
+		w.pop()
+		if w.stop() {
+			return
+		}
+	}
+}
+
+// maxOrderCheck bounds the number of mismatched elements for which an
+// ordered array is checked for being a reordering (quadratic work).
+const maxOrderCheck = 1000
+
+// array compares ordered arrays element by element; when the elements that
+// differ are the same multiset in another order, it reports one Order
+// difference at the array instead.
+func (w *walker) array(a, b *node) {
+	ea, eb := w.ld.kids(a), w.nd.kids(b)
+	n := min(len(ea), len(eb))
+	mark := len(w.diffs)
+	var mismatched []int
+	for i := 0; i < n; i++ {
+		before := len(w.diffs)
+		w.push(seg{kind: segIndex, index: i})
+		w.walk(&ea[i], &eb[i])
+		w.pop()
+		if w.stop() {
+			return
+		}
+		if len(w.diffs) > before {
+			mismatched = append(mismatched, i)
+		}
+	}
+	for i := n; i < len(ea); i++ {
+		w.push(seg{kind: segIndex, index: i})
+		w.emit(Missing, &ea[i], nil)
+		w.pop()
+		if w.stop() {
+			return
+		}
+	}
+	for i := n; i < len(eb); i++ {
+		w.push(seg{kind: segIndex, index: i})
+		w.emit(Extra, nil, &eb[i])
+		w.pop()
+		if w.stop() {
+			return
+		}
+	}
+	if w.check || len(mismatched) < 2 || len(ea) != len(eb) || len(mismatched) > maxOrderCheck {
+		return
+	}
+	used := make([]bool, len(mismatched))
+	for _, i := range mismatched {
+		found := false
+		w.push(seg{kind: segIndex, index: i})
+		for k, j := range mismatched {
+			if !used[k] && j != i && w.equal(&ea[i], &eb[j]) {
+				used[k], found = true, true
+				break
+			}
+		}
+		w.pop()
+		if !found {
+			return
+		}
+	}
+	w.diffs = w.diffs[:mark]
+	w.emit(Order, a, b)
+}
+
+// unordered compares arrays as multisets, pairing elements by key when key
+// is set and by whole-value equality otherwise.
+func (w *walker) unordered(a, b *node, key string) {
+	ea, eb := w.ld.kids(a), w.nd.kids(b)
+	pairA := make([]int, len(ea)) // index in eb, or -1
+	usedB := make([]bool, len(eb))
+	for i := range pairA {
+		pairA[i] = -1
+	}
+	keyed := make([]bool, len(ea)) // paired by key: compare the pair
+	if key != "" {
+		byKey := map[string][]int{}
+		for j := range eb {
+			if k, ok := w.elementKey(w.nd, &eb[j], key); ok {
+				byKey[k] = append(byKey[k], j)
+			}
+		}
+		for i := range ea {
+			k, ok := w.elementKey(w.ld, &ea[i], key)
+			if !ok {
+				continue
+			}
+			if js := byKey[k]; len(js) > 0 {
+				pairA[i], usedB[js[0]], keyed[i] = js[0], true, true
+				byKey[k] = js[1:]
+			}
+		}
+	}
+	// Whole-value matching for what is left, trying the same index first.
+	for i := range ea {
+		if pairA[i] >= 0 {
+			continue
+		}
+		w.push(seg{kind: segIndex, index: i})
+		if i < len(eb) && !usedB[i] && w.equal(&ea[i], &eb[i]) {
+			pairA[i], usedB[i] = i, true
+		} else {
+			for j := range eb {
+				if !usedB[j] && j != i && w.equal(&ea[i], &eb[j]) {
+					pairA[i], usedB[j] = j, true
+					break
+				}
+			}
+		}
+		w.pop()
+	}
+	for i := range ea {
+		w.push(seg{kind: segIndex, index: i})
+		switch {
+		case pairA[i] < 0:
+			w.emit(Missing, &ea[i], nil)
+		case keyed[i]:
+			w.walk(&ea[i], &eb[pairA[i]])
+		}
+		w.pop()
+		if w.stop() {
+			return
+		}
+	}
+	for j := range eb {
+		if usedB[j] {
+			continue
+		}
+		w.push(seg{kind: segIndex, index: j})
+		w.emit(Extra, nil, &eb[j])
+		w.pop()
+		if w.stop() {
+			return
+		}
+	}
+}
+
+// elementKey returns the value of an object element's key field as a map
+// key; ok is false when the element is not an object or the field is
+// missing or not a scalar.
+func (w *walker) elementKey(d *decoder, n *node, key string) (string, bool) {
+	if n.kind != vObject {
+		return "", false
+	}
+	kids := d.kids(n)
+	for i := len(kids) - 1; i >= 0; i-- {
+		if kids[i].key != key {
+			continue
+		}
+		switch k := &kids[i]; k.kind {
+		case vString:
+			return "s" + k.str, true
+		case vNumber:
+			var buf [32]byte
+			if dec, ok := parseDecimal(k.str, buf[:0]); ok {
+				sign := "+"
+				if dec.neg {
+					sign = "-"
+				}
+				return "n" + sign + string(dec.digits) + "e" + strconv.FormatInt(dec.exp, 10), true
+			}
+			return "n" + k.str, true
+		case vTrue:
+			return "t", true
+		case vFalse:
+			return "f", true
+		case vNull:
+			return "z", true
+		}
+		return "", false
+	}
+	return "", false
+}
