@@ -442,7 +442,16 @@ func parsePath(p string) ([]segment, error) {
 // of s and returns how many bytes it used.
 func parseBracket(s string) (segment, int, error) {
 	end := strings.IndexByte(s, ']')
-	if len(s) > 1 && (s[1] == '\'' || s[1] == '"') {
+	if len(s) > 1 && s[1] == '"' {
+		// Go quoting, as the diff engine renders odd keys: ["a \"b\""].
+		q, err := strconv.QuotedPrefix(s[1:])
+		if err != nil || len(s) < len(q)+2 || s[len(q)+1] != ']' {
+			return segment{}, 0, fmt.Errorf("unterminated %s", s)
+		}
+		name, _ := strconv.Unquote(q)
+		return segment{kind: segName, name: name}, len(q) + 2, nil
+	}
+	if len(s) > 1 && s[1] == '\'' {
 		q := s[1]
 		close := strings.IndexByte(s[2:], q)
 		if close < 0 || len(s) < close+4 || s[close+3] != ']' {

@@ -89,6 +89,8 @@ func TestRedactor_Difference(t *testing.T) {
 			`{"path":"$.note","kind":"changed","legacy":"card **** **** **** 1111","new":"************1111"}`},
 		{"float card number", diff.Difference{Path: "$.n", Kind: diff.Changed, Legacy: float64(4111111111111111), New: float64(7)},
 			`{"path":"$.n","kind":"changed","legacy":"************1111","new":7}`},
+		{"odd key quoted as the diff engine does", diff.Difference{Path: `$["we\"ird key"].email`, Kind: diff.Changed, Legacy: "x", New: "y"},
+			`{"path":"$[\"we\\\"ird key\"].email","kind":"changed","legacy":"[redacted]","new":"[redacted]"}`},
 		{"text body line", diff.Difference{Path: "body:L3", Kind: diff.Changed, Legacy: "email: jane@example.com", New: "email: jo@example.com"},
 			`{"path":"body:L3","kind":"changed","legacy":"email: j***@example.com","new":"email: j***@example.com"}`},
 	}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -522,7 +521,7 @@ func toAggRow(o *diff.Outcome) aggRow {
 	}
 	seen := map[fieldRef]bool{}
 	for _, d := range o.Differences {
-		f := fieldRef{Path: FieldPattern(d.Path), Kind: d.Kind, Noise: d.Noise}
+		f := fieldRef{Path: diff.Pattern(d.Path), Kind: d.Kind, Noise: d.Noise}
 		if !seen[f] {
 			seen[f] = true
 			row.fields = append(row.fields, f)
@@ -551,14 +550,6 @@ func verdictOf(o *diff.Outcome) diff.Verdict {
 	return v
 }
 
-var indexRE = regexp.MustCompile(`\[\d+\]`)
-
-// FieldPattern is a difference path with array indices replaced by [*]:
-// "$.items[2].price" becomes "$.items[*].price". Reports group by it.
-func FieldPattern(path string) string {
-	return indexRE.ReplaceAllString(path, "[*]")
-}
-
 // keepExample stores o as an example for each of its field patterns that
 // has fewer than Options.Examples examples.
 func (s *Store) keepExample(ctx context.Context, tx *sql.Tx, o *diff.Outcome, pending map[string]int) error {
@@ -572,7 +563,7 @@ func (s *Store) keepExample(ctx context.Context, tx *sql.Tx, o *diff.Outcome, pe
 	var wants []want
 	seen := map[string]bool{}
 	for _, d := range o.Differences {
-		f := FieldPattern(d.Path)
+		f := diff.Pattern(d.Path)
 		k := o.Route + "\x00" + f
 		if seen[f] || s.examples[k]+pending[k] >= s.opts.Examples {
 			continue
@@ -764,14 +755,30 @@ func (d *deltas) add(r aggRow, sign int64) {
 
 func (d *deltas) apply(ctx context.Context, tx *sql.Tx) error {
 	shrank := false
+	routes, err := tx.PrepareContext(ctx, `INSERT INTO route_minutes(route, minute, compared, matched, diffs, noise_only, errors) VALUES(?,?,?,?,?,?,?)
+		ON CONFLICT(route, minute) DO UPDATE SET compared=compared+excluded.compared, matched=matched+excluded.matched,
+		diffs=diffs+excluded.diffs, noise_only=noise_only+excluded.noise_only, errors=errors+excluded.errors`)
+	if err != nil {
+		return err
+	}
+	defer routes.Close()
+	fields, err := tx.PrepareContext(ctx, `INSERT INTO field_minutes(route, minute, field, kind, noise, count) VALUES(?,?,?,?,?,?)
+		ON CONFLICT(route, minute, field, kind, noise) DO UPDATE SET count=count+excluded.count`)
+	if err != nil {
+		return err
+	}
+	defer fields.Close()
+	latency, err := tx.PrepareContext(ctx, `INSERT INTO latency_minutes(route, minute, side, bin, count) VALUES(?,?,?,?,?)
+		ON CONFLICT(route, minute, side, bin) DO UPDATE SET count=count+excluded.count`)
+	if err != nil {
+		return err
+	}
+	defer latency.Close()
 	for k, c := range d.routes {
 		if c.compared < 0 {
 			shrank = true
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO route_minutes(route, minute, compared, matched, diffs, noise_only, errors) VALUES(?,?,?,?,?,?,?)
-			ON CONFLICT(route, minute) DO UPDATE SET compared=compared+excluded.compared, matched=matched+excluded.matched,
-			diffs=diffs+excluded.diffs, noise_only=noise_only+excluded.noise_only, errors=errors+excluded.errors`,
-			k.route, k.minute, c.compared, c.matched, c.diffs, c.noiseOnly, c.errors); err != nil {
+		if _, err := routes.ExecContext(ctx, k.route, k.minute, c.compared, c.matched, c.diffs, c.noiseOnly, c.errors); err != nil {
 			return err
 		}
 	}
@@ -779,9 +786,7 @@ func (d *deltas) apply(ctx context.Context, tx *sql.Tx) error {
 		if n == 0 {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO field_minutes(route, minute, field, kind, noise, count) VALUES(?,?,?,?,?,?)
-			ON CONFLICT(route, minute, field, kind, noise) DO UPDATE SET count=count+excluded.count`,
-			k.route, k.minute, k.Path, string(k.Kind), k.Noise, n); err != nil {
+		if _, err := fields.ExecContext(ctx, k.route, k.minute, k.Path, string(k.Kind), k.Noise, n); err != nil {
 			return err
 		}
 	}
@@ -789,9 +794,7 @@ func (d *deltas) apply(ctx context.Context, tx *sql.Tx) error {
 		if n == 0 {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO latency_minutes(route, minute, side, bin, count) VALUES(?,?,?,?,?)
-			ON CONFLICT(route, minute, side, bin) DO UPDATE SET count=count+excluded.count`,
-			k.route, k.minute, k.side, k.bin, n); err != nil {
+		if _, err := latency.ExecContext(ctx, k.route, k.minute, k.side, k.bin, n); err != nil {
 			return err
 		}
 	}

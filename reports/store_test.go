@@ -385,3 +385,50 @@ func TestOpen_BadRedactPath(t *testing.T) {
 		t.Errorf("err = %v, want ErrBadRedactPath", err)
 	}
 }
+
+// BenchmarkStore_Record measures recording throughput end to end: redact,
+// queue, batch insert with aggregates, one differing field in five pairs.
+func BenchmarkStore_Record(b *testing.B) {
+	s, _ := openTestStore(b, Options{Queue: 100_000})
+	o := outcome("orders", testNow, diff.Match, 10, 12)
+	o.Legacy.Body = []byte(`{"id":1,"items":[{"sku":"a","price":10}],"customer":{"email":"a@b.io"},"note":"order 1234567812345678"}`)
+	o.New.Body = o.Legacy.Body
+	d := outcome("orders", testNow, diff.Diff, 10, 12, diff.Difference{Path: "$.items[0].price", Kind: diff.Changed, Legacy: 10, New: 11})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		x := o
+		if i%5 == 0 {
+			x = d
+		}
+		x.Time = testNow.Add(time.Duration(i) * time.Millisecond)
+		for !s.Record(x) {
+			time.Sleep(time.Millisecond) // benchmark the writer, not drops
+		}
+	}
+	flush(b, s)
+}
+
+// BenchmarkStore_Report reports over a store of 200,000 pairs spread over
+// a week: it reads aggregates only.
+func BenchmarkStore_Report(b *testing.B) {
+	s, _ := openTestStore(b, Options{Queue: 100_000})
+	const n = 200_000
+	for i := range n {
+		at := testNow.Add(-time.Duration(i) * 7 * 24 * time.Hour / n)
+		o := outcome([]string{"orders", "users", "checkout"}[i%3], at, diff.Match, i%100, i%120)
+		if i%7 == 0 {
+			o.Verdict = diff.Diff
+			o.Differences = []diff.Difference{{Path: fmt.Sprintf("$.items[%d].price", i%4), Kind: diff.Changed, Legacy: 1, New: 2}}
+		}
+		for !s.Record(o) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	flush(b, s)
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := s.Report(ctx, Query{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
