@@ -393,7 +393,7 @@ func (w *walker) unordered(a, b *node, key string) {
 	}
 	keyed := make([]bool, len(ea)) // paired by key: compare the pair
 	if key != "" {
-		byKey := map[string][]int{}
+		byKey := map[elemKey][]int{}
 		for j := range eb {
 			if k, ok := w.elementKey(w.nd, &eb[j], key); ok {
 				byKey[k] = append(byKey[k], j)
@@ -457,9 +457,9 @@ func (w *walker) unordered(a, b *node, key string) {
 // elementKey returns the value of an object element's key field as a map
 // key; ok is false when the element is not an object or the field is
 // missing or not a scalar.
-func (w *walker) elementKey(d *decoder, n *node, key string) (string, bool) {
+func (w *walker) elementKey(d *decoder, n *node, key string) (elemKey, bool) {
 	if n.kind != vObject {
-		return "", false
+		return elemKey{}, false
 	}
 	kids := d.kids(n)
 	for i := len(kids) - 1; i >= 0; i-- {
@@ -468,7 +468,7 @@ func (w *walker) elementKey(d *decoder, n *node, key string) (string, bool) {
 		}
 		switch k := &kids[i]; k.kind {
 		case vString:
-			return "s" + k.str, true
+			return elemKey{kind: vString, s: k.str}, true
 		case vNumber:
 			var buf [32]byte
 			if dec, ok := parseDecimal(k.str, buf[:0]); ok {
@@ -476,17 +476,19 @@ func (w *walker) elementKey(d *decoder, n *node, key string) (string, bool) {
 				if dec.neg {
 					sign = "-"
 				}
-				return "n" + sign + string(dec.digits) + "e" + strconv.FormatInt(dec.exp, 10), true
+				return elemKey{kind: vNumber, s: sign + string(dec.digits) + "e" + strconv.FormatInt(dec.exp, 10)}, true
 			}
-			return "n" + k.str, true
-		case vTrue:
-			return "t", true
-		case vFalse:
-			return "f", true
-		case vNull:
-			return "z", true
+			return elemKey{kind: vNumber, s: k.str}, true
+		case vTrue, vFalse, vNull:
+			return elemKey{kind: k.kind}, true
 		}
-		return "", false
+		return elemKey{}, false
 	}
-	return "", false
+	return elemKey{}, false
+}
+
+// elemKey is a keyed element's key value: its kind and canonical text.
+type elemKey struct {
+	kind vkind
+	s    string
 }

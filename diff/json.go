@@ -80,8 +80,8 @@ func putDecoder(d *decoder) {
 	if cap(d.nodes) > 1<<16 { // do not pin huge arenas
 		d.nodes, d.stack = nil, nil
 	}
-	clear(d.nodes)
-	clear(d.stack)
+	clear(d.nodes[:cap(d.nodes)])
+	clear(d.stack[:cap(d.stack)])
 	d.nodes, d.stack, d.data = d.nodes[:0], d.stack[:0], nil
 	decoderPool.Put(d)
 }
@@ -158,8 +158,7 @@ func (d *decoder) literal(lit string) bool {
 func (d *decoder) closeContainer(kind vkind, mark int) node {
 	first := len(d.nodes)
 	d.nodes = append(d.nodes, d.stack[mark:]...)
-	clear(d.stack[mark:])
-	d.stack = d.stack[:mark]
+	d.stack = d.stack[:mark] // stale entries are cleared by putDecoder
 	return node{kind: kind, first: int32(first), n: int32(len(d.nodes) - first)}
 }
 

@@ -1,0 +1,116 @@
+package diff
+
+import (
+	"slices"
+	"sync"
+	"testing"
+)
+
+func TestJudge(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := func(body string) Response {
+		return Response{Status: 200, Header: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(body)}
+	}
+	// Two legacy answers to the same request differ in request_id and in
+	// the generated_at of every item: that is noise.
+	legacy1 := resp(`{"meta":{"request_id":"a1"},"items":[{"id":1,"generated_at":"t1"},{"id":2,"generated_at":"t1"}],"total":10}`)
+	legacy2 := resp(`{"meta":{"request_id":"b2"},"items":[{"id":1,"generated_at":"t2"},{"id":2,"generated_at":"t2"}],"total":10}`)
+	noise := NewNoise()
+	noise.Learn(c.Compare(legacy1, legacy2))
+	if got, want := noise.Paths(), []string{"$.items[*].generated_at", "$.meta.request_id"}; !slices.Equal(got, want) {
+		t.Fatalf("Paths() = %v, want %v", got, want)
+	}
+
+	tests := []struct {
+		name        string
+		legacy, new Response
+		wantVerdict Verdict
+		wantDiffs   string
+	}{
+		{"match", legacy1, legacy1, Match, ""},
+		{"request_id only is noise", legacy1, resp(`{"meta":{"request_id":"zz"},"items":[{"id":1,"generated_at":"t1"},{"id":2,"generated_at":"t9"}],"total":10}`),
+			NoiseOnly, "changed $.meta.request_id \"a1\" \"zz\" noise\nchanged $.items[1].generated_at \"t1\" \"t9\" noise\n"},
+		{"a real field still differs", legacy1, resp(`{"meta":{"request_id":"zz"},"items":[{"id":1,"generated_at":"t1"},{"id":2,"generated_at":"t1"}],"total":11}`),
+			Diff, "changed $.meta.request_id \"a1\" \"zz\" noise\nchanged $.total 10 11\n"},
+		{"transport error", legacy1, Response{Err: "timeout"}, Error, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var diffs []Difference
+			if tt.new.Err == "" {
+				diffs = c.Compare(tt.legacy, tt.new)
+			}
+			got, verdict := Judge(tt.legacy, tt.new, diffs, noise)
+			if verdict != tt.wantVerdict {
+				t.Errorf("verdict = %s, want %s", verdict, tt.wantVerdict)
+			}
+			if s := formatDiffs(got); s != tt.wantDiffs {
+				t.Errorf("differences:\n%s\nwant:\n%s", s, tt.wantDiffs)
+			}
+			for _, d := range diffs {
+				if d.Noise {
+					t.Errorf("Judge marked the caller's slice: %+v", d)
+				}
+			}
+		})
+	}
+}
+
+func TestJudge_nilNoise(t *testing.T) {
+	_, v := Judge(Response{}, Response{}, []Difference{{Path: "status", Kind: Changed}}, nil)
+	if v != Diff {
+		t.Errorf("verdict = %s, want diff", v)
+	}
+}
+
+func TestNoise_subtree(t *testing.T) {
+	n := NewNoise()
+	n.Learn([]Difference{{Path: "$.debug", Kind: Missing}, {Path: "$.items[3].tag", Kind: Changed}})
+	diffs := []Difference{
+		{Path: "$.debug.timing.ms", Kind: Changed}, // below a whole value that varies
+		{Path: "$.items[0].tag", Kind: Changed},    // same pattern
+		{Path: "$.items[0].tag.x", Kind: Changed},  // below a changed leaf: not noise
+	}
+	got, v := Judge(Response{}, Response{}, diffs, n)
+	if v != Diff {
+		t.Errorf("verdict = %s, want diff", v)
+	}
+	for i, want := range []bool{true, true, false} {
+		if got[i].Noise != want {
+			t.Errorf("%s noise = %v, want %v", got[i].Path, got[i].Noise, want)
+		}
+	}
+}
+
+func TestNoise_concurrent(t *testing.T) {
+	n := NewNoise()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				n.Learn([]Difference{{Path: "$.a[" + string(rune('0'+i)) + "].b", Kind: Changed}})
+				Judge(Response{}, Response{}, []Difference{{Path: "$.a[1].b"}}, n)
+				n.Paths()
+			}
+		}()
+	}
+	wg.Wait()
+	if got := n.Paths(); len(got) != 1 || got[0] != "$.a[*].b" {
+		t.Errorf("Paths() = %v", got)
+	}
+}
+
+func TestNoise_bounded(t *testing.T) {
+	n := NewNoise()
+	for i := range 3000 {
+		n.Learn([]Difference{{Path: bodyLine(i), Kind: Changed}})
+	}
+	if got := len(n.Paths()); got != maxNoisePatterns {
+		t.Errorf("learned %d patterns, want cap %d", got, maxNoisePatterns)
+	}
+}
