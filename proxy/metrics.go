@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/banyanhq/banyan/diff"
 	"github.com/banyanhq/banyan/routes"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,6 +16,10 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	weight   *prometheus.GaugeVec
 	reloads  *prometheus.CounterVec
+	shadowed *prometheus.CounterVec
+	drops    *prometheus.CounterVec
+	diffRate *prometheus.GaugeVec
+	rates    sync.Map // route -> *rateCounter
 
 	// counters caches resolved series so the request path does no label
 	// hashing or string formatting after the first hit.
@@ -48,7 +53,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Config reloads, by result (ok or failed).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.weight, m.reloads)
+	m.shadowed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "banyan_shadow_compared_total",
+		Help: "Mirrored requests compared, by route and verdict (match, diff, noise-only, error).",
+	}, []string{"route", "verdict"})
+	m.drops = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "banyan_shadow_dropped_total",
+		Help: "Requests sampled for shadowing but not compared, by route and reason.",
+	}, []string{"route", "reason"})
+	m.diffRate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "banyan_shadow_diff_ratio",
+		Help: "Share of compared requests whose verdict was diff, over the last 1,000 comparisons per route.",
+	}, []string{"route"})
+	reg.MustRegister(m.requests, m.duration, m.weight, m.reloads, m.shadowed, m.drops, m.diffRate)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	return m
@@ -89,4 +106,36 @@ func (m *Metrics) Reloaded(ok bool) {
 	} else {
 		m.reloads.WithLabelValues("failed").Inc()
 	}
+}
+
+func (m *Metrics) dropped(route, reason string) { m.drops.WithLabelValues(route, reason).Inc() }
+
+// compared counts a verdict and updates the route's recent diff ratio.
+func (m *Metrics) compared(route string, v diff.Verdict) {
+	m.shadowed.WithLabelValues(route, string(v)).Inc()
+	rc, _ := m.rates.LoadOrStore(route, &rateCounter{})
+	m.diffRate.WithLabelValues(route).Set(rc.(*rateCounter).add(v == diff.Diff))
+}
+
+// rateCounter is the share of true over the last 1,000 observations.
+type rateCounter struct {
+	mu     sync.Mutex
+	ring   [1000]bool
+	n, pos int
+	hits   int
+}
+
+func (r *rateCounter) add(hit bool) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == len(r.ring) && r.ring[r.pos] {
+		r.hits--
+	}
+	r.ring[r.pos] = hit
+	if hit {
+		r.hits++
+	}
+	r.pos = (r.pos + 1) % len(r.ring)
+	r.n = min(r.n+1, len(r.ring))
+	return float64(r.hits) / float64(r.n)
 }

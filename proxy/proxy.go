@@ -29,6 +29,8 @@ type Proxy struct {
 
 	mu        sync.Mutex // guards creation of upstreams
 	upstreams atomic.Pointer[map[string]*upstream]
+
+	shadow *shadowPool // nil until StartShadow
 }
 
 // New returns a proxy reading the live table from table on every request.
@@ -68,7 +70,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, _ := t.Pick(rt, r)
 	up := p.upstream(t, name)
 	rec := recorderPool.Get().(*recorder)
-	rec.ResponseWriter, rec.route, rec.backend, rec.code = w, rt.Name, name, 0
+	rec.reset(w, rt.Name, name)
 	defer func() {
 		// ReverseProxy aborts with http.ErrAbortHandler when a backend breaks
 		// off mid-body; the client got a broken answer, so count it as 502.
@@ -77,14 +79,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	peer, shadowed := p.shadowPlan(rt, r, name)
+	var tee *teeBody
+	if shadowed {
+		rec.capture.max = p.shadow.opts.CompareBody
+		if r.Body != nil && r.Body != http.NoBody {
+			tee = &teeBody{ReadCloser: r.Body, max: int64(rt.Shadow.MaxBody)}
+			r.Body = tee
+		}
+	}
 	up.rp.ServeHTTP(rec, r)
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
 	}
-	rec.ResponseWriter = nil
-	recorderPool.Put(rec)
-	p.metrics.observe(rt.Name, name, code, time.Since(start))
+	elapsed := time.Since(start)
+	p.metrics.observe(rt.Name, name, code, elapsed)
+	if shadowed && rec.code != 499 {
+		p.enqueue(t, rt, r, tee, rec, name, peer, elapsed)
+	}
+	rec.release()
 }
 
 // upstream returns the forwarder for backend name under table t, building
@@ -179,9 +193,10 @@ func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.Re
 			route = rec.route
 		}
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			// The client went away; nobody is left to read an answer.
-			if rec, ok := w.(*recorder); ok {
-				rec.code = 499
+			// The client went away (or a shadow call was abandoned);
+			// nobody is left to read an answer.
+			if es, ok := w.(errSetter); ok {
+				es.setErr(499, "request cancelled")
 			}
 			return
 		}
@@ -194,7 +209,12 @@ func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.Re
 		case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 			code, what = http.StatusGatewayTimeout, fmt.Sprintf("did not answer within its timeout of %s", timeout)
 		}
-		p.log.Warn("backend error", "route", route, "backend", backend, "status", code, "err", err)
+		if es, ok := w.(errSetter); ok {
+			es.setErr(code, fmt.Sprintf("backend %s %s", backend, what))
+		}
+		if r.Header.Get(ShadowHeader) == "" {
+			p.log.Warn("backend error", "route", route, "backend", backend, "status", code, "err", err)
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Banyan-Error", http.StatusText(code))
 		w.WriteHeader(code)
@@ -202,15 +222,38 @@ func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.Re
 	}
 }
 
+// errSetter is implemented by the writers that want to know a forward
+// failed rather than see only the error page.
+type errSetter interface{ setErr(code int, msg string) }
+
 // recorder captures the status code while passing flushes and hijacks
-// through, so streaming and WebSocket upgrades work.
+// through, so streaming and WebSocket upgrades work. For a mirrored request
+// it also keeps up to captureMax bytes of the body as it streams by.
 type recorder struct {
 	http.ResponseWriter
 	route, backend string
 	code           int
+	errText        string
+	capture        bodyCap
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
+
+func (r *recorder) reset(w http.ResponseWriter, route, backend string) {
+	r.ResponseWriter, r.route, r.backend = w, route, backend
+	r.code, r.errText = 0, ""
+	r.capture = bodyCap{buf: r.capture.buf[:0]}
+}
+
+func (r *recorder) release() {
+	r.ResponseWriter = nil
+	if cap(r.capture.buf) > 64<<10 {
+		r.capture.buf = nil // do not pin large buffers in the pool
+	}
+	recorderPool.Put(r)
+}
+
+func (r *recorder) setErr(code int, msg string) { r.code, r.errText = code, msg }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 && code >= 200 {
@@ -223,7 +266,30 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
+	r.capture.add(b)
 	return r.ResponseWriter.Write(b)
+}
+
+// bodyCap keeps the first max bytes written through it (none when max is
+// 0) and notes whether more came.
+type bodyCap struct {
+	buf       []byte
+	max       int64
+	truncated bool
+}
+
+func (c *bodyCap) add(b []byte) {
+	room := c.max - int64(len(c.buf))
+	switch {
+	case c.max == 0:
+	case room <= 0:
+		c.truncated = c.truncated || len(b) > 0
+	case int64(len(b)) > room:
+		c.buf = append(c.buf, b[:room]...)
+		c.truncated = true
+	default:
+		c.buf = append(c.buf, b...)
+	}
 }
 
 // Flush sends buffered data to the client.

@@ -61,6 +61,12 @@ func (t Tokens) authenticate(r *http.Request) (string, bool) {
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
+		// Browsers (the dashboard) send the token as a basic-auth password.
+		if _, pw, basic := r.BasicAuth(); basic {
+			got, ok = pw, true
+		}
+	}
+	if !ok {
 		return "", false
 	}
 	for tok, label := range t {
@@ -164,7 +170,8 @@ func (t Tokens) Require(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, ok := t.authenticate(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="banyan admin"`)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="banyan admin"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="banyan admin (any user name, the token as password)"`)
 			writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: "missing or wrong bearer token: set BANYAN_ADMIN_TOKEN to a token the server accepts"})
 			return
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/banyanhq/banyan/proxy"
+	"github.com/banyanhq/banyan/reports"
 	"github.com/banyanhq/banyan/routes"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,8 @@ type server struct {
 	store   *routes.Store
 	mgr     *routes.Manager
 	metrics *proxy.Metrics
+	proxy   *proxy.Proxy
+	reports *reports.Store
 
 	proxyLn, adminLn   net.Listener
 	proxySrv, adminSrv *http.Server
@@ -64,7 +67,7 @@ var errAdminExposed = errors.New("admin listener is not on loopback and no admin
 // newServer loads the config, opens the state and binds both listeners.
 // Nothing is served until run.
 func newServer(ctx context.Context, path string, log *slog.Logger) (*server, error) {
-	cfg, err := routes.Load(path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +84,7 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	ok := false
 	defer func() {
 		if !ok {
-			s.closeAll()
+			s.closeAll(context.Background())
 		}
 	}()
 	if s.mgr, err = routes.NewManager(ctx, cfg, store); err != nil {
@@ -91,6 +94,16 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = proxy.NewMetrics(reg)
 	s.mgr.Subscribe(s.metrics.ObserveTable)
+	s.reports, err = reports.Open(cfg.ReportsPath(), reports.Options{
+		Redact: cfg.Reports.Redact, MaxAge: cfg.Reports.MaxAge, MaxOutcomes: cfg.Reports.MaxOutcomes, Examples: cfg.Reports.Examples,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open reports store: %w", err)
+	}
+	s.proxy = proxy.New(s.mgr.Table, s.metrics, log)
+	s.proxy.StartShadow(proxy.ShadowOptions{
+		Workers: cfg.Shadow.Workers, Queue: cfg.Shadow.Queue, CompareBody: int64(cfg.Shadow.CompareBody), Recorder: s.reports,
+	})
 
 	if s.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("proxy listener: %w", err)
@@ -99,7 +112,7 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
 	s.proxySrv = &http.Server{
-		Handler:           proxy.New(s.mgr.Table, s.metrics, log),
+		Handler:           s.proxy,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -113,9 +126,35 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	})
 	admin.Handle("/debug/pprof/", tokens.Require(http.HandlerFunc(pprof.Index)))
 	admin.Handle("/debug/pprof/profile", tokens.Require(http.HandlerFunc(pprof.Profile)))
+	admin.Handle("/", tokens.Require(s.reports.Dashboard(s.routeWeights)))
 	s.adminSrv = &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	ok = true
 	return s, nil
+}
+
+// The reports store is what the proxy records compared pairs into.
+var _ proxy.Recorder = (*reports.Store)(nil)
+
+// loadConfig reads a config with every package's checks.
+func loadConfig(path string) (*routes.Config, error) {
+	return routes.Load(path, proxy.CheckDiffRules, checkRedact)
+}
+
+// checkRedact refuses redact paths the reports store cannot apply.
+func checkRedact(cfg *routes.Config) []routes.Problem {
+	if _, err := reports.NewRedactor(cfg.Reports.Redact); err != nil {
+		return []routes.Problem{{Field: "reports.redact", Why: err.Error()}}
+	}
+	return nil
+}
+
+// routeWeights feeds the dashboard the live table.
+func (s *server) routeWeights() []reports.RouteWeights {
+	var out []reports.RouteWeights
+	for _, rt := range s.mgr.Table().Routes() {
+		out = append(out, reports.RouteWeights{Name: rt.Name, Split: rt.Split()})
+	}
+	return out
 }
 
 func (s *server) proxyAddr() string { return s.proxyLn.Addr().String() }
@@ -139,8 +178,10 @@ func (s *server) run(ctx context.Context) error {
 	cancel()
 	shutCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
+	// Customers first: stop taking requests, then let the shadow pool and
+	// the report writer finish what they hold.
 	err = errors.Join(err, s.proxySrv.Shutdown(shutCtx), s.adminSrv.Shutdown(shutCtx))
-	s.closeAll()
+	err = errors.Join(err, s.closeAll(shutCtx))
 	return err
 }
 
@@ -151,21 +192,34 @@ func serveListener(srv *http.Server, ln net.Listener, name string) error {
 	return nil
 }
 
-func (s *server) closeAll() {
+func (s *server) closeAll(ctx context.Context) error {
+	var errs []error
 	for _, ln := range []net.Listener{s.proxyLn, s.adminLn} {
 		if ln != nil {
 			ln.Close()
 		}
 	}
-	if s.store != nil {
-		s.store.Close()
+	if s.proxy != nil {
+		// Queued comparisons get a short grace; customers are already done.
+		drain, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := s.proxy.Close(drain); err != nil {
+			s.log.Warn("stopping shadow comparisons", "err", err)
+		}
+		cancel()
 	}
+	if s.reports != nil {
+		errs = append(errs, s.reports.Close(ctx))
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // reload re-reads the config file and swaps the table in; on any problem
 // the last good table stays and every problem is logged.
 func (s *server) reload(ctx context.Context, who string) error {
-	cfg, err := routes.Load(s.path)
+	cfg, err := loadConfig(s.path)
 	if err == nil {
 		err = s.mgr.Reload(ctx, cfg, who)
 	}

@@ -1,0 +1,431 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/banyanhq/banyan/diff"
+	"github.com/banyanhq/banyan/routes"
+)
+
+// ShadowHeader marks every mirrored request, so the receiving service can
+// tell it apart and, for dry-run writes, skip side effects.
+const ShadowHeader = "X-Banyan-Shadow"
+
+// Recorder receives every compared pair. Record must not block; it returns
+// false when it had to drop the outcome.
+type Recorder interface {
+	Record(o diff.Outcome) bool
+}
+
+// ShadowOptions size the shadow worker pool.
+type ShadowOptions struct {
+	Workers int
+	Queue   int
+	// CompareBody caps how much of each answer is kept for comparison.
+	CompareBody int64
+	// MaxQueuedBytes bounds the bodies held by queued jobs (default 64 MiB);
+	// beyond it new mirrors are dropped.
+	MaxQueuedBytes int64
+	// Recorder stores outcomes; nil only counts them.
+	Recorder Recorder
+}
+
+// Drop reasons, the reason label of banyan_shadow_dropped_total.
+const (
+	dropQueueFull      = "queue_full"
+	dropMemory         = "memory"
+	dropWriteSkipped   = "write_skipped"
+	dropBodyTooLarge   = "body_too_large"
+	dropBodyIncomplete = "body_incomplete"
+	dropRecorder       = "recorder_full"
+	dropShutdown       = "shutdown"
+)
+
+// shadowPool runs comparisons off the request path.
+type shadowPool struct {
+	opts   ShadowOptions
+	jobs   chan *shadowJob
+	queued atomic.Int64 // bytes held by queued jobs
+	cancel context.CancelFunc
+	quit   chan struct{} // closed by Close: drain the queue, then stop
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	routes map[string]*routeShadow
+}
+
+// routeShadow is a route's compiled rules and learned noise. Noise
+// survives weight edits and reloads while the route's rules are unchanged.
+type routeShadow struct {
+	rules   routes.DiffConfig
+	cmp     *diff.Comparer
+	noise   *diff.Noise
+	samples atomic.Int64 // noise samples taken
+}
+
+// noiseWarmup is how many noise samples a route takes, one per mirrored
+// request, before dropping to its noise_percent.
+const noiseWarmup = 20
+
+type shadowJob struct {
+	table   *routes.Table
+	route   *routes.Route
+	rs      *routeShadow
+	primary string
+	peer    string
+	req     *http.Request // detached copy: method, URL, Host, headers, RemoteAddr
+	body    []byte
+	resp    diff.Response
+	bytes   int64
+}
+
+// StartShadow starts the shadow workers. Without it, routes with shadow
+// settings are served but never mirrored.
+func (p *Proxy) StartShadow(opts ShadowOptions) {
+	if opts.Workers < 1 {
+		opts.Workers = 8
+	}
+	if opts.Queue < 1 {
+		opts.Queue = 1000
+	}
+	if opts.CompareBody <= 0 {
+		opts.CompareBody = 1 << 20
+	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = 64 << 20
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sp := &shadowPool{opts: opts, jobs: make(chan *shadowJob, opts.Queue), cancel: cancel, quit: make(chan struct{}), routes: map[string]*routeShadow{}}
+	run := func(j *shadowJob) {
+		sp.queued.Add(-j.bytes)
+		p.compare(ctx, j)
+	}
+	for range opts.Workers {
+		sp.wg.Add(1)
+		go func() {
+			defer sp.wg.Done()
+			for {
+				select {
+				case j := <-sp.jobs:
+					run(j)
+				case <-sp.quit:
+					for {
+						select {
+						case j := <-sp.jobs:
+							run(j)
+						default:
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	p.shadow = sp
+}
+
+// Close stops the shadow workers after they have compared what is queued;
+// when ctx ends first, calls in flight are cancelled and the rest is
+// dropped (counted as shutdown). The proxy must have stopped serving.
+func (p *Proxy) Close(ctx context.Context) error {
+	sp := p.shadow
+	if sp == nil {
+		return nil
+	}
+	close(sp.quit)
+	done := make(chan struct{})
+	go func() { sp.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		sp.cancel()
+		return nil
+	case <-ctx.Done():
+		sp.cancel()
+		<-done
+		return fmt.Errorf("shadow pool: %w; unfinished comparisons dropped", ctx.Err())
+	}
+}
+
+// CheckDiffRules compiles every route's diff rules, so a config with a bad
+// rule is refused at load with the others' problems.
+func CheckDiffRules(cfg *routes.Config) []routes.Problem {
+	var ps []routes.Problem
+	for _, r := range cfg.Routes {
+		rules, err := diffRules(r.Diff)
+		if err == nil {
+			_, err = diff.Compile(rules)
+		}
+		if err != nil {
+			ps = append(ps, routes.Problem{Field: "routes[" + r.Name + "].diff", Why: err.Error()})
+		}
+	}
+	return ps
+}
+
+func diffRules(c routes.DiffConfig) (diff.Rules, error) {
+	r := diff.Rules{Headers: c.Headers, Ignore: c.Ignore, Unordered: c.Unordered, Timestamps: c.Timestamps, NumericStrings: c.NumericStrings}
+	var errs []error
+	if len(c.Tolerance) > 0 {
+		r.Tolerance = map[string]diff.Tolerance{}
+		for path, s := range c.Tolerance {
+			t, err := diff.ParseTolerance(s)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			r.Tolerance[path] = t
+		}
+	}
+	return r, errors.Join(errs...)
+}
+
+// routeShadow returns the compiled rules of rt, compiling them when the
+// route is new or its rules changed.
+func (sp *shadowPool) routeShadow(rt *routes.Route) *routeShadow {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if rs := sp.routes[rt.Name]; rs != nil && reflect.DeepEqual(rs.rules, rt.Diff) {
+		return rs
+	}
+	rules, err := diffRules(rt.Diff)
+	var cmp *diff.Comparer
+	if err == nil {
+		cmp, err = diff.Compile(rules)
+	}
+	if err != nil {
+		// Validated at load; an empty rule set still compares.
+		cmp, _ = diff.Compile(diff.Rules{})
+	}
+	rs := &routeShadow{rules: rt.Diff, cmp: cmp, noise: diff.NewNoise()}
+	if old := sp.routes[rt.Name]; old != nil {
+		rs.noise = old.noise
+		rs.samples.Store(old.samples.Load())
+	}
+	sp.routes[rt.Name] = rs
+	return rs
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// shadowPlan decides, before forwarding, whether r is mirrored; it counts
+// the reason when a sampled request is not.
+func (p *Proxy) shadowPlan(rt *routes.Route, r *http.Request, primary string) (peer string, ok bool) {
+	if p.shadow == nil || rt.Shadow.Percent <= 0 || !rt.Shadowed(r) {
+		return "", false
+	}
+	switch primary {
+	case rt.Legacy:
+		peer = rt.New
+	case rt.New:
+		peer = rt.Legacy
+	default:
+		return "", false
+	}
+	if !safeMethod(r.Method) && rt.Shadow.Writes != routes.WritesDryRun {
+		p.metrics.dropped(rt.Name, dropWriteSkipped)
+		return "", false
+	}
+	if r.ContentLength > int64(rt.Shadow.MaxBody) {
+		p.metrics.dropped(rt.Name, dropBodyTooLarge)
+		return "", false
+	}
+	return peer, true
+}
+
+// teeBody copies the request body as the primary reads it, up to max.
+type teeBody struct {
+	io.ReadCloser
+	buf      bytes.Buffer
+	max      int64
+	over     bool
+	complete bool
+}
+
+func (t *teeBody) Read(b []byte) (int, error) {
+	n, err := t.ReadCloser.Read(b)
+	if n > 0 && !t.over {
+		if int64(t.buf.Len()+n) > t.max {
+			t.over = true
+			t.buf = bytes.Buffer{}
+		} else {
+			t.buf.Write(b[:n])
+		}
+	}
+	if err == io.EOF {
+		t.complete = true
+	}
+	return n, err
+}
+
+// enqueue hands a finished primary exchange to the pool without blocking.
+func (p *Proxy) enqueue(t *routes.Table, rt *routes.Route, r *http.Request, tee *teeBody, rec *recorder, primary, peer string, latency time.Duration) {
+	var body []byte
+	if tee != nil {
+		switch {
+		case tee.over:
+			p.metrics.dropped(rt.Name, dropBodyTooLarge)
+			return
+		case !tee.complete:
+			p.metrics.dropped(rt.Name, dropBodyIncomplete)
+			return
+		}
+		body = tee.buf.Bytes()
+	}
+	sp := p.shadow
+	size := int64(len(body) + len(rec.capture.buf))
+	if sp.queued.Add(size) > sp.opts.MaxQueuedBytes {
+		sp.queued.Add(-size)
+		p.metrics.dropped(rt.Name, dropMemory)
+		return
+	}
+	req := &http.Request{
+		Method: r.Method, URL: cloneURL(r), Host: r.Host, Header: r.Header.Clone(),
+		RemoteAddr: r.RemoteAddr, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	}
+	j := &shadowJob{
+		table: t, route: rt, rs: sp.routeShadow(rt), primary: primary, peer: peer, req: req, body: body, bytes: size,
+		resp: diff.Response{
+			Backend: primary, Status: rec.code, Header: rec.Header().Clone(),
+			Body: bytes.Clone(rec.capture.buf), Truncated: rec.capture.truncated, Latency: latency, Err: rec.errText,
+		},
+	}
+	select {
+	case sp.jobs <- j:
+	default:
+		sp.queued.Add(-size)
+		p.metrics.dropped(rt.Name, dropQueueFull)
+	}
+}
+
+func cloneURL(r *http.Request) *url.URL {
+	u := *r.URL
+	if u.User != nil {
+		u.User = nil
+	}
+	return &u
+}
+
+// compare runs one job on a worker: call the peer (and, for a noise
+// sample, the primary again), diff, judge and record.
+func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
+	rt, rs := j.route, j.rs
+	if ctx.Err() != nil {
+		p.metrics.dropped(rt.Name, dropShutdown)
+		return
+	}
+	peerResp := p.fetch(ctx, j, j.peer)
+	sample := safeMethod(j.req.Method) && (rs.samples.Load() < noiseWarmup || rand.IntN(100) < *rt.Shadow.NoisePercent)
+	if sample {
+		again := p.fetch(ctx, j, j.primary)
+		if again.Err == "" && j.resp.Err == "" {
+			rs.noise.Learn(rs.cmp.Compare(j.resp, again))
+			rs.samples.Add(1)
+		}
+	}
+	if ctx.Err() != nil {
+		// Cut short by shutdown: not the backend's fault, not an outcome.
+		p.metrics.dropped(rt.Name, dropShutdown)
+		return
+	}
+	legacy, newer := j.resp, peerResp
+	if j.primary != rt.Legacy {
+		legacy, newer = peerResp, j.resp
+	}
+	var diffs []diff.Difference
+	if legacy.Err == "" && newer.Err == "" {
+		diffs = rs.cmp.Compare(legacy, newer)
+	}
+	diffs, verdict := diff.Judge(legacy, newer, diffs, rs.noise)
+	p.metrics.compared(rt.Name, verdict)
+	if p.shadow.opts.Recorder == nil {
+		return
+	}
+	o := diff.Outcome{
+		Time: time.Now().UTC(), Route: rt.Name, Method: j.req.Method, Path: routePattern(rt), URL: j.req.URL.RequestURI(),
+		Legacy: legacy, New: newer, Verdict: verdict, Differences: diffs,
+	}
+	if !p.shadow.opts.Recorder.Record(o) {
+		p.metrics.dropped(rt.Name, dropRecorder)
+	}
+}
+
+// fetch sends the job's request to backend through the same forwarding
+// path as customer traffic, with the route's shadow timeout, and captures
+// the answer.
+func (p *Proxy) fetch(ctx context.Context, j *shadowJob, backend string) diff.Response {
+	ctx, cancel := context.WithTimeout(ctx, j.route.Shadow.Timeout)
+	defer cancel()
+	req := j.req.Clone(ctx)
+	req.Header.Set(ShadowHeader, "1")
+	if len(j.body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(j.body))
+		req.ContentLength = int64(len(j.body))
+	} else {
+		req.Body = http.NoBody
+	}
+	cw := &captureWriter{header: http.Header{}, body: bodyCap{max: p.shadow.opts.CompareBody}}
+	start := time.Now()
+	p.upstream(j.table, backend).rp.ServeHTTP(cw, req)
+	resp := diff.Response{Backend: backend, Status: cw.code, Header: cw.header, Body: cw.body.buf, Truncated: cw.body.truncated, Latency: time.Since(start), Err: cw.errText}
+	if resp.Status == 0 && resp.Err == "" {
+		resp.Status = http.StatusOK
+	}
+	return resp
+}
+
+// routePattern is the route's path pattern as reports show it.
+func routePattern(rt *routes.Route) string {
+	switch m := rt.Match; {
+	case m.PathTemplate != "":
+		return m.PathTemplate
+	case m.Path != "":
+		return m.Path
+	case m.PathPrefix != "":
+		return m.PathPrefix + "*"
+	}
+	return "*"
+}
+
+// captureWriter is the ResponseWriter of a shadow call: it keeps the
+// status, headers and up to max bytes of body.
+type captureWriter struct {
+	header  http.Header
+	code    int
+	body    bodyCap
+	errText string
+}
+
+func (c *captureWriter) Header() http.Header { return c.header }
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.code == 0 && code >= 200 {
+		c.code = code
+	}
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.code == 0 {
+		c.code = http.StatusOK
+	}
+	c.body.add(b)
+	return len(b), nil
+}
+
+// Flush is a no-op: nothing is sent anywhere.
+func (c *captureWriter) Flush() {}
+
+func (c *captureWriter) setErr(code int, msg string) {
+	c.code, c.errText = code, msg
+}
