@@ -33,8 +33,14 @@ type Rules struct {
 	// Tolerance maps number path patterns to how far apart the numbers may
 	// be. If several patterns match a path, being within any one suffices.
 	Tolerance map[string]Tolerance
-	// Timestamps makes two strings equal when both are timestamps of the same
-	// instant; see the formats listed at isoLayouts.
+	// Timestamps makes two strings equal when both are timestamps of the
+	// same instant. Recognised formats (a fraction of a second is accepted
+	// after the seconds in each; a time without a zone is taken as UTC):
+	// RFC 3339 / RFC3339Nano ("2006-01-02T15:04:05.999Z07:00"),
+	// "2006-01-02T15:04:05", "2006-01-02 15:04:05" followed by nothing,
+	// "Z07:00", " Z07:00" or " -0700", RFC 1123 with a numeric zone or
+	// with GMT/UTC (other zone abbreviations are ambiguous and rejected),
+	// and unix seconds as exactly 10 digits with an optional fraction.
 	Timestamps bool
 	// NumericStrings makes a string holding a JSON number ("10.00") equal a
 	// number or numeric string of the same value (10); tolerance applies.
