@@ -12,6 +12,7 @@ var configTemplate string
 // ConfigParams fill the demo config template.
 type ConfigParams struct {
 	State     string
+	Reports   string
 	LegacyURL string
 	OrdersURL string
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/banyanhq/banyan/demo"
 	"github.com/banyanhq/banyan/proxy"
+	"github.com/banyanhq/banyan/reports"
 	"github.com/banyanhq/banyan/routes"
 	"github.com/spf13/cobra"
 )
@@ -73,7 +74,7 @@ func startDemo(ctx context.Context, dir string) (*demoEstate, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "banyan.yaml")
-	cfg := demo.Config(demo.ConfigParams{State: filepath.Join(dir, "state.db"), LegacyURL: legacyURL, OrdersURL: ordersURL})
+	cfg := demo.Config(demo.ConfigParams{State: filepath.Join(dir, "state.db"), Reports: filepath.Join(dir, "reports.db"), LegacyURL: legacyURL, OrdersURL: ordersURL})
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		stopAll()
 		return nil, err
@@ -90,11 +91,11 @@ func startDemo(ctx context.Context, dir string) (*demoEstate, error) {
 		srv:    srv,
 		client: &http.Client{Transport: proxy.NewTransport(5 * time.Second), Timeout: 10 * time.Second},
 		admin:  &routes.Client{Base: "http://" + srv.adminAddr(), User: "demo"},
-		stop: func() {
+		stop: sync.OnceFunc(func() {
 			cancel()
 			<-done
 			stopAll()
-		},
+		}),
 	}, nil
 }
 
@@ -251,17 +252,45 @@ func runDemo(ctx context.Context, out io.Writer, users, perUser int) error {
 	}
 	tw.Flush()
 
+	// Stopping banyan finishes the queued comparisons, then the report.
+	e.stop()
+	st, err := reports.Open(e.srv.cfg.ReportsPath(), reports.Options{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("demo report: %w", err)
+	}
+	rep, err := st.Report(ctx, reports.Query{})
+	st.Close(ctx)
+	if err != nil {
+		return fmt.Errorf("demo report: %w", err)
+	}
+	fmt.Fprintln(out, "\nShadow comparison, legacy -> orders-svc (banyan report):")
+	if err := reports.WriteText(out, rep); err != nil {
+		return err
+	}
+
+	// The new service's planted bug (a truncated discount total) must be
+	// the one and only differing field; request_id must be noise.
+	var found []string
+	for _, r := range rep.Routes {
+		for _, f := range r.Fields {
+			if !f.Noise {
+				found = append(found, f.Path)
+			}
+		}
+	}
+	bugFound := len(found) == 1 && found[0] == "$.total"
+
 	failedReqs, switched := 0, 0
 	for _, r := range results {
 		failedReqs += r.failed
 		switched += r.switched
 	}
-	if !overrideOK || failedReqs > 0 || switched > 0 || stayed != len(at20) || !sameBack {
-		fmt.Fprintln(out, "\nverdict: FAIL")
-		return failed(fmt.Errorf("demo: override ok=%v, failed requests=%d, users switched within a step=%d, ramp kept %d of %d, rollback exact=%v",
-			overrideOK, failedReqs, switched, stayed, len(at20), sameBack))
+	if !overrideOK || failedReqs > 0 || switched > 0 || stayed != len(at20) || !sameBack || !bugFound {
+		fmt.Fprintln(out, "\ndemo verdict: FAIL")
+		return failed(fmt.Errorf("demo: override ok=%v, failed requests=%d, users switched within a step=%d, ramp kept %d of %d, rollback exact=%v, differing fields %v (want only $.total)",
+			overrideOK, failedReqs, switched, stayed, len(at20), sameBack, found))
 	}
-	fmt.Fprintf(out, "\nverdict: OK — %d requests, none failed, every user sticky, ramp monotonic, rollback exact.\n", sumRequests(results))
+	fmt.Fprintf(out, "\ndemo verdict: OK — %d requests, none failed, every user sticky, ramp monotonic, rollback exact; the shadow diff caught orders-svc's planted bug in $.total and nothing else.\n", sumRequests(results))
 	return nil
 }
 

@@ -338,6 +338,7 @@ routes:
 		want []string
 	}{
 		{[]string{"validate", "--config", good}, exitOK, []string{"valid (1 routes, 2 backends)"}},
+		{[]string{"validate", "--config", "../../banyan.example.yaml"}, exitOK, []string{"valid (3 routes, 2 backends)"}},
 		{[]string{"validate", "--config", bad}, exitFound, []string{"backends.a.url", "routes[r].split.zz", "sum to 90", "duplicate route name", "path_template", "must be the last route"}},
 		{[]string{"validate", "--config", filepath.Join(dir, "missing.yaml")}, exitCannotRun, []string{"no such file"}},
 	}
@@ -363,7 +364,7 @@ func TestDemo(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("demo exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
-	for _, want := range []string{"answered by orders-svc", "routes set 50/50", "verdict: OK", "rollback"} {
+	for _, want := range []string{"answered by orders-svc", "routes set 50/50", "demo verdict: OK", "rollback", "$.total", "changed (noise)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
