@@ -74,12 +74,16 @@ func headerValue(h map[string][]string, name string) (string, bool) {
 	return strings.Join(parts, ", "), true
 }
 
-// normalizeMediaType lower-cases the type and parameter names, so
-// "Application/JSON;charset=UTF-8" equals "application/json; charset=UTF-8".
+// normalizeMediaType lower-cases the type, the parameter names and the
+// charset value (charset names are case-insensitive), so
+// "Application/JSON;charset=UTF-8" equals "application/json; charset=utf-8".
 func normalizeMediaType(v string) string {
 	mt, params, err := mime.ParseMediaType(v)
 	if err != nil {
 		return v
+	}
+	if cs, ok := params["charset"]; ok {
+		params["charset"] = strings.ToLower(cs)
 	}
 	if f := mime.FormatMediaType(mt, params); f != "" {
 		return f
