@@ -42,6 +42,7 @@ type Config struct {
 	Routes   []RouteConfig            `yaml:"routes"`
 	Shadow   ShadowPoolConfig         `yaml:"shadow"`
 	Reports  ReportsConfig            `yaml:"reports"`
+	CDC      CDCConfig                `yaml:"cdc"`
 
 	// Path is the file the config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -171,6 +172,50 @@ type ReportsConfig struct {
 	MaxAge      time.Duration `yaml:"max_age"`      // default 168h
 	MaxOutcomes int           `yaml:"max_outcomes"` // default 1,000,000
 	Examples    int           `yaml:"examples"`     // full examples per route and field path (default 5)
+}
+
+// CDCConfig is the binlog pipeline from the legacy database to the new one.
+type CDCConfig struct {
+	Source CDCSource      `yaml:"source"`
+	Target CDCTarget      `yaml:"target"`
+	Tables []TableMapping `yaml:"tables"`
+	// BatchRows caps the rows applied in one target transaction (default 1000).
+	BatchRows int `yaml:"batch_rows"`
+	// ChunkRows is the initial copy's chunk size (default 1000).
+	ChunkRows int `yaml:"chunk_rows"`
+	// SourceTimezone is the zone of the legacy DATETIME values, for the
+	// local_to_utc converter (default Local).
+	SourceTimezone string `yaml:"source_timezone"`
+}
+
+// CDCSource is the legacy MySQL/MariaDB server.
+type CDCSource struct {
+	DSN      string `yaml:"dsn"`
+	Flavor   string `yaml:"flavor"`    // mysql or mariadb (default mariadb)
+	ServerID uint32 `yaml:"server_id"` // replica id banyan registers with (default 4051)
+	// Position is "gtid" (default) or "file" to resume by file:pos.
+	Position string `yaml:"position"`
+}
+
+// CDCTarget is the new service's database.
+type CDCTarget struct {
+	DSN string `yaml:"dsn"`
+}
+
+// TableMapping maps one legacy table to one new table.
+type TableMapping struct {
+	Source string `yaml:"source"` // db.table
+	Target string `yaml:"target"` // db.table
+	// Columns renames: source column -> target column. Columns not listed
+	// keep their name unless Only is set.
+	Columns map[string]string `yaml:"columns"`
+	// Skip lists source columns not copied.
+	Skip []string `yaml:"skip"`
+	// Only, when set, copies just the columns named in Columns.
+	Only bool `yaml:"only"`
+	// Convert names a converter per source column: yuan_to_cents,
+	// tinyint_to_bool, local_to_utc.
+	Convert map[string]string `yaml:"convert"`
 }
 
 // Size is a byte count written as 1048576, "512KiB" or "1MiB".
@@ -388,6 +433,21 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Reports.Examples == 0 {
 		c.Reports.Examples = 5
+	}
+	if c.CDC.BatchRows == 0 {
+		c.CDC.BatchRows = 1000
+	}
+	if c.CDC.ChunkRows == 0 {
+		c.CDC.ChunkRows = 1000
+	}
+	if c.CDC.Source.Flavor == "" {
+		c.CDC.Source.Flavor = "mariadb"
+	}
+	if c.CDC.Source.ServerID == 0 {
+		c.CDC.Source.ServerID = 4051
+	}
+	if c.CDC.Source.Position == "" {
+		c.CDC.Source.Position = "gtid"
 	}
 	for i := range c.Routes {
 		sh := &c.Routes[i].Shadow

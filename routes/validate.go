@@ -29,7 +29,8 @@ func (c *Config) Validate() error {
 	if !c.Override.Disabled && !tokenRE.MatchString(c.Override.Header) {
 		add("override.header", "%q is not a valid header name", c.Override.Header)
 	}
-	if len(c.Backends) == 0 {
+	cdcOnly := len(c.CDC.Tables) > 0 && len(c.Routes) == 0 && len(c.Backends) == 0
+	if len(c.Backends) == 0 && !cdcOnly {
 		add("backends", "at least one backend is required")
 	}
 	for _, name := range sortedKeys(c.Backends) {
@@ -58,8 +59,11 @@ func (c *Config) Validate() error {
 			add(f+".host", "%q must be preserve, backend or a host name", b.Host)
 		}
 	}
-	if len(c.Routes) == 0 {
+	if len(c.Routes) == 0 && !cdcOnly {
 		add("routes", "at least one route is required")
+	}
+	for _, p := range c.CDC.validate() {
+		add("cdc"+p.Field, "%s", p.Why)
 	}
 	seen := map[string]int{}
 	for i, r := range c.Routes {
@@ -109,6 +113,48 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return &ValidationError{Problems: ps}
+}
+
+func (c CDCConfig) validate() []Problem {
+	var ps []Problem
+	if len(c.Tables) == 0 {
+		return nil // no CDC configured
+	}
+	if c.Source.DSN == "" {
+		ps = append(ps, Problem{".source.dsn", "is required"})
+	}
+	if c.Target.DSN == "" {
+		ps = append(ps, Problem{".target.dsn", "is required"})
+	}
+	if c.Source.Flavor != "mysql" && c.Source.Flavor != "mariadb" {
+		ps = append(ps, Problem{".source.flavor", fmt.Sprintf("%q must be mysql or mariadb", c.Source.Flavor)})
+	}
+	if c.Source.Position != "gtid" && c.Source.Position != "file" {
+		ps = append(ps, Problem{".source.position", fmt.Sprintf("%q must be gtid or file", c.Source.Position)})
+	}
+	if c.BatchRows < 1 || c.ChunkRows < 1 {
+		ps = append(ps, Problem{"", "batch_rows and chunk_rows must be at least 1"})
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Tables {
+		f := fmt.Sprintf(".tables[%d]", i)
+		for _, side := range []struct{ name, v string }{{"source", t.Source}, {"target", t.Target}} {
+			db, tbl, ok := strings.Cut(side.v, ".")
+			if !ok || db == "" || tbl == "" || strings.Contains(tbl, ".") {
+				ps = append(ps, Problem{f + "." + side.name, fmt.Sprintf("%q must be database.table", side.v)})
+			}
+		}
+		if seen[t.Source] {
+			ps = append(ps, Problem{f + ".source", fmt.Sprintf("table %s is mapped twice", t.Source)})
+		}
+		seen[t.Source] = true
+		for _, col := range t.Skip {
+			if _, renamed := t.Columns[col]; renamed {
+				ps = append(ps, Problem{f + ".skip", fmt.Sprintf("column %s is both skipped and renamed", col)})
+			}
+		}
+	}
+	return ps
 }
 
 func validateShadow(r RouteConfig) []Problem {

@@ -69,6 +69,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newValidateCmd(),
 		newRoutesCmd(),
 		newDemoCmd(),
+		newCDCCmd(),
 		newReportCmd(),
 	)
 	return root

@@ -1,0 +1,63 @@
+package cdc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/banyanhq/banyan/routes"
+)
+
+// Status is what `banyan cdc status` reports.
+type Status struct {
+	Phase      string                      `json:"phase"`
+	Applied    Position                    `json:"applied"`
+	Source     Position                    `json:"source"`
+	CaughtUp   bool                        `json:"caught_up"`
+	LagSeconds float64                     `json:"lag_seconds"`
+	UpdatedAt  time.Time                   `json:"updated_at"`
+	Copy       []TableProgress             `json:"copy"`
+	Applies    map[string]map[string]int64 `json:"rows_applied"`
+}
+
+// ReadStatus reads the checkpoint and counters from the target and the
+// current position from the source.
+func ReadStatus(ctx context.Context, cfg routes.CDCConfig) (*Status, error) {
+	src, err := OpenDB(cfg.Source.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	dst, err := OpenDB(cfg.Target.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer dst.Close()
+	t := &Target{DB: dst, Pipeline: "default"}
+	cp, ok, err := t.Checkpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w (has `banyan cdc run` ever run against this target?)", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("no checkpoint in the target: `banyan cdc run` has not started yet")
+	}
+	st := &Status{Phase: cp.Phase, Applied: cp.Applied, UpdatedAt: cp.UpdatedAt}
+	if st.Copy, err = t.Copies(ctx); err != nil {
+		return nil, err
+	}
+	if st.Applies, err = t.Stats(ctx); err != nil {
+		return nil, err
+	}
+	if st.Source, err = (&SourceDB{DB: src, Flavor: cfg.Source.Flavor}).Position(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Source.Position == "gtid" {
+		st.CaughtUp = st.Source.GTID == cp.Applied.GTID
+	} else {
+		st.CaughtUp = st.Source.File == cp.Applied.File && st.Source.Pos == cp.Applied.Pos
+	}
+	if !st.CaughtUp && cp.SourceTS > 0 {
+		st.LagSeconds = time.Since(time.Unix(cp.SourceTS, 0)).Seconds()
+	}
+	return st, nil
+}

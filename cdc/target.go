@@ -1,0 +1,462 @@
+package cdc
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Checkpoint is the pipeline's progress as stored in the target, in the
+// same transaction as the rows it covers.
+type Checkpoint struct {
+	Pipeline string
+	// Phase is "copy" until the initial copy is done, then "stream".
+	Phase string
+	// Start is the source position read before the copy began; streaming
+	// starts there, so changes made during the copy are replayed.
+	Start Position
+	// Applied is the position after the last source transaction applied.
+	Applied Position
+	// SourceTS is the commit time (unix seconds) of that transaction.
+	SourceTS  int64
+	UpdatedAt time.Time
+}
+
+// Phases.
+const (
+	PhaseCopy   = "copy"
+	PhaseStream = "stream"
+)
+
+// TableProgress is one table's initial copy progress.
+type TableProgress struct {
+	Table  string
+	LastPK []any // nil before the first chunk
+	Rows   int64
+	Done   bool
+}
+
+const targetSchema = `
+CREATE TABLE IF NOT EXISTS banyan_cdc_checkpoint (
+	pipeline    VARCHAR(64) NOT NULL PRIMARY KEY,
+	phase       VARCHAR(16) NOT NULL,
+	start_pos   TEXT NOT NULL,
+	applied_pos TEXT NOT NULL,
+	source_ts   BIGINT NOT NULL DEFAULT 0,
+	updated_at  DATETIME(6) NOT NULL
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS banyan_cdc_copy (
+	pipeline     VARCHAR(64) NOT NULL,
+	source_table VARCHAR(200) NOT NULL,
+	last_pk      TEXT NULL,
+	rows_copied  BIGINT NOT NULL DEFAULT 0,
+	done         TINYINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (pipeline, source_table)
+) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS banyan_cdc_stats (
+	pipeline     VARCHAR(64) NOT NULL,
+	target_table VARCHAR(200) NOT NULL,
+	op           VARCHAR(8) NOT NULL,
+	row_count    BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (pipeline, target_table, op)
+) ENGINE=InnoDB`
+
+// Target is the new database: it applies batches of changes and keeps the
+// checkpoint beside them.
+type Target struct {
+	DB       *sql.DB
+	Pipeline string
+}
+
+// Init creates banyan's bookkeeping tables when missing.
+func (t *Target) Init(ctx context.Context) error {
+	for _, stmt := range strings.Split(targetSchema, ";") {
+		if _, err := t.DB.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create checkpoint tables in target: %w", err)
+		}
+	}
+	return nil
+}
+
+// Checkpoint reads the stored checkpoint; ok is false when there is none.
+func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
+	var cp Checkpoint
+	var start, applied string
+	err := t.DB.QueryRowContext(ctx, `SELECT phase, start_pos, applied_pos, source_ts, updated_at FROM banyan_cdc_checkpoint WHERE pipeline = ?`, t.Pipeline).
+		Scan(&cp.Phase, &start, &applied, &cp.SourceTS, &cp.UpdatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	cp.Pipeline = t.Pipeline
+	if err := errors.Join(json.Unmarshal([]byte(start), &cp.Start), json.Unmarshal([]byte(applied), &cp.Applied)); err != nil {
+		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	return cp, true, nil
+}
+
+// execer is a *sql.Tx or *sql.DB.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (t *Target) saveCheckpoint(ctx context.Context, x execer, cp Checkpoint) error {
+	start, _ := json.Marshal(cp.Start)
+	applied, _ := json.Marshal(cp.Applied)
+	_, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_checkpoint (pipeline, phase, start_pos, applied_pos, source_ts, updated_at) VALUES (?,?,?,?,?,?)
+		ON DUPLICATE KEY UPDATE phase=VALUES(phase), start_pos=VALUES(start_pos), applied_pos=VALUES(applied_pos), source_ts=VALUES(source_ts), updated_at=VALUES(updated_at)`,
+		t.Pipeline, cp.Phase, string(start), string(applied), cp.SourceTS, time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Reset forgets copy progress and stats and starts a new copy from start.
+func (t *Target) Reset(ctx context.Context, start Position) error {
+	tx, err := t.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM banyan_cdc_copy WHERE pipeline = ?`, t.Pipeline); err != nil {
+		return err
+	}
+	if err := t.saveCheckpoint(ctx, tx, Checkpoint{Phase: PhaseCopy, Start: start, Applied: start}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Progress reads a table's copy progress.
+func (t *Target) Progress(ctx context.Context, table string) (TableProgress, error) {
+	p := TableProgress{Table: table}
+	var last sql.NullString
+	err := t.DB.QueryRowContext(ctx, `SELECT last_pk, rows_copied, done FROM banyan_cdc_copy WHERE pipeline = ? AND source_table = ?`, t.Pipeline, table).
+		Scan(&last, &p.Rows, &p.Done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, nil
+	}
+	if err != nil {
+		return p, fmt.Errorf("read copy progress of %s: %w", table, err)
+	}
+	if last.Valid {
+		if err := json.Unmarshal([]byte(last.String), &p.LastPK); err != nil {
+			return p, fmt.Errorf("read copy progress of %s: %w", table, err)
+		}
+	}
+	return p, nil
+}
+
+// CopyChunk upserts one chunk of copied rows and records the progress in
+// the same transaction.
+func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p TableProgress) error {
+	tx, err := t.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", m.SourceName(), err)
+	}
+	defer tx.Rollback()
+	if len(rows) > 0 {
+		if err := upsert(ctx, tx, m, rows); err != nil {
+			return fmt.Errorf("copy %s: %w", m.SourceName(), err)
+		}
+	}
+	var last any
+	if p.LastPK != nil {
+		b, _ := json.Marshal(jsonSafe(p.LastPK))
+		last = string(b)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO banyan_cdc_copy (pipeline, source_table, last_pk, rows_copied, done) VALUES (?,?,?,?,?)
+		ON DUPLICATE KEY UPDATE last_pk=VALUES(last_pk), rows_copied=VALUES(rows_copied), done=VALUES(done)`,
+		t.Pipeline, p.Table, last, p.Rows, p.Done); err != nil {
+		return fmt.Errorf("copy %s: save progress: %w", m.SourceName(), err)
+	}
+	return tx.Commit()
+}
+
+// jsonSafe turns []byte keys into strings so they survive JSON.
+func jsonSafe(vs []any) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		if b, ok := v.([]byte); ok {
+			out[i] = string(b)
+		} else {
+			out[i] = v
+		}
+	}
+	return out
+}
+
+// SetPhase moves the checkpoint to a phase (copy done -> stream from
+// Start).
+func (t *Target) SetPhase(ctx context.Context, cp Checkpoint) error {
+	return t.saveCheckpoint(ctx, t.DB, cp)
+}
+
+// Applied counts rows applied in one batch, per target table and op.
+type Applied map[string]map[Op]int64
+
+// Apply writes a batch of source transactions and the checkpoint after the
+// last of them in one target transaction. maps is keyed by "db.table" of
+// the source.
+func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*Tx, cp Checkpoint) (Applied, error) {
+	tx, err := t.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("apply: %w", err)
+	}
+	defer tx.Rollback()
+	counts := Applied{}
+	var run opRun
+	flush := func() error {
+		if len(run.rows) == 0 {
+			return nil
+		}
+		var err error
+		if run.op == Delete {
+			err = deleteKeys(ctx, tx, run.m, run.rows)
+		} else {
+			err = upsert(ctx, tx, run.m, run.rows)
+		}
+		if err != nil {
+			return fmt.Errorf("apply to %s: %w", run.m.TargetName(), err)
+		}
+		run.rows = run.rows[:0]
+		return nil
+	}
+	add := func(m *TableMap, op Op, row []any) error {
+		kind := op
+		if kind == Update {
+			kind = Insert // both are upserts
+		}
+		if run.m != m || run.op != kind || len(run.rows) >= 500 {
+			if err := flush(); err != nil {
+				return err
+			}
+			run.m, run.op = m, kind
+		}
+		run.rows = append(run.rows, row)
+		return nil
+	}
+	for _, stx := range batch {
+		for _, c := range stx.Changes {
+			m := maps[c.Schema+"."+c.Table]
+			if m == nil {
+				continue
+			}
+			index := columnIndex(c.Columns)
+			if counts[m.TargetName()] == nil {
+				counts[m.TargetName()] = map[Op]int64{}
+			}
+			counts[m.TargetName()][c.Op]++
+			switch c.Op {
+			case Insert:
+				row, err := m.Row(index, c.After)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
+				}
+				if err := add(m, Insert, row); err != nil {
+					return nil, err
+				}
+			case Delete:
+				row, err := m.Row(index, c.Before)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
+				}
+				if err := add(m, Delete, m.Key(row)); err != nil {
+					return nil, err
+				}
+			case Update:
+				before, err := m.Row(index, c.Before)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
+				}
+				after, err := m.Row(index, c.After)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
+				}
+				if !sameKey(m.Key(before), m.Key(after)) {
+					// The primary key changed: the old row goes away.
+					if err := add(m, Delete, m.Key(before)); err != nil {
+						return nil, err
+					}
+				}
+				if err := add(m, Update, after); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	for table, ops := range counts {
+		for op, n := range ops {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO banyan_cdc_stats (pipeline, target_table, op, row_count) VALUES (?,?,?,?)
+				ON DUPLICATE KEY UPDATE row_count = row_count + VALUES(row_count)`, t.Pipeline, table, op.String(), n); err != nil {
+				return nil, fmt.Errorf("apply: stats: %w", err)
+			}
+		}
+	}
+	if err := t.saveCheckpoint(ctx, tx, cp); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("apply: commit: %w", err)
+	}
+	return counts, nil
+}
+
+type opRun struct {
+	m    *TableMap
+	op   Op
+	rows [][]any
+}
+
+func columnIndex(cols []Column) map[string]int {
+	idx := make(map[string]int, len(cols))
+	for i, c := range cols {
+		idx[c.Name] = i
+	}
+	return idx
+}
+
+func sameKey(a, b []any) bool {
+	for i := range a {
+		if fmt.Sprint(a[i]) != fmt.Sprint(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+func targetTable(m *TableMap) string {
+	return quoteIdent(m.TargetSchema) + "." + quoteIdent(m.TargetTable)
+}
+
+// upsert writes rows as one multi-row INSERT ... ON DUPLICATE KEY UPDATE.
+// Never REPLACE: it deletes and re-inserts, removing rows that collide on
+// a secondary unique key and firing deletes the source never made.
+func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
+	var b strings.Builder
+	b.WriteString("INSERT INTO ")
+	b.WriteString(targetTable(m))
+	b.WriteString(" (")
+	for i, c := range m.Cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(c.Target))
+	}
+	b.WriteString(") VALUES ")
+	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", len(m.Cols)), ",") + ")"
+	args := make([]any, 0, len(rows)*len(m.Cols))
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(ph)
+		args = append(args, r...)
+	}
+	b.WriteString(" ON DUPLICATE KEY UPDATE ")
+	first := true
+	for i, c := range m.Cols {
+		if isKeyCol(m, i) {
+			continue
+		}
+		if !first {
+			b.WriteString(", ")
+		}
+		first = false
+		fmt.Fprintf(&b, "%s = VALUES(%s)", quoteIdent(c.Target), quoteIdent(c.Target))
+	}
+	if first { // key-only table
+		k := quoteIdent(m.Cols[m.PK[0]].Target)
+		fmt.Fprintf(&b, "%s = %s", k, k)
+	}
+	_, err := x.ExecContext(ctx, b.String(), args...)
+	return err
+}
+
+func isKeyCol(m *TableMap, i int) bool {
+	for _, k := range m.PK {
+		if k == i {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteKeys deletes rows by primary key.
+func deleteKeys(ctx context.Context, x execer, m *TableMap, keys [][]any) error {
+	var b strings.Builder
+	b.WriteString("DELETE FROM ")
+	b.WriteString(targetTable(m))
+	b.WriteString(" WHERE (")
+	for i, k := range m.PK {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(quoteIdent(m.Cols[k].Target))
+	}
+	b.WriteString(") IN (")
+	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", len(m.PK)), ",") + ")"
+	args := make([]any, 0, len(keys)*len(m.PK))
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(ph)
+		args = append(args, k...)
+	}
+	b.WriteString(")")
+	_, err := x.ExecContext(ctx, b.String(), args...)
+	return err
+}
+
+// Stats returns rows applied by streaming per target table and op.
+func (t *Target) Stats(ctx context.Context) (map[string]map[string]int64, error) {
+	rows, err := t.DB.QueryContext(ctx, `SELECT target_table, op, row_count FROM banyan_cdc_stats WHERE pipeline = ? ORDER BY target_table, op`, t.Pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("read stats: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]int64{}
+	for rows.Next() {
+		var table, op string
+		var n int64
+		if err := rows.Scan(&table, &op, &n); err != nil {
+			return nil, err
+		}
+		if out[table] == nil {
+			out[table] = map[string]int64{}
+		}
+		out[table][op] = n
+	}
+	return out, rows.Err()
+}
+
+// Copies returns every table's copy progress.
+func (t *Target) Copies(ctx context.Context) ([]TableProgress, error) {
+	rows, err := t.DB.QueryContext(ctx, `SELECT source_table, rows_copied, done FROM banyan_cdc_copy WHERE pipeline = ? ORDER BY source_table`, t.Pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("read copy progress: %w", err)
+	}
+	defer rows.Close()
+	var out []TableProgress
+	for rows.Next() {
+		var p TableProgress
+		if err := rows.Scan(&p.Table, &p.Rows, &p.Done); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
