@@ -62,6 +62,15 @@ type harness struct {
 // temporary folder; everything is closed when the test ends.
 func newHarness(tb testing.TB, config string, backends ...*backend) *harness {
 	tb.Helper()
+	p, mgr, reg := newProxy(tb, config, backends...)
+	srv := httptest.NewServer(p)
+	tb.Cleanup(srv.Close)
+	return &harness{URL: srv.URL, mgr: mgr, reg: reg, client: newClient(tb)}
+}
+
+// newProxy builds, without serving it, the proxy newHarness starts.
+func newProxy(tb testing.TB, config string, backends ...*backend) (*proxy.Proxy, *routes.Manager, *prometheus.Registry) {
+	tb.Helper()
 	urls := make(map[string]string, len(backends))
 	for _, b := range backends {
 		urls[b.name] = b.URL
@@ -92,9 +101,7 @@ func newHarness(tb testing.TB, config string, backends ...*backend) *harness {
 	}
 	reg := prometheus.NewRegistry()
 	p := proxy.New(mgr.Table, proxy.NewMetrics(reg), slog.New(slog.DiscardHandler))
-	srv := httptest.NewServer(p)
-	tb.Cleanup(srv.Close)
-	return &harness{URL: srv.URL, mgr: mgr, reg: reg, client: newClient(tb)}
+	return p, mgr, reg
 }
 
 // newClient returns a client with banyan's tuned transport, so that many
