@@ -59,6 +59,7 @@ type shadowPool struct {
 	queued atomic.Int64 // bytes held by queued jobs
 	cancel context.CancelFunc
 	quit   chan struct{} // closed by Close: drain the queue, then stop
+	closed sync.Once
 	wg     sync.WaitGroup
 
 	mu     sync.Mutex
@@ -143,7 +144,7 @@ func (p *Proxy) Close(ctx context.Context) error {
 	if sp == nil {
 		return nil
 	}
-	close(sp.quit)
+	sp.closed.Do(func() { close(sp.quit) })
 	done := make(chan struct{})
 	go func() { sp.wg.Wait(); close(done) }()
 	select {
@@ -364,9 +365,14 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 // fetch sends the job's request to backend through the same forwarding
 // path as customer traffic, with the route's shadow timeout, and captures
 // the answer.
-func (p *Proxy) fetch(ctx context.Context, j *shadowJob, backend string) diff.Response {
-	ctx, cancel := context.WithTimeout(ctx, j.route.Shadow.Timeout)
+func (p *Proxy) fetch(ctx context.Context, j *shadowJob, backend string) (resp diff.Response) {
+	timeout := j.route.Shadow.Timeout
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// With a server in the context, ReverseProxy aborts (panics with
+	// http.ErrAbortHandler) when the backend breaks off its body, as it
+	// does for customers, instead of quietly returning half an answer.
+	ctx = context.WithValue(ctx, http.ServerContextKey, shadowServer)
 	req := j.req.Clone(ctx)
 	req.Header.Set(ShadowHeader, "1")
 	if len(j.body) > 0 {
@@ -377,13 +383,28 @@ func (p *Proxy) fetch(ctx context.Context, j *shadowJob, backend string) diff.Re
 	}
 	cw := &captureWriter{header: http.Header{}, body: bodyCap{max: p.shadow.opts.CompareBody}}
 	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			cw.setErr(http.StatusBadGateway, fmt.Sprintf("backend %s broke off its answer", backend))
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			cw.setErr(http.StatusGatewayTimeout, fmt.Sprintf("backend %s did not answer within the shadow timeout of %s", backend, timeout))
+		}
+		resp = diff.Response{Backend: backend, Status: cw.code, Header: cw.header, Body: cw.body.buf, Truncated: cw.body.truncated, Latency: time.Since(start), Err: cw.errText}
+		if resp.Status == 0 && resp.Err == "" {
+			resp.Status = http.StatusOK
+		}
+	}()
 	p.upstream(j.table, backend).rp.ServeHTTP(cw, req)
-	resp := diff.Response{Backend: backend, Status: cw.code, Header: cw.header, Body: cw.body.buf, Truncated: cw.body.truncated, Latency: time.Since(start), Err: cw.errText}
-	if resp.Status == 0 && resp.Err == "" {
-		resp.Status = http.StatusOK
-	}
 	return resp
 }
+
+// shadowServer marks shadow requests as served, for ReverseProxy's abort
+// behaviour; it is never started.
+var shadowServer = &http.Server{}
 
 // routePattern is the route's path pattern as reports show it.
 func routePattern(rt *routes.Route) string {

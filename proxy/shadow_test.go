@@ -710,7 +710,25 @@ func TestProxy_ShadowErrors(t *testing.T) {
 	}{
 		{"new is down", stoppedURL, "{percent: 100}", http.StatusBadGateway, "unreachable"},
 		{"new slower than the shadow timeout", func(t *testing.T) string { return newBackend(t, "new", sleepy(2*time.Second)).URL },
-			"{percent: 100, timeout: 200ms}", http.StatusGatewayTimeout, "did not answer"},
+			"{percent: 100, timeout: 200ms}", http.StatusGatewayTimeout, "did not answer within the shadow timeout of 200ms"},
+		{"new breaks off its body", func(t *testing.T) string {
+			return newBackend(t, "new", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "100")
+				io.WriteString(w, benchJSON[:10])
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler)
+			}).URL
+		}, "{percent: 100}", http.StatusBadGateway, "broke off its answer"},
+		{"new stalls after its headers", func(t *testing.T) string {
+			return newBackend(t, "new", func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "first\n")
+				w.(http.Flusher).Flush()
+				select {
+				case <-time.After(2 * time.Second):
+				case <-r.Context().Done():
+				}
+			}).URL
+		}, "{percent: 100, timeout: 300ms}", http.StatusGatewayTimeout, "shadow timeout of 300ms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -868,6 +886,10 @@ func TestProxy_Close(t *testing.T) {
 		got := h.rec.outcomes()
 		if len(got) != jobs {
 			t.Errorf("Close returned with %d outcomes (%d before it), want all %d queued", len(got), before, jobs)
+		}
+		// A second Close (a deferred cleanup, a repeated signal) is harmless.
+		if err := h.p.Close(ctx); err != nil {
+			t.Errorf("second Close: %v", err)
 		}
 		for _, o := range got {
 			if o.Verdict != diff.Match {
