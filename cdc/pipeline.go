@@ -46,8 +46,9 @@ type Pipeline struct {
 }
 
 // OpenDB opens a MySQL/MariaDB DSN with the session settings CDC relies
-// on: UTC session time zone (TIMESTAMP values travel as UTC), utf8mb4,
-// client-side interpolation (one round trip per statement).
+// on: UTC session time zone (TIMESTAMP values travel as UTC) and
+// client-side interpolation (one round trip per statement); the driver's
+// default connection character set is utf8mb4.
 func OpenDB(dsn string) (*sql.DB, error) {
 	cfg, err := driver.ParseDSN(dsn)
 	if err != nil {
@@ -58,9 +59,6 @@ func OpenDB(dsn string) (*sql.DB, error) {
 	}
 	cfg.Params["time_zone"] = "'+00:00'"
 	cfg.InterpolateParams = true
-	if !strings.Contains(dsn, "charset=") {
-		cfg.Params["charset"] = "utf8mb4"
-	}
 	conn, err := driver.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dsn: %w", err)

@@ -238,6 +238,8 @@ func (s *Server) args() []string {
 		"--log-bin="+filepath.Join(s.dir, "binlog"),
 		"--binlog-format=ROW",
 		"--binlog-row-image=FULL",
+		// Column names in every row event: CDC maps rows by name.
+		"--binlog-row-metadata=FULL",
 		"--server-id="+strconv.FormatUint(uint64(s.serverID), 10),
 		"--innodb-buffer-pool-size=64M",
 		"--innodb-log-file-size=8M",
