@@ -27,7 +27,7 @@ type SchemaError struct {
 }
 
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("schema change on %s stops the stream at %s: %s\n  statement: %s\n  update the mapping (cdc.tables) and the target table, then run `banyan cdc run` again", e.Table, e.At, e.Why, e.Statement)
+	return fmt.Sprintf("schema change on %s stops the stream: %s\n  statement: %s\n  binlog position of the statement: %s (the checkpoint stays just before it)\n  update the mapping (cdc.tables) and the target table, then run `banyan cdc run` again", e.Table, e.Why, e.Statement, e.At)
 }
 
 // Pipeline copies and streams the mapped tables from source to target.

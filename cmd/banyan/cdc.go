@@ -32,7 +32,7 @@ func newCDCCmd() *cobra.Command {
 
 // loadCDCConfig reads the config and insists on a cdc section.
 func loadCDCConfig(path string) (*routes.Config, error) {
-	cfg, err := routes.Load(path, cdc.CheckConfig)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
 	}

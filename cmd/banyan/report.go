@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/banyanhq/banyan/reports"
-	"github.com/banyanhq/banyan/routes"
 	"github.com/spf13/cobra"
 )
 
@@ -40,7 +39,7 @@ func newReportCmd() *cobra.Command {
 			}
 			path := store
 			if config != "" {
-				cfg, err := routes.Load(config)
+				cfg, err := loadConfig(config)
 				if err != nil {
 					return err
 				}

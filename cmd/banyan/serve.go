@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/banyanhq/banyan/cdc"
 	"github.com/banyanhq/banyan/proxy"
 	"github.com/banyanhq/banyan/reports"
 	"github.com/banyanhq/banyan/routes"
@@ -137,7 +138,7 @@ var _ proxy.Recorder = (*reports.Store)(nil)
 
 // loadConfig reads a config with every package's checks.
 func loadConfig(path string) (*routes.Config, error) {
-	return routes.Load(path, proxy.CheckDiffRules, checkRedact)
+	return routes.Load(path, proxy.CheckDiffRules, checkRedact, cdc.CheckConfig)
 }
 
 // checkRedact refuses redact paths the reports store cannot apply.

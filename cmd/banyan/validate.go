@@ -15,7 +15,7 @@ func newValidateCmd() *cobra.Command {
 		Short: "Check a config file; exit 0 when valid, 1 listing every problem",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := routes.Load(path)
+			cfg, err := loadConfig(path)
 			if err != nil {
 				if errors.Is(err, routes.ErrInvalidConfig) {
 					return failed(err)
