@@ -22,7 +22,6 @@ var pair *testdb.Pair
 
 func TestMain(m *testing.M) { os.Exit(testdb.RunWithPair(m, &pair)) }
 
-
 func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
