@@ -82,4 +82,7 @@ func TestPipeline_PurgedBinlog(t *testing.T) {
 
 type testWriter struct{ tb testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.tb.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
