@@ -16,8 +16,11 @@
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
 #        OUT (keep raw outputs here; default: a temp dir removed on exit)
 #        CADDY_IDLE (caddy keepalive_idle_conns_per_host, default 256)
-#        QUIET_WAIT, QUIET_MAX (wait up to QUIET_WAIT s, default 120, for the
-#        machine to be at most QUIET_MAX % busy, default 10, before each target)
+#        QUIET_WAIT, QUIET_MAX (before each measurement wait up to QUIET_WAIT s,
+#        default 60, for the machine to be at most QUIET_MAX % busy, default 10)
+#        OTHER_MAX_PCT, RETRIES (repeat a measurement, up to RETRIES times,
+#        default 3, while processes outside this run plus hypervisor steal
+#        took more than OTHER_MAX_PCT %, default 5, of the machine during it)
 #        PROFILE=1 (take a CPU profile of banyan during its max-throughput run,
 #        if its admin listener serves /debug/pprof/)
 # Every process it starts is stopped on exit; every step is time-bounded.
@@ -33,8 +36,10 @@ PROFILE=${PROFILE:-0}
 # 64 client connections that closes and reopens upstream connections all the
 # time. 256 matches nginx's "keepalive 256". CADDY_IDLE=32 gives caddy's default.
 CADDY_IDLE=${CADDY_IDLE:-256}
-QUIET_WAIT=${QUIET_WAIT:-120}
+QUIET_WAIT=${QUIET_WAIT:-60}
 QUIET_MAX=${QUIET_MAX:-10}
+OTHER_MAX_PCT=${OTHER_MAX_PCT:-5}
+RETRIES=${RETRIES:-3}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/banyan-bench.XXXXXX")
@@ -42,12 +47,13 @@ OUT=${OUT:-$TMP/out}
 mkdir -p "$OUT"
 
 PIDS=()
+CHILD= # the load generator running now, if any
 cleanup() {
 	local pid
-	for pid in "${PIDS[@]}"; do
+	for pid in $CHILD "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for pid in "${PIDS[@]}"; do
+	for pid in $CHILD "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$TMP"
@@ -69,27 +75,34 @@ for t in $TARGETS; do
 	esac
 done
 
-# free_port prints a loopback TCP port nobody listens on (nothing answers a
-# connect). Ports already handed out in this run are skipped.
+# free_port prints a loopback TCP port that no socket uses, below the
+# kernel's ephemeral range (so a client connection, ours or anyone's, cannot
+# take it between the check and the bind). Ports handed out in this run are
+# skipped.
 USED_PORTS=" "
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+	local p _ span=$((EPHEMERAL_LOW - 10000))
+	((span > 1000)) || span=20000
+	for _ in $(seq 1 200); do
+		p=$((10000 + RANDOM % span))
 		[[ $USED_PORTS == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			USED_PORTS+="$p "
-			echo "$p"
-			return
+		if command -v ss >/dev/null; then
+			[[ -z $(ss -Htan "( sport = :$p or dport = :$p )") ]] || continue
+		elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			continue
 		fi
+		USED_PORTS+="$p "
+		echo "$p"
+		return
 	done
 	die "no free port found"
 }
 
 # wait_ok URL: poll until URL answers 200 with the backend's body, at most 15 s.
 wait_ok() {
-	local url=$1 i
-	for i in $(seq 1 150); do
+	local url=$1 _
+	for _ in $(seq 1 150); do
 		if curl -fsS --max-time 1 "$url" 2>/dev/null | grep -q bench-backend; then
 			return 0
 		fi
@@ -115,45 +128,43 @@ cpu_busy() {
 # (a build, a test run). Wait up to QUIET_WAIT seconds for the machine to be
 # under QUIET_MAX % busy; go on with a warning otherwise. Sets BUSY.
 wait_quiet() {
-	local i
-	for i in $(seq 1 "$QUIET_WAIT"); do
+	local _
+	for _ in $(seq 1 "$QUIET_WAIT"); do
 		BUSY=$(cpu_busy)
 		((BUSY <= QUIET_MAX)) && return 0
 	done
 	log "warning: machine still ${BUSY}% busy before measuring; figures will be noisy"
 }
 
-# ticks: "BUSY IDLE OURS" in clock ticks. BUSY and IDLE are the whole
-# machine's (/proc/stat); OURS is CPU used by this run: the backend, the
-# target and its child processes (nginx workers), the kernel's ksoftirqd
-# threads, and every finished child of
-# this shell (wrk, loadgen). other_pct turns two samples into the share of the
-# machine used by anything else during the measurement: a concurrent build or
-# test run shows up there instead of silently skewing the figures.
-HZ=$(getconf CLK_TCK)
+# ticks: "TOTAL STEAL OTHER" in clock ticks. TOTAL is the whole machine's
+# time (/proc/stat, all CPUs, idle included); STEAL is time the hypervisor
+# gave our vCPUs to someone else; OTHER is the CPU used by every
+# process outside this run: all user processes except this script (whose
+# reaped children, wrk and loadgen, land in its own cutime), the backend, the
+# target and its children (nginx workers); kernel threads are left out.
+# Counting utime+stime+cutime+cstime keeps processes that ended in between
+# (a compiler run by `go test`): their time moves to their parent's cutime.
+# other_pct turns two samples into the share of the machine used by anything
+# else during a measurement, so a concurrent build or test run shows up in the
+# report instead of silently skewing the figures.
 ticks() {
-	local p ours=0 kids
-	kids=$(pgrep -P "${TARGET_PID:-0}" 2>/dev/null || true)
-	# ksoftirqd threads carry loopback packet work under heavy load: ours too.
-	for p in $BACKEND_PID $TARGET_PID $kids $(pgrep -x 'ksoftirqd/[0-9]+' || true); do
-		[[ -r /proc/$p/stat ]] || continue
-		ours=$((ours + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	ours=$((ours + $(times | awk -v hz="$HZ" 'NR == 2 {
-		n = 0
-		for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] }
-		printf "%d", n * hz
-	}')))
-	# user+nice+system only: irq/softirq time (loopback packets, mostly this
-	# run's) is not charged to any process; it counts as neither ours nor other.
-	awk -v ours="$ours" '/^cpu / {print $2+$3+$4, $5+$6+$7+$8+$9, ours}' /proc/stat
+	local excl
+	excl=" $$ ${BACKEND_PID:-} ${TARGET_PID:-} $(pgrep -P "${TARGET_PID:-0}" 2>/dev/null | tr '\n' ' ')"
+	awk '/^cpu / {s = 0; for (i = 2; i <= 9; i++) s += $i; printf "%d %d ", s, $9}' /proc/stat  # guest time is already in user
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v excl="$excl " '{
+		pid = $1; l = $0; sub(/^.*\) /, "", l); split(l, f, " ")
+		if (pid == 2 || f[2] == 2 || index(excl, " " pid " ")) next
+		s += f[12] + f[13] + f[14] + f[15]
+	} END {printf "%d\n", s}'
 }
+
+# other_pct T0 T1: the share of the machine (%) that other processes plus
+# hypervisor steal took between two ticks samples.
 other_pct() {
 	awk -v a="$1" -v b="$2" 'BEGIN {
 		split(a, x, " "); split(b, y, " ")
-		busy = y[1] - x[1]; idle = y[2] - x[2]; ours = y[3] - x[3]
-		o = busy - ours; if (o < 0) o = 0
-		printf "%d", (busy + idle > 0) ? 100 * o / (busy + idle) : 0
+		total = y[1] - x[1]; o = (y[2] - x[2]) + (y[3] - x[3])
+		printf "%d", (total > 0 && o > 0) ? 100 * o / total : 0
 	}'
 }
 
@@ -164,6 +175,15 @@ start() {
 	"$@" >"$OUT/$name.log" 2>&1 &
 	PIDS+=("$!")
 	LAST_PID=$!
+}
+
+# run_load CMD...: run a load generator so that a signal stops the script at once
+# (bash runs traps only after a foreground child ends; `wait` is interrupted).
+run_load() {
+	"$@" &
+	CHILD=$!
+	wait "$CHILD"
+	CHILD=
 }
 
 stop() {
@@ -282,47 +302,73 @@ kv() { # kv KEY LINE: the value of KEY=... in a loadgen line
 	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
 }
 
-declare -A RPS P50 P99 FP50 FP99 DETAIL
-for t in $TARGETS; do
-	log "$t: starting"
-	start_target "$t"
-	wait_quiet
-	idle_busy=$BUSY
-	log "$t: warm-up ${WARMUP}s, then wrk -t2 -c$CONNS -d${DURATION}s --latency $URL"
-	wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
+# measure_max T: wrk at full speed; sets RPS P50 P99 WRKERR[T] and OTHER.
+measure_max() {
+	local t=$1 t0 psec prof_pid=
 	if [[ $t == banyan && $PROFILE == 1 ]]; then
 		psec=$((DURATION > 2 ? DURATION - 2 : 1))
 		curl -fsS --max-time $((psec + 10)) -o "$OUT/banyan.cpu.pprof" \
 			"http://$ADMIN/debug/pprof/profile?seconds=$psec" 2>"$OUT/banyan.pprof.err" &
-		PROF_PID=$!
+		prof_pid=$!
 	fi
 	t0=$(ticks)
-	wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$OUT/$t.wrk.txt"
-	other_wrk=$(other_pct "$t0" "$(ticks)")
-	if [[ -n ${PROF_PID:-} ]]; then
+	run_load wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$OUT/$t.wrk.txt"
+	OTHER=$(other_pct "$t0" "$(ticks)")
+	if [[ -n $prof_pid ]]; then
 		cp "$TMP/banyan" "$OUT/banyan.bin"
-		wait "$PROF_PID" && log "banyan: CPU profile in $OUT/banyan.cpu.pprof (go tool pprof -top $OUT/banyan.bin $OUT/banyan.cpu.pprof)" ||
+		if wait "$prof_pid"; then
+			log "banyan: CPU profile in $OUT/banyan.cpu.pprof (go tool pprof -top $OUT/banyan.bin $OUT/banyan.cpu.pprof)"
+		else
 			log "banyan: no CPU profile ($(cat "$OUT/banyan.pprof.err"))"
-		PROF_PID=
+		fi
 	fi
 	RPS[$t]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$OUT/$t.wrk.txt")
 	P50[$t]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$OUT/$t.wrk.txt")")
 	P99[$t]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$OUT/$t.wrk.txt")")
-	wrkerr=$(grep -E 'Non-2xx|Socket errors' "$OUT/$t.wrk.txt" | tr -s ' ' | paste -sd';' - || true)
+	WRKERR[$t]=$(grep -E 'Non-2xx|Socket errors' "$OUT/$t.wrk.txt" | tr -s ' ' | paste -sd';' - || true)
+}
+
+# measure_fixed T: loadgen at $RATE; sets LINE[T] and OTHER.
+measure_fixed() {
+	local t=$1 t0
+	t0=$(ticks)
+	run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$t.loadgen.txt"
+	LINE[$t]=$(cat "$OUT/$t.loadgen.txt")
+	OTHER=$(other_pct "$t0" "$(ticks)")
+}
+
+# measure PHASE T: run a phase until nothing else used more than OTHER_MAX_PCT
+# of the machine during it, at most RETRIES times. Sets OTHER and TRIES.
+measure() {
+	local phase=$1 t=$2
+	for TRIES in $(seq 1 "$RETRIES"); do
+		wait_quiet
+		"measure_$phase" "$t"
+		((OTHER <= OTHER_MAX_PCT)) && return 0
+		log "$t: other processes and steal took ${OTHER}% of the machine during the $phase measurement (try $TRIES of $RETRIES)"
+	done
+}
+
+declare -A RPS P50 P99 WRKERR LINE DETAIL
+for t in $TARGETS; do
+	log "$t: starting"
+	start_target "$t"
+	log "$t: warm-up ${WARMUP}s, then wrk -t2 -c$CONNS -d${DURATION}s --latency $URL"
+	run_load wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
+	measure max "$t"
+	note_max="$OTHER% ($TRIES)"
 
 	sleep 1
 	log "$t: loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
-	t0=$(ticks)
-	line=$("$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" | tee "$OUT/$t.loadgen.txt")
-	other_fixed=$(other_pct "$t0" "$(ticks)")
-	FP50[$t]=$(kv p50 "$line")
-	FP99[$t]=$(kv p99 "$line")
-	DETAIL[$t]="| $t | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${wrkerr:-none} | $idle_busy | $other_wrk / $other_fixed |"
+	measure fixed "$t"
+	note_fixed="$OTHER% ($TRIES)"
+	line=${LINE[$t]}
+	DETAIL[$t]="| $t | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${WRKERR[$t]:-none} | $note_max | $note_fixed |"
 
 	if [[ -n $TARGET_PID ]]; then
 		stop "$TARGET_PID"
 	fi
-	log "$t: ${RPS[$t]} req/s, p50 ${P50[$t]} ms, p99 ${P99[$t]} ms; @${RATE}: p50 ${FP50[$t]} ms, p99 ${FP99[$t]} ms"
+	log "$t: ${RPS[$t]} req/s, p50 ${P50[$t]} ms, p99 ${P99[$t]} ms; @${RATE}: p50 $(kv p50 "$line") ms, p99 $(kv p99 "$line") ms"
 done
 
 # ---- report ---------------------------------------------------------------
@@ -338,20 +384,20 @@ echo
 echo "| target | max rps | p50 | p99 | p50@$rk | p99@$rk | added p99@$rk vs direct |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for t in $TARGETS; do
-	if [[ -n ${FP99[direct]:-} ]]; then
-		added=$(awk -v a="${FP99[$t]}" -v b="${FP99[direct]}" 'BEGIN {printf "%+.2f", a - b}')
+	if [[ -n ${LINE[direct]:-} ]]; then
+		added=$(awk -v a="$(kv p99 "${LINE[$t]}")" -v b="$(kv p99 "${LINE[direct]}")" 'BEGIN {printf "%+.2f", a - b}')
 		[[ $t == direct ]] && added="—"
 	else
 		added="n/a"
 	fi
-	echo "| $t | ${RPS[$t]} | ${P50[$t]} | ${P99[$t]} | ${FP50[$t]} | ${FP99[$t]} | $added |"
+	echo "| $t | ${RPS[$t]} | ${P50[$t]} | ${P99[$t]} | $(kv p50 "${LINE[$t]}") | $(kv p99 "${LINE[$t]}") | $added |"
 done
 echo
 echo "Detail (ms; fixed-rate p* from the scheduled send time, svc from the actual send, lag = client lateness;"
-echo "busy % = whole machine before the target started; other CPU % = share of the machine used by processes"
-echo "outside this run during the max-throughput / fixed-rate measurement — anything above a few % means noise):"
+echo "other = share of the machine taken by processes outside this run and by hypervisor steal during the kept measurement (tries);"
+echo "above $OTHER_MAX_PCT % the figures are noisy):"
 echo
-echo "| target | ok | errors | p90@$rk | max@$rk | svc p50 | svc p99 | lag p99 | wrk errors | busy % before | other CPU % (max / fixed) |"
+echo "| target | ok@$rk | errors@$rk | p90@$rk | max@$rk | svc p50@$rk | svc p99@$rk | lag p99@$rk | wrk errors | other: max | other: $rk |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
 for t in $TARGETS; do
 	echo "${DETAIL[$t]}"
