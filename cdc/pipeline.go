@@ -75,13 +75,9 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	if log == nil {
 		log = slog.Default()
 	}
-	zone := time.Local
-	if cfg.SourceTimezone != "" {
-		z, err := time.LoadLocation(cfg.SourceTimezone)
-		if err != nil {
-			return nil, fmt.Errorf("cdc.source_timezone: %w", err)
-		}
-		zone = z
+	zone, err := SourceZone(cfg)
+	if err != nil {
+		return nil, err
 	}
 	src, err := OpenDB(cfg.Source.DSN)
 	if err != nil {
@@ -103,19 +99,11 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	if err := p.source.CheckBinlog(ctx); err != nil {
 		return fail(err)
 	}
-	convs := Converters(zone)
-	for _, t := range cfg.Tables {
-		db, tbl, _ := strings.Cut(t.Source, ".")
-		cols, err := p.source.Columns(ctx, db, tbl)
-		if err != nil {
-			return fail(err)
-		}
-		m, err := Compile(t, cols, convs)
-		if err != nil {
-			return fail(err)
-		}
+	if p.order, err = p.source.Maps(ctx, cfg.Tables, zone); err != nil {
+		return fail(err)
+	}
+	for _, m := range p.order {
 		p.maps[m.SourceName()] = m
-		p.order = append(p.order, m)
 	}
 	p.binlog, err = NewBinlogSource(cfg.Source.DSN, cfg.Source.Flavor, cfg.Source.ServerID, cfg.Source.Position == "gtid")
 	if err != nil {
@@ -124,6 +112,19 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	p.binlog.Log = log
 	p.binlog.Watch = func(schema, table string) bool { return p.maps[schema+"."+table] != nil }
 	return p, nil
+}
+
+// SourceZone is the zone of legacy DATETIME values (cdc.source_timezone,
+// default Local).
+func SourceZone(cfg routes.CDCConfig) (*time.Location, error) {
+	if cfg.SourceTimezone == "" {
+		return time.Local, nil
+	}
+	z, err := time.LoadLocation(cfg.SourceTimezone)
+	if err != nil {
+		return nil, fmt.Errorf("cdc.source_timezone: %w", err)
+	}
+	return z, nil
 }
 
 // Close closes both database handles.

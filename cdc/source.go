@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/banyanhq/banyan/routes"
 )
 
 // SourceDB is the legacy database as seen over SQL: its schema, its
@@ -174,4 +177,24 @@ func (s *SourceDB) Count(ctx context.Context, m *TableMap) (int64, error) {
 	var n int64
 	err := s.DB.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM %s.%s", quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable))).Scan(&n)
 	return n, err
+}
+
+// Maps compiles every table mapping against the source's columns, in
+// config order.
+func (s *SourceDB) Maps(ctx context.Context, tables []routes.TableMapping, zone *time.Location) ([]*TableMap, error) {
+	convs := Converters(zone)
+	var out []*TableMap
+	for _, t := range tables {
+		db, tbl, _ := strings.Cut(t.Source, ".")
+		cols, err := s.Columns(ctx, db, tbl)
+		if err != nil {
+			return nil, err
+		}
+		m, err := Compile(t, cols, convs)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }

@@ -70,6 +70,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newRoutesCmd(),
 		newDemoCmd(),
 		newCDCCmd(),
+		newCheckCmd(),
 		newReportCmd(),
 	)
 	return root
