@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"slices"
 	"strings"
@@ -407,8 +408,27 @@ func compareRows(t *table, src, dst []nrow) []rowDiff {
 			out = append(out, rowDiff{RowDiff: RowDiff{Key: t.keyMap(d), Kind: "extra"}, sourceKey: t.rawKey(d)})
 		}
 	}
-	slices.SortFunc(out, func(a, b rowDiff) int { return strings.Compare(fmt.Sprint(a.sourceKey), fmt.Sprint(b.sourceKey)) })
+	slices.SortFunc(out, func(a, b rowDiff) int { return compareKeys(a.sourceKey, b.sourceKey) })
 	return out
+}
+
+// compareKeys orders keys for reports: numbers by value, text by bytes.
+func compareKeys(a, b []any) int {
+	for i := range min(len(a), len(b)) {
+		sa, sb := fmt.Sprint(a[i]), fmt.Sprint(b[i])
+		if ra, ok := new(big.Rat).SetString(sa); ok {
+			if rb, ok := new(big.Rat).SetString(sb); ok {
+				if c := ra.Cmp(rb); c != 0 {
+					return c
+				}
+				continue
+			}
+		}
+		if c := strings.Compare(sa, sb); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
 }
 
 func (t *table) keyMap(r nrow) map[string]string {
