@@ -110,6 +110,19 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			return ctx.Err()
 		}
 	}
+	// endTx closes the current transaction at its commit event and sends it.
+	endTx := func(h *replication.EventHeader) error {
+		if err := commit(h); err != nil {
+			return err
+		}
+		if tx == nil {
+			tx = &Tx{Timestamp: h.Timestamp}
+		}
+		tx.End = cur
+		err := send(Event{Tx: tx})
+		tx = nil
+		return err
+	}
 	for {
 		ev, err := streamer.GetEvent(ctx)
 		if err != nil {
@@ -146,17 +159,9 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 				return err
 			}
 		case *replication.XIDEvent:
-			if err := commit(ev.Header); err != nil {
+			if err := endTx(ev.Header); err != nil {
 				return err
 			}
-			if tx == nil {
-				tx = &Tx{Timestamp: ev.Header.Timestamp}
-			}
-			tx.End = cur
-			if err := send(Event{Tx: tx}); err != nil {
-				return err
-			}
-			tx = nil
 		case *replication.QueryEvent:
 			q := strings.TrimSpace(string(e.Query))
 			switch strings.ToUpper(q) {
@@ -166,17 +171,9 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 				}
 				continue
 			case "COMMIT": // a transaction on non-transactional tables
-				if err := commit(ev.Header); err != nil {
+				if err := endTx(ev.Header); err != nil {
 					return err
 				}
-				if tx == nil {
-					tx = &Tx{Timestamp: ev.Header.Timestamp}
-				}
-				tx.End = cur
-				if err := send(Event{Tx: tx}); err != nil {
-					return err
-				}
-				tx = nil
 				continue
 			}
 			if err := commit(ev.Header); err != nil {

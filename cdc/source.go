@@ -53,29 +53,18 @@ func (s *SourceDB) Position(ctx context.Context) (Position, error) {
 	if err := s.DB.QueryRowContext(ctx, q).Scan(&p.GTID); err != nil {
 		return p, fmt.Errorf("read source gtid position: %w", err)
 	}
-	rows, err := s.DB.QueryContext(ctx, "SHOW MASTER STATUS")
+	rows, err := QueryRows(ctx, s.DB, "SHOW MASTER STATUS")
 	if err != nil {
 		return p, fmt.Errorf("read source binlog position: %w", err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return p, err
-		}
-		p.File = asString(vals[0])
-		var pos uint64
-		fmt.Sscan(asString(vals[1]), &pos)
-		p.Pos = uint32(pos)
-	} else {
+	if len(rows) == 0 || len(rows[0]) < 2 {
 		return p, fmt.Errorf("source has no binary log: start it with log_bin, binlog_format=ROW and binlog_row_image=FULL")
 	}
-	return p, rows.Err()
+	p.File = asString(rows[0][0])
+	var pos uint64
+	fmt.Sscan(asString(rows[0][1]), &pos)
+	p.Pos = uint32(pos)
+	return p, nil
 }
 
 // CheckBinlog verifies the settings CDC depends on and says how to fix
@@ -152,20 +141,34 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 		b.WriteString(quoteIdent(m.Cols[k].Source))
 	}
 	fmt.Fprintf(&b, " LIMIT %d", n)
-	rows, err := s.DB.QueryContext(ctx, b.String(), args...)
+	out, err := QueryRows(ctx, s.DB, b.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", m.SourceName(), err)
 	}
+	return out, nil
+}
+
+// QueryRows runs a query and returns every row's values as the driver
+// gives them.
+func QueryRows(ctx context.Context, db *sql.DB, q string, args ...any) ([][]any, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
 	var out [][]any
 	for rows.Next() {
-		vals := make([]any, len(m.Cols))
+		vals := make([]any, len(cols))
 		ptrs := make([]any, len(vals))
 		for i := range vals {
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("read %s: %w", m.SourceName(), err)
+			return nil, err
 		}
 		out = append(out, vals)
 	}

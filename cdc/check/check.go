@@ -542,7 +542,7 @@ func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	return queryRows(ctx, c.Target, q, args...)
+	return cdc.QueryRows(ctx, c.Target, q, args...)
 }
 
 // rowsByKey reads the rows with the given keys from one side.
@@ -571,7 +571,7 @@ func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source 
 			args = append(args, k...)
 		}
 		q := fmt.Sprintf("SELECT %s FROM %s WHERE (%s) IN (%s)", strings.Join(quoteAll(names), ", "), tbl, strings.Join(quoteAll(keyNames), ", "), strings.Join(phs, ", "))
-		rows, err := queryRows(ctx, db, q, args...)
+		rows, err := cdc.QueryRows(ctx, db, q, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -586,28 +586,6 @@ func targetNames(t *table) []string {
 		names[i] = c.Target
 	}
 	return names
-}
-
-func queryRows(ctx context.Context, db *sql.DB, q string, args ...any) ([][]any, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out [][]any
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		out = append(out, vals)
-	}
-	return out, rows.Err()
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

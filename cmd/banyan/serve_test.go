@@ -81,17 +81,23 @@ func newEstate(tb testing.TB) *testEstate {
 // stop then start).
 func (e *testEstate) start(tb testing.TB) {
 	tb.Helper()
-	srv, err := newServer(context.Background(), e.path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e.srv, e.stop = startServer(tb, e.path, io.Discard)
+}
+
+// startServer runs banyan serve on a config file, logging to logs; stop
+// (also run at cleanup) shuts it down and waits.
+func startServer(tb testing.TB, path string, logs io.Writer) (*server, func()) {
+	tb.Helper()
+	srv, err := newServer(context.Background(), path, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		tb.Fatalf("newServer: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.run(ctx) }()
-	e.srv = srv
-	var once sync.Once
-	e.stop = func() { once.Do(func() { cancel(); <-done }) }
-	tb.Cleanup(e.stop)
+	stop := sync.OnceFunc(func() { cancel(); <-done })
+	tb.Cleanup(stop)
+	return srv, stop
 }
 
 func (e *testEstate) cli(tb testing.TB, args ...string) (int, string, string) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -102,17 +101,7 @@ routes:
     sticky: {cookie: uid}
     shadow: %s
 `, l.URL, newURL, shadow))
-	srv, err := newServer(context.Background(), e.path, slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		tb.Fatalf("newServer: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.run(ctx) }()
-	e.srv = srv
-	var once sync.Once
-	e.stop = func() { once.Do(func() { cancel(); <-done }) }
-	tb.Cleanup(e.stop)
+	e.srv, e.stop = startServer(tb, e.path, e.logs)
 	return e
 }
 
