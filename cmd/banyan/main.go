@@ -72,6 +72,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newCDCCmd(),
 		newCheckCmd(),
 		newReportCmd(),
+		newCanaryCmd(),
 	)
 	return root
 }

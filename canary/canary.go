@@ -1,0 +1,488 @@
+// Package canary runs a changed query beside the old one — or one
+// workload against two servers — and says whether answers, errors,
+// warnings and latency agree, before the change rolls out.
+//
+// Mode 1 (Queries) runs two versions of a query on one server for many
+// parameter sets. Mode 2 (Servers) runs the statements of a workload (a
+// .sql file, a slow log or a general log) on two servers, grouped by
+// fingerprint. Both share one comparison: rows through diff.CompareRows,
+// errors, SHOW WARNINGS, EXPLAIN side by side and interleaved timed runs
+// judged with a one-sided Mann-Whitney U test (docs/adr/0005-sql-canary.md).
+package canary
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/banyanhq/banyan/diff"
+	"github.com/banyanhq/banyan/internal/progress"
+)
+
+// ErrWriteRefused is returned when a statement that is not read-only is
+// to be run without Options.AllowWrites.
+var ErrWriteRefused = errors.New("refusing to run a statement that is not SELECT/SHOW/EXPLAIN; pass --allow-writes to run it in a transaction that is rolled back")
+
+// Options tune a canary run. The zero value is not useful; start from
+// DefaultOptions.
+type Options struct {
+	Runs   int // timed runs per side
+	Warmup int // untimed runs per side before timing
+	// MaxLatencyRegression is the allowed slowdown of new's median over
+	// old's (0.2 = 20 %). A larger slowdown fails only when it is also
+	// significant (p < Alpha) and larger than MinLatencyDelta.
+	MaxLatencyRegression float64
+	Alpha                float64
+	MinLatencyDelta      time.Duration
+	AllowWrites          bool
+	// Samples caps the statements compared per fingerprint in mode 2.
+	Samples int
+	// Progress, when set, receives a progress bar.
+	Progress io.Writer
+}
+
+// DefaultOptions are the CLI's defaults.
+func DefaultOptions() Options {
+	return Options{Runs: 30, Warmup: 3, MaxLatencyRegression: 0.2, Alpha: 0.01, MinLatencyDelta: 500 * time.Microsecond, Samples: 20}
+}
+
+// Report is the outcome of a canary run; its JSON form is documented in
+// docs/canary-json.md and stable.
+type Report struct {
+	Mode    string   `json:"mode"` // "queries" (mode 1) or "servers" (mode 2)
+	Pass    bool     `json:"pass"`
+	Reasons []string `json:"reasons,omitempty"`
+	Checks  []*Check `json:"checks"`
+	// Skipped lists workload statements not run (mode 2): writes without
+	// AllowWrites, and statements that are never run (DDL, SET, CALL...).
+	Skipped []Skipped `json:"skipped,omitempty"`
+	Options struct {
+		Runs                 int     `json:"runs"`
+		Warmup               int     `json:"warmup"`
+		MaxLatencyRegression float64 `json:"max_latency_regression"`
+		Alpha                float64 `json:"alpha"`
+		MinLatencyDeltaNS    int64   `json:"min_latency_delta_ns"`
+		AllowWrites          bool    `json:"allow_writes"`
+	} `json:"options"`
+}
+
+// Skipped is a group of workload statements that was not run.
+type Skipped struct {
+	Fingerprint string `json:"fingerprint"`
+	Count       int    `json:"count"`
+	Reason      string `json:"reason"`
+}
+
+// Check is the comparison of one query (mode 1) or one fingerprint
+// (mode 2).
+type Check struct {
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Schema      string `json:"schema,omitempty"`
+	OldSQL      string `json:"old_sql"`
+	NewSQL      string `json:"new_sql"`
+	Ordered     bool   `json:"ordered"` // rows compared in order (top-level ORDER BY)
+	Pass        bool   `json:"pass"`
+	// Reasons say why the check failed, one line each.
+	Reasons []string `json:"reasons,omitempty"`
+	// Executions is how many parameter sets (mode 1) or statements
+	// (mode 2) were compared; the counters below count among them.
+	Executions   int            `json:"executions"`
+	ResultDiffs  int            `json:"result_diffs"`
+	ErrorDiffs   int            `json:"error_diffs"`
+	WarningDiffs int            `json:"warning_diffs"`
+	OldErrors    int            `json:"old_errors"`
+	NewErrors    int            `json:"new_errors"`
+	FirstFailure *Failure       `json:"first_failure,omitempty"`
+	Latency      *LatencyResult `json:"latency,omitempty"`
+	Explain      struct {
+		Old Explain `json:"old"`
+		New Explain `json:"new"`
+	} `json:"explain"`
+}
+
+// Failure is the first parameter set (or statement) whose answers differ.
+type Failure struct {
+	Params      []any             `json:"params,omitempty"` // mode 1; NULL as null
+	OldSQL      string            `json:"old_sql"`          // as run, parameters bound
+	NewSQL      string            `json:"new_sql"`
+	Differences []diff.Difference `json:"differences"`
+	OldError    string            `json:"old_error,omitempty"`
+	NewError    string            `json:"new_error,omitempty"`
+	OldWarnings []string          `json:"old_warnings,omitempty"`
+	NewWarnings []string          `json:"new_warnings,omitempty"`
+}
+
+// LatencyResult compares the timed runs of both sides.
+type LatencyResult struct {
+	Old Latency `json:"old"`
+	New Latency `json:"new"`
+	// Ratio is new p50 / old p50.
+	Ratio float64 `json:"ratio"`
+	// Test names the significance test; PValue is its one-sided p-value
+	// for "new is slower than old".
+	Test      string  `json:"test"`
+	PValue    float64 `json:"p_value"`
+	Regressed bool    `json:"regressed"`
+}
+
+// pairRun is one execution pair: the old side's and the new side's
+// statement (parameters bound), with the parameters for reports.
+type pairRun struct {
+	params         []any
+	oldSQL, newSQL string
+	schema         string
+}
+
+// Queries runs mode 1: old and new on db for every parameter set. Each
+// query uses ? placeholders bound in order from a parameter set. It
+// returns ErrWriteRefused (wrapped) before running anything if either
+// query is not read-only and AllowWrites is off.
+func Queries(ctx context.Context, db *sql.DB, oldQuery, newQuery string, params [][]any, o Options) (*Report, error) {
+	classes := [2]Class{}
+	for i, q := range []string{oldQuery, newQuery} {
+		c, err := Classify(q)
+		if err != nil {
+			return nil, fmt.Errorf("%s query: %w", [2]string{"old", "new"}[i], err)
+		}
+		if err := allowed(c, o.AllowWrites); err != nil {
+			return nil, fmt.Errorf("%s query: %w", [2]string{"old", "new"}[i], err)
+		}
+		classes[i] = c
+	}
+	if len(params) == 0 {
+		if Placeholders(oldQuery) > 0 || Placeholders(newQuery) > 0 {
+			return nil, errors.New("the queries have ? placeholders but no parameter sets were given")
+		}
+		params = [][]any{nil}
+	}
+	var runs []pairRun
+	for i, p := range params {
+		os, err := Bind(oldQuery, p)
+		if err != nil {
+			return nil, fmt.Errorf("old query, parameter set %d: %w", i+1, err)
+		}
+		ns, err := Bind(newQuery, p)
+		if err != nil {
+			return nil, fmt.Errorf("new query, parameter set %d: %w", i+1, err)
+		}
+		runs = append(runs, pairRun{params: p, oldSQL: os, newSQL: ns})
+	}
+	sess, err := newSession(ctx, db, o.AllowWrites)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer sess.Close()
+	rep := newReport("queries", o)
+	bar := progress.New(o.Progress, "canary", "executions", int64(2*len(runs)+2*(o.Warmup+o.Runs)))
+	c := &Check{Name: "old vs new", OldSQL: oldQuery, NewSQL: newQuery, Ordered: HasOrderBy(oldQuery)}
+	r := checker{o: o, a: sess, b: sess, bar: bar, classA: classes[0], classB: classes[1]}
+	if err := r.run(ctx, c, runs); err != nil {
+		return nil, err
+	}
+	bar.Done()
+	rep.add(c)
+	return rep, nil
+}
+
+// Servers runs mode 2: every statement of the workload on oldDB and on
+// newDB, grouped by fingerprint, at most Samples statements compared per
+// group and Runs timed runs per side per group.
+func Servers(ctx context.Context, oldDB, newDB *sql.DB, stmts []Statement, o Options) (*Report, error) {
+	if len(stmts) == 0 {
+		return nil, errors.New("the workload holds no statements")
+	}
+	rep := newReport("servers", o)
+	type job struct {
+		g     *Group
+		class Class
+		runs  []pairRun
+	}
+	var jobs []job
+	total := 0
+	for _, g := range GroupByFingerprint(stmts) {
+		class, err := Classify(g.Statements[0].SQL)
+		if err == nil {
+			err = allowed(class, o.AllowWrites)
+		}
+		if err != nil {
+			rep.Skipped = append(rep.Skipped, Skipped{Fingerprint: g.Fingerprint, Count: len(g.Statements), Reason: err.Error()})
+			continue
+		}
+		j := job{g: g, class: class}
+		for i, s := range g.Statements {
+			if o.Samples > 0 && i >= o.Samples {
+				break
+			}
+			j.runs = append(j.runs, pairRun{oldSQL: s.SQL, newSQL: s.SQL, schema: s.Schema})
+		}
+		total += 2*len(j.runs) + 2*(o.Warmup+o.Runs)
+		jobs = append(jobs, j)
+	}
+	if len(jobs) == 0 {
+		return nil, fmt.Errorf("none of the workload's %d statements can be run: %s", len(stmts), rep.Skipped[0].Reason)
+	}
+	a, err := newSession(ctx, oldDB, o.AllowWrites)
+	if err != nil {
+		return nil, fmt.Errorf("connect --dsn: %w", err)
+	}
+	defer a.Close()
+	b, err := newSession(ctx, newDB, o.AllowWrites)
+	if err != nil {
+		return nil, fmt.Errorf("connect --target-dsn: %w", err)
+	}
+	defer b.Close()
+	bar := progress.New(o.Progress, "canary", "executions", int64(total))
+	for _, j := range jobs {
+		first := j.g.Statements[0]
+		c := &Check{Name: shorten(first.SQL, 80), Fingerprint: j.g.Fingerprint, Schema: j.g.Schema,
+			OldSQL: first.SQL, NewSQL: first.SQL, Ordered: HasOrderBy(first.SQL)}
+		r := checker{o: o, a: a, b: b, bar: bar, classA: j.class, classB: j.class}
+		if err := r.run(ctx, c, j.runs); err != nil {
+			return nil, err
+		}
+		rep.add(c)
+	}
+	bar.Done()
+	if n := len(rep.Skipped); n > 0 {
+		count := 0
+		for _, s := range rep.Skipped {
+			count += s.Count
+		}
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("note: %d statements in %d fingerprints not run (see skipped)", count, n))
+	}
+	return rep, nil
+}
+
+func allowed(c Class, allowWrites bool) error {
+	switch c {
+	case ReadOnly:
+		return nil
+	case Write:
+		if allowWrites {
+			return nil
+		}
+		return ErrWriteRefused
+	}
+	return errors.New("refusing to run DDL, SET, CALL, LOCK or LOAD statements, even with --allow-writes (DDL commits implicitly and cannot be rolled back)")
+}
+
+func newReport(mode string, o Options) *Report {
+	r := &Report{Mode: mode, Pass: true, Checks: []*Check{}}
+	r.Options.Runs, r.Options.Warmup = o.Runs, o.Warmup
+	r.Options.MaxLatencyRegression, r.Options.Alpha = o.MaxLatencyRegression, o.Alpha
+	r.Options.MinLatencyDeltaNS, r.Options.AllowWrites = int64(o.MinLatencyDelta), o.AllowWrites
+	return r
+}
+
+func (r *Report) add(c *Check) {
+	r.Checks = append(r.Checks, c)
+	if !c.Pass {
+		r.Pass = false
+		for _, reason := range c.Reasons {
+			r.Reasons = append(r.Reasons, c.Name+": "+reason)
+		}
+	}
+}
+
+func shorten(s string, n int) string {
+	f := []rune(Fingerprint(s))
+	if len(f) <= n {
+		return string(f)
+	}
+	return string(f[:n-1]) + "…"
+}
+
+// checker runs one Check: the comparison pass, EXPLAIN, then the timed
+// runs.
+type checker struct {
+	o              Options
+	a, b           *session
+	bar            *progress.Bar
+	classA, classB Class
+}
+
+func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
+	ok := make([]bool, len(runs)) // both sides answered without error
+	for i, p := range runs {
+		oa, err := r.a.run(ctx, p.schema, p.oldSQL, r.classA, true)
+		if err != nil {
+			return fmt.Errorf("old side: %w", err)
+		}
+		ob, err := r.b.run(ctx, p.schema, p.newSQL, r.classB, true)
+		if err != nil {
+			return fmt.Errorf("new side: %w", err)
+		}
+		r.bar.Add(2)
+		c.Executions++
+		f := Failure{Params: displayParams(p.params), OldSQL: p.oldSQL, NewSQL: p.newSQL}
+		bad := false
+		switch {
+		case oa.err != nil || ob.err != nil:
+			if oa.err != nil {
+				c.OldErrors++
+			}
+			if ob.err != nil {
+				c.NewErrors++
+			}
+			if oa.err == nil || ob.err == nil || !sameError(oa.err, ob.err) {
+				c.ErrorDiffs++
+				bad = true
+				f.OldError, f.NewError = errorText(oa.err), errorText(ob.err)
+				f.Differences = append(f.Differences, diff.Difference{Path: "error", Kind: diff.Changed, Legacy: nilIfEmpty(f.OldError), New: nilIfEmpty(f.NewError)})
+			}
+		default:
+			ok[i] = true
+			if d := diff.CompareRows(oa.rows, ob.rows, c.Ordered); len(d) > 0 {
+				c.ResultDiffs++
+				bad = true
+				f.Differences = append(f.Differences, d...)
+			}
+		}
+		if !equalStrings(oa.warnings, ob.warnings) {
+			c.WarningDiffs++
+			bad = true
+			f.OldWarnings, f.NewWarnings = oa.warnings, ob.warnings
+			f.Differences = append(f.Differences, diff.Difference{Path: "warnings", Kind: diff.Changed, Legacy: oa.warnings, New: ob.warnings})
+		}
+		if bad && c.FirstFailure == nil {
+			c.FirstFailure = &f
+		}
+	}
+	c.Explain.Old = r.a.explain(ctx, runs[0].schema, runs[0].oldSQL)
+	c.Explain.New = r.b.explain(ctx, runs[0].schema, runs[0].newSQL)
+	var timed []pairRun
+	for i, p := range runs {
+		if ok[i] {
+			timed = append(timed, p)
+		}
+	}
+	if len(timed) > 0 && r.o.Runs > 0 {
+		lat, err := r.time(ctx, timed)
+		if err != nil {
+			return err
+		}
+		c.Latency = lat
+	} else {
+		r.bar.Add(int64(2 * (r.o.Warmup + r.o.Runs)))
+	}
+	r.judge(c)
+	return nil
+}
+
+// time runs Warmup untimed pairs, then Runs timed pairs, alternating which
+// side goes first so that neither always meets a cache the other warmed
+// or a machine the other slowed.
+func (r *checker) time(ctx context.Context, runs []pairRun) (*LatencyResult, error) {
+	one := func(s *session, schema, stmt string, class Class) (time.Duration, error) {
+		o, err := s.run(ctx, schema, stmt, class, false)
+		if err != nil {
+			return 0, err
+		}
+		if o.err != nil {
+			return 0, fmt.Errorf("timed run failed where the comparison run did not: %w", o.err)
+		}
+		return o.elapsed, nil
+	}
+	var oldT, newT []time.Duration
+	for i := range r.o.Warmup + r.o.Runs {
+		p := runs[i%len(runs)]
+		var da, db time.Duration
+		var err error
+		if i%2 == 0 {
+			if da, err = one(r.a, p.schema, p.oldSQL, r.classA); err == nil {
+				db, err = one(r.b, p.schema, p.newSQL, r.classB)
+			}
+		} else {
+			if db, err = one(r.b, p.schema, p.newSQL, r.classB); err == nil {
+				da, err = one(r.a, p.schema, p.oldSQL, r.classA)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.bar.Add(2)
+		if i >= r.o.Warmup {
+			oldT, newT = append(oldT, da), append(newT, db)
+		}
+	}
+	l := &LatencyResult{Old: summarise(oldT), New: summarise(newT), Test: "mann-whitney-u-one-sided"}
+	if l.Old.P50 > 0 {
+		l.Ratio = float64(l.New.P50) / float64(l.Old.P50)
+	}
+	l.PValue = mannWhitneyGreater(oldT, newT)
+	l.Regressed = l.Ratio > 1+r.o.MaxLatencyRegression && l.PValue < r.o.Alpha &&
+		l.New.P50-l.Old.P50 > r.o.MinLatencyDelta
+	return l, nil
+}
+
+// judge fills Pass and Reasons.
+func (r *checker) judge(c *Check) {
+	what := "parameter sets"
+	if c.Fingerprint != "" {
+		what = "statements"
+	}
+	if c.ErrorDiffs > 0 {
+		reason := fmt.Sprintf("errors differ for %d of %d %s", c.ErrorDiffs, c.Executions, what)
+		if f := c.FirstFailure; f != nil && f.NewError != "" && f.OldError == "" {
+			reason = fmt.Sprintf("new failed for %d of %d %s: %s", c.NewErrors, c.Executions, what, f.NewError)
+		} else if f != nil && f.OldError != "" && f.NewError == "" {
+			reason = fmt.Sprintf("old failed for %d of %d %s (new did not): %s", c.OldErrors, c.Executions, what, f.OldError)
+		}
+		c.Reasons = append(c.Reasons, reason)
+	}
+	if c.ResultDiffs > 0 {
+		c.Reasons = append(c.Reasons, fmt.Sprintf("results differ for %d of %d %s", c.ResultDiffs, c.Executions, what))
+	}
+	if c.WarningDiffs > 0 {
+		c.Reasons = append(c.Reasons, fmt.Sprintf("warnings differ for %d of %d %s", c.WarningDiffs, c.Executions, what))
+	}
+	if l := c.Latency; l != nil && l.Regressed {
+		c.Reasons = append(c.Reasons, fmt.Sprintf("latency: new p50 %s vs old %s (%+.0f%%, limit +%.0f%%), Mann-Whitney U p=%.2g < %g",
+			round(l.New.P50), round(l.Old.P50), (l.Ratio-1)*100, r.o.MaxLatencyRegression*100, l.PValue, r.o.Alpha))
+	}
+	c.Pass = len(c.Reasons) == 0
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func displayParams(p []any) []any {
+	if p == nil {
+		return nil
+	}
+	out := make([]any, len(p))
+	for i, v := range p {
+		out[i] = diff.Display(v)
+	}
+	return out
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

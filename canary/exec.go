@@ -1,0 +1,264 @@
+package canary
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/banyanhq/banyan/diff"
+	"github.com/go-sql-driver/mysql"
+)
+
+// session is one connection the canary runs statements on, so that
+// SHOW WARNINGS sees the statement just run and USE carries over.
+type session struct {
+	conn    *sql.Conn
+	home    string // the DSN's database, "" for none
+	current string
+	writes  bool // run each statement in a transaction that is rolled back
+}
+
+func newSession(ctx context.Context, db *sql.DB, allowWrites bool) (*session, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var home sql.NullString
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&home); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &session{conn: conn, home: home.String, current: home.String, writes: allowWrites}, nil
+}
+
+func (s *session) Close() error { return s.conn.Close() }
+
+// outcome is what one execution returned.
+type outcome struct {
+	rows     diff.Rows
+	err      error
+	warnings []string
+	elapsed  time.Duration
+}
+
+// querier is what *sql.Conn and *sql.Tx have in common.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// use switches the session to schema ("" = the DSN's database).
+func (s *session) use(ctx context.Context, schema string) error {
+	want := schema
+	if want == "" {
+		want = s.home
+	}
+	if want == s.current || want == "" {
+		return nil
+	}
+	if _, err := s.conn.ExecContext(ctx, "USE "+quoteIdent(want)); err != nil {
+		return fmt.Errorf("use %s: %w", want, err)
+	}
+	s.current = want
+	return nil
+}
+
+func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+// run executes one statement. keep says whether to keep the rows and read
+// SHOW WARNINGS (the comparison pass) or only drain them (timed runs). A
+// statement error is returned in outcome.err; a connection-level failure
+// (context cancelled, connection lost) as the error.
+func (s *session) run(ctx context.Context, schema, stmt string, class Class, keep bool) (outcome, error) {
+	if err := s.use(ctx, schema); err != nil {
+		return outcome{}, err
+	}
+	var q querier = s.conn
+	var tx *sql.Tx
+	if class == Write {
+		if !s.writes {
+			return outcome{}, ErrWriteRefused
+		}
+		var err error
+		if tx, err = s.conn.BeginTx(ctx, nil); err != nil {
+			return outcome{}, fmt.Errorf("begin: %w", err)
+		}
+		defer tx.Rollback()
+		q = tx
+	}
+	var o outcome
+	start := time.Now()
+	if class == Write {
+		res, err := q.ExecContext(ctx, stmt)
+		o.elapsed = time.Since(start)
+		if err != nil {
+			o.err = err
+		} else {
+			n, _ := res.RowsAffected()
+			o.rows = diff.Rows{Columns: []string{"rows_affected"}, Types: []string{"BIGINT"}, Values: [][]any{{n}}}
+		}
+	} else {
+		o.rows, o.err = readRows(ctx, q, stmt, keep)
+		o.elapsed = time.Since(start)
+	}
+	if o.err != nil && !isStatementError(o.err) {
+		return o, o.err
+	}
+	if keep {
+		w, err := warnings(ctx, q)
+		if err != nil {
+			return o, fmt.Errorf("show warnings: %w", err)
+		}
+		o.warnings = w
+	}
+	if tx != nil {
+		if err := tx.Rollback(); err != nil {
+			return o, fmt.Errorf("rollback: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// isStatementError reports whether err is the server refusing the
+// statement (syntax, unknown column...) rather than a broken connection.
+func isStatementError(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me)
+}
+
+func readRows(ctx context.Context, q querier, stmt string, keep bool) (diff.Rows, error) {
+	rows, err := q.QueryContext(ctx, stmt)
+	if err != nil {
+		return diff.Rows{}, err
+	}
+	defer rows.Close()
+	var out diff.Rows
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return out, err
+	}
+	for _, ct := range cts {
+		out.Columns = append(out.Columns, ct.Name())
+		out.Types = append(out.Types, ct.DatabaseTypeName())
+	}
+	raw := make([]sql.RawBytes, len(cts))
+	ptrs := make([]any, len(cts))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return out, err
+		}
+		if !keep {
+			continue
+		}
+		row := make([]any, len(raw))
+		for i, b := range raw {
+			if b != nil {
+				row[i] = string(b)
+			}
+		}
+		out.Values = append(out.Values, row)
+	}
+	return out, rows.Err()
+}
+
+func warnings(ctx context.Context, q querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "SHOW WARNINGS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var level, msg string
+		var code int
+		if err := rows.Scan(&level, &code, &msg); err != nil {
+			return nil, err
+		}
+		out = append(out, fmt.Sprintf("%s %d: %s", level, code, msg))
+	}
+	slices.Sort(out)
+	return out, rows.Err()
+}
+
+// ExplainRow is one row of EXPLAIN.
+type ExplainRow struct {
+	Table string `json:"table"`
+	Type  string `json:"type"` // access type: const, ref, range, index, ALL...
+	Key   string `json:"key"`
+	Rows  string `json:"rows"`
+	Extra string `json:"extra,omitempty"`
+}
+
+// Explain is EXPLAIN of one side's statement.
+type Explain struct {
+	Rows  []ExplainRow `json:"rows,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+func (s *session) explain(ctx context.Context, schema, stmt string) Explain {
+	if err := s.use(ctx, schema); err != nil {
+		return Explain{Error: err.Error()}
+	}
+	rows, err := s.conn.QueryContext(ctx, "EXPLAIN "+stmt)
+	if err != nil {
+		return Explain{Error: err.Error()}
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	raw := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	var e Explain
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return Explain{Error: err.Error()}
+		}
+		var r ExplainRow
+		for i, c := range cols {
+			v := raw[i].String
+			switch strings.ToLower(c) {
+			case "table":
+				r.Table = v
+			case "type":
+				r.Type = v
+			case "key":
+				r.Key = v
+			case "rows":
+				r.Rows = v
+			case "extra":
+				r.Extra = v
+			}
+		}
+		e.Rows = append(e.Rows, r)
+	}
+	if err := rows.Err(); err != nil {
+		return Explain{Error: err.Error()}
+	}
+	return e
+}
+
+// errorText renders a statement error for reports.
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// sameError reports whether two statement errors are the same server error.
+func sameError(a, b error) bool {
+	var ma, mb *mysql.MySQLError
+	if errors.As(a, &ma) && errors.As(b, &mb) {
+		return ma.Number == mb.Number
+	}
+	return errorText(a) == errorText(b)
+}

@@ -1,0 +1,117 @@
+package canary
+
+import (
+	"context"
+	"database/sql"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+)
+
+var headerCell = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ReadParams reads parameter sets from CSV, one set per record, values
+// bound in column order. \N is NULL (as mysqldump and LOAD DATA write it);
+// an empty cell is the empty string. Integers are bound as numbers (so
+// "LIMIT ?" works), everything else as strings. The first record is taken
+// as a header and skipped when every cell is an identifier and some later
+// record has a cell that is not one (so "id" above 1, 2, 3 is a header,
+// while a file of status names is all data).
+func ReadParams(r io.Reader) ([][]any, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	records, err := cr.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("params CSV: %w", err)
+	}
+	if len(records) > 1 && allIdents(records[0]) {
+		for _, rec := range records[1:] {
+			if !allIdents(rec) {
+				records = records[1:]
+				break
+			}
+		}
+	}
+	out := make([][]any, 0, len(records))
+	for i, rec := range records {
+		if i > 0 && len(rec) != len(records[0]) {
+			return nil, fmt.Errorf("params CSV: record %d has %d values, the first has %d", i+1, len(rec), len(records[0]))
+		}
+		set := make([]any, len(rec))
+		for j, v := range rec {
+			set[j] = paramValue(v)
+		}
+		out = append(out, set)
+	}
+	return out, nil
+}
+
+func allIdents(rec []string) bool {
+	for _, c := range rec {
+		if !headerCell.MatchString(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func paramValue(v string) any {
+	if v == `\N` {
+		return nil
+	}
+	return typed(v)
+}
+
+// typed returns v as an int64 when it is one, written canonically.
+func typed(v string) any {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && strconv.FormatInt(n, 10) == v {
+		return n
+	}
+	return v
+}
+
+// QueryParams runs query (which must be read-only) on db and returns its
+// rows as parameter sets, in column order, with the same typing as
+// ReadParams.
+func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error) {
+	c, err := Classify(query)
+	if err != nil {
+		return nil, fmt.Errorf("params query: %w", err)
+	}
+	if c != ReadOnly {
+		return nil, fmt.Errorf("params query: %w", ErrWriteRefused)
+	}
+	rows, err := db.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("params query: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	raw := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	var out [][]any
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		set := make([]any, len(raw))
+		for i, b := range raw {
+			if b != nil {
+				set[i] = typed(string(b))
+			}
+		}
+		out = append(out, set)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("params query: %w", err)
+	}
+	return out, nil
+}

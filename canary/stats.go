@@ -1,0 +1,87 @@
+package canary
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// Latency summarises one side's timed runs.
+type Latency struct {
+	Runs int           `json:"runs"`
+	P50  time.Duration `json:"p50_ns"`
+	P95  time.Duration `json:"p95_ns"`
+	P99  time.Duration `json:"p99_ns"`
+}
+
+func summarise(samples []time.Duration) Latency {
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	return Latency{Runs: len(s), P50: percentile(s, 0.50), P95: percentile(s, 0.95), P99: percentile(s, 0.99)}
+}
+
+// percentile returns the nearest-rank percentile of sorted samples.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(0, min(rank, len(sorted)-1))]
+}
+
+// mannWhitneyGreater returns the one-sided p-value of the Mann-Whitney U
+// test for "b's values tend to be larger than a's", with the normal
+// approximation, average ranks for ties, the tie-corrected variance and a
+// continuity correction. It returns 1 when either sample has fewer than
+// 2 values.
+func mannWhitneyGreater(a, b []time.Duration) float64 {
+	n1, n2 := len(a), len(b)
+	if n1 < 2 || n2 < 2 {
+		return 1
+	}
+	type obs struct {
+		v     time.Duration
+		fromB bool
+	}
+	all := make([]obs, 0, n1+n2)
+	for _, v := range a {
+		all = append(all, obs{v, false})
+	}
+	for _, v := range b {
+		all = append(all, obs{v, true})
+	}
+	slices.SortFunc(all, func(x, y obs) int {
+		switch {
+		case x.v < y.v:
+			return -1
+		case x.v > y.v:
+			return 1
+		}
+		return 0
+	})
+	n := float64(n1 + n2)
+	var rankB, ties float64
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].v == all[i].v {
+			j++
+		}
+		avg := float64(i+j+1) / 2 // ranks i+1..j
+		for k := i; k < j; k++ {
+			if all[k].fromB {
+				rankB += avg
+			}
+		}
+		t := float64(j - i)
+		ties += t*t*t - t
+		i = j
+	}
+	u := rankB - float64(n2)*float64(n2+1)/2
+	mean := float64(n1) * float64(n2) / 2
+	variance := float64(n1) * float64(n2) / 12 * ((n + 1) - ties/(n*(n-1)))
+	if variance <= 0 {
+		return 1
+	}
+	z := (u - mean - 0.5) / math.Sqrt(variance)
+	return 0.5 * math.Erfc(z/math.Sqrt2)
+}
