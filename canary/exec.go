@@ -145,10 +145,12 @@ func readRows(ctx context.Context, q querier, stmt string, keep bool) (diff.Rows
 		out.Columns = append(out.Columns, ct.Name())
 		out.Types = append(out.Types, ct.DatabaseTypeName())
 	}
-	raw := make([]sql.RawBytes, len(cts))
+	// Scan into any, not RawBytes: a DSN with parseTime=true hands
+	// DATETIME over as time.Time, which RawBytes cannot hold.
+	vals := make([]any, len(cts))
 	ptrs := make([]any, len(cts))
-	for i := range raw {
-		ptrs[i] = &raw[i]
+	for i := range vals {
+		ptrs[i] = &vals[i]
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
@@ -157,10 +159,12 @@ func readRows(ctx context.Context, q querier, stmt string, keep bool) (diff.Rows
 		if !keep {
 			continue
 		}
-		row := make([]any, len(raw))
-		for i, b := range raw {
-			if b != nil {
+		row := make([]any, len(vals))
+		for i, v := range vals {
+			if b, ok := v.([]byte); ok {
 				row[i] = string(b)
+			} else {
+				row[i] = v
 			}
 		}
 		out.Values = append(out.Values, row)

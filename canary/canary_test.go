@@ -1,0 +1,406 @@
+package canary
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/banyanhq/banyan/diff"
+	"github.com/banyanhq/banyan/internal/testdb"
+)
+
+var pair *testdb.Pair
+
+func TestMain(m *testing.M) { os.Exit(testdb.RunWithPair(m, &pair)) }
+
+// shopSchema: customers 1..6 across two regions; customer 5 has no
+// orders; one guest order has a NULL customer_id (the NOT IN trap);
+// amounts whose third decimal after *1.1 tells ROUND from TRUNCATE.
+var shopSchema = []string{
+	`CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, region VARCHAR(10) NOT NULL) ENGINE=InnoDB`,
+	`CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NULL, amount DECIMAL(10,2) NOT NULL, status VARCHAR(10) NOT NULL, KEY (customer_id)) ENGINE=InnoDB`,
+	`INSERT INTO customers VALUES (1,'ada','eu'),(2,'bob','eu'),(3,'cy','us'),(4,'dee','us'),(5,'eve','eu'),(6,'fay','us')`,
+	`INSERT INTO orders VALUES (1,1,10.05,'paid'),(2,1,20.00,'paid'),(3,2,7.15,'open'),(4,3,99.99,'paid'),(5,3,1.05,'open'),(6,4,3.35,'paid'),(7,NULL,5.00,'paid'),(8,6,0.45,'open')`,
+}
+
+// shop creates the shop schema in a fresh database on the source server
+// and returns a pool on it.
+func shop(t *testing.T) (*sql.DB, string) {
+	t.Helper()
+	p := testdb.Need(t, pair)
+	name := testdb.TempDatabase(t, p.Source)
+	if err := p.Source.Exec(t.Context(), append([]string{"USE " + name}, shopSchema...)...); err != nil {
+		t.Fatal(err)
+	}
+	db, err := p.Source.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, name
+}
+
+func quick() Options {
+	o := DefaultOptions()
+	o.Runs, o.Warmup = 6, 1
+	return o
+}
+
+func ids(vals ...any) [][]any {
+	out := make([][]any, len(vals))
+	for i, v := range vals {
+		out[i] = []any{v}
+	}
+	return out
+}
+
+func TestQueries_equivalentRewritePasses(t *testing.T) {
+	db, _ := shop(t)
+	cases := []struct{ name, old, new string }{
+		{"correlated subquery to join",
+			`SELECT c.id, c.name, (SELECT COUNT(*) FROM orders o WHERE o.customer_id = c.id) AS n FROM customers c WHERE c.id = ?`,
+			`SELECT c.id, c.name, COUNT(o.id) AS n FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE c.id = ? GROUP BY c.id, c.name`},
+		{"decimal scale widened compares by value",
+			`SELECT id, amount FROM orders WHERE customer_id = ?`,
+			`SELECT id, CAST(amount AS DECIMAL(12,4)) AS amount FROM orders WHERE customer_id = ? ORDER BY id DESC`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Queries(t.Context(), db, tc.old, tc.new, ids(int64(1), int64(2), int64(3), int64(5), int64(6), int64(42)), quick())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.Checks[0]
+			if !rep.Pass {
+				t.Fatalf("equivalent rewrite failed: %v; first failure %+v", rep.Reasons, c.FirstFailure)
+			}
+			if got, want := c.Executions, 6; got != want {
+				t.Errorf("executions = %d, want %d", got, want)
+			}
+			if c.Latency == nil || c.Latency.Old.Runs != 6 || c.Latency.Test == "" {
+				t.Errorf("latency not measured: %+v", c.Latency)
+			}
+			if len(c.Explain.Old.Rows) == 0 || len(c.Explain.New.Rows) == 0 {
+				t.Errorf("explain missing: %+v", c.Explain)
+			}
+		})
+	}
+}
+
+func TestQueries_wrongRewriteFailsWithParamsAndRows(t *testing.T) {
+	db, _ := shop(t)
+	cases := []struct {
+		name, old, new string
+		params         [][]any
+		wantParams     string // the first failing parameters
+		wantDiff       func(d diff.Difference) bool
+	}{
+		{
+			name:       "lost DISTINCT",
+			old:        `SELECT DISTINCT c.id, c.name FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.region = ?`,
+			new:        `SELECT c.id, c.name FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.region = ?`,
+			params:     ids("eu", "us"),
+			wantParams: "[eu]", // ada has two orders
+			wantDiff: func(d diff.Difference) bool {
+				m, _ := d.New.(map[string]any)
+				return d.Kind == diff.Extra && m["name"] == "ada"
+			},
+		},
+		{
+			name:       "NOT IN vs NOT EXISTS with a NULL customer_id",
+			old:        `SELECT c.id, c.name FROM customers c WHERE c.region = ? AND c.id NOT IN (SELECT o.customer_id FROM orders o)`,
+			new:        `SELECT c.id, c.name FROM customers c WHERE c.region = ? AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id)`,
+			params:     ids("us", "eu"),
+			wantParams: "[eu]", // eve has no orders: NOT IN sees the NULL and returns nothing
+			wantDiff: func(d diff.Difference) bool {
+				m, _ := d.New.(map[string]any)
+				return d.Kind == diff.Extra && m["name"] == "eve"
+			},
+		},
+		{
+			name:       "rounding change",
+			old:        `SELECT id, ROUND(amount * 1.1, 2) AS gross FROM orders WHERE customer_id = ?`,
+			new:        `SELECT id, TRUNCATE(amount * 1.1, 2) AS gross FROM orders WHERE customer_id = ?`,
+			params:     ids(int64(2), int64(1), int64(3)), // 7.15*1.1 = 7.865
+			wantParams: "[2]",
+			wantDiff: func(d diff.Difference) bool {
+				return d.Path == "rows[0].gross" && d.Legacy == "7.87" && d.New == "7.86"
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Queries(t.Context(), db, tc.old, tc.new, tc.params, quick())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Pass {
+				t.Fatal("wrong rewrite passed")
+			}
+			c := rep.Checks[0]
+			f := c.FirstFailure
+			if f == nil {
+				t.Fatalf("no first failure; reasons %v", rep.Reasons)
+			}
+			if got := fmt.Sprint(f.Params); got != tc.wantParams {
+				t.Errorf("first failing params = %s, want %s", got, tc.wantParams)
+			}
+			found := false
+			for _, d := range f.Differences {
+				found = found || tc.wantDiff(d)
+			}
+			if !found {
+				t.Errorf("differing row not shown: %+v", f.Differences)
+			}
+			if !strings.Contains(strings.Join(c.Reasons, ";"), "results differ") {
+				t.Errorf("reasons = %v", c.Reasons)
+			}
+		})
+	}
+}
+
+func TestQueries_errorInNewQuery(t *testing.T) {
+	db, _ := shop(t)
+	rep, err := Queries(t.Context(), db,
+		`SELECT id, name FROM customers WHERE id = ?`,
+		`SELECT id, nmae FROM customers WHERE id = ?`, ids(int64(1), int64(2)), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checks[0]
+	if rep.Pass || c.NewErrors != 2 || c.OldErrors != 0 {
+		t.Fatalf("pass=%v new errors=%d old errors=%d", rep.Pass, c.NewErrors, c.OldErrors)
+	}
+	if r := strings.Join(c.Reasons, ";"); !strings.Contains(r, "new failed for 2 of 2") || !strings.Contains(r, "Unknown column 'nmae'") {
+		t.Errorf("reasons = %q", r)
+	}
+	if c.FirstFailure == nil || !strings.Contains(c.FirstFailure.NewError, "1054") {
+		t.Errorf("first failure = %+v", c.FirstFailure)
+	}
+	if c.Latency != nil {
+		t.Errorf("latency measured for a failing query: %+v", c.Latency)
+	}
+}
+
+func TestQueries_warningsCompared(t *testing.T) {
+	db, _ := shop(t)
+	rep, err := Queries(t.Context(), db,
+		`SELECT id FROM customers WHERE id = ?`,
+		`SELECT id FROM customers WHERE id = ? AND CAST('12abc' AS SIGNED) > 0`, ids(int64(1)), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checks[0]
+	if rep.Pass || c.WarningDiffs != 1 || len(c.FirstFailure.NewWarnings) == 0 {
+		t.Fatalf("pass=%v warning diffs=%d failure=%+v", rep.Pass, c.WarningDiffs, c.FirstFailure)
+	}
+}
+
+func checksum(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var n int
+	var sum, st string
+	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*), SUM(amount), GROUP_CONCAT(status ORDER BY id) FROM orders`).Scan(&n, &sum, &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(n, sum, st)
+}
+
+func TestQueries_writes(t *testing.T) {
+	db, _ := shop(t)
+	before := checksum(t, db)
+	oldQ := `UPDATE orders SET status = 'void', amount = amount * 2 WHERE customer_id = ?`
+	newQ := `UPDATE orders SET status = 'void', amount = amount * 2 WHERE customer_id = ? AND status <> 'void'`
+	_, err := Queries(t.Context(), db, oldQ, newQ, ids(int64(1)), quick())
+	if !errors.Is(err, ErrWriteRefused) {
+		t.Fatalf("write without AllowWrites: err = %v, want ErrWriteRefused", err)
+	}
+	for _, q := range []string{"/* harmless */ DELETE FROM orders", "select 1; delete from orders", "SELECT * FROM orders INTO OUTFILE '/tmp/x'", "DROP TABLE orders"} {
+		if _, err := Queries(t.Context(), db, q, `SELECT 1`, nil, quick()); err == nil {
+			t.Errorf("%q was not refused", q)
+		}
+	}
+	o := quick()
+	o.AllowWrites = true
+	rep, err := Queries(t.Context(), db, oldQ, newQ, ids(int64(1), int64(3)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Pass {
+		t.Errorf("equivalent updates failed: %v", rep.Reasons)
+	}
+	if after := checksum(t, db); after != before {
+		t.Errorf("data changed by --allow-writes runs: before %s, after %s", before, after)
+	}
+	if _, err := Queries(t.Context(), db, `DROP TABLE orders`, `DROP TABLE orders`, nil, o); err == nil {
+		t.Error("DDL ran with AllowWrites")
+	}
+}
+
+// TestQueries_latencyGate: on 200k rows an indexed point lookup against a
+// predicate the index cannot serve (k + 0 = ?) is a full scan, tens of
+// times slower — the gate must fail it; an equally fast rewrite (aliases,
+// same plan) must pass.
+func TestQueries_latencyGate(t *testing.T) {
+	p := testdb.Need(t, pair)
+	name := testdb.TempDatabase(t, p.Source)
+	if err := p.Source.Exec(t.Context(), "USE "+name,
+		`CREATE TABLE big (id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL, pad CHAR(100) NOT NULL, KEY (k)) ENGINE=InnoDB`,
+		`SET SESSION max_recursive_iterations = 1000000`,
+		`INSERT INTO big (k, pad) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 200000) SELECT n, REPEAT('x', 100) FROM seq`,
+		`ANALYZE TABLE big`,
+	); err != nil {
+		t.Fatal(err)
+	}
+	db, err := p.Source.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	params := ids(int64(17), int64(99_000), int64(150_001), int64(3))
+	o := DefaultOptions()
+	o.Runs, o.Warmup = 15, 2
+	const old = `SELECT id, k, pad FROM big WHERE k = ?`
+
+	slow, err := Queries(t.Context(), db, old, `SELECT id, k, pad FROM big WHERE k + 0 = ?`, params, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := slow.Checks[0]
+	t.Logf("full scan: old p50 %s, new p50 %s, p=%.2g", c.Latency.Old.P50, c.Latency.New.P50, c.Latency.PValue)
+	if slow.Pass || c.Latency == nil || !c.Latency.Regressed {
+		t.Fatalf("full scan passed the latency gate: %+v reasons %v", c.Latency, slow.Reasons)
+	}
+	if c.ResultDiffs != 0 || !strings.Contains(strings.Join(c.Reasons, ";"), "latency") {
+		t.Errorf("want only a latency failure: %v", c.Reasons)
+	}
+	if got := c.Explain.New.Rows[0].Type; got != "ALL" {
+		t.Errorf("new access type = %q, want ALL", got)
+	}
+	if got := c.Explain.Old.Rows[0].Key; got != "k" {
+		t.Errorf("old key = %q, want k", got)
+	}
+
+	same, err := Queries(t.Context(), db, old, `SELECT b.id, b.k, b.pad FROM big AS b WHERE b.k = ?`, params, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := same.Checks[0].Latency
+	t.Logf("same plan: old p50 %s, new p50 %s, p=%.2g", l.Old.P50, l.New.P50, l.PValue)
+	if !same.Pass {
+		t.Fatalf("equally fast rewrite failed: %v (latency %+v)", same.Reasons, same.Checks[0].Latency)
+	}
+}
+
+const slowLog = `/usr/sbin/mariadbd, Version: 10.11.6-MariaDB-0+deb12u1-log (Debian 12). started with:
+Tcp port: 3306  Unix socket: /run/mysqld/mysqld.sock
+Time                 Id Command    Argument
+# Time: 260101 10:00:00
+# User@Host: app[app] @ localhost []
+# Thread_id: 31  Schema: canary_shop  QC_hit: No
+# Query_time: 0.120000  Lock_time: 0.000100  Rows_sent: 2  Rows_examined: 8
+# Rows_affected: 0  Bytes_sent: 120
+use canary_shop;
+SET timestamp=1767261600;
+SELECT id, amount
+  FROM orders
+ WHERE customer_id = 1;
+# User@Host: app[app] @ localhost []
+# Thread_id: 31  Schema: canary_shop  QC_hit: No
+# Query_time: 0.110000  Lock_time: 0.000100  Rows_sent: 1  Rows_examined: 8
+SET timestamp=1767261601;
+SELECT id, amount FROM orders WHERE customer_id = 3;
+# Time: 260101 10:00:05
+# User@Host: app[app] @ localhost []
+# Thread_id: 32  Schema: canary_shop  QC_hit: No
+# Query_time: 0.050000  Lock_time: 0.000100  Rows_sent: 1  Rows_examined: 1
+SET timestamp=1767261605;
+SELECT name FROM customers WHERE id = 3;
+# User@Host: app[app] @ localhost []
+# Thread_id: 32  Schema: canary_shop  QC_hit: No
+# Query_time: 0.300000  Lock_time: 0.000100  Rows_sent: 0  Rows_examined: 1
+SET timestamp=1767261606;
+UPDATE orders SET status = 'paid' WHERE id = 3;
+# User@Host: app[app] @ localhost []
+# Thread_id: 32  Schema: canary_shop  QC_hit: No
+# Query_time: 0.010000  Lock_time: 0.000100  Rows_sent: 1  Rows_examined: 8
+SET timestamp=1767261607;
+SELECT COUNT(*) FROM orders;
+`
+
+// TestServers_slowLog: the same slow log against two servers, the target
+// without the customer_id index and with one customer renamed.
+func TestServers_slowLog(t *testing.T) {
+	p := testdb.Need(t, pair)
+	const name = "canary_shop"
+	for _, s := range []*testdb.Server{p.Source, p.Target} {
+		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name}, shopSchema...)...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+	}
+	if err := p.Target.Exec(t.Context(), "USE "+name, "ALTER TABLE orders DROP KEY customer_id", "UPDATE customers SET name = 'cyd' WHERE id = 3"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "slow.log")
+	if err := os.WriteFile(path, []byte(slowLog), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	format, stmts, err := ParseWorkload(f)
+	if err != nil || format != FormatSlow || len(stmts) != 5 {
+		t.Fatalf("parse: %s, %d statements, %v", format, len(stmts), err)
+	}
+	// Connect to neither database: the log's schema must be used.
+	oldDB, err := p.Source.Open(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldDB.Close()
+	newDB, err := p.Target.Open(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newDB.Close()
+	rep, err := Servers(t.Context(), oldDB, newDB, stmts, quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass {
+		t.Fatal("pass, want a failure for the renamed customer")
+	}
+	if got, want := len(rep.Checks), 3; got != want {
+		t.Fatalf("%d checks, want %d (two customer_id lookups share a fingerprint)", got, want)
+	}
+	byFP := map[string]*Check{}
+	for _, c := range rep.Checks {
+		byFP[c.Fingerprint] = c
+	}
+	lookup := byFP["select id, amount from orders where customer_id = ?"]
+	if lookup == nil || !lookup.Pass || lookup.Executions != 2 {
+		t.Fatalf("customer_id lookup: %+v", lookup)
+	}
+	if o, n := lookup.Explain.Old.Rows[0], lookup.Explain.New.Rows[0]; o.Key != "customer_id" || n.Type != "ALL" {
+		t.Errorf("explain old %+v new %+v: want the index on the old side, a full scan on the new", o, n)
+	}
+	name3 := byFP["select name from customers where id = ?"]
+	if name3 == nil || name3.Pass || name3.FirstFailure == nil {
+		t.Fatalf("renamed customer: %+v", name3)
+	}
+	if d := name3.FirstFailure.Differences[0]; d.Path != "rows[0].name" || d.Legacy != "cy" || d.New != "cyd" {
+		t.Errorf("difference = %+v", d)
+	}
+	if len(rep.Skipped) != 1 || !strings.HasPrefix(rep.Skipped[0].Fingerprint, "update orders") {
+		t.Errorf("skipped = %+v, want the UPDATE", rep.Skipped)
+	}
+}
+
