@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +17,16 @@ import (
 
 var pair *testdb.Pair
 
-func TestMain(m *testing.M) { os.Exit(testdb.RunWithPair(m, &pair)) }
+// TestMain shares one server pair across the package's tests, except
+// when fuzzing: the fuzz targets need no server, and every fuzz worker
+// process would otherwise start its own pair.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
+	os.Exit(testdb.RunWithPair(m, &pair))
+}
 
 // shopSchema: customers 1..6 across two regions; customer 5 has no
 // orders; one guest order has a NULL customer_id (the NOT IN trap);
@@ -403,4 +413,3 @@ func TestServers_slowLog(t *testing.T) {
 		t.Errorf("skipped = %+v, want the UPDATE", rep.Skipped)
 	}
 }
-
