@@ -136,7 +136,10 @@ func localToUTC(v any, zone *time.Location) (any, error) {
 	s, ok := text(v)
 	if !ok {
 		if t, isTime := v.(time.Time); isTime {
-			return t.UTC(), nil
+			// A driver that parsed the DATETIME labelled its wall clock
+			// with its own zone; the reading is legacy local time.
+			local := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), zone)
+			return local.UTC().Format("2006-01-02 15:04:05.999999"), nil
 		}
 		return nil, fmt.Errorf("local_to_utc: %T is not a datetime", v)
 	}
@@ -166,12 +169,13 @@ type TableMap struct {
 
 // ColMap maps one source column.
 type ColMap struct {
-	Source, Target string
-	Convert        Converter
-	ConvertName    string
+	Source      string    `json:"source"`
+	Target      string    `json:"target"`
+	Convert     Converter `json:"-"`
+	ConvertName string    `json:"convert,omitempty"`
 	// DataType is the source column's type as information_schema says
 	// (e.g. "decimal(10,2)"), to notice schema changes.
-	DataType string
+	DataType string `json:"type"`
 }
 
 // SourceName is "db.table".

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,9 +47,9 @@ type Pipeline struct {
 }
 
 // OpenDB opens a MySQL/MariaDB DSN with the session settings CDC relies
-// on: UTC session time zone (TIMESTAMP values travel as UTC) and
-// client-side interpolation (one round trip per statement); the driver's
-// default connection character set is utf8mb4.
+// on: UTC session time zone (TIMESTAMP values travel as UTC), temporal
+// values as text, and client-side interpolation (one round trip per
+// statement); the driver's default connection character set is utf8mb4.
 func OpenDB(dsn string) (*sql.DB, error) {
 	cfg, err := driver.ParseDSN(dsn)
 	if err != nil {
@@ -59,6 +60,9 @@ func OpenDB(dsn string) (*sql.DB, error) {
 	}
 	cfg.Params["time_zone"] = "'+00:00'"
 	cfg.InterpolateParams = true
+	// Temporal values as text, the way the binlog carries them: a DATETIME
+	// is a wall-clock reading, not an instant; converters decide its zone.
+	cfg.ParseTime = false
 	conn, err := driver.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dsn: %w", err)
@@ -146,6 +150,9 @@ func (p *Pipeline) Run(ctx context.Context, resnapshot bool) error {
 	}
 	cp, ok, err := p.target.Checkpoint(ctx)
 	if err != nil {
+		return err
+	}
+	if err := p.reconcile(ctx, !ok || resnapshot); err != nil {
 		return err
 	}
 	if !ok || resnapshot {
@@ -385,5 +392,82 @@ func (p *Pipeline) schemaChange(ctx context.Context, d *DDL) error {
 		}
 	}
 	p.log.Info("cdc: schema change absorbed (mapped columns unchanged)", "table", table, "statement", d.Statement)
+	return nil
+}
+
+// reconcile keeps the mapping of a running pipeline stable across
+// restarts. Without names in the config, a mapping copies "every column
+// but the skipped ones", which would silently change with the source's
+// schema; so the mapped columns are recorded in the target at the first
+// run, and later runs keep to them: a column added on the source since is
+// not copied (absorbed) unless the config names it, and a recorded column
+// that is gone or changed type stops the run until the operator updates
+// the mapping (skip it) and the target.
+func (p *Pipeline) reconcile(ctx context.Context, fresh bool) error {
+	for i, m := range p.order {
+		tm := p.cfg.Tables[i]
+		if !fresh {
+			stored, ok, err := p.target.MappedColumns(ctx, m.SourceName())
+			if err != nil {
+				return err
+			}
+			if ok {
+				targetCols, err := p.target.ColumnNames(ctx, m.TargetSchema, m.TargetTable)
+				if err != nil {
+					return err
+				}
+				if err := keepMapped(m, tm, stored, targetCols); err != nil {
+					return err
+				}
+			}
+		}
+		if err := p.target.SaveMappedColumns(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keepMapped narrows m to the recorded columns plus those the config names
+// explicitly, and refuses recorded columns that vanished or changed type.
+// A recorded column that vanished from the source is let go once the
+// operator has dealt with it: listed in skip, or dropped from the target.
+func keepMapped(m *TableMap, tm routes.TableMapping, stored []ColMap, targetCols map[string]bool) error {
+	now := map[string]ColMap{}
+	for _, c := range m.Cols {
+		now[c.Source] = c
+	}
+	stop := func(why string) error {
+		return &SchemaError{Table: m.SourceName(), Statement: "(changed since the last run: the mapping recorded in the target no longer matches the source)", Why: why}
+	}
+	recorded := map[string]bool{}
+	for _, sc := range stored {
+		recorded[sc.Source] = true
+		c, ok := now[sc.Source]
+		switch {
+		case !ok && (slices.Contains(tm.Skip, sc.Source) || !targetCols[strings.ToLower(sc.Target)]):
+			// The operator took it out of the mapping or the target.
+		case !ok:
+			return stop(fmt.Sprintf("mapped column %s no longer exists on the source; drop %s from the target (or add %s to skip), then run again", sc.Source, sc.Target, sc.Source))
+		case c.DataType != sc.DataType:
+			return stop(fmt.Sprintf("mapped column %s changed type from %s to %s; adjust the target, then clear the recorded mapping with --resnapshot", sc.Source, sc.DataType, c.DataType))
+		}
+	}
+	keyNames := make([]string, len(m.PK))
+	for i, k := range m.PK {
+		keyNames[i] = m.Cols[k].Source
+	}
+	var keep []ColMap
+	for _, c := range m.Cols {
+		_, named := tm.Columns[c.Source]
+		if !recorded[c.Source] && !named && !slices.Contains(keyNames, c.Source) {
+			continue // new on the source since the copy: absorbed, not copied
+		}
+		keep = append(keep, c)
+	}
+	m.Cols = keep
+	for i, name := range keyNames {
+		m.PK[i] = slices.IndexFunc(keep, func(c ColMap) bool { return c.Source == name })
+	}
 	return nil
 }

@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS banyan_cdc_copy (
 	done         TINYINT NOT NULL DEFAULT 0,
 	PRIMARY KEY (pipeline, source_table)
 ) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS banyan_cdc_mapping (
+	pipeline     VARCHAR(64) NOT NULL,
+	source_table VARCHAR(200) NOT NULL,
+	columns      TEXT NOT NULL,
+	PRIMARY KEY (pipeline, source_table)
+) ENGINE=InnoDB;
 CREATE TABLE IF NOT EXISTS banyan_cdc_stats (
 	pipeline     VARCHAR(64) NOT NULL,
 	target_table VARCHAR(200) NOT NULL,
@@ -85,9 +91,9 @@ func (t *Target) Init(ctx context.Context) error {
 // Checkpoint reads the stored checkpoint; ok is false when there is none.
 func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 	var cp Checkpoint
-	var start, applied string
+	var start, applied, updated string
 	err := t.DB.QueryRowContext(ctx, `SELECT phase, start_pos, applied_pos, source_ts, updated_at FROM banyan_cdc_checkpoint WHERE pipeline = ?`, t.Pipeline).
-		Scan(&cp.Phase, &start, &applied, &cp.SourceTS, &cp.UpdatedAt)
+		Scan(&cp.Phase, &start, &applied, &cp.SourceTS, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Checkpoint{}, false, nil
 	}
@@ -95,6 +101,7 @@ func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
 	}
 	cp.Pipeline = t.Pipeline
+	cp.UpdatedAt, _ = time.Parse("2006-01-02 15:04:05.999999", updated)
 	if err := errors.Join(json.Unmarshal([]byte(start), &cp.Start), json.Unmarshal([]byte(applied), &cp.Applied)); err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
 	}
@@ -459,4 +466,51 @@ func (t *Target) Copies(ctx context.Context) ([]TableProgress, error) {
 		out = append(out, p)
 	}
 	return out, rows.Err()
+}
+
+// MappedColumns reads the columns a table's mapping had when it was last
+// recorded.
+func (t *Target) MappedColumns(ctx context.Context, table string) ([]ColMap, bool, error) {
+	var raw string
+	err := t.DB.QueryRowContext(ctx, `SELECT columns FROM banyan_cdc_mapping WHERE pipeline = ? AND source_table = ?`, t.Pipeline, table).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read recorded mapping of %s: %w", table, err)
+	}
+	var cols []ColMap
+	if err := json.Unmarshal([]byte(raw), &cols); err != nil {
+		return nil, false, fmt.Errorf("read recorded mapping of %s: %w", table, err)
+	}
+	return cols, true, nil
+}
+
+// SaveMappedColumns records a table's mapped columns.
+func (t *Target) SaveMappedColumns(ctx context.Context, m *TableMap) error {
+	raw, _ := json.Marshal(m.Cols)
+	_, err := t.DB.ExecContext(ctx, `INSERT INTO banyan_cdc_mapping (pipeline, source_table, columns) VALUES (?,?,?)
+		ON DUPLICATE KEY UPDATE columns = VALUES(columns)`, t.Pipeline, m.SourceName(), string(raw))
+	if err != nil {
+		return fmt.Errorf("record mapping of %s: %w", m.SourceName(), err)
+	}
+	return nil
+}
+
+// ColumnNames lists a target table's columns (lower-cased).
+func (t *Target) ColumnNames(ctx context.Context, schema, table string) (map[string]bool, error) {
+	rows, err := t.DB.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of target %s.%s: %w", schema, table, err)
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		names[strings.ToLower(n)] = true
+	}
+	return names, rows.Err()
 }
