@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/banyanhq/banyan/canary"
+	"github.com/banyanhq/banyan/internal/testdb"
+)
+
+// TestCanarySQLCmd: exit 0 for an equivalent rewrite, 1 with the failing
+// parameters and rows for a wrong one (text and JSON), 2 for a write
+// without --allow-writes.
+func TestCanarySQLCmd(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := t.Context()
+	db := testdb.TempDatabase(t, pair.Source)
+	if err := pair.Source.Exec(ctx, "USE "+db,
+		`CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, amount DECIMAL(10,2))`,
+		`INSERT INTO orders VALUES (1, 1, 10.05), (2, 1, 7.15), (3, 2, 3.00)`,
+	); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old := write("old.sql", "SELECT id, ROUND(amount * 1.1, 2) AS gross FROM orders WHERE customer_id = ?;\n")
+	same := write("same.sql", "SELECT o.id, ROUND(o.amount * 1.1, 2) AS gross FROM orders o WHERE o.customer_id = ?")
+	wrong := write("wrong.sql", "SELECT id, TRUNCATE(amount * 1.1, 2) AS gross FROM orders WHERE customer_id = ?")
+	upd := write("upd.sql", "UPDATE orders SET amount = 0 WHERE customer_id = ?")
+	params := write("params.csv", "customer_id\n2\n1\n")
+	canaryRun := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(ctx, append([]string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "4", "--warmup", "1"}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+
+	if code, out, stderr := canaryRun("--old", old, "--new", same, "--params", params); code != exitOK || !strings.Contains(out, "verdict: PASS") {
+		t.Fatalf("equivalent: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr := canaryRun("--old", old, "--new", wrong, "--params", params)
+	if code != exitFound {
+		t.Fatalf("wrong rewrite: exit %d, want 1\n%s%s", code, out, stderr)
+	}
+	for _, want := range []string{"verdict: FAIL", "results differ for 1 of 2 parameter sets", `first failing parameters: ["1"]`, `rows[1].gross: old "7.87", new "7.86"`, "explain"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = canaryRun("--old", old, "--new", wrong, "--params-query", "SELECT DISTINCT customer_id FROM orders ORDER BY customer_id", "--format", "json")
+	var rep canary.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitFound {
+		t.Fatalf("json: exit %d, %v\n%s", code, err, out)
+	}
+	if rep.Pass || rep.Checks[0].FirstFailure == nil || rep.Checks[0].FirstFailure.Params[0] != "1" {
+		t.Errorf("json report: %+v", rep.Checks[0])
+	}
+	if code, _, stderr := canaryRun("--old", upd, "--new", upd, "--params", params); code != exitCannotRun || !strings.Contains(stderr, "--allow-writes") {
+		t.Errorf("write without --allow-writes: exit %d, %s", code, stderr)
+	}
+	if code, _, stderr := canaryRun("--old", old); code != exitCannotRun {
+		t.Errorf("missing --new: exit %d, %s", code, stderr)
+	}
+}
