@@ -90,6 +90,8 @@ type table struct {
 	kinds []colKind
 	// pkNames are the target key column names.
 	pkNames []string
+	// srcIndex maps source column names to their place in a source row.
+	srcIndex map[string]int
 }
 
 // Run checks every table. It returns an error only when it could not
@@ -152,8 +154,9 @@ func (c *Checker) describe(ctx context.Context, m *cdc.TableMap) (*table, error)
 	if len(byName) == 0 {
 		return nil, fmt.Errorf("target table %s does not exist", m.TargetName())
 	}
-	t := &table{m: m}
-	for _, mc := range m.Cols {
+	t := &table{m: m, srcIndex: map[string]int{}}
+	for i, mc := range m.Cols {
+		t.srcIndex[mc.Source] = i
 		tc, ok := byName[strings.ToLower(mc.Target)]
 		if !ok {
 			return nil, fmt.Errorf("target table %s has no column %s (mapped from %s.%s)", m.TargetName(), mc.Target, m.SourceName(), mc.Source)
@@ -178,11 +181,7 @@ type nrow struct {
 }
 
 func (t *table) fromSource(raw []any) (nrow, error) {
-	idx := map[string]int{}
-	for i, c := range t.m.Cols {
-		idx[c.Source] = i
-	}
-	mapped, err := t.m.Row(idx, raw)
+	mapped, err := t.m.Row(t.srcIndex, raw)
 	if err != nil {
 		return nrow{}, err
 	}

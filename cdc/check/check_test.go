@@ -103,27 +103,16 @@ func TestNormalize_RejectsGarbage(t *testing.T) {
 	}
 }
 
-// TestNormalize_BugDecimalNegativeZero shows a false alarm: a source
+// TestNormalize_DecimalNegativeZero guards against a false alarm: a source
 // DECIMAL(10,3) value -0.001 copied into a target DECIMAL(10,2) is stored
 // by MariaDB as 0.00, but normalize renders the source value at scale 2 as
 // "-0.00" (big.Rat.FloatString keeps the sign of a value that rounds to
-// zero), so the check reports a difference that does not exist.
-func TestNormalize_BugDecimalNegativeZero(t *testing.T) {
-	knownBug(t)
+// zero); the check must not report a difference that does not exist.
+func TestNormalize_DecimalNegativeZero(t *testing.T) {
 	src, _ := normalize("-0.001", kindDecimal, 2)
 	dst, _ := normalize([]byte("0.00"), kindDecimal, 2) // what MariaDB returns
 	if src != dst {
 		t.Errorf("source -0.001 at scale 2 = %v, target 0.00 = %v; want equal", src, dst)
-	}
-}
-
-// knownBug skips a test that shows a reported, not yet fixed bug in the
-// checker, unless BANYAN_KNOWN_BUGS=1 (then it fails until the fix lands;
-// remove this call with the fix).
-func knownBug(tb testing.TB) {
-	tb.Helper()
-	if os.Getenv("BANYAN_KNOWN_BUGS") != "1" {
-		tb.Skip("known checker bug (reported); run with BANYAN_KNOWN_BUGS=1 to see it fail")
 	}
 }
 

@@ -127,7 +127,11 @@ func normalize(v any, k colKind, scale int) (Value, error) {
 		if !ok {
 			return Value{}, fmt.Errorf("%q is not a decimal", s)
 		}
-		return Value{Text: r.FloatString(scale)}, nil
+		text := r.FloatString(scale)
+		if strings.Trim(text, "-0.") == "" {
+			text = strings.TrimPrefix(text, "-") // -0.001 at scale 2 is stored as 0.00
+		}
+		return Value{Text: text}, nil
 	case kindFloat, kindDouble:
 		bits := 64
 		if k == kindFloat {
@@ -140,7 +144,12 @@ func normalize(v any, k colKind, scale int) (Value, error) {
 		if math.IsNaN(f) {
 			return Value{Text: "NaN"}, nil
 		}
-		return Value{Text: strconv.FormatFloat(f, 'g', -1, bits)}, nil
+		if k == kindFloat {
+			// The server prints FLOAT with 6 significant digits; compare
+			// at that precision, or equal data would look different.
+			return Value{Text: strconv.FormatFloat(f, 'g', 6, 32)}, nil
+		}
+		return Value{Text: strconv.FormatFloat(f, 'g', -1, 64)}, nil
 	case kindTime:
 		return Value{Text: canonicalTime(s)}, nil
 	case kindBinary:
