@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -59,6 +60,10 @@ type server struct {
 
 	proxyLn, adminLn   net.Listener
 	proxySrv, adminSrv *http.Server
+
+	// reloadMu makes each reload read and apply the file as one step, so a
+	// slower reload can never apply an older file over a newer one.
+	reloadMu sync.Mutex
 }
 
 // errAdminExposed refuses an admin listener reachable from other hosts
@@ -220,6 +225,8 @@ func (s *server) closeAll(ctx context.Context) error {
 // reload re-reads the config file and swaps the table in; on any problem
 // the last good table stays and every problem is logged.
 func (s *server) reload(ctx context.Context, who string) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	cfg, err := loadConfig(s.path)
 	if err == nil {
 		err = s.mgr.Reload(ctx, cfg, who)
