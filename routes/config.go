@@ -43,6 +43,10 @@ type Config struct {
 	Shadow   ShadowPoolConfig         `yaml:"shadow"`
 	Reports  ReportsConfig            `yaml:"reports"`
 	CDC      CDCConfig                `yaml:"cdc"`
+	XDS      XDSConfig                `yaml:"xds"`
+	// Comparator receives requests mirrored by Envoy and compares the
+	// two sides itself, as the built-in shadowing does.
+	Comparator ComparatorConfig `yaml:"comparator"`
 
 	// Path is the file the config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -172,6 +176,26 @@ type ReportsConfig struct {
 	MaxAge      time.Duration `yaml:"max_age"`      // default 168h
 	MaxOutcomes int           `yaml:"max_outcomes"` // default 1,000,000
 	Examples    int           `yaml:"examples"`     // full examples per route and field path (default 5)
+}
+
+// XDSConfig serves the route table to an Envoy fleet over ADS.
+type XDSConfig struct {
+	// Listen is the ADS gRPC address ("" = xDS off).
+	Listen string `yaml:"listen"`
+	// NodeGroup groups Envoy nodes that share one snapshot: "cluster"
+	// (the node's cluster name, default) or "id" (one snapshot per node).
+	NodeGroup string `yaml:"node_group"`
+	// ListenerAddress is where Envoy's generated listener binds
+	// (default 0.0.0.0:10000).
+	ListenerAddress string `yaml:"listener_address"`
+	// Comparator is the host:port Envoy mirrors shadowed requests to: a
+	// banyan running with comparator.listen (default comparator.listen).
+	Comparator string `yaml:"comparator"`
+}
+
+// ComparatorConfig is banyan's comparator listener for Envoy mirrors.
+type ComparatorConfig struct {
+	Listen string `yaml:"listen"` // "" = off
 }
 
 // CDCConfig is the binlog pipeline from the legacy database to the new one.
@@ -433,6 +457,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Reports.Examples == 0 {
 		c.Reports.Examples = 5
+	}
+	if c.XDS.NodeGroup == "" {
+		c.XDS.NodeGroup = "cluster"
+	}
+	if c.XDS.ListenerAddress == "" {
+		c.XDS.ListenerAddress = "0.0.0.0:10000"
+	}
+	if c.XDS.Comparator == "" {
+		c.XDS.Comparator = c.Comparator.Listen
 	}
 	if c.CDC.BatchRows == 0 {
 		c.CDC.BatchRows = 1000

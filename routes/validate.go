@@ -65,6 +65,17 @@ func (c *Config) Validate() error {
 	for _, p := range c.CDC.validate() {
 		add("cdc"+p.Field, "%s", p.Why)
 	}
+	for _, a := range []struct{ field, v string }{{"xds.listen", c.XDS.Listen}, {"xds.listener_address", c.XDS.ListenerAddress}, {"xds.comparator", c.XDS.Comparator}, {"comparator.listen", c.Comparator.Listen}} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			add(a.field, "%q is not host:port (%v)", a.v, err)
+		}
+	}
+	if c.XDS.NodeGroup != "cluster" && c.XDS.NodeGroup != "id" {
+		add("xds.node_group", "%q must be cluster or id", c.XDS.NodeGroup)
+	}
 	seen := map[string]int{}
 	for i, r := range c.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
