@@ -50,6 +50,9 @@ const (
 	dropBodyIncomplete = "body_incomplete"
 	dropRecorder       = "recorder_full"
 	dropShutdown       = "shutdown"
+	// A dry-run write mirrored to the comparator: sent to the new side,
+	// not compared (see Comparator).
+	dropWriteNotCompared = "write_not_compared"
 )
 
 // shadowPool runs comparisons off the request path.
@@ -89,6 +92,12 @@ type shadowJob struct {
 	body    []byte
 	resp    diff.Response
 	bytes   int64
+	// fetchPrimary: nobody has the primary's answer yet (a request
+	// mirrored to the comparator); the worker calls the primary first.
+	fetchPrimary bool
+	// newOnly: a dry-run write from the comparator; sent to the new side,
+	// nothing compared.
+	newOnly bool
 }
 
 // StartShadow starts the shadow workers. Without it, routes with shadow
@@ -284,29 +293,40 @@ func (p *Proxy) enqueue(t *routes.Table, rt *routes.Route, r *http.Request, tee 
 		}
 		body = tee.buf.Bytes()
 	}
-	sp := p.shadow
-	size := int64(len(body) + len(rec.capture.buf))
-	if sp.queued.Add(size) > sp.opts.MaxQueuedBytes {
-		sp.queued.Add(-size)
-		p.metrics.dropped(rt.Name, dropMemory)
-		return
-	}
-	req := &http.Request{
-		Method: r.Method, URL: cloneURL(r), Host: r.Host, Header: r.Header.Clone(),
-		RemoteAddr: r.RemoteAddr, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-	}
-	j := &shadowJob{
-		table: t, route: rt, rs: sp.routeShadow(rt), primary: primary, peer: peer, req: req, body: body, bytes: size,
+	p.submit(&shadowJob{
+		table: t, route: rt, primary: primary, peer: peer, req: detach(r), body: body,
 		resp: diff.Response{
 			Backend: primary, Status: rec.code, Header: rec.Header().Clone(),
 			Body: bytes.Clone(rec.capture.buf), Truncated: rec.capture.truncated, Latency: latency, Err: rec.errText,
 		},
+	})
+}
+
+// detach copies what a later call needs of r: method, URL, Host, headers
+// and client address (the body is passed apart).
+func detach(r *http.Request) *http.Request {
+	return &http.Request{
+		Method: r.Method, URL: cloneURL(r), Host: r.Host, Header: r.Header.Clone(),
+		RemoteAddr: r.RemoteAddr, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	}
+}
+
+// submit queues a job without blocking; a full queue or memory budget
+// drops it and counts why.
+func (p *Proxy) submit(j *shadowJob) {
+	sp := p.shadow
+	j.rs = sp.routeShadow(j.route)
+	j.bytes = int64(len(j.body) + len(j.resp.Body))
+	if sp.queued.Add(j.bytes) > sp.opts.MaxQueuedBytes {
+		sp.queued.Add(-j.bytes)
+		p.metrics.dropped(j.route.Name, dropMemory)
+		return
 	}
 	select {
 	case sp.jobs <- j:
 	default:
-		sp.queued.Add(-size)
-		p.metrics.dropped(rt.Name, dropQueueFull)
+		sp.queued.Add(-j.bytes)
+		p.metrics.dropped(j.route.Name, dropQueueFull)
 	}
 }
 
@@ -325,6 +345,14 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	if ctx.Err() != nil {
 		p.metrics.dropped(rt.Name, dropShutdown)
 		return
+	}
+	if j.newOnly {
+		p.fetch(ctx, j, rt.New)
+		p.metrics.dropped(rt.Name, dropWriteNotCompared)
+		return
+	}
+	if j.fetchPrimary {
+		j.resp = p.fetch(ctx, j, j.primary)
 	}
 	peerResp := p.fetch(ctx, j, j.peer)
 	sample := safeMethod(j.req.Method) && (rs.samples.Load() < noiseWarmup || rand.IntN(100) < *rt.Shadow.NoisePercent)

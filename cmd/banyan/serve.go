@@ -60,6 +60,9 @@ type server struct {
 
 	proxyLn, adminLn   net.Listener
 	proxySrv, adminSrv *http.Server
+	// cmpLn/cmpSrv receive what Envoy mirrors (comparator.listen).
+	cmpLn  net.Listener
+	cmpSrv *http.Server
 
 	// reloadMu makes each reload read and apply the file as one step, so a
 	// slower reload can never apply an older file over a newer one.
@@ -134,6 +137,12 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	admin.Handle("/debug/pprof/profile", tokens.Require(http.HandlerFunc(pprof.Profile)))
 	admin.Handle("/", tokens.Require(s.reports.Dashboard(s.routeWeights)))
 	s.adminSrv = &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.Comparator.Listen != "" {
+		if s.cmpLn, err = net.Listen("tcp", cfg.Comparator.Listen); err != nil {
+			return nil, fmt.Errorf("comparator listener: %w", err)
+		}
+		s.cmpSrv = &http.Server{Handler: s.proxy.Comparator(), ReadHeaderTimeout: 10 * time.Second}
+	}
 	ok = true
 	return s, nil
 }
@@ -171,7 +180,10 @@ func (s *server) adminAddr() string { return s.adminLn.Addr().String() }
 func (s *server) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	if s.cmpSrv != nil {
+		go func() { errc <- serveListener(s.cmpSrv, s.cmpLn, "comparator") }()
+	}
 	go func() { errc <- serveListener(s.proxySrv, s.proxyLn, "proxy") }()
 	go func() { errc <- serveListener(s.adminSrv, s.adminLn, "admin") }()
 	go func() { errc <- s.watch(ctx) }()
@@ -187,6 +199,9 @@ func (s *server) run(ctx context.Context) error {
 	// Customers first: stop taking requests, then let the shadow pool and
 	// the report writer finish what they hold.
 	err = errors.Join(err, s.proxySrv.Shutdown(shutCtx), s.adminSrv.Shutdown(shutCtx))
+	if s.cmpSrv != nil {
+		err = errors.Join(err, s.cmpSrv.Shutdown(shutCtx))
+	}
 	err = errors.Join(err, s.closeAll(shutCtx))
 	return err
 }
@@ -200,7 +215,7 @@ func serveListener(srv *http.Server, ln net.Listener, name string) error {
 
 func (s *server) closeAll(ctx context.Context) error {
 	var errs []error
-	for _, ln := range []net.Listener{s.proxyLn, s.adminLn} {
+	for _, ln := range []net.Listener{s.proxyLn, s.adminLn, s.cmpLn} {
 		if ln != nil {
 			ln.Close()
 		}
