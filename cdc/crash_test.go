@@ -69,21 +69,13 @@ func ordersMapping(srcName, dstName string) routes.TableMapping {
 // the defaults runPipeline would fill in.
 func cdcConfig(srcName, dstName string, tables ...routes.TableMapping) routes.CDCConfig {
 	return routes.CDCConfig{
-		Source:         routes.CDCSource{DSN: sourceDSN(srcName), Flavor: "mariadb", Position: "gtid", ServerID: 9000 + uint32(time.Now().UnixNano()%1000)},
+		Source:         routes.CDCSource{DSN: pair.Source.DSN(srcName), Flavor: "mariadb", Position: "gtid", ServerID: 9000 + uint32(time.Now().UnixNano()%1000)},
 		Target:         routes.CDCTarget{DSN: pair.Target.DSN(dstName)},
 		Tables:         tables,
 		BatchRows:      1000,
 		ChunkRows:      1000,
 		SourceTimezone: "Asia/Shanghai",
 	}
-}
-
-// sourceDSN is the source DSN the pipeline gets. testdb's DSN asks for
-// parseTime=true; the pipeline must read DATETIMEs as text for local_to_utc
-// to convert copied rows (see TestPipeline_LocalToUTCWithParseTimeDSN), so
-// it is switched off here until OpenDB does that itself.
-func sourceDSN(db string) string {
-	return strings.Replace(pair.Source.DSN(db), "parseTime=true", "parseTime=false", 1)
 }
 
 // randomOrder is one legacy row (usr_id, amt, created, status, note), with
@@ -805,7 +797,6 @@ func TestPipeline_LocalToUTCWithParseTimeDSN(t *testing.T) {
 	mustExec(t, src, legacyOrdersDDL, `INSERT INTO t_order VALUES (1, 7, 12.50, '2026-03-01 08:00:00', 1, 'copied')`)
 	mustExec(t, dst, newOrdersDDL)
 	cfg := cdcConfig(srcName, dstName, ordersMapping(srcName, dstName))
-	cfg.Source.DSN = pair.Source.DSN(srcName)
 	if !strings.Contains(cfg.Source.DSN, "parseTime=true") {
 		t.Fatalf("testdb DSN %q no longer asks for parseTime: rewrite this test with a DSN that does", cfg.Source.DSN)
 	}
