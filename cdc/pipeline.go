@@ -167,10 +167,18 @@ func (p *Pipeline) Run(ctx context.Context, resnapshot bool) error {
 		cp = Checkpoint{Phase: PhaseCopy, Start: start, Applied: start}
 	}
 	if cp.Phase == PhaseCopy {
-		for _, m := range p.order {
-			if err := p.copyTable(ctx, m); err != nil {
-				return err
+		// A lost connection during the copy is retried like one during
+		// streaming; the copy resumes at the chunk after the last one saved.
+		err := retry(ctx, p.log, "copy", func() error {
+			for _, m := range p.order {
+				if err := p.copyTable(ctx, m); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil || ctx.Err() != nil {
+			return err
 		}
 		cp.Phase, cp.Applied = PhaseStream, cp.Start
 		if err := p.target.SetPhase(ctx, cp); err != nil {
@@ -204,7 +212,7 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 		mapped := make([][]any, len(rows))
 		for i, r := range rows {
 			if mapped[i], err = m.Row(index, r); err != nil {
-				return fmt.Errorf("copy %s: %w", m.SourceName(), err)
+				return &permanentError{fmt.Errorf("copy %s: %w", m.SourceName(), err)}
 			}
 		}
 		if len(rows) > 0 {
@@ -227,6 +235,36 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 			p.log.Info("cdc: table copied", "table", m.SourceName(), "rows", prog.Rows)
 			return nil
 		}
+	}
+}
+
+// permanentError is a failure that the same input will always repeat.
+type permanentError struct{ error }
+
+func (e *permanentError) Unwrap() error { return e.error }
+
+// retry runs f until it succeeds, ctx ends (nil) or it fails with an
+// error a retry cannot fix (a mapping or schema problem), waiting with
+// backoff between tries.
+func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	backoff := 500 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		var me *driver.MySQLError
+		var pe *permanentError
+		if errors.As(err, &me) || errors.As(err, &pe) {
+			return err // refused or unmappable data: retrying will not help
+		}
+		log.Warn("cdc: "+what+" interrupted; retrying from the last saved chunk", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 

@@ -189,6 +189,7 @@ func (s *Server) install(ctx context.Context, l lookup) error {
 		args := []string{
 			"--no-defaults",
 			"--datadir=" + s.datadir(),
+			"--tmpdir=" + s.dir,
 			"--auth-root-authentication-method=normal",
 			"--skip-test-db",
 			"--skip-name-resolve",
@@ -231,6 +232,9 @@ func (s *Server) args() []string {
 	}
 	a = append(a,
 		"--datadir="+s.datadir(),
+		// Its own temp dir: another process tidying /tmp must not delete
+		// the server's temporary tables from under it.
+		"--tmpdir="+s.dir,
 		"--socket="+s.socket(),
 		"--pid-file="+filepath.Join(s.dir, "mysqld.pid"),
 		"--port="+strconv.Itoa(s.port),
