@@ -25,6 +25,40 @@ func Converters(sourceZone *time.Location) map[string]Converter {
 	}
 }
 
+// converter resolves a converter name: one of Converters, or
+// "enum:1=paid,2=shipped,9=cancelled" (a legacy magic number to a label).
+func converter(name string, convs map[string]Converter) (Converter, error) {
+	if c, ok := convs[name]; ok {
+		return c, nil
+	}
+	spec, ok := strings.CutPrefix(name, "enum:")
+	if !ok {
+		return nil, fmt.Errorf("unknown converter %q (known: yuan_to_cents, tinyint_to_bool, local_to_utc, enum:1=a,2=b)", name)
+	}
+	labels := map[string]string{}
+	for _, pair := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("converter %q: %q is not CODE=LABEL", name, pair)
+		}
+		labels[k] = v
+	}
+	return func(v any) (any, error) {
+		if v == nil {
+			return nil, nil
+		}
+		s, ok := text(v)
+		if !ok {
+			s = fmt.Sprint(v)
+		}
+		label, ok := labels[strings.TrimSpace(s)]
+		if !ok {
+			return nil, fmt.Errorf("%s: no label for %q", name, s)
+		}
+		return label, nil
+	}, nil
+}
+
 // CheckConfig reports converter names the mapping does not know, for the
 // config loader.
 func CheckConfig(cfg *routes.Config) []routes.Problem {
@@ -32,8 +66,8 @@ func CheckConfig(cfg *routes.Config) []routes.Problem {
 	known := Converters(time.UTC)
 	for i, t := range cfg.CDC.Tables {
 		for col, name := range t.Convert {
-			if _, ok := known[name]; !ok {
-				ps = append(ps, routes.Problem{Field: fmt.Sprintf("cdc.tables[%d].convert.%s", i, col), Why: fmt.Sprintf("unknown converter %q (known: yuan_to_cents, tinyint_to_bool, local_to_utc)", name)})
+			if _, err := converter(name, known); err != nil {
+				ps = append(ps, routes.Problem{Field: fmt.Sprintf("cdc.tables[%d].convert.%s", i, col), Why: err.Error()})
 			}
 		}
 	}
@@ -221,10 +255,11 @@ func Compile(t routes.TableMapping, cols []SourceColumn, convs map[string]Conver
 		}
 		cm := ColMap{Source: c.Name, Target: target, DataType: c.DataType}
 		if name, ok := t.Convert[c.Name]; ok {
-			cm.Convert, cm.ConvertName = convs[name], name
-			if cm.Convert == nil {
-				return nil, fmt.Errorf("table %s: unknown converter %q", t.Source, name)
+			conv, err := converter(name, convs)
+			if err != nil {
+				return nil, fmt.Errorf("table %s: %w", t.Source, err)
 			}
+			cm.Convert, cm.ConvertName = conv, name
 		}
 		if c.Key {
 			keys = append(keys, keyCol{c.KeySeq, len(m.Cols)})

@@ -131,3 +131,23 @@ func TestDDLTarget(t *testing.T) {
 		t.Error("CREATE INDEX recognised as a table statement")
 	}
 }
+
+func TestEnumConverter(t *testing.T) {
+	c, err := converter("enum:1=paid,2=shipped,9=cancelled", Converters(time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ in, want any }{{int8(1), "paid"}, {[]byte("9"), "cancelled"}, {"2", "shipped"}, {nil, nil}} {
+		if got, err := c(tt.in); err != nil || got != tt.want {
+			t.Errorf("enum(%v) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := c(int8(5)); err == nil {
+		t.Error("enum accepted a code it has no label for")
+	}
+	for _, bad := range []string{"enum:", "enum:1", "enum:=x", "magic"} {
+		if _, err := converter(bad, Converters(time.UTC)); err == nil {
+			t.Errorf("converter(%q) accepted", bad)
+		}
+	}
+}
