@@ -71,8 +71,9 @@ INSERT INTO orders WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM 
   SELECT n, 1 + (n * 7919) % 2000, ((n * 104729) % 100000) / 100, '2025-01-01' + INTERVAL (n * 37) % 525600 MINUTE, REPEAT('x', 100) FROM s;"
 log "loading 200,000 orders on both servers"
 q source -e "$SCHEMA ALTER TABLE orders ADD KEY customer_id (customer_id), ADD KEY created (created); ANALYZE TABLE customers, orders;" >/dev/null &
+LOAD=$!
 q target -e "$SCHEMA ALTER TABLE orders ADD KEY customer_id (customer_id, amount); UPDATE customers SET name = 'customer-42 (renamed)' WHERE id = 42; ANALYZE TABLE customers, orders;" >/dev/null
-wait %1
+wait "$LOAD"
 
 log "recording the workload's slow log on the source"
 {

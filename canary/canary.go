@@ -38,7 +38,8 @@ type Options struct {
 	Alpha                float64
 	MinLatencyDelta      time.Duration
 	AllowWrites          bool
-	// Samples caps the statements compared per fingerprint in mode 2.
+	// Samples caps the statements compared per fingerprint in mode 2
+	// (0 = every statement; the default).
 	Samples int
 	// Progress, when set, receives a progress bar.
 	Progress io.Writer
@@ -46,7 +47,7 @@ type Options struct {
 
 // DefaultOptions are the CLI's defaults.
 func DefaultOptions() Options {
-	return Options{Runs: 30, Warmup: 3, MaxLatencyRegression: 0.2, Alpha: 0.01, MinLatencyDelta: 500 * time.Microsecond, Samples: 20}
+	return Options{Runs: 30, Warmup: 3, MaxLatencyRegression: 0.2, Alpha: 0.01, MinLatencyDelta: 500 * time.Microsecond}
 }
 
 // Report is the outcome of a canary run; its JSON form is documented in

@@ -103,6 +103,12 @@ func lex(s string) []token {
 			toks = append(toks, token{tPlace, "?"})
 		default:
 			i++
+			for _, op := range []string{"<=>", "<=", ">=", "<>", "!=", ":=", "||", "&&", "<<", ">>", "->>", "->"} {
+				if strings.HasPrefix(s[start:], op) {
+					i = start + len(op)
+					break
+				}
+			}
 			toks = append(toks, token{tPunct, s[start:i]})
 		}
 	}

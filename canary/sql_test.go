@@ -19,6 +19,7 @@ func TestFingerprint(t *testing.T) {
 		{"SELECT 'it''s', 'a\\'b' FROM t", "select ?, ? from t"},
 		{"SELECT * FROM t WHERE a = ? AND b IS NULL", "select * from t where a = ? and b is null"},
 		{"SELECT COUNT(*) FROM t", "select count(*) from t"},
+		{"SELECT a FROM t WHERE b>=1 AND c <> 'x' AND d<=>NULL", "select a from t where b >= ? and c <> ? and d <=> null"},
 	}
 	for _, tc := range cases {
 		if got := Fingerprint(tc.in); got != tc.want {

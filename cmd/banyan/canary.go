@@ -63,7 +63,7 @@ func newCanarySQLCmd() *cobra.Command {
 	fl.StringVar(&f.maxRegression, "max-latency-regression", "20%", "fail when new's median is slower than old's by more than this (and the difference is significant)")
 	fl.Float64Var(&f.alpha, "alpha", d.Alpha, "significance level of the one-sided Mann-Whitney U test")
 	fl.DurationVar(&f.minDelta, "min-latency-delta", d.MinLatencyDelta, "ignore slowdowns of the median smaller than this")
-	fl.IntVar(&f.samples, "samples", d.Samples, "statements compared per fingerprint (mode 2; 0 = all)")
+	fl.IntVar(&f.samples, "samples", d.Samples, "at most this many statements compared per fingerprint (mode 2; 0 = every statement)")
 	fl.BoolVar(&f.allowWrites, "allow-writes", false, "run INSERT/UPDATE/DELETE/REPLACE too, each in a transaction that is rolled back")
 	return cmd
 }
