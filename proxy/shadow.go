@@ -57,13 +57,14 @@ const (
 
 // shadowPool runs comparisons off the request path.
 type shadowPool struct {
-	opts   ShadowOptions
-	jobs   chan *shadowJob
-	queued atomic.Int64 // bytes held by queued jobs
-	cancel context.CancelFunc
-	quit   chan struct{} // closed by Close: drain the queue, then stop
-	closed sync.Once
-	wg     sync.WaitGroup
+	opts    ShadowOptions
+	jobs    chan *shadowJob
+	queued  atomic.Int64 // bytes held by queued jobs
+	pending atomic.Int64 // jobs queued or being compared
+	cancel  context.CancelFunc
+	quit    chan struct{} // closed by Close: drain the queue, then stop
+	closed  sync.Once
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex
 	routes map[string]*routeShadow
@@ -120,6 +121,7 @@ func (p *Proxy) StartShadow(opts ShadowOptions) {
 	run := func(j *shadowJob) {
 		sp.queued.Add(-j.bytes)
 		p.compare(ctx, j)
+		sp.pending.Add(-1)
 	}
 	for range opts.Workers {
 		sp.wg.Add(1)
@@ -322,12 +324,30 @@ func (p *Proxy) submit(j *shadowJob) {
 		p.metrics.dropped(j.route.Name, dropMemory)
 		return
 	}
+	sp.pending.Add(1)
 	select {
 	case sp.jobs <- j:
 	default:
+		sp.pending.Add(-1)
 		sp.queued.Add(-j.bytes)
 		p.metrics.dropped(j.route.Name, dropQueueFull)
 	}
+}
+
+// Idle waits until every mirror queued so far has been compared and handed
+// to the recorder, or ctx ends.
+func (p *Proxy) Idle(ctx context.Context) error {
+	if p.shadow == nil {
+		return nil
+	}
+	for p.shadow.pending.Load() > 0 {
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func cloneURL(r *http.Request) *url.URL {
