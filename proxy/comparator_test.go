@@ -95,7 +95,9 @@ func TestComparator_SameDiffsAsBuiltInShadow(t *testing.T) {
 				}
 			}
 			a, b := builtin.rec.wait(t, n), cmp.rec.wait(t, n)
-			sortByURL := func(os []diff.Outcome) { slices.SortFunc(os, func(x, y diff.Outcome) int { return strings.Compare(x.URL, y.URL) }) }
+			sortByURL := func(os []diff.Outcome) {
+				slices.SortFunc(os, func(x, y diff.Outcome) int { return strings.Compare(x.URL, y.URL) })
+			}
 			sortByURL(a)
 			sortByURL(b)
 			for i := range n {
