@@ -650,6 +650,13 @@ func (r Resources) Validate() error {
 	return nil
 }
 
+// equal reports whether both hold the same resources in the same order.
+func (r Resources) equal(o Resources) bool {
+	return slices.EqualFunc(r.Listeners, o.Listeners, func(a, b *listenerv3.Listener) bool { return proto.Equal(a, b) }) &&
+		slices.EqualFunc(r.Routes, o.Routes, func(a, b *routev3.RouteConfiguration) bool { return proto.Equal(a, b) }) &&
+		slices.EqualFunc(r.Clusters, o.Clusters, func(a, b *clusterv3.Cluster) bool { return proto.Equal(a, b) })
+}
+
 type clusterRef struct{ field, name string }
 
 func clusterRefs(a *routev3.RouteAction) []clusterRef {
