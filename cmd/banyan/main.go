@@ -73,6 +73,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newCheckCmd(),
 		newReportCmd(),
 		newCanaryCmd(),
+		newXDSCmd(),
 	)
 	return root
 }

@@ -63,6 +63,8 @@ type server struct {
 	// cmpLn/cmpSrv receive what Envoy mirrors (comparator.listen).
 	cmpLn  net.Listener
 	cmpSrv *http.Server
+	// xds serves the route table to Envoy (xds.listen); see xds.go.
+	xds *xdsListener
 
 	// reloadMu makes each reload read and apply the file as one step, so a
 	// slower reload can never apply an older file over a newer one.
@@ -136,6 +138,9 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	admin.Handle("/debug/pprof/", tokens.Require(http.HandlerFunc(pprof.Index)))
 	admin.Handle("/debug/pprof/profile", tokens.Require(http.HandlerFunc(pprof.Profile)))
 	admin.Handle("/", tokens.Require(s.reports.Dashboard(s.routeWeights)))
+	if err := s.setupXDS(reg, admin, tokens); err != nil {
+		return nil, err
+	}
 	s.adminSrv = &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
 	if cfg.Comparator.Listen != "" {
 		if s.cmpLn, err = net.Listen("tcp", cfg.Comparator.Listen); err != nil {
@@ -180,13 +185,16 @@ func (s *server) adminAddr() string { return s.adminLn.Addr().String() }
 func (s *server) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	if s.cmpSrv != nil {
 		go func() { errc <- serveListener(s.cmpSrv, s.cmpLn, "comparator") }()
 	}
 	go func() { errc <- serveListener(s.proxySrv, s.proxyLn, "proxy") }()
 	go func() { errc <- serveListener(s.adminSrv, s.adminLn, "admin") }()
 	go func() { errc <- s.watch(ctx) }()
+	if s.xds != nil {
+		go func() { errc <- s.xds.serve(ctx) }()
+	}
 
 	var err error
 	select {
@@ -220,6 +228,7 @@ func (s *server) closeAll(ctx context.Context) error {
 			ln.Close()
 		}
 	}
+	s.xds.close()
 	if s.proxy != nil {
 		// Queued comparisons get a short grace; customers are already done.
 		drain, cancel := context.WithTimeout(ctx, 3*time.Second)
