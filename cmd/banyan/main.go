@@ -69,6 +69,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newValidateCmd(),
 		newRoutesCmd(),
 		newDemoCmd(),
+		newDemoServiceCmd(),
 		newCDCCmd(),
 		newCheckCmd(),
 		newReportCmd(),

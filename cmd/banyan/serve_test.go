@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -386,5 +387,41 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("demo output lacks %q:\n%s", w, out.String())
 		}
+	}
+}
+
+func TestDemoServiceCmd(t *testing.T) {
+	for _, tt := range []struct{ service, servedBy string }{{"legacy", "legacy"}, {"orders", "orders-svc"}} {
+		t.Run(tt.service, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan int, 1)
+			var out, errb syncBuffer
+			go func() { done <- run(ctx, []string{"demo-service", tt.service, "--listen", addr, "--seed", "10"}, &out, &errb) }()
+			var resp *http.Response
+			for i := 0; i < 100; i++ {
+				if resp, err = http.Get("http://" + addr + "/api/orders/4"); err == nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil {
+				t.Fatalf("demo-service %s never answered: %v\n%s", tt.service, err, errb.String())
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Served-By") != tt.servedBy || !strings.Contains(string(body), `"id":4`) {
+				t.Errorf("GET order 4: %d from %q: %s", resp.StatusCode, resp.Header.Get("X-Served-By"), body)
+			}
+			cancel()
+			if code := <-done; code != exitOK {
+				t.Errorf("demo-service exit %d after cancel", code)
+			}
+		})
 	}
 }
