@@ -112,8 +112,7 @@ func allProblems(t *testing.T, c *composeFile) []string {
 	ps = append(ps, checkPorts(c)...)
 	ps = append(ps, checkDependsOn(c)...)
 	ps = append(ps, checkServiceDSNs(c)...)
-	cmdPs, _ := checkCommands(c, cmds, flags, nil)
-	ps = append(ps, cmdPs...)
+	ps = append(ps, checkCommands(c, cmds, flags)...)
 	for _, svc := range []string{"app", "cdc"} {
 		if _, ok := c.Services[svc]; !ok {
 			continue

@@ -288,9 +288,9 @@ func stringLit(e ast.Expr) (string, bool) {
 }
 
 // checkCommands: the banyan services run subcommands and flags the CLI
-// has. pending names subcommands known to be on their way: those are
-// returned apart instead of as problems.
-func checkCommands(c *composeFile, cmds, flags map[string]bool, pending map[string]string) (ps, waiting []string) {
+// has.
+func checkCommands(c *composeFile, cmds, flags map[string]bool) []string {
+	var ps []string
 	for _, name := range c.banyanServices() {
 		cmd := c.Services[name].Command
 		f := "services." + name + ".command"
@@ -299,10 +299,6 @@ func checkCommands(c *composeFile, cmds, flags map[string]bool, pending map[stri
 			continue
 		}
 		if !cmds[cmd[0]] {
-			if why, ok := pending[cmd[0]]; ok {
-				waiting = append(waiting, fmt.Sprintf("%s: banyan %s is not in cmd/banyan yet (%s)", f, cmd[0], why))
-				continue
-			}
 			ps = append(ps, fmt.Sprintf("%s: banyan has no subcommand %q", f, cmd[0]))
 		}
 		for _, a := range cmd {
@@ -314,7 +310,7 @@ func checkCommands(c *composeFile, cmds, flags map[string]bool, pending map[stri
 			}
 		}
 	}
-	return ps, waiting
+	return ps
 }
 
 // loadBanyanConfig loads the config file the service's --config names,

@@ -1,43 +1,30 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/banyanhq/banyan/cdc"
+	"github.com/banyanhq/banyan/demo"
+	"github.com/banyanhq/banyan/routes"
+	"gopkg.in/yaml.v3"
 )
 
 // The repo's compose file; relative paths in it resolve against the repo root.
 const composePath = "../docker-compose.yml"
-
-// pendingCommands are banyan subcommands the compose file runs that other
-// work in progress adds to cmd/banyan (issue 8). Until they exist the
-// check reports them as a skip; once they do, they are checked like any
-// other command.
-var pendingCommands = map[string]string{
-	"demo-service": "the lead adds `banyan demo-service legacy|orders --listen --dsn` for the demo services (issue 8)",
-}
-
-// pendingFiles are files the compose file mounts that other work in
-// progress writes. While one is missing, the checks that need it skip
-// with this note; once it exists it is checked.
-var pendingFiles = map[string]string{
-	"deploy/envoy/bootstrap.yaml": "Envoy's ADS bootstrap is written with the xDS control plane (issue 7)",
-}
 
 func TestComposeFile(t *testing.T) {
 	c, err := loadCompose(composePath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var skipped []string
 	report := func(t *testing.T, ps []string) {
 		t.Helper()
 		for _, p := range ps {
-			if note := pendingNote(p); note != "" {
-				skipped = append(skipped, p+" — "+note)
-				continue
-			}
 			t.Error(p)
 		}
 	}
@@ -52,9 +39,7 @@ func TestComposeFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ps, waiting := checkCommands(c, cmds, flags, pendingCommands)
-		report(t, ps)
-		skipped = append(skipped, waiting...)
+		report(t, checkCommands(c, cmds, flags))
 	})
 
 	serve, cdcRun := c.serviceRunning("serve"), c.serviceRunning("cdc", "run")
@@ -93,38 +78,25 @@ func TestComposeFile(t *testing.T) {
 		report(t, checkPrometheus(c, prom, data, []string{serve + ":" + adminPort, cdcRun + ":" + cdcPort}))
 	})
 	t.Run("envoy bootstrap", func(t *testing.T) {
-		_, path := mountedFile(t, c, "envoy", "bootstrap.yaml")
+		envoy, path := mountedFile(t, c, "envoy", "bootstrap.yaml")
 		data, err := os.ReadFile(path)
-		if os.IsNotExist(err) {
-			if note := pendingNote(path); note != "" {
-				t.Skipf("%s is missing: %s", path, note)
-			}
-		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, xdsPort, _ := splitHostPort(serveCfg.XDS.Listen)
 		report(t, checkEnvoyBootstrap(data, serve+":"+xdsPort))
-	})
-	t.Run("pending", func(t *testing.T) {
-		if len(skipped) > 0 {
-			t.Skip("waiting on work in progress:\n" + strings.Join(skipped, "\n"))
+		// The listener banyan generates and Envoy's admin are published.
+		envoyPorts := c.Services[envoy].containerPorts()
+		if _, p, _ := splitHostPort(serveCfg.XDS.ListenerAddress); !envoyPorts[p] {
+			t.Errorf("services.%s.ports: xds.listener_address port %s is not published", envoy, p)
+		}
+		var b map[string]any
+		if err := yaml.Unmarshal(data, &b); err == nil {
+			if p := dig(b, "admin", "address", "socket_address", "port_value"); p != nil && !envoyPorts[fmt.Sprint(p)] {
+				t.Errorf("services.%s.ports: Envoy's admin port %v is not published", envoy, p)
+			}
 		}
 	})
-}
-
-// pendingNote returns the note of the pending file or command a problem
-// is about, when that file is still missing ("" otherwise).
-func pendingNote(problem string) string {
-	for f, note := range pendingFiles {
-		if _, err := os.Stat(filepath.Join("..", f)); err == nil {
-			continue
-		}
-		if strings.Contains(problem, f) {
-			return note
-		}
-	}
-	return ""
 }
 
 // mountedFile finds the service whose image name contains image and the
@@ -145,4 +117,54 @@ func mountedFile(t *testing.T, c *composeFile, image, base string) (service, hos
 	}
 	t.Fatalf("no service runs an %s image", image)
 	return "", ""
+}
+
+// The MySQL init scripts create the tables the demo services read and
+// write, exactly as the demo package defines them.
+func TestInitSQL_MatchesDemoSchemas(t *testing.T) {
+	for _, tt := range []struct{ file, schema, name string }{
+		{"mysql/legacy.sql", demo.LegacySchema, "demo.LegacySchema"},
+		{"mysql/new.sql", demo.NewSchema, "demo.NewSchema"},
+	} {
+		data, err := os.ReadFile(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(squash(string(data)), squash(tt.schema)) {
+			t.Errorf("deploy/%s does not create the table as %s does:\n%s", tt.file, tt.name, tt.schema)
+		}
+	}
+}
+
+// The compose estate copies the same tables the same way as the
+// in-process demo, so `banyan check` and the diff report tell the same story.
+func TestBanyanConfig_CDCMatchesDemo(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "demo.yaml")
+	rendered := demo.Config(demo.ConfigParams{
+		State: "s.db", Reports: "r.db", LegacyURL: "http://127.0.0.1:1", OrdersURL: "http://127.0.0.1:2",
+		SourceDSN: "u@tcp(127.0.0.1:3306)/shop", TargetDSN: "u@tcp(127.0.0.1:3307)/orders",
+	})
+	if err := os.WriteFile(path, []byte(rendered), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, err := routes.Load(path, cdc.CheckConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := routes.Load("banyan/banyan.yaml", cdc.CheckConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.CDC.Tables, want.CDC.Tables) {
+		t.Errorf("cdc.tables differ from the demo's:\n got %+v\nwant %+v", got.CDC.Tables, want.CDC.Tables)
+	}
+	if got, want := got.CDC.SourceTimezone, want.CDC.SourceTimezone; got != want {
+		t.Errorf("cdc.source_timezone = %q, the demo's is %q", got, want)
+	}
+}
+
+// squash drops white space and a trailing semicolon so layout does not matter.
+func squash(s string) string {
+	return strings.TrimSuffix(strings.Join(strings.Fields(s), ""), ";")
 }
