@@ -55,6 +55,10 @@ func (s *SourceDB) Position(ctx context.Context) (Position, error) {
 	}
 	rows, err := QueryRows(ctx, s.DB, "SHOW MASTER STATUS")
 	if err != nil {
+		// MySQL 8.4 renamed it.
+		rows, err = QueryRows(ctx, s.DB, "SHOW BINARY LOG STATUS")
+	}
+	if err != nil {
 		return p, fmt.Errorf("read source binlog position: %w", err)
 	}
 	if len(rows) == 0 || len(rows[0]) < 2 {
