@@ -402,7 +402,9 @@ func TestDemoServiceCmd(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan int, 1)
 			var out, errb syncBuffer
-			go func() { done <- run(ctx, []string{"demo-service", tt.service, "--listen", addr, "--seed", "10"}, &out, &errb) }()
+			go func() {
+				done <- run(ctx, []string{"demo-service", tt.service, "--listen", addr, "--seed", "10"}, &out, &errb)
+			}()
 			var resp *http.Response
 			for i := 0; i < 100; i++ {
 				if resp, err = http.Get("http://" + addr + "/api/orders/4"); err == nil {
