@@ -73,6 +73,14 @@ func (c *Config) Validate() error {
 			add(a.field, "%q is not host:port (%v)", a.v, err)
 		}
 	}
+	if c.XDS.Listen != "" && c.XDS.Comparator == "" {
+		for _, r := range c.Routes {
+			if r.Shadow.Percent > 0 {
+				add("xds.comparator", "route %s is shadowed, so Envoy needs a comparator to mirror to: set comparator.listen (or xds.comparator)", r.Name)
+				break
+			}
+		}
+	}
 	if c.XDS.NodeGroup != "cluster" && c.XDS.NodeGroup != "id" {
 		add("xds.node_group", "%q must be cluster or id", c.XDS.NodeGroup)
 	}
