@@ -157,8 +157,14 @@ func start(ctx context.Context, o Options, l lookup) (_ *Server, err error) {
 	}
 
 	if _, err := os.Stat(filepath.Join(s.datadir(), "mysql")); err != nil {
+		// The installer runs a bootstrap server; on a machine under heavy
+		// load it has been seen to abort once and then succeed, so a
+		// failed install is tried once more from an empty data dir.
 		if err := s.install(ctx, l); err != nil {
-			return nil, err
+			os.RemoveAll(s.datadir())
+			if err2 := s.install(ctx, l); err2 != nil {
+				return nil, fmt.Errorf("%w\n(second try: %v)", err, err2)
+			}
 		}
 	}
 
