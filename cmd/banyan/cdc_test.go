@@ -48,16 +48,7 @@ func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 	exec(dst, `CREATE TABLE orders (id INT PRIMARY KEY, user_id INT, total_cents BIGINT)`)
 
 	path := filepath.Join(t.TempDir(), "banyan.yaml")
-	writeAtomic(t, path, fmt.Sprintf(`cdc:
-  source: {dsn: %q, server_id: 7301}
-  target: {dsn: %q}
-  tables:
-    - source: %s.t_order
-      target: %s.orders
-      columns: {ord_id: id, usr_id: user_id, amt: total_cents}
-      convert: {amt: yuan_to_cents}
-      skip: [memo]
-`, pair.Source.DSN(srcDB), pair.Target.DSN(dstDB), srcDB, dstDB))
+	writeOrdersCDC(t, path, 7301, srcDB, dstDB)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -152,6 +143,23 @@ func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 			t.Errorf("stop message lacks %q:\n%s", w, errb.String())
 		}
 	}
+}
+
+// writeOrdersCDC writes a config whose cdc section maps srcDB.t_order
+// (ord_id, usr_id, amt in yuan, memo) to dstDB.orders (id, user_id,
+// total_cents), registering as replica serverID.
+func writeOrdersCDC(tb testing.TB, path string, serverID int, srcDB, dstDB string) {
+	tb.Helper()
+	writeAtomic(tb, path, fmt.Sprintf(`cdc:
+  source: {dsn: %q, server_id: %d}
+  target: {dsn: %q}
+  tables:
+    - source: %s.t_order
+      target: %s.orders
+      columns: {ord_id: id, usr_id: user_id, amt: total_cents}
+      convert: {amt: yuan_to_cents}
+      skip: [memo]
+`, pair.Source.DSN(srcDB), serverID, pair.Target.DSN(dstDB), srcDB, dstDB))
 }
 
 func TestCDCCmd_Errors(t *testing.T) {

@@ -59,16 +59,7 @@ func TestCheckCmd_NoFalseAlarmsWhileCDCRuns(t *testing.T) {
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "banyan.yaml")
-	writeAtomic(t, path, fmt.Sprintf(`cdc:
-  source: {dsn: %q, server_id: 7311}
-  target: {dsn: %q}
-  tables:
-    - source: %s.t_order
-      target: %s.orders
-      columns: {ord_id: id, usr_id: user_id, amt: total_cents}
-      convert: {amt: yuan_to_cents}
-      skip: [memo]
-`, pair.Source.DSN(srcDB), pair.Target.DSN(dstDB), srcDB, dstDB))
+	writeOrdersCDC(t, path, 7311, srcDB, dstDB)
 
 	cdcCtx, stopCDC := context.WithCancel(ctx)
 	defer stopCDC()
