@@ -82,6 +82,9 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Routes) == 0 {
+		return nil, fmt.Errorf("%s has no routes to serve (it configures only cdc: run `banyan cdc run` with it, or add backends and routes)", path)
+	}
 	tokens := routes.ParseTokens(os.Getenv(cfg.Admin.TokenEnv))
 	if len(tokens) == 0 && !routes.IsLoopback(cfg.Admin.Listen) {
 		return nil, fmt.Errorf("%w: admin.listen is %s; export %s=<secret> (or label:<secret>) or listen on 127.0.0.1",
