@@ -11,8 +11,19 @@
 #   2. fixed rate:     bench/loadgen -rate $RATE (open loop, latency measured
 #                      from the scheduled send time)          -> p50, p99
 #
+# SCENARIO=shadow measures instead what shadow traffic costs the customer:
+# banyan in front of the same fast backend (`legacy`, split 100) with a second
+# backend instance answering after SHADOW_DELAY (`orders-svc`, split 0), once
+# with the route's shadow off and once per SHADOW_POOLS entry with
+# `shadow: {percent: 100}` (every request mirrored to the slow side), each at
+# every SHADOW_RATES rate with bench/loadgen -> primary p50, p99, the p99
+# ratio on/off, mirrors compared and dropped (banyan's /metrics) and banyan's
+# peak RSS (/proc/PID/status VmRSS every 100 ms) during the measurement.
+#
 # Needs: go, curl, and from Debian: apt-get install -y wrk nginx caddy
-# Env:   DURATION (s, default 10)  RATE (default 2000)  CONNS (default 64)
+#        (SCENARIO=shadow needs neither wrk, nginx nor caddy)
+# Env:   SCENARIO (proxies, the default, or shadow)
+#        DURATION (s, default 10)  RATE (default 2000)  CONNS (default 64)
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
 #        OUT (keep raw outputs here; default: a temp dir removed on exit)
 #        CADDY_IDLE (caddy keepalive_idle_conns_per_host, default 256)
@@ -23,6 +34,12 @@
 #        took more than OTHER_MAX_PCT %, default 5, of the machine during it)
 #        PROFILE=1 (take a CPU profile of banyan during its max-throughput run,
 #        if its admin listener serves /debug/pprof/)
+#        AVOID (default "bench/cdc.sh"), AVOID_WAIT (s, default 1800): before
+#        each measurement also wait, up to AVOID_WAIT, until `pgrep -f AVOID`
+#        finds nothing (another benchmark that would skew both); AVOID= skips it
+#        SHADOW_RATES (default "500 2000")  SHADOW_DELAY (default 500ms)
+#        SHADOW_POOLS (default "8:1000 64:5000": workers:queue of the pool,
+#        one shadow-on case each)
 # Every process it starts is stopped on exit; every step is time-bounded.
 set -euo pipefail
 
@@ -40,6 +57,12 @@ QUIET_WAIT=${QUIET_WAIT:-60}
 QUIET_MAX=${QUIET_MAX:-10}
 OTHER_MAX_PCT=${OTHER_MAX_PCT:-5}
 RETRIES=${RETRIES:-3}
+SCENARIO=${SCENARIO:-proxies}
+AVOID=${AVOID-bench/cdc.sh}
+AVOID_WAIT=${AVOID_WAIT:-1800}
+SHADOW_RATES=${SHADOW_RATES:-"500 2000"}
+SHADOW_DELAY=${SHADOW_DELAY:-500ms}
+SHADOW_POOLS=${SHADOW_POOLS:-"8:1000 64:5000"}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/banyan-bench.XXXXXX")
@@ -47,13 +70,14 @@ OUT=${OUT:-$TMP/out}
 mkdir -p "$OUT"
 
 PIDS=()
-CHILD= # the load generator running now, if any
+CHILD=       # the load generator running now, if any
+SAMPLER_PID= # the RSS sampler running now, if any
 cleanup() {
 	local pid
-	for pid in $CHILD "${PIDS[@]}"; do
+	for pid in $CHILD $SAMPLER_PID "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
-	for pid in $CHILD "${PIDS[@]}"; do
+	for pid in $CHILD $SAMPLER_PID "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$TMP"
@@ -64,7 +88,15 @@ trap 'exit 130' INT TERM
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'proxy.sh: %s\n' "$*" >&2; exit 1; }
 
-for tool in go curl wrk; do
+case $SCENARIO in
+proxies) TOOLS="go curl wrk" ;;
+shadow)
+	TOOLS="go curl"
+	TARGETS=banyan
+	;;
+*) die "unknown SCENARIO $SCENARIO (want proxies or shadow)" ;;
+esac
+for tool in $TOOLS; do
 	command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y wrk nginx caddy)"
 done
 for t in $TARGETS; do
@@ -125,10 +157,23 @@ cpu_busy() {
 }
 
 # wait_quiet: the figures mean nothing if something else is using the CPUs
-# (a build, a test run). Wait up to QUIET_WAIT seconds for the machine to be
-# under QUIET_MAX % busy; go on with a warning otherwise. Sets BUSY.
+# (a build, a test run). First wait up to AVOID_WAIT seconds for no process
+# to match AVOID (another benchmark on the same cores; bench/cdc.sh in turn
+# waits, up to its QUIET_WAIT, while this script runs). Then wait up to QUIET_WAIT seconds for the machine
+# to be under QUIET_MAX % busy; go on with a warning otherwise. Sets BUSY.
 wait_quiet() {
-	local _
+	local _ waited=0
+	if [[ -n $AVOID ]]; then
+		while pgrep -f "$AVOID" >/dev/null; do
+			if ((waited >= AVOID_WAIT)); then
+				log "warning: '$AVOID' still running after ${AVOID_WAIT}s; measuring anyway"
+				break
+			fi
+			((waited % 60 == 0)) && log "waiting for '$AVOID' to finish (pid $(pgrep -f "$AVOID" | paste -sd' ' -))"
+			sleep 5
+			waited=$((waited + 5))
+		done
+	fi
 	for _ in $(seq 1 "$QUIET_WAIT"); do
 		BUSY=$(cpu_busy)
 		((BUSY <= QUIET_MAX)) && return 0
@@ -141,7 +186,8 @@ wait_quiet() {
 # gave our vCPUs to someone else; OTHER is the CPU used by every
 # process outside this run: all user processes except this script (whose
 # reaped children, wrk and loadgen, land in its own cutime), the backend, the
-# target and its children (nginx workers); kernel threads are left out.
+# target and its children (nginx workers), and in the shadow scenario the
+# slow backend and the RSS sampler; kernel threads are left out.
 # Counting utime+stime+cutime+cstime keeps processes that ended in between
 # (a compiler run by `go test`): their time moves to their parent's cutime.
 # other_pct turns two samples into the share of the machine used by anything
@@ -149,7 +195,7 @@ wait_quiet() {
 # report instead of silently skewing the figures.
 ticks() {
 	local excl
-	excl=" $$ ${BACKEND_PID:-} ${TARGET_PID:-} $(pgrep -P "${TARGET_PID:-0}" 2>/dev/null | tr '\n' ' ')"
+	excl=" $$ ${BACKEND_PID:-} ${SLOW_PID:-} ${SAMPLER_PID:-} ${TARGET_PID:-} $(pgrep -P "${TARGET_PID:-0}" 2>/dev/null | tr '\n' ' ')"
 	awk '/^cpu / {s = 0; for (i = 2; i <= 9; i++) s += $i; printf "%d %d ", s, $9}' /proc/stat  # guest time is already in user
 	cat /proc/[0-9]*/stat 2>/dev/null | awk -v excl="$excl " '{
 		pid = $1; l = $0; sub(/^.*\) /, "", l); split(l, f, " ")
@@ -194,7 +240,7 @@ stop() {
 # ---- build ----------------------------------------------------------------
 log "building backend and loadgen"
 (cd "$ROOT" && go build -o "$TMP/backend" ./bench/backend && go build -o "$TMP/loadgen" ./bench/loadgen)
-if [[ " $TARGETS " == *" banyan "* ]]; then
+if [[ " $TARGETS " == *" banyan "* ]]; then # always in SCENARIO=shadow
 	log "building banyan"
 	(cd "$ROOT" && go build -o "$TMP/banyan" ./cmd/banyan) || die "go build ./cmd/banyan failed; run with TARGETS=\"direct nginx caddy\" to skip banyan"
 fi
@@ -348,6 +394,167 @@ measure() {
 		log "$t: other processes and steal took ${OTHER}% of the machine during the $phase measurement (try $TRIES of $RETRIES)"
 	done
 }
+
+# ---- shadow scenario ------------------------------------------------------
+# Same backend binary, second instance: answers after SHADOW_DELAY.
+if [[ $SCENARIO == shadow ]]; then
+	SLOW=127.0.0.1:$(free_port)
+	start slow "$TMP/backend" -listen "$SLOW" -delay "$SHADOW_DELAY"
+	SLOW_PID=$LAST_PID
+	wait_ok "http://$SLOW/" || die "slow backend did not come up; see $OUT/slow.log"
+fi
+
+# start_banyan_shadow KEY POOL: a fresh banyan (fresh counters, fresh RSS)
+# with the fast backend as `legacy` (split 100) and the slow one as
+# `orders-svc` (split 0). POOL "off" leaves the route without shadow;
+# "W:Q" mirrors 100 % of it to orders-svc through a pool of W workers and
+# a queue of Q. Everything else is identical. Sets URL, ADMIN and TARGET_PID.
+start_banyan_shadow() {
+	local key=$1 pool=$2 port admin workers=8 queue=1000 route_shadow=""
+	if [[ $pool != off ]]; then
+		workers=${pool%%:*}
+		queue=${pool##*:}
+		route_shadow="shadow: {percent: 100, timeout: 5s}"
+	fi
+	port=$(free_port)
+	admin=$(free_port)
+	ADMIN=127.0.0.1:$admin
+	mkdir -p "$TMP/$key"
+	cat >"$TMP/$key/banyan.yaml" <<EOF
+listen: 127.0.0.1:$port
+admin: {listen: 127.0.0.1:$admin}
+state: state.db
+backends:
+  legacy: {url: http://$BACKEND}
+  orders-svc: {url: http://$SLOW, timeout: 5s}
+routes:
+  - name: all
+    match: {path_prefix: /}
+    split: {legacy: 100, orders-svc: 0}
+    $route_shadow
+shadow: {workers: $workers, queue: $queue}
+reports: {store: reports.db}
+EOF
+	cp "$TMP/$key/banyan.yaml" "$OUT/$key.yaml"
+	start "$key" env -u BANYAN_ADMIN_TOKEN "$TMP/banyan" serve --config "$TMP/$key/banyan.yaml"
+	TARGET_PID=$LAST_PID
+	URL=http://127.0.0.1:$port/
+	wait_ok "$URL" || die "banyan ($key) did not answer on $URL; see $OUT/$key.log"
+}
+
+# shadow_metrics: "compared=N dropped=N REASON=N..." summed over routes from
+# banyan's /metrics.
+shadow_metrics() {
+	curl -fsS --max-time 5 "http://$ADMIN/metrics" | awk '
+		/^banyan_shadow_compared_total\{/ { c += $NF }
+		/^banyan_shadow_dropped_total\{/ {
+			match($0, /reason="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9)
+			d[r] += $NF; t += $NF
+		}
+		END { printf "compared=%d dropped=%d", c, t; for (r in d) if (d[r] > 0) printf " %s=%d", r, d[r]; print "" }'
+}
+
+# kv_delta A B: B minus A, key by key, for "k=v ..." lines.
+kv_delta() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		n = split(a, x, " "); for (i = 1; i <= n; i++) { split(x[i], p, "="); A[p[1]] = p[2] }
+		n = split(b, y, " "); s = ""
+		for (i = 1; i <= n; i++) { split(y[i], p, "="); s = s (s == "" ? "" : " ") p[1] "=" (p[2] - A[p[1]]) }
+		print s
+	}'
+}
+
+# start_sampler PID FILE: PID's VmRSS (kB) into FILE, one line every 100 ms.
+start_sampler() {
+	local pid=$1 file=$2
+	(
+		while :; do
+			while read -r k v _; do
+				if [[ $k == VmRSS: ]]; then echo "$v"; fi
+			done 2>/dev/null <"/proc/$pid/status" || exit 0
+			sleep 0.1
+		done
+	) >"$file" &
+	SAMPLER_PID=$!
+}
+
+# measure_shadow KEY: loadgen at $RATE against banyan while sampling its RSS;
+# sets LINE[KEY], MIRR[KEY] (mirror counters during the measurement), RSS
+# and RSS0[KEY] (peak and first sample, kB), and OTHER.
+measure_shadow() {
+	local key=$1 t0 m0
+	m0=$(shadow_metrics)
+	start_sampler "$TARGET_PID" "$OUT/$key.rss"
+	t0=$(ticks)
+	run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$key.loadgen.txt"
+	OTHER=$(other_pct "$t0" "$(ticks)")
+	stop "$SAMPLER_PID"
+	SAMPLER_PID=
+	LINE[$key]=$(cat "$OUT/$key.loadgen.txt")
+	MIRR[$key]=$(kv_delta "$m0" "$(shadow_metrics)")
+	RSS[$key]=$(sort -n "$OUT/$key.rss" | tail -1)
+	RSS0[$key]=$(head -1 "$OUT/$key.rss")
+}
+
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+
+if [[ $SCENARIO == shadow ]]; then
+	declare -A LINE MIRR RSS RSS0 NOTE
+	KEYS=()
+	for RATE in $SHADOW_RATES; do
+		for pool in off $SHADOW_POOLS; do
+			key=r$RATE-${pool/:/x}
+			KEYS+=("$key")
+			log "$key: banyan, shadow ${pool}, loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
+			start_banyan_shadow "$key" "$pool"
+			# Quiet first, then the warm-up at the same rate right before the
+			# measurement: the shadow queue and workers are in their steady
+			# state when it starts.
+			for TRIES in $(seq 1 "$RETRIES"); do
+				wait_quiet
+				run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${WARMUP}s" -conns "$CONNS" >/dev/null
+				measure_shadow "$key"
+				((OTHER <= OTHER_MAX_PCT)) && break
+				log "$key: other processes and steal took ${OTHER}% of the machine during the measurement (try $TRIES of $RETRIES)"
+			done
+			NOTE[$key]="$OTHER% ($TRIES)"
+			stop "$TARGET_PID"
+			TARGET_PID=
+			line=${LINE[$key]}
+			log "$key: p50 $(kv p50 "$line") ms, p99 $(kv p99 "$line") ms; ${MIRR[$key]}; peak RSS $(mib "${RSS[$key]}") MiB"
+		done
+	done
+
+	rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+	[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
+	echo
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); banyan: $rev"
+	echo "SCENARIO=shadow: DURATION=${DURATION}s per measurement after a ${WARMUP}s warm-up at the same rate, $CONNS conns;"
+	echo "mirror target answers after $SHADOW_DELAY; latencies in ms (from the scheduled send time), RSS in MiB"
+	echo
+	echo "| rate | shadow (workers:queue) | ok | errors | p50 | p99 | p99 on/off | svc p99 | compared | dropped | RSS start | RSS peak | other |"
+	echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+	for key in "${KEYS[@]}"; do
+		line=${LINE[$key]}
+		rate=${key%%-*}
+		rate=${rate#r}
+		pool=${key#*-}
+		off=${LINE[r$rate-off]}
+		ratio=$(awk -v a="$(kv p99 "$line")" -v b="$(kv p99 "$off")" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}')
+		dropped=$(kv dropped "${MIRR[$key]}")
+		reasons=$(tr ' ' '\n' <<<"${MIRR[$key]}" | grep -Ev '^(compared|dropped)=' | paste -sd, - || true)
+		[[ -n $reasons ]] && dropped+=" ($reasons)"
+		if [[ $pool == off ]]; then
+			ratio="—"
+		fi
+		echo "| $rate | ${pool/x/:} | $(kv ok "$line") | $(kv errors "$line") | $(kv p50 "$line") | $(kv p99 "$line") | $ratio | $(kv svc_p99 "$line") | $(kv compared "${MIRR[$key]}") | $dropped | $(mib "${RSS0[$key]}") | $(mib "${RSS[$key]}") | ${NOTE[$key]} |"
+	done
+	echo
+	echo "compared/dropped: banyan_shadow_compared_total / banyan_shadow_dropped_total (by reason) counted during the"
+	echo "measurement only; requests ok = mirrors compared + dropped + the change in what is queued or in flight."
+	echo "other = share of the machine taken by processes outside this run and by hypervisor steal (tries)."
+	exit 0
+fi
 
 declare -A RPS P50 P99 WRKERR LINE DETAIL
 for t in $TARGETS; do
