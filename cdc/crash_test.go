@@ -500,7 +500,20 @@ func TestPipeline_CrashSafety(t *testing.T) {
 			})
 		}
 		delay := time.Duration(100+rng.IntN(600)) * time.Millisecond
-		time.Sleep(delay)
+		if kills[PhaseCopy] < copyKills && !copyDone(t, dst, srcName) {
+			// While the copy runs, kill once this child has copied at least
+			// one more chunk, a few ms later: on a fast, quiet machine the
+			// whole copy can take less than the random delays above.
+			start := time.Now()
+			waitFor(t, 60*time.Second, "the copy to make progress", func() bool {
+				phase, copied, _ := phaseAt(t, dst, srcName)
+				return phase == PhaseStream || (phase == PhaseCopy && copied > lastCopied)
+			})
+			time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
+			delay = time.Since(start)
+		} else {
+			time.Sleep(delay)
+		}
 		// Two kills in three while streaming wait, after the random delay,
 		// for a batch to land and kills right then: the instant a
 		// checkpoint written apart from its rows would be missing.
@@ -850,4 +863,11 @@ func TestPipeline_DDLAcrossRestart(t *testing.T) {
 			done = startRun(t, cfg) // same config, same target
 		}
 	})
+}
+
+// copyDone reports whether the t_order copy has finished.
+func copyDone(tb testing.TB, dst *sql.DB, srcName string) bool {
+	tb.Helper()
+	phase, _, _ := phaseAt(tb, dst, srcName)
+	return phase == PhaseStream
 }

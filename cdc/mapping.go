@@ -199,6 +199,9 @@ type TableMap struct {
 	Cols []ColMap
 	// PK are indexes into Cols of the primary key, in key order.
 	PK []int
+	// Compact: the target table has no secondary unique key and no foreign
+	// key, so a batch may be applied by each row's final state.
+	Compact bool
 }
 
 // ColMap maps one source column.

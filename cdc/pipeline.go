@@ -444,6 +444,11 @@ func (p *Pipeline) schemaChange(ctx context.Context, d *DDL) error {
 func (p *Pipeline) reconcile(ctx context.Context, fresh bool) error {
 	for i, m := range p.order {
 		tm := p.cfg.Tables[i]
+		compact, err := p.target.Compactable(ctx, m.TargetSchema, m.TargetTable)
+		if err != nil {
+			return err
+		}
+		m.Compact = compact
 		if !fresh {
 			stored, ok, err := p.target.MappedColumns(ctx, m.SourceName())
 			if err != nil {

@@ -212,6 +212,14 @@ type Applied map[string]map[Op]int64
 // Apply writes a batch of source transactions and the checkpoint after the
 // last of them in one target transaction. maps is keyed by "db.table" of
 // the source.
+//
+// A table whose target has no secondary unique key and no foreign key
+// (TableMap.Compact) is applied by its final state: the batch is one
+// transaction, so the in-between states of a row are never visible, and
+// each such table costs one DELETE and one multi-row upsert per 500 rows
+// however many changes the batch holds. Other tables keep the binlog's
+// order exactly, merging only consecutive changes of the same kind, so a
+// unique key can never collide on a state the source never had.
 func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*Tx, cp Checkpoint) (Applied, error) {
 	tx, err := t.DB.BeginTx(ctx, nil)
 	if err != nil {
@@ -236,16 +244,30 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		run.rows = run.rows[:0]
 		return nil
 	}
+	final := map[*TableMap]*finalState{}
+	var finalOrder []*TableMap
+	// add takes one primitive change: op Delete with a key, or Insert
+	// (an upsert) with a row.
 	add := func(m *TableMap, op Op, row []any) error {
-		kind := op
-		if kind == Update {
-			kind = Insert // both are upserts
+		if m.Compact {
+			fs := final[m]
+			if fs == nil {
+				fs = &finalState{rows: map[string]finalRow{}}
+				final[m] = fs
+				finalOrder = append(finalOrder, m)
+			}
+			key := row
+			if op != Delete {
+				key = m.Key(row)
+			}
+			fs.set(keyString(key), finalRow{del: op == Delete, row: row})
+			return nil
 		}
-		if run.m != m || run.op != kind || len(run.rows) >= 500 {
+		if run.m != m || run.op != op || len(run.rows) >= 500 {
 			if err := flush(); err != nil {
 				return err
 			}
-			run.m, run.op = m, kind
+			run.m, run.op = m, op
 		}
 		run.rows = append(run.rows, row)
 		return nil
@@ -293,7 +315,7 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 						return nil, err
 					}
 				}
-				if err := add(m, Update, after); err != nil {
+				if err := add(m, Insert, after); err != nil {
 					return nil, err
 				}
 			}
@@ -302,13 +324,13 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 	if err := flush(); err != nil {
 		return nil, err
 	}
-	for table, ops := range counts {
-		for op, n := range ops {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO banyan_cdc_stats (pipeline, target_table, op, row_count) VALUES (?,?,?,?)
-				ON DUPLICATE KEY UPDATE row_count = row_count + VALUES(row_count)`, t.Pipeline, table, op.String(), n); err != nil {
-				return nil, fmt.Errorf("apply: stats: %w", err)
-			}
+	for _, m := range finalOrder {
+		if err := final[m].apply(ctx, tx, m); err != nil {
+			return nil, fmt.Errorf("apply to %s: %w", m.TargetName(), err)
 		}
+	}
+	if err := t.saveStats(ctx, tx, counts); err != nil {
+		return nil, err
 	}
 	if err := t.saveCheckpoint(ctx, tx, cp); err != nil {
 		return nil, err
@@ -317,6 +339,82 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		return nil, fmt.Errorf("apply: commit: %w", err)
 	}
 	return counts, nil
+}
+
+// saveStats adds a batch's counters in one statement.
+func (t *Target) saveStats(ctx context.Context, x execer, counts Applied) error {
+	var b strings.Builder
+	var args []any
+	for table, ops := range counts {
+		for op, n := range ops {
+			if len(args) > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?,?,?,?)")
+			args = append(args, t.Pipeline, table, op.String(), n)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	if _, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_stats (pipeline, target_table, op, row_count) VALUES `+b.String()+`
+		ON DUPLICATE KEY UPDATE row_count = row_count + VALUES(row_count)`, args...); err != nil {
+		return fmt.Errorf("apply: stats: %w", err)
+	}
+	return nil
+}
+
+// finalState is the last change of each row of one table in a batch, in
+// the order rows were first touched.
+type finalState struct {
+	rows  map[string]finalRow
+	order []string
+}
+
+type finalRow struct {
+	del bool
+	row []any // the key when del, the full mapped row otherwise
+}
+
+func (f *finalState) set(key string, r finalRow) {
+	if _, seen := f.rows[key]; !seen {
+		f.order = append(f.order, key)
+	}
+	f.rows[key] = r
+}
+
+// apply writes the final states: the deletes, then the upserts, each as
+// multi-row statements of at most 500 rows. Keys are disjoint, so the
+// order between the two does not matter.
+func (f *finalState) apply(ctx context.Context, x execer, m *TableMap) error {
+	var dels, ups [][]any
+	for _, k := range f.order {
+		if r := f.rows[k]; r.del {
+			dels = append(dels, r.row)
+		} else {
+			ups = append(ups, r.row)
+		}
+	}
+	for start := 0; start < len(dels); start += 500 {
+		if err := deleteKeys(ctx, x, m, dels[start:min(start+500, len(dels))]); err != nil {
+			return err
+		}
+	}
+	for start := 0; start < len(ups); start += 500 {
+		if err := upsert(ctx, x, m, ups[start:min(start+500, len(ups))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keyString identifies a key within one batch.
+func keyString(key []any) string {
+	var b strings.Builder
+	for _, v := range key {
+		fmt.Fprintf(&b, "%T:%v\x00", v, v)
+	}
+	return b.String()
 }
 
 type opRun struct {
@@ -513,4 +611,21 @@ func (t *Target) ColumnNames(ctx context.Context, schema, table string) (map[str
 		names[strings.ToLower(n)] = true
 	}
 	return names, rows.Err()
+}
+
+// Compactable reports whether a target table may be applied by final
+// state: no unique key besides the primary key, and no foreign key to or
+// from it.
+func (t *Target) Compactable(ctx context.Context, schema, table string) (bool, error) {
+	var n int
+	err := t.DB.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM information_schema.STATISTICS
+		  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY')
+		+ (SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE
+		  WHERE REFERENCED_TABLE_NAME IS NOT NULL AND ((TABLE_SCHEMA = ? AND TABLE_NAME = ?) OR (REFERENCED_TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?)))`,
+		schema, table, schema, table, schema, table).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("read keys of target %s.%s: %w", schema, table, err)
+	}
+	return n == 0, nil
 }
