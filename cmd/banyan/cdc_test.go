@@ -6,6 +6,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,7 +57,15 @@ func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 	defer cancel()
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(runCtx, []string{"cdc", "run", "--config", path}, &out, &errb) }()
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := mln.Addr().String()
+	mln.Close()
+	go func() {
+		done <- run(runCtx, []string{"cdc", "run", "--config", path, "--metrics-listen", metricsAddr}, &out, &errb)
+	}()
 
 	status := func() (cdc.Status, bool) {
 		var st cdc.Status
@@ -110,6 +121,23 @@ func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	table := dstDB + ".orders"
+	// The running pipeline's Prometheus series count the same rows.
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("cdc metrics: %v", err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{
+		fmt.Sprintf(`banyan_cdc_rows_applied_total{op="insert",table=%q} 1`, dstDB+".orders"),
+		fmt.Sprintf(`banyan_cdc_rows_applied_total{op="delete",table=%q} 1`, dstDB+".orders"),
+		fmt.Sprintf(`banyan_cdc_copy_rows_total{table=%q} 2`, dstDB+".orders"),
+		"banyan_cdc_lag_seconds",
+	} {
+		if !strings.Contains(string(metrics), w) {
+			t.Errorf("/metrics of cdc run lacks %s:\n%s", w, metrics)
+		}
+	}
 	if !st.CaughtUp || st.Phase != cdc.PhaseStream || st.LagSeconds != 0 {
 		t.Errorf("status = phase %s caught up %v lag %.1f, want stream, caught up, 0", st.Phase, st.CaughtUp, st.LagSeconds)
 	}
