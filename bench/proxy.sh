@@ -107,29 +107,11 @@ for t in $TARGETS; do
 	esac
 done
 
-# free_port prints a loopback TCP port that no socket uses, below the
-# kernel's ephemeral range (so a client connection, ours or anyone's, cannot
-# take it between the check and the bind). Ports handed out in this run are
-# skipped.
-USED_PORTS=" "
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-free_port() {
-	local p _ span=$((EPHEMERAL_LOW - 10000))
-	((span > 1000)) || span=20000
-	for _ in $(seq 1 200); do
-		p=$((10000 + RANDOM % span))
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		if command -v ss >/dev/null; then
-			[[ -z $(ss -Htan "( sport = :$p or dport = :$p )") ]] || continue
-		elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			continue
-		fi
-		USED_PORTS+="$p "
-		echo "$p"
-		return
-	done
-	die "no free port found"
-}
+# free_port (a loopback port below the kernel's ephemeral range, so no
+# client connection can take it between the check and the bind), cpu_busy
+# and other_pct are shared with the other bench scripts.
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # wait_ok URL: poll until URL answers 200 with the backend's body, at most 15 s.
 wait_ok() {
@@ -141,19 +123,6 @@ wait_ok() {
 		sleep 0.1
 	done
 	return 1
-}
-
-# cpu_busy: percent of all CPUs not idle over the next second (whole machine).
-cpu_busy() {
-	local a b
-	a=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8+$9, $5}' /proc/stat)
-	sleep 1
-	b=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8+$9, $5}' /proc/stat)
-	awk -v a="$a" -v b="$b" 'BEGIN {
-		split(a, x, " "); split(b, y, " ")
-		busy = y[1] - x[1]; idle = y[2] - x[2]
-		printf "%d", (busy + idle > 0) ? 100 * busy / (busy + idle) : 0
-	}'
 }
 
 # wait_quiet: the figures mean nothing if something else is using the CPUs
@@ -202,16 +171,6 @@ ticks() {
 		if (pid == 2 || f[2] == 2 || index(excl, " " pid " ")) next
 		s += f[12] + f[13] + f[14] + f[15]
 	} END {printf "%d\n", s}'
-}
-
-# other_pct T0 T1: the share of the machine (%) that other processes plus
-# hypervisor steal took between two ticks samples.
-other_pct() {
-	awk -v a="$1" -v b="$2" 'BEGIN {
-		split(a, x, " "); split(b, y, " ")
-		total = y[1] - x[1]; o = (y[2] - x[2]) + (y[3] - x[3])
-		printf "%d", (total > 0 && o > 0) ? 100 * o / total : 0
-	}'
 }
 
 # start NAME CMD...: run CMD in the background, logs to $OUT/NAME.log.
