@@ -460,7 +460,7 @@ routes:
 }
 
 // recv waits up to 5 s for a value from c.
-func recv[T any](t *testing.T, c <-chan T, what string) T {
+func recv[T any](t testing.TB, c <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-c:
@@ -554,28 +554,7 @@ func TestProxy_Streaming(t *testing.T) {
 		t.Cleanup(releaseBackend) // before the backend is closed
 		h := newHarness(t, "backends:\n  feed: {url: \"${feed}\"}\nroutes:\n  - name: feed\n    split: {feed: 100}\n", feed)
 
-		resp, err := h.client.Get(h.URL + "/events")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		br := bufio.NewReader(resp.Body)
-		lines := make(chan string, 1)
-		go func() {
-			line, _ := br.ReadString('\n')
-			lines <- line
-		}()
-		if got, want := recv(t, lines, "first line while the backend holds the rest"), "first\n"; got != want {
-			t.Fatalf("first line = %q, want %q", got, want)
-		}
-		releaseBackend()
-		rest, err := io.ReadAll(br)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := string(rest), "second\n"; got != want {
-			t.Errorf("rest = %q, want %q", got, want)
-		}
+		expectStreamed(t, h.client, h.URL+"/events", releaseBackend)
 	})
 }
 

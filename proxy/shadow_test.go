@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -827,28 +826,7 @@ func TestProxy_ShadowStreaming(t *testing.T) {
 `, proxy.ShadowOptions{}, feed, next)
 	t.Cleanup(releaseBackend) // runs before the harness and backends close
 
-	resp, err := h.client.Get(h.URL + "/api/orders/7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	br := bufio.NewReader(resp.Body)
-	lines := make(chan string, 1)
-	go func() {
-		line, _ := br.ReadString('\n')
-		lines <- line
-	}()
-	if got, want := recv(t, lines, "first line while the backend holds the rest"), "first\n"; got != want {
-		t.Fatalf("first line = %q, want %q", got, want)
-	}
-	releaseBackend()
-	rest, err := io.ReadAll(br)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := string(rest), "second\n"; got != want {
-		t.Errorf("rest = %q, want %q", got, want)
-	}
+	expectStreamed(t, h.client, h.URL+"/api/orders/7", releaseBackend)
 	o := h.rec.wait(t, 1)[0]
 	if got, want := string(o.Legacy.Body), "first\nsecond\n"; got != want {
 		t.Errorf("compared legacy body = %q, want %q", got, want)
@@ -860,20 +838,28 @@ func TestProxy_ShadowStreaming(t *testing.T) {
 
 // TestProxy_Close checks that Close compares what is queued, and that
 // when its deadline passes the rest is dropped, not reported as errors.
+// queueMirrors sends n reads through a proxy with one shadow worker whose
+// new side answers with newer, so that most mirrors are still queued.
+func queueMirrors(t *testing.T, n int, newer http.HandlerFunc) *shadowHarness {
+	t.Helper()
+	legacy, next := newBackend(t, "legacy", jsonAPI), newBackend(t, "new", newer)
+	h := newShadowHarness(t, shadowOrders+`
+    split: {legacy: 100, new: 0}
+    shadow: {percent: 100}
+`, proxy.ShadowOptions{Workers: 1, Queue: 10}, legacy, next)
+	for id := range n {
+		h.send(t, http.MethodGet, fmt.Sprintf("/api/orders/%d", id), nil)
+	}
+	return h
+}
+
 func TestProxy_Close(t *testing.T) {
 	t.Parallel()
 	const jobs = 5
 
 	t.Run("drains the queue", func(t *testing.T) {
 		t.Parallel()
-		legacy, next := newBackend(t, "legacy", jsonAPI), newBackend(t, "new", sleepy(200*time.Millisecond))
-		h := newShadowHarness(t, shadowOrders+`
-    split: {legacy: 100, new: 0}
-    shadow: {percent: 100}
-`, proxy.ShadowOptions{Workers: 1, Queue: 10}, legacy, next)
-		for id := range jobs {
-			h.send(t, http.MethodGet, fmt.Sprintf("/api/orders/%d", id), nil)
-		}
+		h := queueMirrors(t, jobs, sleepy(200*time.Millisecond))
 		before := len(h.rec.outcomes())
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -900,14 +886,7 @@ func TestProxy_Close(t *testing.T) {
 
 	t.Run("deadline drops the rest", func(t *testing.T) {
 		t.Parallel()
-		legacy, next := newBackend(t, "legacy", jsonAPI), newBackend(t, "new", sleepy(2*time.Second))
-		h := newShadowHarness(t, shadowOrders+`
-    split: {legacy: 100, new: 0}
-    shadow: {percent: 100}
-`, proxy.ShadowOptions{Workers: 1, Queue: 10}, legacy, next)
-		for id := range jobs {
-			h.send(t, http.MethodGet, fmt.Sprintf("/api/orders/%d", id), nil)
-		}
+		h := queueMirrors(t, jobs, sleepy(2*time.Second))
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		start := time.Now()

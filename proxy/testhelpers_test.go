@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -214,4 +215,33 @@ func missingFrom(s string, want ...string) []string {
 		}
 	}
 	return out
+}
+
+// expectStreamed GETs url from a backend that writes "first\n", flushes and
+// waits for release before writing "second\n": the client must read the
+// first line before release, so nothing in between buffered the answer.
+func expectStreamed(tb testing.TB, c *http.Client, url string, release func()) {
+	tb.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := br.ReadString('\n')
+		lines <- line
+	}()
+	if got, want := recv(tb, lines, "first line while the backend holds the rest"), "first\n"; got != want {
+		tb.Fatalf("first line = %q, want %q", got, want)
+	}
+	release()
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if got, want := string(rest), "second\n"; got != want {
+		tb.Errorf("rest = %q, want %q", got, want)
+	}
 }
