@@ -219,6 +219,20 @@ func (r *Redactor) Text(s string) string {
 // walk returns v with selected paths masked and every string, number and
 // member name checked; at is v's own path (nil when unknown: then only
 // the built-in detection applies).
+// walkChild redacts one member or element: masked whole when a redact path
+// selects it (at, the path so far, is nil when no path can match below),
+// walked otherwise.
+func (r *Redactor) walkChild(child any, at []step, st step) (any, bool) {
+	if at == nil {
+		return r.walk(child, nil)
+	}
+	p := append(at[:len(at):len(at)], st)
+	if r.selects(p) {
+		return Masked, true
+	}
+	return r.walk(child, p)
+}
+
 func (r *Redactor) walk(v any, at []step) (any, bool) {
 	switch x := v.(type) {
 	case map[string]any:
@@ -229,18 +243,7 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 			if nk != k {
 				changed = true
 			}
-			if at != nil {
-				p := append(at[:len(at):len(at)], step{name: k})
-				if r.selects(p) {
-					out[nk] = Masked
-					changed = true
-					continue
-				}
-				child2, c := r.walk(child, p)
-				out[nk], changed = child2, changed || c
-				continue
-			}
-			child2, c := r.walk(child, nil)
+			child2, c := r.walkChild(child, at, step{name: k})
 			out[nk], changed = child2, changed || c
 		}
 		return out, changed
@@ -248,18 +251,7 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 		changed := false
 		out := make([]any, len(x))
 		for i, child := range x {
-			if at != nil {
-				p := append(at[:len(at):len(at)], step{index: i, isIndex: true})
-				if r.selects(p) {
-					out[i] = Masked
-					changed = true
-					continue
-				}
-				child2, c := r.walk(child, p)
-				out[i], changed = child2, changed || c
-				continue
-			}
-			child2, c := r.walk(child, nil)
+			child2, c := r.walkChild(child, at, step{index: i, isIndex: true})
 			out[i], changed = child2, changed || c
 		}
 		return out, changed
