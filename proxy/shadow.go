@@ -352,9 +352,7 @@ func (p *Proxy) Idle(ctx context.Context) error {
 
 func cloneURL(r *http.Request) *url.URL {
 	u := *r.URL
-	if u.User != nil {
-		u.User = nil
-	}
+	u.User = nil
 	return &u
 }
 
