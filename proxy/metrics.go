@@ -19,6 +19,8 @@ type Metrics struct {
 	shadowed *prometheus.CounterVec
 	drops    *prometheus.CounterVec
 	diffRate *prometheus.GaugeVec
+	fast     prometheus.Counter
+	handoffs *prometheus.CounterVec
 	rates    sync.Map // route -> *rateCounter
 
 	// counters caches resolved series so the request path does no label
@@ -65,7 +67,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "banyan_shadow_diff_ratio",
 		Help: "Share of compared requests whose verdict was diff, over the last 1,000 comparisons per route.",
 	}, []string{"route"})
-	reg.MustRegister(m.requests, m.duration, m.weight, m.reloads, m.shadowed, m.drops, m.diffRate)
+	m.fast = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "banyan_proxy_fast_path_requests_total",
+		Help: "Requests answered on the fast path (banyan's own HTTP/1.1 loop) rather than by net/http.",
+	})
+	m.handoffs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "banyan_proxy_handoffs_total",
+		Help: "Client connections handed from the fast path to net/http, by the reason of the request that needed it.",
+	}, []string{"reason"})
+	reg.MustRegister(m.requests, m.duration, m.weight, m.reloads, m.shadowed, m.drops, m.diffRate, m.fast, m.handoffs)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	return m
@@ -107,6 +117,9 @@ func (m *Metrics) Reloaded(ok bool) {
 		m.reloads.WithLabelValues("failed").Inc()
 	}
 }
+
+func (m *Metrics) fastRequest()          { m.fast.Inc() }
+func (m *Metrics) handoff(reason string) { m.handoffs.WithLabelValues(reason).Inc() }
 
 func (m *Metrics) dropped(route, reason string) { m.drops.WithLabelValues(route, reason).Inc() }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -55,6 +56,7 @@ type upstream struct {
 	name string
 	key  upstreamKey
 	rp   *httputil.ReverseProxy
+	fast *fastUpstream // nil when the fast path cannot reach the backend
 }
 
 // ServeHTTP implements http.Handler.
@@ -125,6 +127,9 @@ func (p *Proxy) upstream(t *routes.Table, name string) *upstream {
 			// In-flight requests keep their connections; only idle ones go.
 			tr.CloseIdleConnections()
 		}
+		if old.fast != nil {
+			old.fast.closeIdle()
+		}
 	}
 	next[name] = up
 	p.upstreams.Store(&next)
@@ -137,12 +142,8 @@ func (p *Proxy) upstream(t *routes.Table, name string) *upstream {
 // no longer than the header timeout) and header waits,
 // no transparent decompression and no environment proxy.
 func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
-	dial := 5 * time.Second
-	if responseHeaderTimeout > 0 {
-		dial = min(dial, responseHeaderTimeout)
-	}
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: dialTimeout(responseHeaderTimeout), KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
@@ -153,12 +154,21 @@ func NewTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	}
 }
 
+// dialTimeout is at most 5s, and no longer than the header timeout.
+func dialTimeout(responseHeaderTimeout time.Duration) time.Duration {
+	dial := 5 * time.Second
+	if responseHeaderTimeout > 0 {
+		dial = min(dial, responseHeaderTimeout)
+	}
+	return dial
+}
+
 func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
 	target, _ := url.Parse(key.cfg.URL) // validated at config load
 	tr := NewTransport(key.cfg.Timeout)
 	tr.ForceAttemptHTTP2 = target.Scheme == "https"
 	host := key.cfg.Host
-	up := &upstream{name: name, key: key}
+	up := &upstream{name: name, key: key, fast: newFastUpstream(target, key, dialTimeout(key.cfg.Timeout))}
 	up.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -200,15 +210,7 @@ func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.Re
 			}
 			return
 		}
-		code, what := http.StatusBadGateway, "is unreachable or failed"
-		var opErr *net.OpError
-		var netErr net.Error
-		switch {
-		case errors.As(err, &opErr) && opErr.Op == "dial":
-			what = "is unreachable (connection failed)"
-		case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-			code, what = http.StatusGatewayTimeout, fmt.Sprintf("did not answer within its timeout of %s", timeout)
-		}
+		code, what := classify(err, timeout)
 		if es, ok := w.(errSetter); ok {
 			es.setErr(code, fmt.Sprintf("backend %s %s", backend, what))
 		}
@@ -218,8 +220,29 @@ func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.Re
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Banyan-Error", http.StatusText(code))
 		w.WriteHeader(code)
-		fmt.Fprintf(w, "banyan: route %q: backend %q %s\n", route, backend, what)
+		_, _ = io.WriteString(w, errorPage(route, backend, what))
 	}
+}
+
+// classify maps a failed forward to the status the client gets: 502 when
+// the backend cannot be reached or broke the connection, 504 when it did
+// not answer within timeout; what says which, for the error page.
+func classify(err error, timeout time.Duration) (code int, what string) {
+	code, what = http.StatusBadGateway, "is unreachable or failed"
+	var opErr *net.OpError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		what = "is unreachable (connection failed)"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		code, what = http.StatusGatewayTimeout, fmt.Sprintf("did not answer within its timeout of %s", timeout)
+	}
+	return code, what
+}
+
+// errorPage is the body of banyan's 502 and 504 answers.
+func errorPage(route, backend, what string) string {
+	return fmt.Sprintf("banyan: route %q: backend %q %s\n", route, backend, what)
 }
 
 // errSetter is implemented by the writers that want to know a forward

@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"errors"
+	"net"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,9 +66,33 @@ type harness struct {
 func newHarness(tb testing.TB, config string, backends ...*backend) *harness {
 	tb.Helper()
 	p, mgr, reg := newProxy(tb, config, backends...)
-	srv := httptest.NewServer(p)
-	tb.Cleanup(srv.Close)
-	return &harness{URL: srv.URL, mgr: mgr, reg: reg, client: newClient(tb)}
+	return &harness{URL: serve(tb, p, proxy.ServerOptions{}), mgr: mgr, reg: reg, client: newClient(tb)}
+}
+
+// serve runs p behind a proxy.Server, as `banyan serve` does, on a
+// loopback port until the test ends, and returns its base URL. With
+// BANYAN_TEST_FAST_PATH=off in the environment every test runs on
+// net/http alone.
+func serve(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if opts.ReadHeaderTimeout == 0 {
+		opts.ReadHeaderTimeout = 10 * time.Second
+	}
+	opts.NetHTTPOnly = opts.NetHTTPOnly || os.Getenv("BANYAN_TEST_FAST_PATH") == "off"
+	srv := proxy.NewServer(p, opts)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		_ = srv.Close()
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			tb.Errorf("proxy server: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // newProxy builds, without serving it, the proxy newHarness starts.

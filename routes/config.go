@@ -33,7 +33,11 @@ const (
 // Config is the whole banyan config file. Sections for other jobs are added
 // beside the ones here as those jobs land; an unknown key is a load error.
 type Config struct {
-	Listen   string                   `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// FastPath is "on" (the default: plain HTTP/1.1 requests are served by
+	// banyan's own connection loop, everything else by net/http) or "off"
+	// (net/http and httputil.ReverseProxy serve every request).
+	FastPath string                   `yaml:"fast_path"`
 	Admin    AdminConfig              `yaml:"admin"`
 	State    string                   `yaml:"state"`
 	Override OverrideConfig           `yaml:"override"`
@@ -397,7 +401,7 @@ var errEOF = func() error {
 
 // envKeys are the settings BANYAN_* variables override, e.g.
 // BANYAN_LISTEN or BANYAN_ADMIN_LISTEN.
-var envKeys = []string{"listen", "admin.listen", "admin.token_env", "state", "override.header"}
+var envKeys = []string{"listen", "fast_path", "admin.listen", "admin.token_env", "state", "override.header"}
 
 // applyEnv lets BANYAN_* variables override the common top-level settings.
 // viper is used only for this layer: decoding the file itself is done by
@@ -409,6 +413,7 @@ func applyEnv(cfg *Config) {
 	v.AutomaticEnv()
 	targets := map[string]*string{
 		"listen":          &cfg.Listen,
+		"fast_path":       &cfg.FastPath,
 		"admin.listen":    &cfg.Admin.Listen,
 		"admin.token_env": &cfg.Admin.TokenEnv,
 		"state":           &cfg.State,
@@ -424,6 +429,9 @@ func applyEnv(cfg *Config) {
 func (c *Config) applyDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
+	}
+	if c.FastPath == "" {
+		c.FastPath = "on"
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen

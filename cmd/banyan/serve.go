@@ -58,8 +58,9 @@ type server struct {
 	proxy   *proxy.Proxy
 	reports *reports.Store
 
-	proxyLn, adminLn   net.Listener
-	proxySrv, adminSrv *http.Server
+	proxyLn, adminLn net.Listener
+	proxySrv         *proxy.Server
+	adminSrv         *http.Server
 	// cmpLn/cmpSrv receive what Envoy mirrors (comparator.listen).
 	cmpLn  net.Listener
 	cmpSrv *http.Server
@@ -125,12 +126,12 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	if s.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	s.proxySrv = &http.Server{
-		Handler:           s.proxy,
+	s.proxySrv = proxy.NewServer(s.proxy, proxy.ServerOptions{
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+		NetHTTPOnly:       cfg.FastPath == "off",
+	})
 	admin := http.NewServeMux()
 	admin.Handle("/api/", routes.NewAPI(s.mgr, tokens))
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -217,7 +218,7 @@ func (s *server) run(ctx context.Context) error {
 	return err
 }
 
-func serveListener(srv *http.Server, ln net.Listener, name string) error {
+func serveListener(srv interface{ Serve(net.Listener) error }, ln net.Listener, name string) error {
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("%s listener: %w", name, err)
 	}

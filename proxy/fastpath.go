@@ -1,0 +1,804 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/banyanhq/banyan/routes"
+)
+
+// fastUpstream is one plain-HTTP backend as the fast path reaches it: a
+// pool of kept-alive connections written to and read from by the
+// goroutine serving the client, with no goroutine of its own per request.
+type fastUpstream struct {
+	addr    string // host:port to dial
+	urlHost string // the backend URL's host, for host: backend
+	prefix  string // the backend URL's path, escaped, without a final slash
+	host    string // routes.BackendConfig.Host
+	timeout time.Duration
+	dial    time.Duration
+	trust   bool // append to the client's X-Forwarded-For
+
+	mu     sync.Mutex
+	idle   []*upConn
+	closed bool
+}
+
+// maxIdlePerBackend matches NewTransport's MaxIdleConnsPerHost.
+const maxIdlePerBackend = 1024
+
+// idleTimeout is how long an idle backend connection is kept.
+const idleTimeout = 90 * time.Second
+
+// maxRespHead bounds a backend's response head.
+const maxRespHead = 1 << 20
+
+type upConn struct {
+	c        net.Conn
+	r        *bufio.Reader
+	w        *bufio.Writer
+	head     []byte // the response head being read
+	lastUsed time.Time
+}
+
+// newFastUpstream returns the fast path's view of backend URL target, or
+// nil when the fast path cannot reach it (https backends go through
+// http.Transport).
+func newFastUpstream(target *url.URL, key upstreamKey, dial time.Duration) *fastUpstream {
+	if target.Scheme != "http" || target.RawQuery != "" || target.User != nil {
+		return nil
+	}
+	addr := target.Host
+	if target.Port() == "" {
+		addr = net.JoinHostPort(target.Hostname(), "80")
+	}
+	return &fastUpstream{
+		addr: addr, urlHost: target.Host, prefix: strings.TrimSuffix(target.EscapedPath(), "/"),
+		host: key.cfg.Host, timeout: key.cfg.Timeout, dial: dial, trust: key.trust,
+	}
+}
+
+// get returns an idle connection (reused) or a new one.
+func (u *fastUpstream) get() (*upConn, bool, error) {
+	now := time.Now()
+	u.mu.Lock()
+	for len(u.idle) > 0 {
+		uc := u.idle[len(u.idle)-1]
+		u.idle = u.idle[:len(u.idle)-1]
+		if now.Sub(uc.lastUsed) < idleTimeout {
+			u.mu.Unlock()
+			return uc, true, nil
+		}
+		uc.c.Close()
+	}
+	u.mu.Unlock()
+	uc, err := u.dialConn()
+	return uc, false, err
+}
+
+func (u *fastUpstream) dialConn() (*upConn, error) {
+	c, err := (&net.Dialer{Timeout: u.dial, KeepAlive: 30 * time.Second}).Dial("tcp", u.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{c: c, r: bufio.NewReaderSize(c, 8<<10), w: bufio.NewWriterSize(c, 4<<10)}, nil
+}
+
+// put returns a connection whose last exchange ended cleanly.
+func (u *fastUpstream) put(uc *upConn) {
+	uc.lastUsed = time.Now()
+	if cap(uc.head) > 64<<10 {
+		uc.head = nil
+	}
+	u.mu.Lock()
+	if u.closed || len(u.idle) >= maxIdlePerBackend {
+		u.mu.Unlock()
+		uc.c.Close()
+		return
+	}
+	// The oldest idle connection is first; drop it when it has expired.
+	if len(u.idle) > 0 && uc.lastUsed.Sub(u.idle[0].lastUsed) > idleTimeout {
+		u.idle[0].c.Close()
+		u.idle = u.idle[1:]
+	}
+	u.idle = append(u.idle, uc)
+	u.mu.Unlock()
+}
+
+// closeIdle closes the idle connections and every one given back later.
+func (u *fastUpstream) closeIdle() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	for _, uc := range u.idle {
+		uc.c.Close()
+	}
+	u.idle = nil
+}
+
+// forwardFast answers one request on the fast path. It returns whether the
+// client connection stays open, or a handoff reason when net/http must
+// answer the request instead (nothing has been read past the head then).
+func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string) {
+	start := time.Now()
+	req, ok := fc.request(h)
+	if !ok {
+		return false, handoffMalformed
+	}
+	t := p.table()
+	rt := t.Match(req)
+	if rt == nil {
+		return false, handoffNoRoute
+	}
+	if p.shadow != nil && rt.Shadow.Percent > 0 {
+		// Shadowed routes need the tee and the recorder of the net/http path.
+		return false, handoffShadow
+	}
+	name, _ := t.Pick(rt, req)
+	up := p.upstream(t, name)
+	if up.fast == nil {
+		return false, handoffTLS
+	}
+	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, host: req.Host, method: req.Method}
+	code, keep := ex.run()
+	p.metrics.observe(rt.Name, name, code, time.Since(start))
+	p.metrics.fastRequest()
+	return keep && !h.close, ""
+}
+
+// request fills the connection's reusable http.Request with what routing
+// reads: method, URL, Host and headers.
+func (fc *fastConn) request(h *reqHead) (*http.Request, bool) {
+	u, err := url.ParseRequestURI(string(h.target))
+	if err != nil {
+		return nil, false
+	}
+	if fc.req.Header == nil {
+		fc.req.Header = make(http.Header, len(h.lines))
+	}
+	clear(fc.req.Header)
+	h.header(fc.req.Header)
+	fc.req.Method = methodString(h.method)
+	fc.req.URL = u
+	fc.req.Host = string(h.host)
+	fc.req.ContentLength = h.contentLength
+	fc.req.RemoteAddr = fc.c.RemoteAddr().String()
+	fc.req.RequestURI = string(h.target)
+	return &fc.req, true
+}
+
+// methodString avoids an allocation for the common methods.
+func methodString(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodHead:
+		return http.MethodHead
+	case http.MethodPost:
+		return http.MethodPost
+	case http.MethodPut:
+		return http.MethodPut
+	case http.MethodDelete:
+		return http.MethodDelete
+	case http.MethodPatch:
+		return http.MethodPatch
+	case http.MethodOptions:
+		return http.MethodOptions
+	}
+	return string(m)
+}
+
+// exchange is one request forwarded on the fast path.
+type exchange struct {
+	p              *Proxy
+	fc             *fastConn
+	h              *reqHead
+	u              *fastUpstream
+	route          *routes.Route
+	backend, host  string
+	method         string // h.method may be overwritten once the body is read
+	headDiscarded  bool
+	bodyForwarded  bool
+	wroteToClient  bool
+	clientBroken   bool // the client connection is out of step or gone
+	closeClient    bool // the answer ends when the connection does
+	upstreamBroken bool
+}
+
+// errClient marks a failure to write to the client.
+var errClient = errors.New("client connection failed")
+
+// run forwards the request and relays the answer; it returns the status
+// the client saw (502 when the answer broke off) and whether the client
+// connection can carry another request.
+func (ex *exchange) run() (int, bool) {
+	uc, reused, err := ex.u.get()
+	if err == nil && reused && !idempotent(ex.method) {
+		// A write must not be sent down a connection the backend has
+		// closed meanwhile: it could not be retried safely.
+		uc, reused, err = ex.liveConn(uc)
+	}
+	if err != nil {
+		return ex.fail(err)
+	}
+	code, err := ex.try(uc)
+	if err != nil && reused && !ex.wroteToClient && idempotent(ex.method) && ex.h.contentLength == 0 && staleConn(err) {
+		// The backend closed a kept-alive connection as we sent on it,
+		// before answering anything: send again on a new one, as
+		// http.Transport does for idempotent requests.
+		uc.c.Close()
+		if uc, err = ex.u.dialConn(); err != nil {
+			return ex.fail(err)
+		}
+		code, err = ex.try(uc)
+	}
+	if err != nil {
+		uc.c.Close()
+		if ex.wroteToClient {
+			// Part of the answer is out: all that is left is to break the
+			// connection so the client does not take it as whole.
+			ex.p.log.Warn("backend answer broke off", "route", ex.route.Name, "backend", ex.backend, "err", err)
+			return http.StatusBadGateway, false
+		}
+		return ex.fail(err)
+	}
+	if ex.upstreamBroken {
+		uc.c.Close()
+	} else {
+		ex.u.put(uc)
+	}
+	return code, !ex.clientBroken && !ex.closeClient
+}
+
+// liveConn returns uc if the backend has not closed it while idle, else a
+// fresh connection.
+func (ex *exchange) liveConn(uc *upConn) (*upConn, bool, error) {
+	if uc.r.Buffered() == 0 && connAlive(uc.c) {
+		return uc, true, nil
+	}
+	uc.c.Close() // closed, or it sent bytes nobody asked for
+	uc, err := ex.u.dialConn()
+	return uc, false, err
+}
+
+// staleConn reports whether err is what a kept-alive connection the
+// backend had closed looks like.
+func staleConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// try sends the request on uc and relays the answer. Errors before the
+// answer's head reached the client leave the client untouched; when the
+// request had no body, the head is still unread so try can run again.
+func (ex *exchange) try(uc *upConn) (int, error) {
+	if ex.u.timeout > 0 {
+		_ = uc.c.SetDeadline(time.Now().Add(ex.u.timeout))
+	}
+	if err := ex.writeRequest(uc); err != nil {
+		return 0, err
+	}
+	for {
+		code, err := ex.readResponseHead(uc)
+		if err != nil {
+			return 0, err
+		}
+		if code >= 200 {
+			break
+		}
+		// 1xx informational answers (103 Early Hints) go straight through.
+		if err := ex.relayHead(uc, code, true); err != nil {
+			return 0, err
+		}
+	}
+	_ = uc.c.SetDeadline(time.Time{})
+	ex.discardHead()
+	code := statusOf(uc.head)
+	return code, ex.relayAnswer(uc, code)
+}
+
+// writeRequest writes the request head, rewritten for the backend, and
+// its body.
+func (ex *exchange) writeRequest(uc *upConn) error {
+	h, raw, w := ex.h, ex.h.raw, uc.w
+	w.Write(h.method)
+	w.WriteByte(' ')
+	w.WriteString(ex.u.prefix)
+	w.Write(h.target)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	switch ex.u.host {
+	case "preserve", "":
+		w.Write(h.host)
+	case "backend":
+		w.WriteString(ex.u.urlHost)
+	default:
+		w.WriteString(ex.u.host)
+	}
+	w.WriteString("\r\n")
+	var xff [][]byte
+	for i := range h.lines {
+		name := h.name(raw, i)
+		if h.hopByHop(name) {
+			if ex.u.trust && asciiEqualFold(name, "x-forwarded-for") {
+				xff = append(xff, h.value(raw, i))
+			}
+			continue
+		}
+		w.Write(raw[h.lines[i].start:h.lines[i].vend])
+		w.WriteString("\r\n")
+	}
+	if h.teTrailers {
+		w.WriteString("Te: trailers\r\n")
+	}
+	w.WriteString("X-Forwarded-For: ")
+	for _, v := range xff {
+		w.Write(v)
+		w.WriteString(", ")
+	}
+	w.WriteString(ex.fc.ip)
+	w.WriteString("\r\nX-Forwarded-Host: ")
+	w.Write(h.host)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	if h.contentLength > 0 {
+		if !ex.bodyForwarded {
+			// The head is in the client buffer the body is read through.
+			ex.discardHead()
+			ex.bodyForwarded = true
+		}
+		if _, err := io.CopyN(w, ex.fc.r, h.contentLength); err != nil {
+			// How much of the body was read is unknown: the client
+			// connection cannot carry another request.
+			ex.clientBroken = true
+			return fmt.Errorf("forward request body: %w", err)
+		}
+	}
+	return w.Flush()
+}
+
+func (ex *exchange) discardHead() {
+	if !ex.headDiscarded {
+		ex.fc.r.Discard(len(ex.h.raw))
+		ex.headDiscarded = true
+	}
+}
+
+// readResponseHead reads the backend's status line and headers into
+// uc.head and returns the status code.
+func (ex *exchange) readResponseHead(uc *upConn) (int, error) {
+	uc.head = uc.head[:0]
+	for {
+		line, err := uc.r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			err = nil
+		}
+		if err != nil {
+			if len(uc.head) > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		uc.head = append(uc.head, line...)
+		if len(uc.head) > maxRespHead {
+			return 0, fmt.Errorf("response head larger than %d bytes", maxRespHead)
+		}
+		if n := len(uc.head); n >= 2 && uc.head[n-1] == '\n' && (uc.head[n-2] == '\n' || n >= 3 && uc.head[n-2] == '\r' && uc.head[n-3] == '\n') {
+			break
+		}
+	}
+	code := statusOf(uc.head)
+	if code < 100 || code == http.StatusSwitchingProtocols {
+		return 0, fmt.Errorf("malformed or unexpected status line %q", firstLine(uc.head))
+	}
+	return code, nil
+}
+
+// statusOf reads the code of an "HTTP/1.x NNN ..." status line, 0 when
+// it is not one.
+func statusOf(head []byte) int {
+	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.")) || head[7] != '0' && head[7] != '1' || head[8] != ' ' {
+		return 0
+	}
+	if c := head[12]; c != ' ' && c != '\r' && c != '\n' {
+		return 0
+	}
+	code := 0
+	for _, c := range head[9:12] {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code
+}
+
+func firstLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	return bytes.TrimRight(b, "\r")
+}
+
+// respHead is what relaying needs from a response head.
+type respHead struct {
+	length    int64 // -1 unknown
+	chunked   bool
+	close     bool // the backend will close: do not reuse
+	hasDate   bool
+	connNames [][]byte
+}
+
+// relayHead writes the response head in uc.head to the client, without
+// hop-by-hop headers, and returns nothing else for a 1xx answer. For a
+// final answer it goes on in relayAnswer.
+func (ex *exchange) relayHead(uc *upConn, code int, informational bool) error {
+	var rh respHead
+	if err := ex.scanRespHead(uc.head, &rh); err != nil {
+		return err
+	}
+	ex.writeHead(uc.head, &rh, code, informational)
+	if informational {
+		ex.wroteToClient = true
+		if err := ex.fc.w.Flush(); err != nil {
+			ex.clientBroken = true
+			return errClient
+		}
+	}
+	return nil
+}
+
+// scanRespHead checks every header line and fills rh.
+func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
+	rh.length = -1
+	if head[7] == '0' {
+		rh.close = true // HTTP/1.0 closes unless it says keep-alive
+	}
+	lengths := 0
+	err := eachLine(head, func(name, value []byte) error {
+		switch {
+		case asciiEqualFold(name, "content-length"):
+			n, ok := parseLength(value)
+			if !ok || lengths > 0 && n != rh.length {
+				return fmt.Errorf("invalid Content-Length %q", value)
+			}
+			lengths++
+			rh.length = n
+		case asciiEqualFold(name, "transfer-encoding"):
+			if !asciiEqualFold(value, "chunked") || rh.chunked {
+				return fmt.Errorf("unsupported Transfer-Encoding %q", value)
+			}
+			rh.chunked = true
+		case asciiEqualFold(name, "connection"):
+			if hasToken(value, "close") {
+				rh.close = true
+			}
+			if head[7] == '0' && hasToken(value, "keep-alive") {
+				rh.close = false
+			}
+			for _, t := range bytes.Split(value, []byte(",")) {
+				if t = bytes.Trim(t, " \t"); len(t) > 0 && len(rh.connNames) < 8 {
+					rh.connNames = append(rh.connNames, t)
+				}
+			}
+		case asciiEqualFold(name, "date"):
+			rh.hasDate = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if rh.chunked {
+		rh.length = -1 // chunked wins, as in net/http
+	}
+	return nil
+}
+
+// eachLine calls fn with each header line of a response head; a line that
+// is not "name: value" is an error.
+func eachLine(head []byte, fn func(name, value []byte) error) error {
+	rest := head[bytes.IndexByte(head, '\n')+1:]
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		line := bytes.TrimSuffix(rest[:i], []byte("\r"))
+		rest = rest[i+1:]
+		if len(line) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return fmt.Errorf("malformed header line %q", line)
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !isTokenChar(c) {
+				return fmt.Errorf("malformed header name %q", name)
+			}
+		}
+		value := bytes.Trim(line[colon+1:], " \t")
+		for _, c := range value {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return fmt.Errorf("invalid byte in header %q", name)
+			}
+		}
+		if err := fn(name, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// respHopByHop reports whether a response header stays with the backend
+// hop. Trailer stays with chunked answers, which are relayed chunked.
+func respHopByHop(name []byte, rh *respHead) bool {
+	switch {
+	case asciiEqualFold(name, "connection"), asciiEqualFold(name, "keep-alive"),
+		asciiEqualFold(name, "proxy-connection"), asciiEqualFold(name, "transfer-encoding"),
+		asciiEqualFold(name, "upgrade"), asciiEqualFold(name, "te"),
+		asciiEqualFold(name, "proxy-authenticate"), asciiEqualFold(name, "proxy-authorization"):
+		return true
+	case asciiEqualFold(name, "trailer"):
+		return !rh.chunked
+	case asciiEqualFold(name, "content-length"):
+		return rh.chunked
+	}
+	for _, t := range rh.connNames {
+		if bytes.EqualFold(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeHead writes the status line and the end-to-end headers to the
+// client, with banyan's own framing.
+func (ex *exchange) writeHead(head []byte, rh *respHead, code int, informational bool) {
+	w := ex.fc.w
+	w.WriteString("HTTP/1.1")
+	w.Write(firstLine(head)[8:])
+	w.WriteString("\r\n")
+	_ = eachLine(head, func(name, value []byte) error {
+		if !respHopByHop(name, rh) {
+			w.Write(name)
+			w.WriteString(": ")
+			w.Write(value)
+			w.WriteString("\r\n")
+		}
+		return nil
+	})
+	if !informational {
+		if !rh.hasDate {
+			w.WriteString("Date: ")
+			w.WriteString(httpDate())
+			w.WriteString("\r\n")
+		}
+		switch {
+		case rh.chunked && bodyAllowed(ex.method, code):
+			w.WriteString("Transfer-Encoding: chunked\r\n")
+		case rh.length < 0 && bodyAllowed(ex.method, code):
+			// Ends when the backend closes: so must the client's connection.
+			ex.closeClient, ex.upstreamBroken = true, true
+		}
+		if ex.closeClient || ex.h.close || ex.fc.s.closing.Load() {
+			w.WriteString("Connection: close\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+}
+
+// bodyAllowed reports whether an answer with this code to this request
+// carries a body.
+func bodyAllowed(method string, code int) bool {
+	return method != http.MethodHead && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+// relayAnswer writes the final answer's head and streams its body,
+// flushing to the client whenever the backend has nothing more buffered.
+func (ex *exchange) relayAnswer(uc *upConn, code int) error {
+	var rh respHead
+	if err := ex.scanRespHead(uc.head, &rh); err != nil {
+		return err
+	}
+	ex.writeHead(uc.head, &rh, code, false)
+	ex.wroteToClient = true
+	if rh.close {
+		ex.upstreamBroken = true
+	}
+	var err error
+	switch {
+	case !bodyAllowed(ex.method, code):
+	case rh.chunked:
+		err = ex.relayChunked(uc)
+	case rh.length >= 0:
+		err = ex.relay(uc.r, rh.length)
+	default:
+		err = ex.relay(uc.r, -1)
+	}
+	if err == nil {
+		if ferr := ex.fc.w.Flush(); ferr != nil {
+			ex.clientBroken = true
+		}
+	}
+	if errors.Is(err, errClient) {
+		ex.clientBroken, ex.upstreamBroken = true, true
+		return nil // the backend did its part; the client left
+	}
+	return err
+}
+
+// relay copies n bytes (all, up to EOF, when n < 0) of body.
+func (ex *exchange) relay(r *bufio.Reader, n int64) error {
+	w := ex.fc.w
+	for n != 0 {
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return errClient
+			}
+			if _, err := r.Peek(1); err != nil {
+				if n < 0 && errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("read answer body: %w", err)
+			}
+		}
+		k := r.Buffered()
+		if n > 0 && int64(k) > n {
+			k = int(n)
+		}
+		b, _ := r.Peek(k)
+		if _, err := w.Write(b); err != nil {
+			return errClient
+		}
+		r.Discard(k)
+		if n > 0 {
+			n -= int64(k)
+		}
+	}
+	return nil
+}
+
+// relayChunked copies a chunked body, chunk by chunk, with its trailers.
+func (ex *exchange) relayChunked(uc *upConn) error {
+	w := ex.fc.w
+	for {
+		if uc.r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return errClient
+			}
+		}
+		line, err := uc.r.ReadSlice('\n')
+		if err != nil {
+			return fmt.Errorf("read chunk size: %w", err)
+		}
+		size, ok := chunkSize(line)
+		if !ok {
+			return fmt.Errorf("malformed chunk size line %q", bytes.TrimRight(line, "\r\n"))
+		}
+		if size == 0 {
+			break
+		}
+		w.WriteString(strconv.FormatInt(size, 16))
+		w.WriteString("\r\n")
+		if err := ex.relay(uc.r, size); err != nil {
+			return err
+		}
+		crlf, err := uc.r.ReadSlice('\n')
+		if err != nil || len(bytes.TrimRight(crlf, "\r\n")) != 0 {
+			return errors.New("chunk not followed by CRLF")
+		}
+		w.WriteString("\r\n")
+	}
+	w.WriteString("0\r\n")
+	for {
+		line, err := uc.r.ReadSlice('\n')
+		if err != nil {
+			return fmt.Errorf("read trailer: %w", err)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
+		}
+		if colon := bytes.IndexByte(line, ':'); colon <= 0 {
+			return fmt.Errorf("malformed trailer %q", line)
+		}
+		w.Write(line)
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	return nil
+}
+
+// chunkSize parses "HEX[;ext]\r\n".
+func chunkSize(line []byte) (int64, bool) {
+	line = bytes.TrimRight(line, "\r\n")
+	if i := bytes.IndexByte(line, ';'); i >= 0 {
+		line = line[:i]
+	}
+	line = bytes.TrimRight(line, " \t")
+	if len(line) == 0 || len(line) > 15 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range line {
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | int64(d)
+	}
+	return n, true
+}
+
+// fail answers a request the backend could not serve with the same 502 or
+// 504 page as the net/http path, after reading the request body off the
+// connection so it can carry the next request.
+func (ex *exchange) fail(err error) (int, bool) {
+	if !ex.bodyForwarded {
+		ex.discardHead()
+		if ex.h.contentLength > 0 {
+			if _, derr := ex.fc.r.Discard(int(ex.h.contentLength)); derr != nil {
+				ex.clientBroken = true
+			}
+		}
+	}
+	code, what := classify(err, ex.u.timeout)
+	ex.p.log.Warn("backend error", "route", ex.route.Name, "backend", ex.backend, "status", code, "err", err)
+	body := errorPage(ex.route.Name, ex.backend, what)
+	w := ex.fc.w
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Banyan-Error: %s\r\nDate: %s\r\nContent-Length: %d\r\n",
+		code, http.StatusText(code), http.StatusText(code), httpDate(), len(body))
+	if ex.clientBroken || ex.h.close {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	if ex.method != http.MethodHead {
+		w.WriteString(body)
+	}
+	if w.Flush() != nil {
+		ex.clientBroken = true
+	}
+	return code, !ex.clientBroken
+}
+
+// httpDate is the Date header value, formatted at most once a second.
+func httpDate() string {
+	now := time.Now().Unix()
+	if d := dateCache.Load(); d != nil && d.unix == now {
+		return d.text
+	}
+	d := &cachedDate{unix: now, text: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.text
+}
+
+type cachedDate struct {
+	unix int64
+	text string
+}
+
+var dateCache atomic.Pointer[cachedDate]

@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"net/textproto"
+)
+
+// The fast path takes only the plainest HTTP/1.1 requests, parsed here
+// strictly; anything this parser does not accept is handed, bytes and all,
+// to net/http, which answers it as it always has. So the parser never has
+// to decide a hard case: it only has to be sure that what it accepts,
+// net/http would read the same way (FuzzParseHead holds it to that).
+
+// maxFastHeaders is how many header lines a fast-path request may carry.
+const maxFastHeaders = 64
+
+// maxFastBody is the largest request body the fast path forwards; bigger
+// ones go to net/http, which streams them while it reads the answer.
+const maxFastBody = 64 << 10
+
+// headerLine is one header line of a head: name is head[start:colon],
+// the value head[vstart:vend] with surrounding blanks trimmed.
+type headerLine struct {
+	start, colon, vstart, vend int
+}
+
+// reqHead is a parsed request head. Slices point into the buffer it was
+// parsed from, valid until that buffer is read again.
+type reqHead struct {
+	raw            []byte // the whole head, final CRLF CRLF included
+	method, target []byte
+	host           []byte
+	lines          []headerLine
+	contentLength  int64 // 0 when absent
+	close          bool  // Connection: close
+	teTrailers     bool  // TE names trailers
+	connTokens     [][]byte
+	storage        [maxFastHeaders]headerLine
+	tokens         [8][]byte
+}
+
+// handoff reasons, also the label of banyan_proxy_handoffs_total.
+const (
+	handoffMalformed = "not-plain-http1.1" // anything the strict parser does not take
+	handoffLarge     = "head-too-large"
+	handoffUpgrade   = "upgrade"
+	handoffExpect    = "expect"
+	handoffChunked   = "chunked-body"
+	handoffBigBody   = "large-body"
+	handoffNoRoute   = "no-route"
+	handoffShadow    = "shadowed"
+	handoffTLS       = "tls-backend"
+)
+
+// parseHead parses the request head at the start of buf (which must hold
+// all of it, through the empty line). It returns "" when the fast path can
+// take the request, or the reason it cannot.
+func parseHead(buf []byte, h *reqHead) string {
+	*h = reqHead{raw: h.raw[:0], lines: h.storage[:0]}
+	end := bytes.Index(buf, []byte("\r\n\r\n"))
+	if end < 0 {
+		return handoffLarge
+	}
+	h.raw = buf[:end+4]
+	// Request line: METHOD SP origin-form SP HTTP/1.1 CRLF.
+	eol := bytes.IndexByte(buf, '\n')
+	line := buf[:eol]
+	if len(line) < 2 || line[len(line)-1] != '\r' {
+		return handoffMalformed
+	}
+	line = line[:len(line)-1]
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return handoffMalformed
+	}
+	h.method = line[:sp]
+	for _, c := range h.method {
+		if !isTokenChar(c) {
+			return handoffMalformed
+		}
+	}
+	if string(h.method) == "CONNECT" || string(h.method) == "PRI" {
+		return handoffMalformed
+	}
+	rest := line[sp+1:]
+	sp = bytes.IndexByte(rest, ' ')
+	if sp <= 0 || string(rest[sp+1:]) != "HTTP/1.1" {
+		return handoffMalformed
+	}
+	h.target = rest[:sp]
+	if !plainTarget(h.target) {
+		return handoffMalformed
+	}
+	hosts, lengths := 0, 0
+	pos := eol + 1
+	for pos < end+2 {
+		eol := bytes.IndexByte(buf[pos:], '\n')
+		if eol < 1 || buf[pos+eol-1] != '\r' {
+			return handoffMalformed
+		}
+		lineEnd := pos + eol - 1 // at the CR
+		colon := bytes.IndexByte(buf[pos:lineEnd], ':')
+		if colon <= 0 {
+			return handoffMalformed
+		}
+		colon += pos
+		for _, c := range buf[pos:colon] {
+			if !isTokenChar(c) {
+				return handoffMalformed
+			}
+		}
+		vs, ve := colon+1, lineEnd
+		for vs < ve && (buf[vs] == ' ' || buf[vs] == '\t') {
+			vs++
+		}
+		for ve > vs && (buf[ve-1] == ' ' || buf[ve-1] == '\t') {
+			ve--
+		}
+		for _, c := range buf[vs:ve] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return handoffMalformed
+			}
+		}
+		if len(h.lines) == maxFastHeaders {
+			return handoffLarge
+		}
+		hl := headerLine{start: pos, colon: colon, vstart: vs, vend: ve}
+		h.lines = append(h.lines, hl)
+		name, value := buf[pos:colon], buf[vs:ve]
+		switch {
+		case asciiEqualFold(name, "host"):
+			hosts++
+			h.host = value
+			if !plainHost(value) {
+				return handoffMalformed
+			}
+		case asciiEqualFold(name, "content-length"):
+			lengths++
+			n, ok := parseLength(value)
+			if !ok {
+				return handoffMalformed
+			}
+			if n > maxFastBody {
+				return handoffBigBody
+			}
+			h.contentLength = n
+		case asciiEqualFold(name, "transfer-encoding"):
+			return handoffChunked
+		case asciiEqualFold(name, "upgrade"):
+			return handoffUpgrade
+		case asciiEqualFold(name, "expect"):
+			return handoffExpect
+		case asciiEqualFold(name, "connection"):
+			if why := h.connection(value); why != "" {
+				return why
+			}
+		case asciiEqualFold(name, "te"):
+			h.teTrailers = h.teTrailers || hasToken(value, "trailers")
+		}
+		pos = pos + eol + 1
+	}
+	if hosts != 1 || lengths > 1 {
+		return handoffMalformed
+	}
+	return ""
+}
+
+// connection notes the tokens of a Connection header: close, and the
+// names of headers it makes hop-by-hop.
+func (h *reqHead) connection(v []byte) string {
+	for len(v) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		tok = bytes.Trim(tok, " \t")
+		switch {
+		case len(tok) == 0:
+		case asciiEqualFold(tok, "close"):
+			h.close = true
+		case asciiEqualFold(tok, "upgrade"):
+			return handoffUpgrade
+		case len(h.connTokens) == len(h.tokens):
+			return handoffMalformed
+		default:
+			if h.connTokens == nil {
+				h.connTokens = h.tokens[:0]
+			}
+			h.connTokens = append(h.connTokens, tok)
+		}
+	}
+	return ""
+}
+
+// name and value of header line i.
+func (h *reqHead) name(buf []byte, i int) []byte { return buf[h.lines[i].start:h.lines[i].colon] }
+func (h *reqHead) value(buf []byte, i int) []byte {
+	return buf[h.lines[i].vstart:h.lines[i].vend]
+}
+
+// header builds the http.Header routing looks at, as net/http would.
+func (h *reqHead) header(hdr http.Header) {
+	for i := range h.lines {
+		k := textproto.CanonicalMIMEHeaderKey(string(h.name(h.raw, i)))
+		hdr[k] = append(hdr[k], string(h.value(h.raw, i)))
+	}
+}
+
+// hopByHop reports whether a request header must not be forwarded: the
+// hop-by-hop headers of RFC 9110 section 7.6.1, the ones the Connection
+// header names, and the forwarding headers banyan writes itself.
+func (h *reqHead) hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return asciiEqualFold(name, "te")
+	case 4:
+		return asciiEqualFold(name, "host")
+	case 7:
+		if asciiEqualFold(name, "trailer") || asciiEqualFold(name, "upgrade") {
+			return true
+		}
+	case 9:
+		if asciiEqualFold(name, "forwarded") {
+			return true
+		}
+	case 10:
+		if asciiEqualFold(name, "connection") || asciiEqualFold(name, "keep-alive") {
+			return true
+		}
+	case 15:
+		if asciiEqualFold(name, "x-forwarded-for") {
+			return true
+		}
+	case 16:
+		if asciiEqualFold(name, "proxy-connection") || asciiEqualFold(name, "x-forwarded-host") {
+			return true
+		}
+	case 17:
+		if asciiEqualFold(name, "transfer-encoding") || asciiEqualFold(name, "x-forwarded-proto") {
+			return true
+		}
+	case 18:
+		if asciiEqualFold(name, "proxy-authenticate") {
+			return true
+		}
+	case 19:
+		if asciiEqualFold(name, "proxy-authorization") {
+			return true
+		}
+	}
+	for _, t := range h.connTokens {
+		if bytes.EqualFold(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// plainTarget accepts an origin-form request target made only of the
+// characters RFC 3986 allows unescaped in a path and query, with every
+// percent sign starting a valid escape. For such a target net/http and the
+// fast path forward the same bytes.
+func plainTarget(t []byte) bool {
+	if len(t) == 0 || t[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '%':
+			if i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2]) {
+				return false
+			}
+			i += 2
+		case bytes.IndexByte([]byte("-._~!$&'()*+,=:@/?"), c) >= 0:
+		default:
+			// ';' included: net/http's query handling differs on it.
+			return false
+		}
+	}
+	return true
+}
+
+// plainHost accepts host[:port] names and IPv4 addresses; anything else
+// (IPv6 literals, user info, odd bytes) goes to net/http.
+func plainHost(h []byte) bool {
+	if len(h) == 0 || len(h) > 255 {
+		return false
+	}
+	for _, c := range h {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-' || c == '.' || c == ':' || c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parseLength reads a Content-Length value: decimal digits only.
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// hasToken reports whether the comma-separated list v holds tok.
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var t []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			t, v = v[:i], v[i+1:]
+		} else {
+			t, v = v, nil
+		}
+		t = bytes.Trim(t, " \t")
+		if i := bytes.IndexByte(t, ';'); i >= 0 {
+			t = bytes.TrimRight(t[:i], " \t")
+		}
+		if asciiEqualFold(t, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// isTokenChar reports whether c may appear in an RFC 9110 token.
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}

@@ -1,0 +1,356 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// ReadHeaderTimeout bounds the wait for a request head once its first
+	// byte came; IdleTimeout the wait for the next request on a kept-alive
+	// connection. Both apply to the fast path and to net/http alike.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// ErrorLog receives net/http's connection errors.
+	ErrorLog *log.Logger
+	// NetHTTPOnly serves every connection with net/http and
+	// httputil.ReverseProxy, never the fast path.
+	NetHTTPOnly bool
+}
+
+// Server serves the proxy on a listener. Each connection starts on the
+// fast path: banyan's own HTTP/1.1 loop, which reads plain requests
+// (origin-form HTTP/1.1, no upgrade, no Expect, no chunked or large body)
+// and forwards them on pooled backend connections in the same goroutine.
+// The first request it will not take, the connection is handed, with the
+// bytes already read, to a net/http server running the same Proxy as an
+// http.Handler, and stays there. Why: see docs/adr/0006-fast-path.md.
+type Server struct {
+	p    *Proxy
+	opts ServerOptions
+	http *http.Server
+	hand *handoffListener
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*fastConn]struct{}
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	serveErr chan error
+}
+
+// NewServer returns a server for p. Call Serve once.
+func NewServer(p *Proxy, opts ServerOptions) *Server {
+	s := &Server{p: p, opts: opts, conns: map[*fastConn]struct{}{}}
+	s.http = &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		ErrorLog:          opts.ErrorLog,
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown or Close; it returns
+// http.ErrServerClosed then, like http.Server.Serve.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.opts.NetHTTPOnly {
+		return s.http.Serve(ln)
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.ln = ln
+	s.hand = &handoffListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: ln.Addr()}
+	s.serveErr = make(chan error, 1)
+	s.mu.Unlock()
+	go func() { s.serveErr <- s.http.Serve(s.hand) }()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		fc := newFastConn(s, c)
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			c.Close()
+			return http.ErrServerClosed
+		}
+		s.conns[fc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go fc.serve()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// flight finish (their answers say Connection: close) and waits for them
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.opts.NetHTTPOnly {
+		return s.http.Shutdown(ctx)
+	}
+	s.stop()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.closeConns(true)
+	}
+	return errors.Join(err, s.http.Shutdown(ctx))
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error {
+	if s.opts.NetHTTPOnly {
+		return s.http.Close()
+	}
+	s.stop()
+	s.closeConns(true)
+	return s.http.Close()
+}
+
+func (s *Server) stop() {
+	s.mu.Lock()
+	s.closing.Store(true)
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Unlock()
+	s.closeConns(false)
+}
+
+// closeConns closes the idle fast-path connections, or all of them.
+func (s *Server) closeConns(all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for fc := range s.conns {
+		if all || fc.idle.Load() {
+			fc.c.Close()
+		}
+	}
+}
+
+// handoff gives c, with the bytes already read from it, to net/http.
+func (s *Server) handoff(c net.Conn, read []byte) {
+	rc := &replayConn{Conn: c, buf: append([]byte(nil), read...)}
+	select {
+	case s.hand.ch <- rc:
+	case <-s.hand.done:
+		c.Close()
+	}
+}
+
+func (s *Server) forget(fc *fastConn) {
+	s.mu.Lock()
+	delete(s.conns, fc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// handoffListener is the listener the net/http server accepts handed-off
+// connections from.
+type handoffListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+// replayConn returns buf before reading on from the connection.
+type replayConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *replayConn) Read(b []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(b, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// fastBufSize is the read buffer of a fast-path connection, and so the
+// largest request head it takes (net/http takes up to 1 MiB).
+const fastBufSize = 8 << 10
+
+// fastConn is one client connection on the fast path.
+type fastConn struct {
+	s    *Server
+	c    net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	idle atomic.Bool
+	head reqHead
+	req  http.Request // what routing reads, refilled for each request
+	ip   string
+}
+
+func newFastConn(s *Server, c net.Conn) *fastConn {
+	fc := &fastConn{s: s, c: c}
+	fc.idle.Store(true)
+	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		fc.ip = host
+	}
+	return fc
+}
+
+func (fc *fastConn) serve() {
+	handed := false
+	defer func() {
+		if v := recover(); v != nil {
+			fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.c.RemoteAddr().String(), "panic", fmt.Sprint(v))
+		}
+		if !handed {
+			fc.c.Close()
+		}
+		fc.release()
+		fc.s.forget(fc)
+	}()
+	fc.r = readerPool.Get().(*bufio.Reader)
+	fc.r.Reset(fc.c)
+	fc.w = writerPool.Get().(*bufio.Writer)
+	fc.w.Reset(fc.c)
+	first := true
+	for {
+		wait := fc.s.opts.IdleTimeout
+		if first {
+			wait = fc.s.opts.ReadHeaderTimeout
+		}
+		fc.setReadDeadline(wait)
+		if _, err := fc.r.Peek(1); err != nil {
+			return
+		}
+		fc.idle.Store(false)
+		if fc.s.closing.Load() {
+			return
+		}
+		first = false
+		fc.setReadDeadline(fc.s.opts.ReadHeaderTimeout)
+		buf, why := fc.readHead()
+		if why == "" {
+			why = parseHead(buf, &fc.head)
+		}
+		if why == "" {
+			var keep bool
+			keep, why = fc.s.p.forwardFast(fc, &fc.head)
+			if why == "" {
+				if !keep || fc.s.closing.Load() {
+					return
+				}
+				fc.idle.Store(true)
+				continue
+			}
+		}
+		if why == "eof" {
+			return
+		}
+		fc.s.p.metrics.handoff(why)
+		_ = fc.c.SetReadDeadline(time.Time{})
+		pending, _ := fc.r.Peek(fc.r.Buffered())
+		handed = true
+		fc.s.handoff(fc.c, pending)
+		return
+	}
+}
+
+// readHead waits until the buffer holds a whole request head and returns
+// the buffered bytes, or a handoff reason: "eof" when the client went
+// away, handoffLarge when the head does not fit the buffer.
+func (fc *fastConn) readHead() ([]byte, string) {
+	for {
+		n := fc.r.Buffered()
+		buf, _ := fc.r.Peek(n)
+		if i := indexHeadEnd(buf); i >= 0 {
+			return buf, ""
+		}
+		if n >= fastBufSize {
+			return nil, handoffLarge
+		}
+		if _, err := fc.r.Peek(n + 1); err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return nil, handoffLarge
+			}
+			return nil, "eof"
+		}
+	}
+}
+
+func indexHeadEnd(b []byte) int {
+	for i := 3; i < len(b); i++ {
+		if b[i] == '\n' && b[i-1] == '\r' && b[i-2] == '\n' && b[i-3] == '\r' {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+func (fc *fastConn) setReadDeadline(d time.Duration) {
+	var t time.Time
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	_ = fc.c.SetReadDeadline(t)
+}
+
+func (fc *fastConn) release() {
+	if fc.r != nil {
+		fc.r.Reset(nil)
+		readerPool.Put(fc.r)
+		fc.r = nil
+	}
+	if fc.w != nil {
+		fc.w.Reset(nil)
+		writerPool.Put(fc.w)
+		fc.w = nil
+	}
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, fastBufSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
