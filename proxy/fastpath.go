@@ -50,6 +50,7 @@ type upConn struct {
 	r        *bufio.Reader
 	w        *bufio.Writer
 	head     []byte // the response head being read
+	lines    [][2][]byte
 	lastUsed time.Time
 }
 
@@ -151,19 +152,26 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	if up.fast == nil {
 		return false, handoffTLS
 	}
-	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, host: req.Host, method: req.Method}
+	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, host: req.Host, method: req.Method, start: start}
 	code, keep := ex.run()
-	p.metrics.observe(rt.Name, name, code, time.Since(start))
-	p.metrics.fastRequest()
+	fc.series.observe(p.metrics, rt.Name, name, code, time.Since(start))
 	return keep && !h.close, ""
 }
 
 // request fills the connection's reusable http.Request with what routing
 // reads: method, URL, Host and headers.
 func (fc *fastConn) request(h *reqHead) (*http.Request, bool) {
-	u, err := url.ParseRequestURI(string(h.target))
-	if err != nil {
-		return nil, false
+	u := &fc.url
+	if bytes.IndexByte(h.target, '%') < 0 {
+		// What url.ParseRequestURI makes of a plain target without escapes.
+		path, query, found := bytes.Cut(h.target, []byte("?"))
+		*u = url.URL{Path: string(path), RawQuery: string(query), ForceQuery: found && len(query) == 0}
+	} else {
+		parsed, err := url.ParseRequestURI(string(h.target))
+		if err != nil {
+			return nil, false
+		}
+		u = parsed
 	}
 	if fc.req.Header == nil {
 		fc.req.Header = make(http.Header, len(h.lines))
@@ -174,7 +182,7 @@ func (fc *fastConn) request(h *reqHead) (*http.Request, bool) {
 	fc.req.URL = u
 	fc.req.Host = string(h.host)
 	fc.req.ContentLength = h.contentLength
-	fc.req.RemoteAddr = fc.c.RemoteAddr().String()
+	fc.req.RemoteAddr = fc.remote
 	fc.req.RequestURI = string(h.target)
 	return &fc.req, true
 }
@@ -209,6 +217,7 @@ type exchange struct {
 	route          *routes.Route
 	backend, host  string
 	method         string // h.method may be overwritten once the body is read
+	start          time.Time
 	headDiscarded  bool
 	bodyForwarded  bool
 	wroteToClient  bool
@@ -292,7 +301,10 @@ func idempotent(method string) bool {
 // request had no body, the head is still unread so try can run again.
 func (ex *exchange) try(uc *upConn) (int, error) {
 	if ex.u.timeout > 0 {
-		_ = uc.c.SetDeadline(time.Now().Add(ex.u.timeout))
+		// Bounds the wait for the answer's head (ResponseHeaderTimeout in
+		// http.Transport terms); a request of at most maxFastBody bytes
+		// fits the socket buffers, so its write needs no deadline.
+		_ = uc.c.SetReadDeadline(ex.start.Add(ex.u.timeout))
 	}
 	if err := ex.writeRequest(uc); err != nil {
 		return 0, err
@@ -310,7 +322,6 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 			return 0, err
 		}
 	}
-	_ = uc.c.SetDeadline(time.Time{})
 	ex.discardHead()
 	code := statusOf(uc.head)
 	return code, ex.relayAnswer(uc, code)
@@ -444,16 +455,18 @@ type respHead struct {
 	close     bool // the backend will close: do not reuse
 	hasDate   bool
 	connNames [][]byte
+	lines     [][2][]byte // name and value of each header line, in order
 }
 
 // relayHead writes the response head in uc.head to the client, without
 // hop-by-hop headers, and returns nothing else for a 1xx answer. For a
 // final answer it goes on in relayAnswer.
 func (ex *exchange) relayHead(uc *upConn, code int, informational bool) error {
-	var rh respHead
+	rh := respHead{lines: uc.lines[:0]}
 	if err := ex.scanRespHead(uc.head, &rh); err != nil {
 		return err
 	}
+	uc.lines = rh.lines
 	ex.writeHead(uc.head, &rh, code, informational)
 	if informational {
 		ex.wroteToClient = true
@@ -472,7 +485,9 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 		rh.close = true // HTTP/1.0 closes unless it says keep-alive
 	}
 	lengths := 0
+	rh.lines = rh.lines[:0]
 	err := eachLine(head, func(name, value []byte) error {
+		rh.lines = append(rh.lines, [2][]byte{name, value})
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			n, ok := parseLength(value)
@@ -575,15 +590,14 @@ func (ex *exchange) writeHead(head []byte, rh *respHead, code int, informational
 	w.WriteString("HTTP/1.1")
 	w.Write(firstLine(head)[8:])
 	w.WriteString("\r\n")
-	_ = eachLine(head, func(name, value []byte) error {
-		if !respHopByHop(name, rh) {
-			w.Write(name)
+	for _, l := range rh.lines {
+		if !respHopByHop(l[0], rh) {
+			w.Write(l[0])
 			w.WriteString(": ")
-			w.Write(value)
+			w.Write(l[1])
 			w.WriteString("\r\n")
 		}
-		return nil
-	})
+	}
 	if !informational {
 		if !rh.hasDate {
 			w.WriteString("Date: ")
@@ -613,14 +627,19 @@ func bodyAllowed(method string, code int) bool {
 // relayAnswer writes the final answer's head and streams its body,
 // flushing to the client whenever the backend has nothing more buffered.
 func (ex *exchange) relayAnswer(uc *upConn, code int) error {
-	var rh respHead
+	rh := respHead{lines: uc.lines[:0]}
 	if err := ex.scanRespHead(uc.head, &rh); err != nil {
 		return err
 	}
+	uc.lines = rh.lines
 	ex.writeHead(uc.head, &rh, code, false)
 	ex.wroteToClient = true
 	if rh.close {
 		ex.upstreamBroken = true
+	}
+	if ex.u.timeout > 0 && !(rh.length >= 0 && int64(uc.r.Buffered()) >= rh.length) {
+		// The timeout covers the head only: a body may stream for long.
+		_ = uc.c.SetReadDeadline(time.Time{})
 	}
 	var err error
 	switch {

@@ -82,21 +82,47 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) observe(route, backend string, code int, d time.Duration) {
+	c, h := m.series(route, backend, code)
+	c.Inc()
+	if code != 101 { // an upgraded connection's lifetime is not a request latency
+		h.Observe(d.Seconds())
+	}
+}
+
+// series returns the request counter and the latency histogram of a
+// route, backend and status.
+func (m *Metrics) series(route, backend string, code int) (prometheus.Counter, prometheus.Observer) {
 	k := seriesKey{route, backend, code}
 	c, ok := m.counters.Load(k)
 	if !ok {
 		c, _ = m.counters.LoadOrStore(k, m.requests.WithLabelValues(route, backend, strconv.Itoa(code)))
-	}
-	c.(prometheus.Counter).Inc()
-	if code == 101 {
-		return // an upgraded connection's lifetime is not a request latency
 	}
 	k.code = 0
 	h, ok := m.hists.Load(k)
 	if !ok {
 		h, _ = m.hists.LoadOrStore(k, m.duration.WithLabelValues(route, backend))
 	}
-	h.(prometheus.Observer).Observe(d.Seconds())
+	return c.(prometheus.Counter), h.(prometheus.Observer)
+}
+
+// seriesCache remembers the series of the last request on one fast-path
+// connection, so the next one with the same route, backend and status
+// skips the lookups. Not safe for concurrent use.
+type seriesCache struct {
+	key  seriesKey
+	reqs prometheus.Counter
+	lat  prometheus.Observer
+}
+
+// observe counts a fast-path request as Metrics.observe does.
+func (sc *seriesCache) observe(m *Metrics, route, backend string, code int, d time.Duration) {
+	if sc.reqs == nil || sc.key != (seriesKey{route, backend, code}) {
+		sc.key = seriesKey{route, backend, code}
+		sc.reqs, sc.lat = m.series(route, backend, code)
+	}
+	sc.reqs.Inc()
+	sc.lat.Observe(d.Seconds())
+	m.fast.Inc()
 }
 
 // ObserveTable publishes the weights of a newly active table.
@@ -118,7 +144,6 @@ func (m *Metrics) Reloaded(ok bool) {
 	}
 }
 
-func (m *Metrics) fastRequest()          { m.fast.Inc() }
 func (m *Metrics) handoff(reason string) { m.handoffs.WithLabelValues(reason).Inc() }
 
 func (m *Metrics) dropped(route, reason string) { m.drops.WithLabelValues(route, reason).Inc() }

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,13 +228,19 @@ type fastConn struct {
 	idle atomic.Bool
 	head reqHead
 	req  http.Request // what routing reads, refilled for each request
-	ip   string
+	url  url.URL
+	// remote is the client's address, ip its host part.
+	remote, ip string
+	// series caches the metrics of the last route, backend and status
+	// this connection saw; most connections see one.
+	series seriesCache
 }
 
 func newFastConn(s *Server, c net.Conn) *fastConn {
 	fc := &fastConn{s: s, c: c}
 	fc.idle.Store(true)
-	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+	fc.remote = c.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(fc.remote); err == nil {
 		fc.ip = host
 	}
 	return fc
@@ -243,7 +250,7 @@ func (fc *fastConn) serve() {
 	handed := false
 	defer func() {
 		if v := recover(); v != nil {
-			fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.c.RemoteAddr().String(), "panic", fmt.Sprint(v))
+			fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.remote, "panic", fmt.Sprint(v))
 		}
 		if !handed {
 			fc.c.Close()
@@ -270,7 +277,6 @@ func (fc *fastConn) serve() {
 			return
 		}
 		first = false
-		fc.setReadDeadline(fc.s.opts.ReadHeaderTimeout)
 		buf, why := fc.readHead()
 		if why == "" {
 			why = parseHead(buf, &fc.head)
@@ -302,7 +308,7 @@ func (fc *fastConn) serve() {
 // the buffered bytes, or a handoff reason: "eof" when the client went
 // away, handoffLarge when the head does not fit the buffer.
 func (fc *fastConn) readHead() ([]byte, string) {
-	for {
+	for waited := false; ; waited = true {
 		n := fc.r.Buffered()
 		buf, _ := fc.r.Peek(n)
 		if i := indexHeadEnd(buf); i >= 0 {
@@ -310,6 +316,11 @@ func (fc *fastConn) readHead() ([]byte, string) {
 		}
 		if n >= fastBufSize {
 			return nil, handoffLarge
+		}
+		if !waited {
+			// The head came in pieces: from here on the header timeout
+			// bounds the wait, not the idle one.
+			fc.setReadDeadline(fc.s.opts.ReadHeaderTimeout)
 		}
 		if _, err := fc.r.Peek(n + 1); err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
