@@ -138,9 +138,13 @@ func TestLoad_NamesFileAndEnvOverrides(t *testing.T) {
 	}
 	t.Setenv("BANYAN_LISTEN", "127.0.0.1:18080")
 	t.Setenv("BANYAN_ADMIN_LISTEN", "127.0.0.1:19901")
+	t.Setenv("BANYAN_FAST_PATH", "off")
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
+	}
+	if got, want := cfg.FastPath, "off"; got != want {
+		t.Errorf("fast_path = %q, want %q (BANYAN_FAST_PATH)", got, want)
 	}
 	if got, want := cfg.Listen, "127.0.0.1:18080"; got != want {
 		t.Errorf("listen = %q, want %q (BANYAN_LISTEN)", got, want)
@@ -249,6 +253,24 @@ routes:
 	for _, want := range []string{"routes[three].shadow: the split has 3 backends; set shadow.new", "routes[bad].shadow.percent", "routes[bad].shadow.writes", `line 5: size "lots"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}
+
+func TestValidate_FastPath(t *testing.T) {
+	for _, tc := range []struct {
+		value   string
+		problem bool
+	}{{"", false}, {"on", false}, {"off", false}, {"fast", true}} {
+		cfg, err := Parse([]byte("fast_path: \"" + tc.value + "\"\n" + goodConfig))
+		if tc.value == "" {
+			cfg, err = Parse([]byte(goodConfig))
+		}
+		if got := err != nil && strings.Contains(err.Error(), "fast_path"); got != tc.problem {
+			t.Errorf("fast_path %q: problem reported = %v, want %v (err: %v)", tc.value, got, tc.problem, err)
+		}
+		if err == nil && cfg.FastPath == "" {
+			t.Errorf("fast_path %q: no default applied", tc.value)
 		}
 	}
 }
