@@ -427,3 +427,38 @@ func TestDemoServiceCmd(t *testing.T) {
 		})
 	}
 }
+
+func TestServe_FastPathSetting(t *testing.T) {
+	for _, tc := range []struct {
+		setting string
+		want    int // requests the fast path answers out of 20
+	}{{"", 20}, {"fast_path: off\n", 0}} {
+		t.Run("setting="+strings.TrimSpace(tc.setting), func(t *testing.T) {
+			a := namedBackend(t, "a")
+			path := filepath.Join(t.TempDir(), "banyan.yaml")
+			writeAtomic(t, path, tc.setting+configYAML(a.URL, a.URL, 100, 0))
+			srv, _ := startServer(t, path, io.Discard)
+			for i := range 20 {
+				resp, err := http.Get("http://" + srv.proxyAddr() + fmt.Sprintf("/x/%d", i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || string(body) != "a" {
+					t.Fatalf("request %d: %s %q, want 200 \"a\"", i, resp.Status, body)
+				}
+			}
+			resp, err := http.Get("http://" + srv.adminAddr() + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := fmt.Sprintf("banyan_proxy_fast_path_requests_total %d\n", tc.want)
+			if !strings.Contains(string(metrics), want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		})
+	}
+}
