@@ -360,6 +360,10 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 	if h.teTrailers {
 		w.WriteString("Te: trailers\r\n")
 	}
+	if !h.hasLength && (ex.method == http.MethodPost || ex.method == http.MethodPut || ex.method == http.MethodPatch) {
+		// As http.Transport does: many servers want a length for these.
+		w.WriteString("Content-Length: 0\r\n")
+	}
 	w.WriteString("X-Forwarded-For: ")
 	for _, v := range xff {
 		w.Write(v)
@@ -484,10 +488,13 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 	if head[7] == '0' {
 		rh.close = true // HTTP/1.0 closes unless it says keep-alive
 	}
+	var err error
+	if rh.lines, err = headerLines(head, rh.lines[:0]); err != nil {
+		return err
+	}
 	lengths := 0
-	rh.lines = rh.lines[:0]
-	err := eachLine(head, func(name, value []byte) error {
-		rh.lines = append(rh.lines, [2][]byte{name, value})
+	for _, l := range rh.lines {
+		name, value := l[0], l[1]
 		switch {
 		case asciiEqualFold(name, "content-length"):
 			n, ok := parseLength(value)
@@ -516,10 +523,6 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 		case asciiEqualFold(name, "date"):
 			rh.hasDate = true
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if rh.chunked {
 		rh.length = -1 // chunked wins, as in net/http
@@ -527,9 +530,12 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 	return nil
 }
 
-// eachLine calls fn with each header line of a response head; a line that
-// is not "name: value" is an error.
-func eachLine(head []byte, fn func(name, value []byte) error) error {
+// headerLines appends the name and value of each header line of a
+// response head to lines. As RFC 9112 asks of a proxy (and as net/http
+// does), a folded line is joined to the one before with a space, and a
+// line with blanks before its colon is left out; any other line that is
+// not "name: value" is an error.
+func headerLines(head []byte, lines [][2][]byte) ([][2][]byte, error) {
 	rest := head[bytes.IndexByte(head, '\n')+1:]
 	for len(rest) > 0 {
 		i := bytes.IndexByte(rest, '\n')
@@ -538,27 +544,37 @@ func eachLine(head []byte, fn func(name, value []byte) error) error {
 		if len(line) == 0 {
 			break
 		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if len(lines) == 0 {
+				return nil, fmt.Errorf("malformed header line %q", line)
+			}
+			last := &lines[len(lines)-1]
+			joined := append(append(append([]byte(nil), last[1]...), ' '), bytes.Trim(line, " \t")...)
+			last[1] = bytes.TrimRight(joined, " ")
+			continue
+		}
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
-			return fmt.Errorf("malformed header line %q", line)
+			return nil, fmt.Errorf("malformed header line %q", line)
 		}
 		name := line[:colon]
+		if c := name[len(name)-1]; c == ' ' || c == '\t' {
+			continue
+		}
 		for _, c := range name {
 			if !isTokenChar(c) {
-				return fmt.Errorf("malformed header name %q", name)
+				return nil, fmt.Errorf("malformed header name %q", name)
 			}
 		}
 		value := bytes.Trim(line[colon+1:], " \t")
 		for _, c := range value {
 			if c < ' ' && c != '\t' || c == 0x7f {
-				return fmt.Errorf("invalid byte in header %q", name)
+				return nil, fmt.Errorf("invalid byte in header %q", name)
 			}
 		}
-		if err := fn(name, value); err != nil {
-			return err
-		}
+		lines = append(lines, [2][]byte{name, value})
 	}
-	return nil
+	return lines, nil
 }
 
 // respHopByHop reports whether a response header stays with the backend

@@ -33,6 +33,7 @@ type reqHead struct {
 	host           []byte
 	lines          []headerLine
 	contentLength  int64 // 0 when absent
+	hasLength      bool  // a Content-Length header was sent
 	close          bool  // Connection: close
 	teTrailers     bool  // TE names trailers
 	connTokens     [][]byte
@@ -60,7 +61,7 @@ func parseHead(buf []byte, h *reqHead) string {
 	*h = reqHead{raw: h.raw[:0], lines: h.storage[:0]}
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 {
-		return handoffLarge
+		return handoffMalformed // e.g. a head ended by a bare LF
 	}
 	h.raw = buf[:end+4]
 	// Request line: METHOD SP origin-form SP HTTP/1.1 CRLF.
@@ -144,7 +145,7 @@ func parseHead(buf []byte, h *reqHead) string {
 			if n > maxFastBody {
 				return handoffBigBody
 			}
-			h.contentLength = n
+			h.contentLength, h.hasLength = n, true
 		case asciiEqualFold(name, "transfer-encoding"):
 			return handoffChunked
 		case asciiEqualFold(name, "upgrade"):

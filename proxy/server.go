@@ -312,7 +312,7 @@ func (fc *fastConn) readHead() ([]byte, string) {
 		n := fc.r.Buffered()
 		buf, _ := fc.r.Peek(n)
 		if i := indexHeadEnd(buf); i >= 0 {
-			return buf, ""
+			return buf[:i], ""
 		}
 		if n >= fastBufSize {
 			return nil, handoffLarge
@@ -331,9 +331,12 @@ func (fc *fastConn) readHead() ([]byte, string) {
 	}
 }
 
+// indexHeadEnd returns the length of the head at the start of b: through
+// the first empty line, CRLF or bare LF (net/http takes both; parseHead
+// then hands the bare-LF kind over), or -1 when it has not all come.
 func indexHeadEnd(b []byte) int {
-	for i := 3; i < len(b); i++ {
-		if b[i] == '\n' && b[i-1] == '\r' && b[i-2] == '\n' && b[i-3] == '\r' {
+	for i := 1; i < len(b); i++ {
+		if b[i] == '\n' && (b[i-1] == '\n' || i >= 2 && b[i-1] == '\r' && b[i-2] == '\n') {
 			return i + 1
 		}
 	}
