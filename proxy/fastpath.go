@@ -72,8 +72,7 @@ func newFastUpstream(target *url.URL, key upstreamKey, dial time.Duration) *fast
 }
 
 // get returns an idle connection (reused) or a new one.
-func (u *fastUpstream) get() (*upConn, bool, error) {
-	now := time.Now()
+func (u *fastUpstream) get(now time.Time) (*upConn, bool, error) {
 	u.mu.Lock()
 	for len(u.idle) > 0 {
 		uc := u.idle[len(u.idle)-1]
@@ -97,9 +96,10 @@ func (u *fastUpstream) dialConn() (*upConn, error) {
 	return &upConn{c: c, r: bufio.NewReaderSize(c, 8<<10), w: bufio.NewWriterSize(c, 4<<10)}, nil
 }
 
-// put returns a connection whose last exchange ended cleanly.
-func (u *fastUpstream) put(uc *upConn) {
-	uc.lastUsed = time.Now()
+// put returns a connection whose last exchange, started at used, ended
+// cleanly.
+func (u *fastUpstream) put(uc *upConn, used time.Time) {
+	uc.lastUsed = used
 	if cap(uc.head) > 64<<10 {
 		uc.head = nil
 	}
@@ -154,7 +154,8 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	}
 	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, host: req.Host, method: req.Method, start: start}
 	code, keep := ex.run()
-	fc.series.observe(p.metrics, rt.Name, name, code, time.Since(start))
+	fc.lastEnd = time.Now()
+	fc.series.observe(p.metrics, rt.Name, name, code, fc.lastEnd.Sub(start))
 	return keep && !h.close, ""
 }
 
@@ -233,7 +234,7 @@ var errClient = errors.New("client connection failed")
 // the client saw (502 when the answer broke off) and whether the client
 // connection can carry another request.
 func (ex *exchange) run() (int, bool) {
-	uc, reused, err := ex.u.get()
+	uc, reused, err := ex.u.get(ex.start)
 	if err == nil && reused && !idempotent(ex.method) {
 		// A write must not be sent down a connection the backend has
 		// closed meanwhile: it could not be retried safely.
@@ -266,7 +267,7 @@ func (ex *exchange) run() (int, bool) {
 	if ex.upstreamBroken {
 		uc.c.Close()
 	} else {
-		ex.u.put(uc)
+		ex.u.put(uc, ex.start)
 	}
 	return code, !ex.clientBroken && !ex.closeClient
 }

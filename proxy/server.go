@@ -231,6 +231,9 @@ type fastConn struct {
 	url  url.URL
 	// remote is the client's address, ip its host part.
 	remote, ip string
+	// deadline is the read deadline set on c; lastEnd when the last
+	// answer was done.
+	deadline, lastEnd time.Time
 	// series caches the metrics of the last route, backend and status
 	// this connection saw; most connections see one.
 	series seriesCache
@@ -264,11 +267,11 @@ func (fc *fastConn) serve() {
 	fc.w.Reset(fc.c)
 	first := true
 	for {
-		wait := fc.s.opts.IdleTimeout
 		if first {
-			wait = fc.s.opts.ReadHeaderTimeout
+			fc.setReadDeadline(fc.s.opts.ReadHeaderTimeout)
+		} else {
+			fc.idleDeadline()
 		}
-		fc.setReadDeadline(wait)
 		if _, err := fc.r.Peek(1); err != nil {
 			return
 		}
@@ -296,7 +299,7 @@ func (fc *fastConn) serve() {
 			return
 		}
 		fc.s.p.metrics.handoff(why)
-		_ = fc.c.SetReadDeadline(time.Time{})
+		fc.setReadDeadline(0)
 		pending, _ := fc.r.Peek(fc.r.Buffered())
 		handed = true
 		fc.s.handoff(fc.c, pending)
@@ -348,6 +351,30 @@ func (fc *fastConn) setReadDeadline(d time.Duration) {
 	if d > 0 {
 		t = time.Now().Add(d)
 	}
+	fc.deadline = t
+	_ = fc.c.SetReadDeadline(t)
+}
+
+// idleDeadline bounds the wait for the next request by IdleTimeout from
+// the end of the last answer. A deadline set less than a second before
+// stays: resetting the timer for every request of a busy connection costs
+// more than the second is worth.
+func (fc *fastConn) idleDeadline() {
+	idle := fc.s.opts.IdleTimeout
+	if idle <= 0 {
+		if !fc.deadline.IsZero() {
+			fc.setReadDeadline(0)
+		}
+		return
+	}
+	t := fc.lastEnd.Add(idle)
+	if fc.lastEnd.IsZero() {
+		t = time.Now().Add(idle)
+	}
+	if d := t.Sub(fc.deadline); d >= 0 && d < time.Second {
+		return
+	}
+	fc.deadline = t
 	_ = fc.c.SetReadDeadline(t)
 }
 
