@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banyanhq/banyan/proxy"
 	"github.com/banyanhq/banyan/routes"
 )
 
@@ -795,12 +796,18 @@ func jsonAPI(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, benchJSON)
 }
 
-// BenchmarkProxy_Get measures a GET through banyan on real sockets;
-// compare with BenchmarkDirect_Get, the same client straight to the
-// backend. Allocations count the whole process: client, proxy and backend.
+// BenchmarkProxy_Get measures a GET through banyan on real sockets, on
+// the fast path and on net/http alone; compare with BenchmarkDirect_Get,
+// the same client straight to the backend. Allocations count the whole
+// process: client, proxy and backend.
 func BenchmarkProxy_Get(b *testing.B) {
-	api := newBackend(b, "api", jsonAPI)
-	h := newHarness(b, `
+	for _, mode := range []struct {
+		name    string
+		netHTTP bool
+	}{{"fast-path", false}, {"net-http", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			api := newBackend(b, "api", jsonAPI)
+			p, _, _ := newProxy(b, `
 backends:
   api: {url: "${api}"}
 routes:
@@ -809,7 +816,10 @@ routes:
     split: {api: 100}
     sticky: {cookie: uid}
 `, api)
-	benchGet(b, h.client, h.URL+"/api/orders/7")
+			url := serve(b, p, proxy.ServerOptions{NetHTTPOnly: mode.netHTTP})
+			benchGet(b, newClient(b), url+"/api/orders/7")
+		})
+	}
 }
 
 // BenchmarkDirect_Get is BenchmarkProxy_Get's baseline.
