@@ -2,6 +2,8 @@
 # bench/proxy.sh — the same small-GET load, in one run, against:
 #   direct  the backend itself (the baseline)
 #   banyan  banyan's proxy (`banyan serve`)
+#   banyan-nethttp  the same with `fast_path: off` (net/http and
+#           httputil.ReverseProxy for every request, as before ADR 0006)
 #   nginx   nginx as a reverse proxy (upstream keepalive 256, HTTP/1.1)
 #   caddy   caddy as a reverse proxy (reverse_proxy, 256 idle upstream conns)
 # all in front of the same tiny Go backend (bench/backend), all on 127.0.0.1.
@@ -25,6 +27,8 @@
 # Env:   SCENARIO (proxies, the default, or shadow)
 #        DURATION (s, default 10)  RATE (default 2000)  CONNS (default 64)
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
+#        ROUNDS (default 1): measure every target ROUNDS times, the targets'
+#        order rotated each round, and report each round and the medians
 #        OUT (keep raw outputs here; default: a temp dir removed on exit)
 #        CADDY_IDLE (caddy keepalive_idle_conns_per_host, default 256)
 #        QUIET_WAIT, QUIET_MAX (before each measurement wait up to QUIET_WAIT s,
@@ -48,6 +52,7 @@ RATE=${RATE:-2000}
 CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-2}
 TARGETS=${TARGETS:-"direct banyan nginx caddy"}
+ROUNDS=${ROUNDS:-1}
 PROFILE=${PROFILE:-0}
 # caddy keeps at most 32 idle upstream connections per host by default; with
 # 64 client connections that closes and reopens upstream connections all the
@@ -101,9 +106,9 @@ for tool in $TOOLS; do
 done
 for t in $TARGETS; do
 	case $t in
-	direct | banyan) ;;
+	direct | banyan | banyan-nethttp) ;;
 	nginx | caddy) command -v "$t" >/dev/null || die "$t not found (apt-get install -y $t), or leave it out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, nginx, caddy)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, caddy)" ;;
 	esac
 done
 
@@ -220,13 +225,16 @@ start_target() { # sets URL and TARGET_PID
 		URL=http://$BACKEND/
 		return
 		;;
-	banyan)
+	banyan | banyan-nethttp)
 		port=$(free_port)
 		admin=$(free_port)
 		ADMIN=127.0.0.1:$admin
 		mkdir -p "$TMP/banyan-state"
+		fast=on
+		[[ $t == banyan-nethttp ]] && fast=off
 		cat >"$TMP/banyan.yaml" <<EOF
 listen: 127.0.0.1:$port
+fast_path: $fast
 admin: {listen: 127.0.0.1:$admin}
 state: $TMP/banyan-state/state.db
 backends:
@@ -236,7 +244,7 @@ routes:
     match: {path_prefix: /}
     split: {app: 100}
 EOF
-		start banyan env -u BANYAN_ADMIN_TOKEN "$TMP/banyan" serve --config "$TMP/banyan.yaml"
+		start "$t" env -u BANYAN_ADMIN_TOKEN -u BANYAN_FAST_PATH "$TMP/banyan" serve --config "$TMP/banyan.yaml"
 		;;
 	nginx)
 		port=$(free_port)
@@ -307,10 +315,11 @@ kv() { # kv KEY LINE: the value of KEY=... in a loadgen line
 	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
 }
 
-# measure_max T: wrk at full speed; sets RPS P50 P99 WRKERR[T] and OTHER.
+# measure_max K: wrk at full speed on the running target; K is the target,
+# or target.round with ROUNDS > 1. Sets RPS P50 P99 WRKERR[K] and OTHER.
 measure_max() {
 	local t=$1 t0 psec prof_pid=
-	if [[ $t == banyan && $PROFILE == 1 ]]; then
+	if [[ $t == banyan || $t == banyan.1 ]] && [[ $PROFILE == 1 ]]; then
 		psec=$((DURATION > 2 ? DURATION - 2 : 1))
 		curl -fsS --max-time $((psec + 10)) -o "$OUT/banyan.cpu.pprof" \
 			"http://$ADMIN/debug/pprof/profile?seconds=$psec" 2>"$OUT/banyan.pprof.err" &
@@ -333,7 +342,7 @@ measure_max() {
 	WRKERR[$t]=$(grep -E 'Non-2xx|Socket errors' "$OUT/$t.wrk.txt" | tr -s ' ' | paste -sd';' - || true)
 }
 
-# measure_fixed T: loadgen at $RATE; sets LINE[T] and OTHER.
+# measure_fixed K: loadgen at $RATE; sets LINE[K] and OTHER.
 measure_fixed() {
 	local t=$1 t0
 	t0=$(ticks)
@@ -516,25 +525,35 @@ if [[ $SCENARIO == shadow ]]; then
 fi
 
 declare -A RPS P50 P99 WRKERR LINE DETAIL
-for t in $TARGETS; do
-	log "$t: starting"
-	start_target "$t"
-	log "$t: warm-up ${WARMUP}s, then wrk -t2 -c$CONNS -d${DURATION}s --latency $URL"
-	run_load wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
-	measure max "$t"
-	note_max="$OTHER% ($TRIES)"
+read -ra TLIST <<<"$TARGETS"
+KEYS=()
+for r in $(seq 1 "$ROUNDS"); do
+	# Rotate the order each round, so no target always runs first or last.
+	n=${#TLIST[@]}
+	for i in $(seq 0 $((n - 1))); do
+		t=${TLIST[$(((i + r - 1) % n))]}
+		key=$t
+		((ROUNDS > 1)) && key=$t.$r
+		KEYS+=("$key")
+		log "$key: starting"
+		start_target "$t"
+		log "$key: warm-up ${WARMUP}s, then wrk -t2 -c$CONNS -d${DURATION}s --latency $URL"
+		run_load wrk -t2 -c"$CONNS" -d"${WARMUP}s" "$URL" >/dev/null
+		measure max "$key"
+		note_max="$OTHER% ($TRIES)"
 
-	sleep 1
-	log "$t: loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
-	measure fixed "$t"
-	note_fixed="$OTHER% ($TRIES)"
-	line=${LINE[$t]}
-	DETAIL[$t]="| $t | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${WRKERR[$t]:-none} | $note_max | $note_fixed |"
+		sleep 1
+		log "$key: loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
+		measure fixed "$key"
+		note_fixed="$OTHER% ($TRIES)"
+		line=${LINE[$key]}
+		DETAIL[$key]="| $key | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${WRKERR[$key]:-none} | $note_max | $note_fixed |"
 
-	if [[ -n $TARGET_PID ]]; then
-		stop "$TARGET_PID"
-	fi
-	log "$t: ${RPS[$t]} req/s, p50 ${P50[$t]} ms, p99 ${P99[$t]} ms; @${RATE}: p50 $(kv p50 "$line") ms, p99 $(kv p99 "$line") ms"
+		if [[ -n $TARGET_PID ]]; then
+			stop "$TARGET_PID"
+		fi
+		log "$key: ${RPS[$key]} req/s, p50 ${P50[$key]} ms, p99 ${P99[$key]} ms; @${RATE}: p50 $(kv p50 "$line") ms, p99 $(kv p99 "$line") ms"
+	done
 done
 
 # ---- report ---------------------------------------------------------------
@@ -545,19 +564,49 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-)"
 echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)$(command -v nginx >/dev/null && echo "; $(nginx -v 2>&1 | cut -d' ' -f3)")$(command -v caddy >/dev/null && echo "; caddy $(caddy version | cut -d' ' -f1)"); banyan: $rev"
-echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns; latencies in ms"
+echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns; ROUNDS=$ROUNDS; latencies in ms"
 echo
+# added K: K's fixed-rate p99 minus direct's in the same round.
+added() {
+	local k=$1 d=direct
+	[[ $k == *.* ]] && d=direct.${k#*.}
+	if [[ ${k%%.*} == direct ]]; then
+		echo "—"
+	elif [[ -n ${LINE[$d]:-} ]]; then
+		awk -v a="$(kv p99 "${LINE[$k]}")" -v b="$(kv p99 "${LINE[$d]}")" 'BEGIN {printf "%+.2f", a - b}'
+	else
+		echo "n/a"
+	fi
+}
 echo "| target | max rps | p50 | p99 | p50@$rk | p99@$rk | added p99@$rk vs direct |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-for t in $TARGETS; do
-	if [[ -n ${LINE[direct]:-} ]]; then
-		added=$(awk -v a="$(kv p99 "${LINE[$t]}")" -v b="$(kv p99 "${LINE[direct]}")" 'BEGIN {printf "%+.2f", a - b}')
-		[[ $t == direct ]] && added="—"
-	else
-		added="n/a"
-	fi
-	echo "| $t | ${RPS[$t]} | ${P50[$t]} | ${P99[$t]} | $(kv p50 "${LINE[$t]}") | $(kv p99 "${LINE[$t]}") | $added |"
+for k in "${KEYS[@]}"; do
+	echo "| $k | ${RPS[$k]} | ${P50[$k]} | ${P99[$k]} | $(kv p50 "${LINE[$k]}") | $(kv p99 "${LINE[$k]}") | $(added "$k") |"
 done
+if ((ROUNDS > 1)); then
+	median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+	echo
+	echo "Medians over $ROUNDS rounds (max rps vs nginx: this target's max rps over nginx's in the same round):"
+	echo
+	echo "| target | max rps | p99@$rk | added p99@$rk | max rps vs nginx, each round |"
+	echo "|---|---:|---:|---:|---|"
+	for t in "${TLIST[@]}"; do
+		rps="" p99="" add="" vs=""
+		for r in $(seq 1 "$ROUNDS"); do
+			k=$t.$r
+			rps+=" ${RPS[$k]}"
+			p99+=" $(kv p99 "${LINE[$k]}")"
+			a=$(added "$k")
+			[[ $a == "—" || $a == n/a ]] || add+=" $a"
+			if [[ -n ${RPS[nginx.$r]:-} ]]; then
+				vs+=" $(awk -v a="${RPS[$k]}" -v b="${RPS[nginx.$r]}" 'BEGIN {printf "%.2f", a / b}')"
+			fi
+		done
+		madd="—"
+		[[ -n $add ]] && madd=$(printf '%+.2f' "$(median <<<"$add")")
+		echo "| $t | $(median <<<"$rps") | $(median <<<"$p99") | $madd | ${vs# } |"
+	done
+fi
 echo
 echo "Detail (ms; fixed-rate p* from the scheduled send time, svc from the actual send, lag = client lateness;"
 echo "other = share of the machine taken by processes outside this run and by hypervisor steal during the kept measurement (tries);"
@@ -565,6 +614,6 @@ echo "above $OTHER_MAX_PCT % the figures are noisy):"
 echo
 echo "| target | ok@$rk | errors@$rk | p90@$rk | max@$rk | svc p50@$rk | svc p99@$rk | lag p99@$rk | wrk errors | other: max | other: $rk |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-for t in $TARGETS; do
-	echo "${DETAIL[$t]}"
+for k in "${KEYS[@]}"; do
+	echo "${DETAIL[$k]}"
 done
