@@ -516,8 +516,9 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 			if head[7] == '0' && hasToken(value, "keep-alive") {
 				rh.close = false
 			}
-			for _, t := range bytes.Split(value, []byte(",")) {
-				if t = bytes.Trim(t, " \t"); len(t) > 0 && len(rh.connNames) < 8 {
+			for v := value; len(v) > 0; {
+				var t []byte
+				if t, v = nextToken(v); len(t) > 0 && len(rh.connNames) < 8 {
 					rh.connNames = append(rh.connNames, t)
 				}
 			}

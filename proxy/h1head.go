@@ -172,12 +172,7 @@ func parseHead(buf []byte, h *reqHead) string {
 func (h *reqHead) connection(v []byte) string {
 	for len(v) > 0 {
 		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			tok, v = v, nil
-		}
-		tok = bytes.Trim(tok, " \t")
+		tok, v = nextToken(v)
 		switch {
 		case len(tok) == 0:
 		case asciiEqualFold(tok, "close"):
@@ -322,12 +317,7 @@ func parseLength(v []byte) (int64, bool) {
 func hasToken(v []byte, tok string) bool {
 	for len(v) > 0 {
 		var t []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			t, v = v[:i], v[i+1:]
-		} else {
-			t, v = v, nil
-		}
-		t = bytes.Trim(t, " \t")
+		t, v = nextToken(v)
 		if i := bytes.IndexByte(t, ';'); i >= 0 {
 			t = bytes.TrimRight(t[:i], " \t")
 		}
@@ -336,6 +326,17 @@ func hasToken(v []byte, tok string) bool {
 		}
 	}
 	return false
+}
+
+// nextToken splits the first element, blanks trimmed, off the
+// comma-separated list v.
+func nextToken(v []byte) (tok, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		tok, rest = v[:i], v[i+1:]
+	} else {
+		tok = v
+	}
+	return bytes.Trim(tok, " \t"), rest
 }
 
 func asciiEqualFold(b []byte, s string) bool {
