@@ -134,11 +134,11 @@ func (u *fastUpstream) closeIdle() {
 // answer the request instead (nothing has been read past the head then).
 func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string) {
 	start := time.Now()
-	req, ok := fc.request(h)
+	t := p.table()
+	req, ok := fc.request(h, t)
 	if !ok {
 		return false, handoffMalformed
 	}
-	t := p.table()
 	rt := t.Match(req)
 	if rt == nil {
 		return false, handoffNoRoute
@@ -160,8 +160,8 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 }
 
 // request fills the connection's reusable http.Request with what routing
-// reads: method, URL, Host and headers.
-func (fc *fastConn) request(h *reqHead) (*http.Request, bool) {
+// under t reads: method, URL, Host and the headers t names.
+func (fc *fastConn) request(h *reqHead, t *routes.Table) (*http.Request, bool) {
 	u := &fc.url
 	if bytes.IndexByte(h.target, '%') < 0 {
 		// What url.ParseRequestURI makes of a plain target without escapes.
@@ -178,7 +178,7 @@ func (fc *fastConn) request(h *reqHead) (*http.Request, bool) {
 		fc.req.Header = make(http.Header, len(h.lines))
 	}
 	clear(fc.req.Header)
-	h.header(fc.req.Header)
+	h.header(fc.req.Header, t.RoutingHeaders())
 	fc.req.Method = methodString(h.method)
 	fc.req.URL = u
 	fc.req.Host = string(h.host)

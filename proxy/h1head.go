@@ -198,11 +198,45 @@ func (h *reqHead) value(buf []byte, i int) []byte {
 }
 
 // header builds the http.Header routing looks at, as net/http would.
-func (h *reqHead) header(hdr http.Header) {
+// With names (canonical header names) it holds only those headers: routing
+// reads a few, and the others then cost nothing.
+func (h *reqHead) header(hdr http.Header, names []string) {
 	for i := range h.lines {
-		k := textproto.CanonicalMIMEHeaderKey(string(h.name(h.raw, i)))
-		hdr[k] = append(hdr[k], string(h.value(h.raw, i)))
+		name := h.name(h.raw, i)
+		k := ""
+		if names == nil {
+			k = textproto.CanonicalMIMEHeaderKey(string(name))
+		}
+		for _, n := range names {
+			if equalFold(name, n) {
+				k = n
+				break
+			}
+		}
+		if k != "" {
+			hdr[k] = append(hdr[k], string(h.value(h.raw, i)))
+		}
 	}
+}
+
+// equalFold is bytes.EqualFold for ASCII, without converting s.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // hopByHop reports whether a request header must not be forwarded: the

@@ -152,7 +152,7 @@ func FuzzParseHead(f *testing.F) {
 			}
 		}
 		got := http.Header{}
-		h.header(got)
+		h.header(got, nil)
 		delete(got, "Host") // net/http moves it to req.Host, compared above
 		// net/http adds Cache-Control: no-cache for Pragma: no-cache
 		// (RFC 7234 section 5.4), and so forwards both; the fast path

@@ -274,3 +274,45 @@ func TestValidate_FastPath(t *testing.T) {
 		}
 	}
 }
+
+func TestTable_RoutingHeaders(t *testing.T) {
+	compile := func(t *testing.T, yml string) *Table {
+		t.Helper()
+		cfg, err := Parse([]byte(yml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]routeState{}
+		for _, r := range cfg.Routes {
+			s := Split(r.Split)
+			states[r.Name] = routeState{Split: s, FileSplit: s, Assign: Rebalance(Assignment{}, s, 1)}
+		}
+		tbl, err := newTable(cfg, states, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tbl
+	}
+	tbl := compile(t, `
+backends: {a: {url: http://a}, b: {url: http://b}}
+routes:
+  - name: by-user
+    match: {path_prefix: /api, headers: {x-tenant: acme, ACCEPT: "*"}}
+    split: {a: 50, b: 50}
+    sticky: {header: x-user-id}
+  - name: by-cookie
+    match: {path_prefix: /shop}
+    split: {a: 50, b: 50}
+    sticky: {cookie: uid}
+  - name: rest
+    split: {a: 100}
+`)
+	got := strings.Join(tbl.RoutingHeaders(), ",")
+	if want := "X-Banyan-Backend,X-User-Id,Accept,X-Tenant,Cookie"; got != want {
+		t.Errorf("routing headers = %s, want %s", got, want)
+	}
+	tbl = compile(t, "override: {disabled: true}\nbackends: {a: {url: http://a}}\nroutes: [{name: rest, split: {a: 100}}]\n")
+	if got := tbl.RoutingHeaders(); len(got) != 0 {
+		t.Errorf("routing headers = %v, want none: no override header, no sticky key, no header match", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/textproto"
 )
 
 // Decision says how a backend was chosen for a request.
@@ -37,6 +38,9 @@ type Table struct {
 	override string // "" when the override header is disabled
 	trustXFF bool
 	version  int64
+	// routingHeaders are the canonical names of the request headers
+	// Match and Pick read.
+	routingHeaders []string
 }
 
 // Route is one compiled route.
@@ -107,7 +111,38 @@ func newTable(cfg *Config, states map[string]routeState, version int64) (*Table,
 		t.routes = append(t.routes, r)
 		t.byName[r.Name] = r
 	}
+	t.routingHeaders = t.readHeaders()
 	return t, nil
+}
+
+// RoutingHeaders returns the canonical names of the request headers that
+// Match, Pick and Route.Shadowed read (the override header, sticky headers,
+// Cookie for sticky cookies, matched headers); a request whose Header holds
+// only these is routed the same as one with all of its headers.
+func (t *Table) RoutingHeaders() []string { return t.routingHeaders }
+
+func (t *Table) readHeaders() []string {
+	seen := map[string]bool{}
+	var names []string
+	add := func(name string) {
+		if name = textproto.CanonicalMIMEHeaderKey(name); name != "" && !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	add(t.override)
+	for _, r := range t.routes {
+		switch {
+		case r.Sticky.Header != "":
+			add(r.Sticky.Header)
+		case r.Sticky.Cookie != "":
+			add("Cookie")
+		}
+		for _, h := range r.match.headers {
+			add(h.name)
+		}
+	}
+	return names
 }
 
 // Version is the history sequence number of the newest edit the table
