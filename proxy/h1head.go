@@ -300,19 +300,33 @@ func plainTarget(t []byte) bool {
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case targetChars[c]:
 		case c == '%':
 			if i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2]) {
 				return false
 			}
 			i += 2
-		case bytes.IndexByte([]byte("-._~!$&'()*+,=:@/?"), c) >= 0:
 		default:
 			// ';' included: net/http's query handling differs on it.
 			return false
 		}
 	}
 	return true
+}
+
+// targetChars and tokenChars are the bytes plainTarget takes unescaped
+// and the bytes of an RFC 9110 token.
+var targetChars, tokenChars = charSet("-._~!$&'()*+,=:@/?"), charSet("!#$%&'*+-.^_`|~")
+
+// charSet is the letters, the digits and extra.
+func charSet(extra string) (set [256]bool) {
+	for c := range 256 {
+		set[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+	}
+	for i := range len(extra) {
+		set[extra[i]] = true
+	}
+	return set
 }
 
 // plainHost accepts host[:port] names and IPv4 addresses; anything else
@@ -394,10 +408,4 @@ func isHex(c byte) bool {
 }
 
 // isTokenChar reports whether c may appear in an RFC 9110 token.
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
-}
+func isTokenChar(c byte) bool { return tokenChars[c] }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -338,10 +339,15 @@ func (fc *fastConn) readHead() ([]byte, string) {
 // the first empty line, CRLF or bare LF (net/http takes both; parseHead
 // then hands the bare-LF kind over), or -1 when it has not all come.
 func indexHeadEnd(b []byte) int {
-	for i := 1; i < len(b); i++ {
-		if b[i] == '\n' && (b[i-1] == '\n' || i >= 2 && b[i-1] == '\r' && b[i-2] == '\n') {
-			return i + 1
-		}
+	crlf := bytes.Index(b, []byte("\r\n\r\n"))
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (crlf < 0 || i < crlf) {
+		return i + 2
+	}
+	if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 && (crlf < 0 || i+1 < crlf) {
+		return i + 3
+	}
+	if crlf >= 0 {
+		return crlf + 4
 	}
 	return -1
 }
