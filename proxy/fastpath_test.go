@@ -146,6 +146,16 @@ func (rc *rawClient) expectClosed() {
 	}
 }
 
+// expectClosingAnswer checks that resp says Connection: close and that the
+// proxy then closes the connection.
+func (rc *rawClient) expectClosingAnswer(resp *http.Response) {
+	rc.tb.Helper()
+	if !resp.Close {
+		rc.tb.Error("answer does not say Connection: close")
+	}
+	rc.expectClosed()
+}
+
 func firstLineOf(s string) string {
 	line, _, _ := strings.Cut(s, "\r\n")
 	return line
@@ -839,10 +849,7 @@ func TestServer_CloseDelimitedAnswer(t *testing.T) {
 			t.Fatalf("request %d: status %d, %d bytes of body; want 200, %d bytes", i+1, resp.StatusCode, len(got), len(body))
 		}
 		if fastPathOn() {
-			if !resp.Close {
-				t.Error("answer does not say Connection: close")
-			}
-			rc.expectClosed()
+			rc.expectClosingAnswer(resp)
 		}
 	}
 	expectFastPath(t, reg, 2, nil)
@@ -1150,10 +1157,7 @@ func TestServer_ClientConnectionClose(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || body != "GET /bye " {
 		t.Errorf("status %d, body %q", resp.StatusCode, body)
 	}
-	if !resp.Close {
-		t.Error("answer does not say Connection: close")
-	}
-	rc.expectClosed()
+	rc.expectClosingAnswer(resp)
 	expectFastPath(t, reg, 1, nil)
 }
 
@@ -1212,10 +1216,7 @@ func TestServer_Shutdown(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || body != "done /slow" {
 		t.Errorf("request in flight: status %d, body %q; want 200, %q", resp.StatusCode, body, "done /slow")
 	}
-	if !resp.Close {
-		t.Error("answer during shutdown does not say Connection: close")
-	}
-	busy.expectClosed()
+	busy.expectClosingAnswer(resp)
 	if err := recv(t, shut, "Shutdown's return"); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
