@@ -4,6 +4,6 @@ package proxy
 
 import "net"
 
-// connAlive cannot peek without blocking here; a closed connection shows
-// up as an error when it is used.
-func connAlive(net.Conn) bool { return true }
+// peek cannot look without blocking here: it says quiet, and a closed
+// connection shows up as an error when it is used.
+func peek(net.Conn) peekState { return peekQuiet }

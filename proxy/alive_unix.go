@@ -7,23 +7,31 @@ import (
 	"syscall"
 )
 
-// connAlive reports whether an idle backend connection is still open and
-// has sent nothing: a non-blocking peek finds no data and no end of file.
-func connAlive(c net.Conn) bool {
+// peek looks, without blocking and without reading, at what waits on c:
+// nothing (the connection is open and quiet), data, or its end.
+func peek(c net.Conn) peekState {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return true
+		return peekQuiet
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return peekClosed
 	}
-	alive := false
+	state := peekClosed
 	var buf [1]byte
 	err = rc.Read(func(fd uintptr) bool {
 		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = n <= 0 && (rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK)
+		switch {
+		case rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK:
+			state = peekQuiet
+		case rerr == nil && n > 0:
+			state = peekData
+		}
 		return true // never wait for readiness
 	})
-	return err == nil && alive
+	if err != nil {
+		return peekClosed
+	}
+	return state
 }

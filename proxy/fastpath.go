@@ -225,10 +225,30 @@ type exchange struct {
 	clientBroken   bool // the client connection is out of step or gone
 	closeClient    bool // the answer ends when the connection does
 	upstreamBroken bool
+	clientGone     bool // the client left while the backend worked
 }
 
 // errClient marks a failure to write to the client.
 var errClient = errors.New("client connection failed")
+
+// errClientGone: the client closed its connection while the backend was
+// still working on its request.
+var errClientGone = errors.New("client went away before the answer")
+
+// clientCheck is how often, while it waits for a backend's answer, the
+// fast path looks whether the client is still there (net/http notices at
+// once, with a read in a goroutine of its own; one non-blocking peek per
+// interval costs nothing on answers faster than that).
+const clientCheck = 250 * time.Millisecond
+
+// peekState is what a non-blocking look at a connection found.
+type peekState uint8
+
+const (
+	peekQuiet  peekState = iota // open, nothing to read
+	peekData                    // bytes wait to be read
+	peekClosed                  // the peer closed it, or it failed
+)
 
 // run forwards the request and relays the answer; it returns the status
 // the client saw (502 when the answer broke off) and whether the client
@@ -254,6 +274,12 @@ func (ex *exchange) run() (int, bool) {
 		}
 		code, err = ex.try(uc)
 	}
+	if errors.Is(err, errClientGone) {
+		// Nobody is left to read an answer; closing the backend
+		// connection tells the backend so, as net/http's cancel does.
+		uc.c.Close()
+		return 499, false
+	}
 	if err != nil {
 		uc.c.Close()
 		if ex.wroteToClient {
@@ -275,7 +301,7 @@ func (ex *exchange) run() (int, bool) {
 // liveConn returns uc if the backend has not closed it while idle, else a
 // fresh connection.
 func (ex *exchange) liveConn(uc *upConn) (*upConn, bool, error) {
-	if uc.r.Buffered() == 0 && connAlive(uc.c) {
+	if uc.r.Buffered() == 0 && peek(uc.c) == peekQuiet {
 		return uc, true, nil
 	}
 	uc.c.Close() // closed, or it sent bytes nobody asked for
@@ -301,12 +327,10 @@ func idempotent(method string) bool {
 // answer's head reached the client leave the client untouched; when the
 // request had no body, the head is still unread so try can run again.
 func (ex *exchange) try(uc *upConn) (int, error) {
-	if ex.u.timeout > 0 {
-		// Bounds the wait for the answer's head (ResponseHeaderTimeout in
-		// http.Transport terms); a request of at most maxFastBody bytes
-		// fits the socket buffers, so its write needs no deadline.
-		_ = uc.c.SetReadDeadline(ex.start.Add(ex.u.timeout))
-	}
+	// The timeout bounds the wait for the answer's head (as
+	// ResponseHeaderTimeout does in http.Transport); a request of at most
+	// maxFastBody bytes fits the socket buffers, so its write needs none.
+	ex.headDeadline(uc, ex.start)
 	if err := ex.writeRequest(uc); err != nil {
 		return 0, err
 	}
@@ -403,16 +427,22 @@ func (ex *exchange) readResponseHead(uc *upConn) (int, error) {
 	uc.head = uc.head[:0]
 	for {
 		line, err := uc.r.ReadSlice('\n')
+		uc.head = append(uc.head, line...)
 		if err == bufio.ErrBufferFull {
 			err = nil
+		}
+		if ex.waitLonger(uc, err) {
+			continue
 		}
 		if err != nil {
 			if len(uc.head) > 0 && errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
+			if ex.clientGone {
+				err = errClientGone
+			}
 			return 0, err
 		}
-		uc.head = append(uc.head, line...)
 		if len(uc.head) > maxRespHead {
 			return 0, fmt.Errorf("response head larger than %d bytes", maxRespHead)
 		}
@@ -425,6 +455,43 @@ func (ex *exchange) readResponseHead(uc *upConn) (int, error) {
 		return 0, fmt.Errorf("malformed or unexpected status line %q", firstLine(uc.head))
 	}
 	return code, nil
+}
+
+// headDeadline sets the read deadline while the answer's head is awaited:
+// the backend's timeout from the start, or the next client check if that
+// comes first.
+func (ex *exchange) headDeadline(uc *upConn, now time.Time) {
+	d := now.Add(clientCheck)
+	if ex.u.timeout > 0 {
+		if end := ex.start.Add(ex.u.timeout); end.Before(d) {
+			d = end
+		}
+	}
+	_ = uc.c.SetReadDeadline(d)
+}
+
+// waitLonger decides, when a read of the answer's head stopped at its
+// deadline, whether to go on waiting: yes while the backend's timeout has
+// not passed and the client is still there.
+func (ex *exchange) waitLonger(uc *upConn, err error) bool {
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		return false
+	}
+	now := time.Now()
+	if ex.u.timeout > 0 && !now.Before(ex.start.Add(ex.u.timeout)) {
+		return false
+	}
+	pending := ex.fc.r.Buffered() // bytes of the client's next request, if any
+	if !ex.headDiscarded {
+		pending -= len(ex.h.raw)
+	}
+	if pending == 0 && peek(ex.fc.c) == peekClosed {
+		ex.clientGone = true
+		return false
+	}
+	ex.headDeadline(uc, now)
+	return true
 }
 
 // statusOf reads the code of an "HTTP/1.x NNN ..." status line, 0 when
@@ -655,7 +722,7 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	if rh.close {
 		ex.upstreamBroken = true
 	}
-	if ex.u.timeout > 0 && !(rh.length >= 0 && int64(uc.r.Buffered()) >= rh.length) {
+	if !(rh.length >= 0 && int64(uc.r.Buffered()) >= rh.length) {
 		// The timeout covers the head only: a body may stream for long.
 		_ = uc.c.SetReadDeadline(time.Time{})
 	}

@@ -1248,3 +1248,36 @@ func TestServer_BodyLimit(t *testing.T) {
 	}
 	expectFastPath(t, reg, 1, map[string]float64{"large-body": 1})
 }
+
+// TestServer_ClientGoneWhileBackendWorks checks that when a client hangs up
+// while the backend is still working on its request, the proxy notices
+// within a second and cancels the backend's request (its connection
+// closes, so the backend's request context ends), and counts a 499.
+func TestServer_ClientGoneWhileBackendWorks(t *testing.T) {
+	t.Parallel()
+	started, cancelled := make(chan struct{}, 1), make(chan struct{})
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-time.After(10 * time.Second):
+		}
+	})
+	p, _, reg := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{}))
+	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, started, "the backend's receipt of the request")
+	left := time.Now()
+	rc.c.Close()
+	select {
+	case <-cancelled:
+		t.Logf("backend request cancelled %v after the client left", time.Since(left).Round(time.Millisecond))
+	case <-time.After(3 * time.Second):
+		t.Fatal("the backend was still working 3s after the client left")
+	}
+	key := `route="api" backend="api" code="499"`
+	if !waitFor(3*time.Second, func() bool { return requestCounts(t, reg)[key] == 1 }) {
+		t.Errorf("banyan_proxy_requests_total: %v, want %s counted once", requestCounts(t, reg), key)
+	}
+}
