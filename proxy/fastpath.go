@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/banyanhq/banyan/diff"
 	"github.com/banyanhq/banyan/routes"
 )
 
@@ -143,20 +145,52 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	if rt == nil {
 		return false, handoffNoRoute
 	}
-	if p.shadow != nil && rt.Shadow.Percent > 0 {
-		// Shadowed routes need the tee and the recorder of the net/http path.
-		return false, handoffShadow
-	}
 	name, _ := t.Pick(rt, req)
 	up := p.upstream(t, name)
 	if up.fast == nil {
 		return false, handoffTLS
 	}
 	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, host: req.Host, method: req.Method, start: start}
+	if peer, ok := p.shadowPlan(rt, req, name); ok {
+		ex.mirror = fc.mirrorOf(h, req, peer, p.shadow.opts.CompareBody)
+	}
 	code, keep := ex.run()
 	fc.lastEnd = time.Now()
 	fc.series.observe(p.metrics, rt.Name, name, code, fc.lastEnd.Sub(start))
+	if m := ex.mirror; m != nil && m.done {
+		// As on the net/http path: the answer the client got, headed for
+		// the shadow pool; nothing is queued for a client that left or an
+		// answer that broke off.
+		p.submit(&shadowJob{
+			table: t, route: rt, primary: name, peer: m.peer, req: m.req, body: m.body,
+			resp: diff.Response{
+				Backend: name, Status: code, Header: m.header, Body: bytes.Clone(m.capture.buf),
+				Truncated: m.capture.truncated, Latency: fc.lastEnd.Sub(start), Err: m.err,
+			},
+		})
+	}
 	return keep && !h.close, ""
+}
+
+// mirror is what the fast path keeps of a request picked for shadowing:
+// the request, its body, and the answer as the client got it.
+type mirror struct {
+	peer    string
+	req     *http.Request // detached: every header, not only routing's
+	body    []byte
+	header  http.Header
+	capture bodyCap
+	err     string
+	done    bool // the answer reached the client whole (or was banyan's 502/504)
+}
+
+// mirrorOf starts the mirror of the request in h.
+func (fc *fastConn) mirrorOf(h *reqHead, req *http.Request, peer string, compareBody int64) *mirror {
+	full := make(http.Header, len(h.lines))
+	h.header(full, nil)
+	r := *req
+	r.Header = full
+	return &mirror{peer: peer, req: detach(&r), capture: bodyCap{max: compareBody}}
 }
 
 // request fills the connection's reusable http.Request with what routing
@@ -225,7 +259,8 @@ type exchange struct {
 	clientBroken   bool // the client connection is out of step or gone
 	closeClient    bool // the answer ends when the connection does
 	upstreamBroken bool
-	clientGone     bool // the client left while the backend worked
+	clientGone     bool    // the client left while the backend worked
+	mirror         *mirror // nil unless the request is shadowed
 }
 
 // errClient marks a failure to write to the client.
@@ -404,7 +439,13 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 			ex.discardHead()
 			ex.bodyForwarded = true
 		}
-		if _, err := io.CopyN(w, ex.fc.r, h.contentLength); err != nil {
+		var body io.Writer = w
+		if ex.mirror != nil && ex.mirror.body == nil {
+			// shadowPlan let through only bodies of at most MaxBody bytes.
+			ex.mirror.body = make([]byte, 0, h.contentLength)
+			body = io.MultiWriter(w, (*appendWriter)(&ex.mirror.body))
+		}
+		if _, err := io.CopyN(body, ex.fc.r, h.contentLength); err != nil {
 			// How much of the body was read is unknown: the client
 			// connection cannot carry another request.
 			ex.clientBroken = true
@@ -412,6 +453,14 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 		}
 	}
 	return w.Flush()
+}
+
+// appendWriter appends what is written to it to a slice.
+type appendWriter []byte
+
+func (a *appendWriter) Write(b []byte) (int, error) {
+	*a = append(*a, b...)
+	return len(b), nil
 }
 
 func (ex *exchange) discardHead() {
@@ -719,6 +768,15 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	uc.lines = rh.lines
 	ex.writeHead(uc.head, &rh, code, false)
 	ex.wroteToClient = true
+	if m := ex.mirror; m != nil {
+		m.header = make(http.Header, len(rh.lines))
+		for _, l := range rh.lines {
+			if !respHopByHop(l[0], &rh) {
+				k := textproto.CanonicalMIMEHeaderKey(string(l[0]))
+				m.header[k] = append(m.header[k], string(l[1]))
+			}
+		}
+	}
 	if rh.close {
 		ex.upstreamBroken = true
 	}
@@ -739,6 +797,9 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	if err == nil {
 		if ferr := ex.fc.w.Flush(); ferr != nil {
 			ex.clientBroken = true
+		}
+		if ex.mirror != nil {
+			ex.mirror.done = true
 		}
 	}
 	if errors.Is(err, errClient) {
@@ -770,6 +831,9 @@ func (ex *exchange) relay(r *bufio.Reader, n int64) error {
 		b, _ := r.Peek(k)
 		if _, err := w.Write(b); err != nil {
 			return errClient
+		}
+		if ex.mirror != nil {
+			ex.mirror.capture.add(b)
 		}
 		r.Discard(k)
 		if n > 0 {
@@ -873,6 +937,11 @@ func (ex *exchange) fail(err error) (int, bool) {
 	code, what := classify(err, ex.u.timeout)
 	ex.p.log.Warn("backend error", "route", ex.route.Name, "backend", ex.backend, "status", code, "err", err)
 	body := errorPage(ex.route.Name, ex.backend, what)
+	if m := ex.mirror; m != nil {
+		m.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Banyan-Error": {http.StatusText(code)}}
+		m.capture.add([]byte(body))
+		m.err, m.done = fmt.Sprintf("backend %s %s", ex.backend, what), true
+	}
 	w := ex.fc.w
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Banyan-Error: %s\r\nDate: %s\r\nContent-Length: %d\r\n",
 		code, http.StatusText(code), http.StatusText(code), httpDate(), len(body))

@@ -50,7 +50,6 @@ const (
 	handoffChunked   = "chunked-body"
 	handoffBigBody   = "large-body"
 	handoffNoRoute   = "no-route"
-	handoffShadow    = "shadowed"
 	handoffTLS       = "tls-backend"
 )
 

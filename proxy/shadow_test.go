@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -76,7 +75,7 @@ func verdicts(os []diff.Outcome) []diff.Verdict {
 type shadowHarness struct {
 	*harness
 	rec    *fakeRecorder
-	srv    *httptest.Server
+	srv    *proxy.Server
 	p      *proxy.Proxy
 	closed atomic.Bool
 }
@@ -92,9 +91,9 @@ func newShadowHarness(tb testing.TB, config string, opts proxy.ShadowOptions, ba
 	}
 	rec, _ := opts.Recorder.(*fakeRecorder)
 	p.StartShadow(opts)
-	srv := httptest.NewServer(p)
+	srv, url := serveWith(tb, p, proxy.ServerOptions{})
 	h := &shadowHarness{
-		harness: &harness{URL: srv.URL, mgr: mgr, reg: reg, client: newClient(tb)},
+		harness: &harness{URL: url, mgr: mgr, reg: reg, client: newClient(tb)},
 		rec:     rec, srv: srv, p: p,
 	}
 	tb.Cleanup(func() {
@@ -114,8 +113,7 @@ func (h *shadowHarness) stop(ctx context.Context) error {
 	if !h.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	h.srv.Close()
-	return h.p.Close(ctx)
+	return errors.Join(h.srv.Shutdown(ctx), h.p.Close(ctx))
 }
 
 // send makes a request with body through the proxy and stops the test on
@@ -273,6 +271,7 @@ func TestProxy_Shadow(t *testing.T) {
 			}
 		}
 		outcomes := h.rec.wait(t, n)
+		expectFastPath(t, h.reg, n, nil) // mirrored from the fast path, no handoff
 
 		if got, want := len(lj.list(customer)), n; got != want {
 			t.Errorf("legacy served %d customer requests, want %d", got, want)

@@ -75,6 +75,13 @@ func newHarness(tb testing.TB, config string, backends ...*backend) *harness {
 // net/http alone.
 func serve(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) string {
 	tb.Helper()
+	_, url := serveWith(tb, p, opts)
+	return url
+}
+
+// serveWith is serve, returning the server too.
+func serveWith(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) (*proxy.Server, string) {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -92,7 +99,7 @@ func serve(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) string {
 			tb.Errorf("proxy server: %v", err)
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return srv, "http://" + ln.Addr().String()
 }
 
 // newProxy builds, without serving it, the proxy newHarness starts.
