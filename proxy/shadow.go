@@ -253,6 +253,11 @@ func (p *Proxy) shadowPlan(rt *routes.Route, r *http.Request, primary string) (p
 		p.metrics.dropped(rt.Name, dropBodyTooLarge)
 		return "", false
 	}
+	if sp := p.shadow; len(sp.jobs) == cap(sp.jobs) {
+		// submit would drop it: spare the customer's request the copying.
+		p.metrics.dropped(rt.Name, dropQueueFull)
+		return "", false
+	}
 	return peer, true
 }
 
