@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -218,6 +219,8 @@ type CDCConfig struct {
 
 // CDCSource is the legacy MySQL/MariaDB server.
 type CDCSource struct {
+	// DSN is a go-sql-driver DSN; ${NAME} in it is replaced with the
+	// environment variable NAME (e.g. a password).
 	DSN      string `yaml:"dsn"`
 	Flavor   string `yaml:"flavor"`    // mysql or mariadb (default mariadb)
 	ServerID uint32 `yaml:"server_id"` // replica id banyan registers with (default 4051)
@@ -379,6 +382,7 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 		return nil, &ValidationError{Problems: []Problem{{Field: "yaml", Why: err.Error()}}}
 	}
 	applyEnv(&cfg)
+	ps = append(ps, cfg.expandSecrets()...)
 	cfg.applyDefaults()
 	var ve *ValidationError
 	if err := cfg.Validate(); errors.As(err, &ve) {
@@ -392,6 +396,34 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 	}
 	return &cfg, nil
 }
+
+// expandSecrets replaces each ${NAME} in the DSNs with the environment
+// variable NAME, so passwords need not sit in the file. Only the braced
+// form is expanded: a lone '$' in a password stays as written. A variable
+// that is not set is a problem, not an empty password.
+func (c *Config) expandSecrets() []Problem {
+	var ps []Problem
+	for _, f := range []struct {
+		field string
+		value *string
+	}{{"cdc.source.dsn", &c.CDC.Source.DSN}, {"cdc.target.dsn", &c.CDC.Target.DSN}} {
+		var missing []string
+		*f.value = secretRE.ReplaceAllStringFunc(*f.value, func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			v, ok := os.LookupEnv(name)
+			if !ok {
+				missing = append(missing, name)
+			}
+			return v
+		})
+		for _, name := range missing {
+			ps = append(ps, Problem{Field: f.field, Why: fmt.Sprintf("refers to ${%s}, but the environment variable %s is not set", name, name)})
+		}
+	}
+	return ps
+}
+
+var secretRE = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
 
 // errEOF is what yaml.v3 returns for an empty document.
 var errEOF = func() error {

@@ -316,3 +316,31 @@ routes:
 		t.Errorf("routing headers = %v, want none: no override header, no sticky key, no header match", got)
 	}
 }
+
+func TestParse_DSNSecretsFromEnv(t *testing.T) {
+	const conf = `
+cdc:
+  source: {dsn: "repl:${BANYAN_TEST_SRC_PW}@tcp(127.0.0.1:3306)/shop"}
+  target: {dsn: "banyan:pa$word@tcp(127.0.0.1:3307)/orders"}
+  tables: [{source: shop.t_order, target: orders.orders, columns: {id: id}}]
+`
+	t.Run("set", func(t *testing.T) {
+		t.Setenv("BANYAN_TEST_SRC_PW", "s3cr$t")
+		cfg, err := Parse([]byte(conf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := cfg.CDC.Source.DSN, "repl:s3cr$t@tcp(127.0.0.1:3306)/shop"; got != want {
+			t.Errorf("source dsn = %q, want %q", got, want)
+		}
+		if got, want := cfg.CDC.Target.DSN, "banyan:pa$word@tcp(127.0.0.1:3307)/orders"; got != want {
+			t.Errorf("target dsn = %q, want %q (a lone $ is not expanded)", got, want)
+		}
+	})
+	t.Run("unset", func(t *testing.T) {
+		_, err := Parse([]byte(conf))
+		if err == nil || !strings.Contains(err.Error(), "cdc.source.dsn: refers to ${BANYAN_TEST_SRC_PW}, but the environment variable BANYAN_TEST_SRC_PW is not set") {
+			t.Errorf("err = %v, want the unset variable named", err)
+		}
+	})
+}
