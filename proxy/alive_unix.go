@@ -8,7 +8,9 @@ import (
 )
 
 // peek looks, without blocking and without reading, at what waits on c:
-// nothing (the connection is open and quiet), data, or its end.
+// nothing (the connection is open and quiet), data, or its end. It goes
+// around the runtime's poller, so a read deadline that has passed does
+// not make an open connection look closed.
 func peek(c net.Conn) peekState {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -20,15 +22,19 @@ func peek(c net.Conn) peekState {
 	}
 	state := peekClosed
 	var buf [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK:
-			state = peekQuiet
-		case rerr == nil && n > 0:
-			state = peekData
+	err = rc.Control(func(fd uintptr) {
+		for {
+			n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case rerr == syscall.EINTR:
+				continue
+			case rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK:
+				state = peekQuiet
+			case rerr == nil && n > 0:
+				state = peekData
+			}
+			return
 		}
-		return true // never wait for readiness
 	})
 	if err != nil {
 		return peekClosed

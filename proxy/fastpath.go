@@ -157,6 +157,9 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	code, keep := ex.run()
 	fc.lastEnd = time.Now()
 	fc.series.observe(p.metrics, rt.Name, name, code, fc.lastEnd.Sub(start))
+	if m := ex.mirror; m != nil && !m.done && code != 499 && int64(len(m.body)) != h.contentLength {
+		p.metrics.dropped(rt.Name, dropBodyIncomplete)
+	}
 	if m := ex.mirror; m != nil && m.done {
 		// As on the net/http path: the answer the client got, headed for
 		// the shadow pool; nothing is queued for a client that left or an
@@ -200,7 +203,9 @@ func (fc *fastConn) request(h *reqHead, t *routes.Table) (*http.Request, bool) {
 	if bytes.IndexByte(h.target, '%') < 0 {
 		// What url.ParseRequestURI makes of a plain target without escapes.
 		path, query, found := bytes.Cut(h.target, []byte("?"))
-		*u = url.URL{Path: string(path), RawQuery: string(query), ForceQuery: found && len(query) == 0}
+		p := string(path)
+		// RawPath keeps the path as sent, so a mirror carries it unchanged.
+		*u = url.URL{Path: p, RawPath: p, RawQuery: string(query), ForceQuery: found && len(query) == 0}
 	} else {
 		parsed, err := url.ParseRequestURI(string(h.target))
 		if err != nil {
@@ -251,8 +256,8 @@ type exchange struct {
 	u              *fastUpstream
 	route          *routes.Route
 	backend, host  string
-	method         string // h.method may be overwritten once the body is read
-	start          time.Time
+	method         string    // h.method may be overwritten once the body is read
+	start, sent    time.Time // request read; request written to the backend
 	headDiscarded  bool
 	bodyForwarded  bool
 	wroteToClient  bool
@@ -290,9 +295,11 @@ const (
 // connection can carry another request.
 func (ex *exchange) run() (int, bool) {
 	uc, reused, err := ex.u.get(ex.start)
-	if err == nil && reused && !idempotent(ex.method) {
-		// A write must not be sent down a connection the backend has
-		// closed meanwhile: it could not be retried safely.
+	if err == nil && reused {
+		// A kept-alive connection must be quiet: bytes on it now were not
+		// asked for and would be read as this request's answer (as
+		// http.Transport's idle read would see), and a write must not go
+		// down one the backend has closed, where it could not be retried.
 		uc, reused, err = ex.liveConn(uc)
 	}
 	if err != nil {
@@ -325,10 +332,17 @@ func (ex *exchange) run() (int, bool) {
 		}
 		return ex.fail(err)
 	}
-	if ex.upstreamBroken {
+	if ex.upstreamBroken || uc.r.Buffered() > 0 {
+		// Bytes after the answer (a body on a 204 or a HEAD answer, more
+		// than Content-Length) would be the next request's answer.
 		uc.c.Close()
 	} else {
 		ex.u.put(uc, ex.start)
+	}
+	if ex.clientBroken && ex.wroteToClient {
+		// The client's connection failed mid-answer; the net/http path
+		// counts that as a 502 too (http.ErrAbortHandler).
+		return http.StatusBadGateway, false
 	}
 	return code, !ex.clientBroken && !ex.closeClient
 }
@@ -362,13 +376,13 @@ func idempotent(method string) bool {
 // answer's head reached the client leave the client untouched; when the
 // request had no body, the head is still unread so try can run again.
 func (ex *exchange) try(uc *upConn) (int, error) {
-	// The timeout bounds the wait for the answer's head (as
-	// ResponseHeaderTimeout does in http.Transport); a request of at most
-	// maxFastBody bytes fits the socket buffers, so its write needs none.
-	ex.headDeadline(uc, ex.start)
+	// The timeout bounds the wait for the answer's head once the request
+	// is written, as ResponseHeaderTimeout does in http.Transport.
 	if err := ex.writeRequest(uc); err != nil {
 		return 0, err
 	}
+	ex.sent = time.Now()
+	ex.headDeadline(uc, ex.sent)
 	for {
 		code, err := ex.readResponseHead(uc)
 		if err != nil {
@@ -445,14 +459,43 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 			ex.mirror.body = make([]byte, 0, h.contentLength)
 			body = io.MultiWriter(w, (*appendWriter)(&ex.mirror.body))
 		}
-		if _, err := io.CopyN(body, ex.fc.r, h.contentLength); err != nil {
+		if int64(ex.fc.r.Buffered()) < h.contentLength {
+			// The body is still coming: like net/http (no ReadTimeout),
+			// wait for it without the head's deadline.
+			ex.fc.setReadDeadline(0)
+		}
+		if ex.u.timeout > 0 {
+			// A backend that does not read the body must not hold this
+			// goroutine for ever; the deadline is lifted once it is sent.
+			_ = uc.c.SetWriteDeadline(time.Now().Add(ex.u.timeout))
+			defer uc.c.SetWriteDeadline(time.Time{})
+		}
+		src := &clientReader{r: ex.fc.r}
+		if _, err := io.CopyN(body, src, h.contentLength); err != nil {
 			// How much of the body was read is unknown: the client
 			// connection cannot carry another request.
 			ex.clientBroken = true
+			if src.err != nil {
+				return fmt.Errorf("%w: read request body: %w", errClientGone, src.err)
+			}
 			return fmt.Errorf("forward request body: %w", err)
 		}
 	}
 	return w.Flush()
+}
+
+// clientReader notes a failure to read from the client.
+type clientReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *clientReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // appendWriter appends what is written to it to a slice.
@@ -512,7 +555,7 @@ func (ex *exchange) readResponseHead(uc *upConn) (int, error) {
 func (ex *exchange) headDeadline(uc *upConn, now time.Time) {
 	d := now.Add(clientCheck)
 	if ex.u.timeout > 0 {
-		if end := ex.start.Add(ex.u.timeout); end.Before(d) {
+		if end := ex.sent.Add(ex.u.timeout); end.Before(d) {
 			d = end
 		}
 	}
@@ -528,7 +571,7 @@ func (ex *exchange) waitLonger(uc *upConn, err error) bool {
 		return false
 	}
 	now := time.Now()
-	if ex.u.timeout > 0 && !now.Before(ex.start.Add(ex.u.timeout)) {
+	if ex.u.timeout > 0 && !now.Before(ex.sent.Add(ex.u.timeout)) {
 		return false
 	}
 	pending := ex.fc.r.Buffered() // bytes of the client's next request, if any
@@ -546,7 +589,7 @@ func (ex *exchange) waitLonger(uc *upConn, err error) bool {
 // statusOf reads the code of an "HTTP/1.x NNN ..." status line, 0 when
 // it is not one.
 func statusOf(head []byte) int {
-	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.")) || head[7] != '0' && head[7] != '1' || head[8] != ' ' {
+	if len(head) < 13 || !bytes.HasPrefix(head, []byte("HTTP/1.")) || head[7] != '0' && head[7] != '1' || head[8] != ' ' {
 		return 0
 	}
 	if c := head[12]; c != ' ' && c != '\r' && c != '\n' {
@@ -634,7 +677,7 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 			}
 			for v := value; len(v) > 0; {
 				var t []byte
-				if t, v = nextToken(v); len(t) > 0 && len(rh.connNames) < 8 {
+				if t, v = nextToken(v); len(t) > 0 {
 					rh.connNames = append(rh.connNames, t)
 				}
 			}
@@ -937,7 +980,8 @@ func (ex *exchange) fail(err error) (int, bool) {
 	code, what := classify(err, ex.u.timeout)
 	ex.p.log.Warn("backend error", "route", ex.route.Name, "backend", ex.backend, "status", code, "err", err)
 	body := errorPage(ex.route.Name, ex.backend, what)
-	if m := ex.mirror; m != nil {
+	if m := ex.mirror; m != nil && int64(len(m.body)) == ex.h.contentLength {
+		// Mirrored only with its whole body, as on the net/http path.
 		m.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Banyan-Error": {http.StatusText(code)}}
 		m.capture.add([]byte(body))
 		m.err, m.done = fmt.Sprintf("backend %s %s", ex.backend, what), true
@@ -945,7 +989,7 @@ func (ex *exchange) fail(err error) (int, bool) {
 	w := ex.fc.w
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Banyan-Error: %s\r\nDate: %s\r\nContent-Length: %d\r\n",
 		code, http.StatusText(code), http.StatusText(code), httpDate(), len(body))
-	if ex.clientBroken || ex.h.close {
+	if ex.clientBroken || ex.h.close || ex.fc.s.closing.Load() {
 		w.WriteString("Connection: close\r\n")
 	}
 	w.WriteString("\r\n")

@@ -329,7 +329,7 @@ routes:
 		{"DELETE", "DELETE /api/orders/7 HTTP/1.1\r\n" + host + "\r\n"},
 		{"GET with Content-Length: 0", "GET /api/orders HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n"},
 		{"OPTIONS, lower-case method", "options /api HTTP/1.1\r\n" + host + "\r\n"},
-		{"Connection: close, X-Custom", "GET /x HTTP/1.1\r\n" + host + "Connection: close, X-Custom\r\nX-Custom: s3cret\r\nX-Other: kept\r\n\r\n"},
+		{"Connection: close, keep-alive", "GET /x HTTP/1.1\r\n" + host + "Connection: close, keep-alive\r\nKeep-Alive: timeout=5\r\nX-Other: kept\r\n\r\n"},
 		{"client's forwarding headers", "GET /x HTTP/1.1\r\n" + host + "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.7, 192.0.2.1\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nForwarded: for=192.0.2.60\r\n\r\n"},
 		{"hop-by-hop headers", "GET /x HTTP/1.1\r\n" + host + "Keep-Alive: 300\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\nTrailer: X-T\r\nTE: trailers, deflate\r\nX-Kept: 1\r\n\r\n"},
 		{"Te: trailers", "GET /x HTTP/1.1\r\n" + host + "Te: trailers\r\n\r\n"},

@@ -36,21 +36,20 @@ type reqHead struct {
 	hasLength      bool  // a Content-Length header was sent
 	close          bool  // Connection: close
 	teTrailers     bool  // TE names trailers
-	connTokens     [][]byte
 	storage        [maxFastHeaders]headerLine
-	tokens         [8][]byte
 }
 
 // handoff reasons, also the label of banyan_proxy_handoffs_total.
 const (
-	handoffMalformed = "not-plain-http1.1" // anything the strict parser does not take
-	handoffLarge     = "head-too-large"
-	handoffUpgrade   = "upgrade"
-	handoffExpect    = "expect"
-	handoffChunked   = "chunked-body"
-	handoffBigBody   = "large-body"
-	handoffNoRoute   = "no-route"
-	handoffTLS       = "tls-backend"
+	handoffMalformed  = "not-plain-http1.1" // anything the strict parser does not take
+	handoffConnTokens = "connection-tokens" // Connection names headers beyond close, keep-alive
+	handoffLarge      = "head-too-large"
+	handoffUpgrade    = "upgrade"
+	handoffExpect     = "expect"
+	handoffChunked    = "chunked-body"
+	handoffBigBody    = "large-body"
+	handoffNoRoute    = "no-route"
+	handoffTLS        = "tls-backend"
 )
 
 // parseHead parses the request head at the start of buf (which must hold
@@ -166,8 +165,8 @@ func parseHead(buf []byte, h *reqHead) string {
 	return ""
 }
 
-// connection notes the tokens of a Connection header: close, and the
-// names of headers it makes hop-by-hop.
+// connection reads a Connection header: close is noted, keep-alive
+// allowed, anything else hands the request off.
 func (h *reqHead) connection(v []byte) string {
 	for len(v) > 0 {
 		var tok []byte
@@ -178,13 +177,13 @@ func (h *reqHead) connection(v []byte) string {
 			h.close = true
 		case asciiEqualFold(tok, "upgrade"):
 			return handoffUpgrade
-		case len(h.connTokens) == len(h.tokens):
-			return handoffMalformed
+		case asciiEqualFold(tok, "keep-alive"):
+			// Keep-Alive is dropped as hop-by-hop anyway.
 		default:
-			if h.connTokens == nil {
-				h.connTokens = h.tokens[:0]
-			}
-			h.connTokens = append(h.connTokens, tok)
+			// A Connection header that makes other headers hop-by-hop
+			// could name Content-Length or Host (a smuggling trick);
+			// net/http frames such a request from the parsed length.
+			return handoffConnTokens
 		}
 	}
 	return ""
@@ -239,8 +238,9 @@ func equalFold(b []byte, s string) bool {
 }
 
 // hopByHop reports whether a request header must not be forwarded: the
-// hop-by-hop headers of RFC 9110 section 7.6.1, the ones the Connection
-// header names, and the forwarding headers banyan writes itself.
+// hop-by-hop headers of RFC 9110 section 7.6.1 and the forwarding headers
+// banyan writes itself. (A request whose Connection header names other
+// headers is handed to net/http.)
 func (h *reqHead) hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
@@ -277,11 +277,6 @@ func (h *reqHead) hopByHop(name []byte) bool {
 		}
 	case 19:
 		if asciiEqualFold(name, "proxy-authorization") {
-			return true
-		}
-	}
-	for _, t := range h.connTokens {
-		if bytes.EqualFold(t, name) {
 			return true
 		}
 	}

@@ -207,6 +207,15 @@ type replayConn struct {
 	buf []byte
 }
 
+// CloseWrite lets net/http half-close before it closes (its lingering
+// close), so an error answer is not lost to a reset.
+func (c *replayConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *replayConn) Read(b []byte) (int, error) {
 	if len(c.buf) > 0 {
 		n := copy(b, c.buf)
