@@ -52,18 +52,11 @@ func TestServerReview_PostReuse(t *testing.T) {
 // A backend that answers HEAD with a body: the leftover bytes stay in the
 // pooled connection's buffer and are read as the next answer.
 func TestServerReview_LeftoverBytesInPool(t *testing.T) {
-	rb := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if req.Method == "HEAD" {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-			} else {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-			}
+	rb := answerEach(t, func(c net.Conn, req *http.Request) {
+		if req.Method == "HEAD" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+		} else {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
 	p, _, _ := newProxy(t, oneRoute("api"), &backend{name: "api", URL: rb.URL})
@@ -102,18 +95,11 @@ var _ = strings.NewReader
 // A backend answering 204 with a stray body that looks like an answer:
 // another client then gets that "answer".
 func TestServerReview_CrossClientDesync(t *testing.T) {
-	rb := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			if req.URL.Path == "/nocontent" {
-				io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nleak")
-			} else {
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"+req.URL.Path)
-			}
+	rb := answerEach(t, func(c net.Conn, req *http.Request) {
+		if req.URL.Path == "/nocontent" {
+			io.WriteString(c, "HTTP/1.1 204 No Content\r\nContent-Length: 38\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nleak")
+		} else {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"+req.URL.Path)
 		}
 	})
 	p, _, _ := newProxy(t, oneRoute("api"), &backend{name: "api", URL: rb.URL})
@@ -262,15 +248,8 @@ func TestServerReview_SmuggleViaConnectionContentLength(t *testing.T) {
 }
 
 func TestServerReview_RespConnectionContentLength(t *testing.T) {
-	rb := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok")
-		}
+	rb := answerEach(t, func(c net.Conn, req *http.Request) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 2\r\n\r\nok")
 	})
 	p, _, _ := newProxy(t, oneRoute("api"), &backend{name: "api", URL: rb.URL})
 	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{}))
@@ -301,4 +280,20 @@ func TestServerReview_SlowBackendPastHeaderDeadline(t *testing.T) {
 		t.Errorf("got %d %q", resp.StatusCode, body)
 	}
 	t.Log(requestCounts(t, reg))
+}
+
+// answerEach starts a raw backend that reads each request on a connection,
+// body and all, and lets answer write whatever bytes it likes back.
+func answerEach(tb testing.TB, answer func(c net.Conn, req *http.Request)) *rawBackend {
+	tb.Helper()
+	return newRawBackend(tb, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, req.Body)
+			answer(c, req)
+		}
+	})
 }
