@@ -163,15 +163,11 @@ func (d *decoder) closeContainer(kind vkind, mark int) node {
 }
 
 func (d *decoder) object() (node, bool) {
-	if d.depth++; d.depth > maxDepth {
+	mark, empty, ok := d.open('}')
+	if !ok {
 		return node{}, false
 	}
-	d.pos++ // {
-	mark := len(d.stack)
-	d.skipSpace()
-	if d.pos < len(d.data) && d.data[d.pos] == '}' {
-		d.pos++
-		d.depth--
+	if empty {
 		return d.closeContainer(vObject, mark), true
 	}
 	for {
@@ -194,23 +190,52 @@ func (d *decoder) object() (node, bool) {
 		}
 		v.key = key
 		d.stack = append(d.stack, v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
+		closed, ok := d.next('}')
+		if !ok {
 			return node{}, false
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.skipSpace()
-			continue
-		case '}':
-			d.pos++
-			d.depth--
+		if closed {
 			d.stack = dedupe(d.stack, mark)
 			return d.closeContainer(vObject, mark), true
 		}
-		return node{}, false
 	}
+}
+
+// open enters the container whose opening bracket is at d.pos and reports
+// where its members start on the stack and whether it is empty (closer
+// comes first); ok is false past maxDepth.
+func (d *decoder) open(closer byte) (mark int, empty, ok bool) {
+	if d.depth++; d.depth > maxDepth {
+		return 0, false, false
+	}
+	d.pos++
+	mark = len(d.stack)
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == closer {
+		d.pos++
+		d.depth--
+		return mark, true, true
+	}
+	return mark, false, true
+}
+
+// next reads what follows a member: a comma (more come) or the closer.
+func (d *decoder) next(closer byte) (closed, ok bool) {
+	d.skipSpace()
+	if d.pos >= len(d.data) {
+		return false, false
+	}
+	switch d.data[d.pos] {
+	case ',':
+		d.pos++
+		d.skipSpace()
+		return false, true
+	case closer:
+		d.pos++
+		d.depth--
+		return true, true
+	}
+	return false, false
 }
 
 // dedupe removes earlier members whose key appears again later in
@@ -250,15 +275,11 @@ func dedupe(stack []node, mark int) []node {
 }
 
 func (d *decoder) array() (node, bool) {
-	if d.depth++; d.depth > maxDepth {
+	mark, empty, ok := d.open(']')
+	if !ok {
 		return node{}, false
 	}
-	d.pos++ // [
-	mark := len(d.stack)
-	d.skipSpace()
-	if d.pos < len(d.data) && d.data[d.pos] == ']' {
-		d.pos++
-		d.depth--
+	if empty {
 		return d.closeContainer(vArray, mark), true
 	}
 	for {
@@ -267,21 +288,13 @@ func (d *decoder) array() (node, bool) {
 			return node{}, false
 		}
 		d.stack = append(d.stack, v)
-		d.skipSpace()
-		if d.pos >= len(d.data) {
+		closed, ok := d.next(']')
+		if !ok {
 			return node{}, false
 		}
-		switch d.data[d.pos] {
-		case ',':
-			d.pos++
-			d.skipSpace()
-			continue
-		case ']':
-			d.pos++
-			d.depth--
+		if closed {
 			return d.closeContainer(vArray, mark), true
 		}
-		return node{}, false
 	}
 }
 
