@@ -461,15 +461,7 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 		b.WriteString(quoteIdent(c.Target))
 	}
 	b.WriteString(") VALUES ")
-	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", len(m.Cols)), ",") + ")"
-	args := make([]any, 0, len(rows)*len(m.Cols))
-	for i, r := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(ph)
-		args = append(args, r...)
-	}
+	args := writeTuples(&b, rows, len(m.Cols))
 	b.WriteString(" ON DUPLICATE KEY UPDATE ")
 	first := true
 	for i, c := range m.Cols {
@@ -488,6 +480,22 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 	}
 	_, err := x.ExecContext(ctx, b.String(), args...)
 	return err
+}
+
+// writeTuples writes one "(?, …)" placeholder tuple of width values per
+// row, comma-separated, and returns the rows' values as the statement's
+// arguments.
+func writeTuples(b *strings.Builder, rows [][]any, width int) []any {
+	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", width), ",") + ")"
+	args := make([]any, 0, len(rows)*width)
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(ph)
+		args = append(args, r...)
+	}
+	return args
 }
 
 func isKeyCol(m *TableMap, i int) bool {
@@ -512,15 +520,7 @@ func deleteKeys(ctx context.Context, x execer, m *TableMap, keys [][]any) error 
 		b.WriteString(quoteIdent(m.Cols[k].Target))
 	}
 	b.WriteString(") IN (")
-	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", len(m.PK)), ",") + ")"
-	args := make([]any, 0, len(keys)*len(m.PK))
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(ph)
-		args = append(args, k...)
-	}
+	args := writeTuples(&b, keys, len(m.PK))
 	b.WriteString(")")
 	_, err := x.ExecContext(ctx, b.String(), args...)
 	return err
