@@ -537,21 +537,7 @@ func TestProxy_Streaming(t *testing.T) {
 	})
 
 	t.Run("response", func(t *testing.T) {
-		release := make(chan struct{})
-		var once sync.Once
-		releaseBackend := func() { once.Do(func() { close(release) }) }
-		feed := newBackend(t, "feed", func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "first\n")
-			if err := http.NewResponseController(w).Flush(); err != nil {
-				return
-			}
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				return
-			}
-			io.WriteString(w, "second\n")
-		})
+		feed, releaseBackend := newTwoPartBackend(t, "feed")
 		t.Cleanup(releaseBackend) // before the backend is closed
 		h := newHarness(t, "backends:\n  feed: {url: \"${feed}\"}\nroutes:\n  - name: feed\n    split: {feed: 100}\n", feed)
 

@@ -803,21 +803,7 @@ func TestProxy_ShadowCompareBody(t *testing.T) {
 // still holds the rest.
 func TestProxy_ShadowStreaming(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
-	var once sync.Once
-	releaseBackend := func() { once.Do(func() { close(release) }) }
-	feed := newBackend(t, "legacy", func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "first\n")
-		if err := http.NewResponseController(w).Flush(); err != nil {
-			return
-		}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		io.WriteString(w, "second\n")
-	})
+	feed, releaseBackend := newTwoPartBackend(t, "legacy")
 	next := newBackend(t, "new", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "first\nsecond\n") })
 	h := newShadowHarness(t, shadowOrders+`
     split: {legacy: 100, new: 0}

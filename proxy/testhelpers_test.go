@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,6 +50,30 @@ func newBackend(tb testing.TB, name string, handle http.HandlerFunc) *backend {
 	tb.Cleanup(srv.Close)
 	b.URL = srv.URL
 	return b
+}
+
+// newTwoPartBackend starts a backend that answers "first\n", flushes, and
+// sends "second\n" only once release is called (or the request ends). The
+// caller registers release with t.Cleanup after whatever must close after
+// it (the proxy), so nothing waits on a held answer.
+func newTwoPartBackend(tb testing.TB, name string) (*backend, func()) {
+	tb.Helper()
+	held := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(held) }) }
+	b := newBackend(tb, name, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			return
+		}
+		select {
+		case <-held:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "second\n")
+	})
+	return b, release
 }
 
 // harness is banyan's proxy on a real socket in front of real backends,
