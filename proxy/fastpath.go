@@ -150,7 +150,7 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	if up.fast == nil {
 		return false, handoffTLS
 	}
-	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, host: req.Host, method: req.Method, start: start}
+	ex := exchange{p: p, fc: fc, h: h, u: up.fast, route: rt, backend: name, method: req.Method, start: start}
 	if peer, ok := p.shadowPlan(rt, req, name); ok {
 		ex.mirror = fc.mirrorOf(h, req, peer, p.shadow.opts.CompareBody)
 	}
@@ -255,7 +255,7 @@ type exchange struct {
 	h              *reqHead
 	u              *fastUpstream
 	route          *routes.Route
-	backend, host  string
+	backend        string
 	method         string    // h.method may be overwritten once the body is read
 	start, sent    time.Time // request read; request written to the backend
 	headDiscarded  bool
@@ -392,7 +392,7 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 			break
 		}
 		// 1xx informational answers (103 Early Hints) go straight through.
-		if err := ex.relayHead(uc, code, true); err != nil {
+		if _, err := ex.relayHead(uc, code, true); err != nil {
 			return 0, err
 		}
 	}
@@ -421,10 +421,10 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 	w.WriteString("\r\n")
 	var xff [][]byte
 	for i := range h.lines {
-		name := h.name(raw, i)
+		name := h.name(i)
 		if h.hopByHop(name) {
 			if ex.u.trust && asciiEqualFold(name, "x-forwarded-for") {
-				xff = append(xff, h.value(raw, i))
+				xff = append(xff, h.value(i))
 			}
 			continue
 		}
@@ -622,24 +622,24 @@ type respHead struct {
 	lines     [][2][]byte // name and value of each header line, in order
 }
 
-// relayHead writes the response head in uc.head to the client, without
-// hop-by-hop headers, and returns nothing else for a 1xx answer. For a
-// final answer it goes on in relayAnswer.
-func (ex *exchange) relayHead(uc *upConn, code int, informational bool) error {
+// relayHead checks the response head in uc.head and writes it to the
+// client without hop-by-hop headers; a 1xx head is flushed at once, a
+// final one goes on with its body in relayAnswer.
+func (ex *exchange) relayHead(uc *upConn, code int, informational bool) (respHead, error) {
 	rh := respHead{lines: uc.lines[:0]}
 	if err := ex.scanRespHead(uc.head, &rh); err != nil {
-		return err
+		return rh, err
 	}
 	uc.lines = rh.lines
 	ex.writeHead(uc.head, &rh, code, informational)
+	ex.wroteToClient = true
 	if informational {
-		ex.wroteToClient = true
 		if err := ex.fc.w.Flush(); err != nil {
 			ex.clientBroken = true
-			return errClient
+			return rh, errClient
 		}
 	}
-	return nil
+	return rh, nil
 }
 
 // scanRespHead checks every header line and fills rh.
@@ -804,13 +804,10 @@ func bodyAllowed(method string, code int) bool {
 // relayAnswer writes the final answer's head and streams its body,
 // flushing to the client whenever the backend has nothing more buffered.
 func (ex *exchange) relayAnswer(uc *upConn, code int) error {
-	rh := respHead{lines: uc.lines[:0]}
-	if err := ex.scanRespHead(uc.head, &rh); err != nil {
+	rh, err := ex.relayHead(uc, code, false)
+	if err != nil {
 		return err
 	}
-	uc.lines = rh.lines
-	ex.writeHead(uc.head, &rh, code, false)
-	ex.wroteToClient = true
 	if m := ex.mirror; m != nil {
 		m.header = make(http.Header, len(rh.lines))
 		for _, l := range rh.lines {
@@ -827,15 +824,12 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 		// The timeout covers the head only: a body may stream for long.
 		_ = uc.c.SetReadDeadline(time.Time{})
 	}
-	var err error
 	switch {
 	case !bodyAllowed(ex.method, code):
 	case rh.chunked:
 		err = ex.relayChunked(uc)
-	case rh.length >= 0:
-		err = ex.relay(uc.r, rh.length)
 	default:
-		err = ex.relay(uc.r, -1)
+		err = ex.relay(uc.r, rh.length) // -1: until the backend closes
 	}
 	if err == nil {
 		if ferr := ex.fc.w.Flush(); ferr != nil {

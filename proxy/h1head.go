@@ -190,17 +190,15 @@ func (h *reqHead) connection(v []byte) string {
 }
 
 // name and value of header line i.
-func (h *reqHead) name(buf []byte, i int) []byte { return buf[h.lines[i].start:h.lines[i].colon] }
-func (h *reqHead) value(buf []byte, i int) []byte {
-	return buf[h.lines[i].vstart:h.lines[i].vend]
-}
+func (h *reqHead) name(i int) []byte  { return h.raw[h.lines[i].start:h.lines[i].colon] }
+func (h *reqHead) value(i int) []byte { return h.raw[h.lines[i].vstart:h.lines[i].vend] }
 
 // header builds the http.Header routing looks at, as net/http would.
 // With names (canonical header names) it holds only those headers: routing
 // reads a few, and the others then cost nothing.
 func (h *reqHead) header(hdr http.Header, names []string) {
 	for i := range h.lines {
-		name := h.name(h.raw, i)
+		name := h.name(i)
 		k := ""
 		if names == nil {
 			k = textproto.CanonicalMIMEHeaderKey(string(name))
@@ -212,7 +210,7 @@ func (h *reqHead) header(hdr http.Header, names []string) {
 			}
 		}
 		if k != "" {
-			hdr[k] = append(hdr[k], string(h.value(h.raw, i)))
+			hdr[k] = append(hdr[k], string(h.value(i)))
 		}
 	}
 }
