@@ -973,16 +973,17 @@ func (ex *exchange) fail(err error) (int, bool) {
 	}
 	code, what := classify(err, ex.u.timeout)
 	ex.p.log.Warn("backend error", "route", ex.route.Name, "backend", ex.backend, "status", code, "err", err)
-	body := errorPage(ex.route.Name, ex.backend, what)
+	body, hdr := errorPage(ex.route.Name, ex.backend, what), errorHeader(code)
 	if m := ex.mirror; m != nil && int64(len(m.body)) == ex.h.contentLength {
 		// Mirrored only with its whole body, as on the net/http path.
-		m.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Banyan-Error": {http.StatusText(code)}}
+		m.header = hdr
 		m.capture.add([]byte(body))
-		m.err, m.done = fmt.Sprintf("backend %s %s", ex.backend, what), true
+		m.err, m.done = errorText(ex.backend, what), true
 	}
 	w := ex.fc.w
-	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Banyan-Error: %s\r\nDate: %s\r\nContent-Length: %d\r\n",
-		code, http.StatusText(code), http.StatusText(code), httpDate(), len(body))
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	_ = hdr.Write(w)
+	fmt.Fprintf(w, "Date: %s\r\nContent-Length: %d\r\n", httpDate(), len(body))
 	if ex.clientBroken || ex.h.close || ex.fc.s.closing.Load() {
 		w.WriteString("Connection: close\r\n")
 	}

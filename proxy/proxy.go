@@ -212,13 +212,14 @@ func (p *Proxy) errorHandler(backend string, timeout time.Duration) func(http.Re
 		}
 		code, what := classify(err, timeout)
 		if es, ok := w.(errSetter); ok {
-			es.setErr(code, fmt.Sprintf("backend %s %s", backend, what))
+			es.setErr(code, errorText(backend, what))
 		}
 		if r.Header.Get(ShadowHeader) == "" {
 			p.log.Warn("backend error", "route", route, "backend", backend, "status", code, "err", err)
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Banyan-Error", http.StatusText(code))
+		for k, v := range errorHeader(code) {
+			w.Header()[k] = v
+		}
 		w.WriteHeader(code)
 		_, _ = io.WriteString(w, errorPage(route, backend, what))
 	}
@@ -239,6 +240,14 @@ func classify(err error, timeout time.Duration) (code int, what string) {
 	}
 	return code, what
 }
+
+// errorHeader is the header of banyan's 502 and 504 answers.
+func errorHeader(code int) http.Header {
+	return http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Banyan-Error": {http.StatusText(code)}}
+}
+
+// errorText is what a compared pair records of a failed forward.
+func errorText(backend, what string) string { return "backend " + backend + " " + what }
 
 // errorPage is the body of banyan's 502 and 504 answers.
 func errorPage(route, backend, what string) string {
