@@ -229,24 +229,16 @@ func (fc *fastConn) request(h *reqHead, t *routes.Table) (*http.Request, bool) {
 
 // methodString avoids an allocation for the common methods.
 func methodString(m []byte) string {
-	switch string(m) {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodOptions:
-		return http.MethodOptions
+	for _, known := range commonMethods {
+		if string(m) == known {
+			return known
+		}
 	}
 	return string(m)
 }
+
+var commonMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodDelete, http.MethodPatch, http.MethodOptions}
 
 // exchange is one request forwarded on the fast path.
 type exchange struct {
