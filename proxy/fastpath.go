@@ -49,6 +49,7 @@ const maxRespHead = 1 << 20
 
 type upConn struct {
 	c        net.Conn
+	io       *sockIO // reads and writes c
 	r        *bufio.Reader
 	w        *bufio.Writer
 	head     []byte // the response head being read
@@ -95,7 +96,8 @@ func (u *fastUpstream) dialConn() (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{c: c, r: bufio.NewReaderSize(c, 8<<10), w: bufio.NewWriterSize(c, 4<<10)}, nil
+	io := newSockIO(c)
+	return &upConn{c: c, io: io, r: bufio.NewReaderSize(io, 8<<10), w: bufio.NewWriterSize(io, 4<<10)}, nil
 }
 
 // put returns a connection whose last exchange, started at used, ended
@@ -342,7 +344,7 @@ func (ex *exchange) run() (int, bool) {
 // liveConn returns uc if the backend has not closed it while idle, else a
 // fresh connection.
 func (ex *exchange) liveConn(uc *upConn) (*upConn, bool, error) {
-	if uc.r.Buffered() == 0 && peek(uc.c) == peekQuiet {
+	if uc.r.Buffered() == 0 && uc.io.peek() == peekQuiet {
 		return uc, true, nil
 	}
 	uc.c.Close() // closed, or it sent bytes nobody asked for
@@ -570,7 +572,7 @@ func (ex *exchange) waitLonger(uc *upConn, err error) bool {
 	if !ex.headDiscarded {
 		pending -= len(ex.h.raw)
 	}
-	if pending == 0 && peek(ex.fc.c) == peekClosed {
+	if pending == 0 && ex.fc.io.peek() == peekClosed {
 		ex.clientGone = true
 		return false
 	}

@@ -233,6 +233,7 @@ const fastBufSize = 8 << 10
 type fastConn struct {
 	s    *Server
 	c    net.Conn
+	io   *sockIO // reads and writes c
 	r    *bufio.Reader
 	w    *bufio.Writer
 	idle atomic.Bool
@@ -250,7 +251,7 @@ type fastConn struct {
 }
 
 func newFastConn(s *Server, c net.Conn) *fastConn {
-	fc := &fastConn{s: s, c: c}
+	fc := &fastConn{s: s, c: c, io: newSockIO(c)}
 	fc.idle.Store(true)
 	fc.remote = c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(fc.remote); err == nil {
@@ -272,9 +273,9 @@ func (fc *fastConn) serve() {
 		fc.s.forget(fc)
 	}()
 	fc.r = readerPool.Get().(*bufio.Reader)
-	fc.r.Reset(fc.c)
+	fc.r.Reset(fc.io)
 	fc.w = writerPool.Get().(*bufio.Writer)
-	fc.w.Reset(fc.c)
+	fc.w.Reset(fc.io)
 	first := true
 	for {
 		if first {

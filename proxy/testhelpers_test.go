@@ -248,21 +248,8 @@ func seriesName(m *dto.Metric) string {
 	return fmt.Sprintf("route=%q backend=%q code=%q", labels["route"], labels["backend"], labels["code"])
 }
 
-// waitFor polls cond until it holds or d passes, and reports whether it
-// held. It covers the gap between a client reading an answer and the proxy
-// recording it.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor is the package's own, shared with its internal tests.
+var waitFor = proxy.WaitFor
 
 // missingFrom returns the strings of want that s does not contain.
 func missingFrom(s string, want ...string) []string {

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !linux
 
 package proxy
 
@@ -7,11 +7,11 @@ import (
 	"syscall"
 )
 
-// peek looks, without blocking and without reading, at what waits on c:
+// peekConn looks, without blocking and without reading, at what waits on c:
 // nothing (the connection is open and quiet), data, or its end. It goes
 // around the runtime's poller, so a read deadline that has passed does
 // not make an open connection look closed.
-func peek(c net.Conn) peekState {
+func peekConn(c net.Conn) peekState {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return peekQuiet

@@ -1,0 +1,22 @@
+package proxy
+
+import "time"
+
+// WaitFor lets the external tests share waitFor.
+var WaitFor = waitFor
+
+// waitFor polls cond until it holds or d passes, and reports whether it
+// held. It covers the gap between a client reading an answer and the proxy
+// recording it.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

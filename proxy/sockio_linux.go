@@ -1,0 +1,181 @@
+//go:build linux
+
+package proxy
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// sockIO is how the fast path reads, writes and peeks at one connection.
+//
+// On a socket it makes the read, write and peek system calls itself,
+// through the connection's RawConn, as raw system calls: the socket is
+// non-blocking, so none of them can block, and the runtime's poller still
+// does the waiting and enforces the deadlines set on the net.Conn. What
+// this saves over net.Conn's Read and Write is the scheduler's
+// entersyscall/exitsyscall around every call. On a loaded machine a
+// loopback write takes long enough (it runs the receiver's side of TCP
+// too) that the scheduler's monitor takes the P away from a goroutine in
+// it and hands it to another thread, and waking and parking those threads
+// cost more than the write; see ADR 0006.
+//
+// A Read and a Write may run at the same time, as on a net.Conn; a peek
+// must not run beside another peek.
+type sockIO struct {
+	c  net.Conn
+	rc syscall.RawConn // nil: not a socket, use c
+
+	rbuf  []byte
+	rn    int
+	rerr  syscall.Errno
+	readF func(fd uintptr) bool
+
+	wbuf   []byte
+	wn     int
+	werr   syscall.Errno
+	writeF func(fd uintptr) bool
+
+	pstate peekState
+	peekF  func(fd uintptr)
+}
+
+func newSockIO(c net.Conn) *sockIO {
+	s := &sockIO{c: c}
+	var rc syscall.RawConn
+	var err error
+	// Only the net package's own sockets: a type that wraps one may
+	// change what Read and Write do, and its SyscallConn would go around
+	// that.
+	switch sc := c.(type) {
+	case *net.TCPConn:
+		rc, err = sc.SyscallConn()
+	case *net.UnixConn:
+		rc, err = sc.SyscallConn()
+	default:
+		return s
+	}
+	if err != nil {
+		return s
+	}
+	s.rc = rc
+	s.readF = s.readFD
+	s.writeF = s.writeFD
+	s.peekF = s.peekFD
+	return s
+}
+
+func (s *sockIO) Read(b []byte) (int, error) {
+	if s.rc == nil {
+		return s.c.Read(b)
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.rbuf, s.rn, s.rerr = b, 0, 0
+	err := s.rc.Read(s.readF)
+	n, errno := s.rn, s.rerr
+	s.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// readFD reads once into s.rbuf; false asks the poller to wait.
+func (s *sockIO) readFD(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			s.rn = int(n)
+		default:
+			s.rerr = e
+		}
+		return true
+	}
+}
+
+func (s *sockIO) Write(b []byte) (int, error) {
+	if s.rc == nil {
+		return s.c.Write(b)
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.wbuf, s.wn, s.werr = b, 0, 0
+	err := s.rc.Write(s.writeF)
+	n, errno := s.wn, s.werr
+	s.wbuf = nil
+	if err == nil && errno != 0 {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+	}
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	return n, err
+}
+
+// writeFD writes what is left of s.wbuf; false asks the poller to wait
+// until the socket takes more.
+func (s *sockIO) writeFD(fd uintptr) bool {
+	for s.wn < len(s.wbuf) {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.wbuf[s.wn])), uintptr(len(s.wbuf)-s.wn))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			s.wn += int(n)
+		default:
+			s.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+// peek looks, without blocking and without reading, at what waits on the
+// connection: nothing (it is open and quiet), data, or its end. It goes
+// around the runtime's poller, so a read deadline that has passed does
+// not make an open connection look closed. On what is not a socket it
+// says quiet, and a closed connection shows up when it is used.
+func (s *sockIO) peek() peekState {
+	if s.rc == nil {
+		return peekQuiet
+	}
+	s.pstate = peekClosed
+	if err := s.rc.Control(s.peekF); err != nil {
+		return peekClosed
+	}
+	return s.pstate
+}
+
+func (s *sockIO) peekFD(fd uintptr) {
+	var buf [1]byte
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			s.pstate = peekQuiet
+		case e == 0 && n > 0:
+			s.pstate = peekData
+		}
+		return
+	}
+}
