@@ -474,8 +474,10 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 			}
 			return fmt.Errorf("forward request body: %w", err)
 		}
+		return w.Flush()
 	}
-	return w.Flush()
+	// No body: the head goes out from inside the first read of the answer.
+	return uc.io.flushOnRead(w)
 }
 
 // clientReader notes a failure to read from the client.

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"os"
@@ -41,6 +42,12 @@ type sockIO struct {
 
 	pstate peekState
 	peekF  func(fd uintptr)
+
+	// hold makes Write keep what it is given in pending, for the next
+	// Read to send (flushOnRead).
+	hold      bool
+	pending   []byte
+	sendReadF func(fd uintptr) bool
 }
 
 func newSockIO(c net.Conn) *sockIO {
@@ -65,6 +72,7 @@ func newSockIO(c net.Conn) *sockIO {
 	s.readF = s.readFD
 	s.writeF = s.writeFD
 	s.peekF = s.peekFD
+	s.sendReadF = s.sendReadFD
 	return s
 }
 
@@ -76,7 +84,12 @@ func (s *sockIO) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	s.rbuf, s.rn, s.rerr = b, 0, 0
-	err := s.rc.Read(s.readF)
+	var err error
+	if s.pending != nil {
+		err = s.sendThenRead()
+	} else {
+		err = s.rc.Read(s.readF)
+	}
 	n, errno := s.rn, s.rerr
 	s.rbuf = nil
 	switch {
@@ -115,6 +128,10 @@ func (s *sockIO) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	if s.hold {
+		s.hold, s.pending = false, b
+		return len(b), nil
+	}
 	s.wbuf, s.wn, s.werr = b, 0, 0
 	err := s.rc.Write(s.writeF)
 	n, errno := s.wn, s.werr
@@ -146,6 +163,57 @@ func (s *sockIO) writeFD(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// flushOnRead flushes w, whose last bytes the caller is about to wait
+// for an answer to, into the next Read: that Read sends them from inside
+// its first callback and only then lets the poller wait. The poller
+// clears what it knew of the socket's readiness before it calls back, so
+// a Read after a Write always tries a read that finds nothing first; an
+// answer to bytes sent from inside the callback can only come after that
+// clear, so the wait needs no such try. The bytes stay in w's buffer,
+// which the caller must not write to before that Read.
+func (s *sockIO) flushOnRead(w *bufio.Writer) error {
+	if s.rc == nil {
+		return w.Flush()
+	}
+	s.hold = true
+	err := w.Flush()
+	s.hold = false
+	return err
+}
+
+// sendThenRead sends s.pending and reads the answer into s.rbuf.
+func (s *sockIO) sendThenRead() error {
+	s.wbuf, s.wn, s.werr, s.pending = s.pending, 0, 0, nil
+	err := s.rc.Read(s.sendReadF)
+	rest, errno := s.wbuf, s.werr
+	s.wbuf = nil
+	switch {
+	case errno != 0:
+		return &net.OpError{Op: "write", Net: "tcp", Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+	case err != nil || rest == nil:
+		return err
+	}
+	// The socket took only part: send the rest the usual way, then read.
+	if _, err := s.Write(rest[s.wn:]); err != nil {
+		return err
+	}
+	return s.rc.Read(s.readF)
+}
+
+// sendReadFD first sends s.wbuf (false then asks the poller to wait for
+// the answer), then reads; a send the socket takes only part of, or that
+// fails, ends the call with s.wbuf left set.
+func (s *sockIO) sendReadFD(fd uintptr) bool {
+	if s.wbuf != nil {
+		if !s.writeFD(fd) || s.werr != 0 {
+			return true
+		}
+		s.wbuf = nil
+		return false
+	}
+	return s.readFD(fd)
 }
 
 // peek looks, without blocking and without reading, at what waits on the

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -226,5 +227,73 @@ func TestSockIO_Peek(t *testing.T) {
 	b.Close()
 	if !waitFor(2*time.Second, func() bool { return s.peek() == peekClosed }) {
 		t.Errorf("peer closed: peek = %d, want peekClosed", s.peek())
+	}
+}
+
+// flushOnRead: the bytes go out inside the next Read, which then waits for
+// and returns the answer; a send larger than the socket takes at once
+// finishes the usual way first.
+func TestSockIO_FlushOnRead(t *testing.T) {
+	for _, size := range []int{100, 8 << 20} {
+		a, b := tcpPair(t)
+		// A send that loses bytes must fail the test, not hang it.
+		a.SetDeadline(time.Now().Add(10 * time.Second))
+		b.SetDeadline(time.Now().Add(10 * time.Second))
+		s := newSockIO(a)
+		req := randomBytes(size)
+		peerGot := make(chan []byte, 1)
+		go func() {
+			got := make([]byte, size)
+			if _, err := io.ReadFull(b, got); err == nil {
+				b.Write([]byte("answer"))
+			}
+			peerGot <- got
+		}()
+		w := bufio.NewWriterSize(s, size) // all of it is held for the Read
+		w.Write(req)
+		if err := s.flushOnRead(w); err != nil {
+			t.Fatalf("size %d: flushOnRead: %v", size, err)
+		}
+		if len(s.pending) != size {
+			t.Errorf("size %d: %d bytes held for the next Read, want all", size, len(s.pending))
+		}
+		if s.hold {
+			t.Errorf("size %d: still holding after flushOnRead", size)
+		}
+		got := make([]byte, 6)
+		if _, err := io.ReadFull(s, got); err != nil || string(got) != "answer" {
+			t.Fatalf("size %d: read %q, %v; want the answer", size, got, err)
+		}
+		if !bytes.Equal(<-peerGot, req) {
+			t.Errorf("size %d: the peer got other bytes than were sent", size)
+		}
+		if s.pending != nil || s.wbuf != nil {
+			t.Errorf("size %d: a buffer is still referenced after the Read", size)
+		}
+		// The next write goes out at once.
+		if _, err := s.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		one := make([]byte, 1)
+		if _, err := io.ReadFull(b, one); err != nil || one[0] != 'x' {
+			t.Errorf("size %d: a later Write was not sent: %q, %v", size, one, err)
+		}
+	}
+}
+
+func TestSockIO_FlushOnReadToAResetConnection(t *testing.T) {
+	a, b := tcpPair(t)
+	s := newSockIO(a)
+	b.SetLinger(0)
+	b.Close()
+	time.Sleep(50 * time.Millisecond) // let the reset arrive
+	w := bufio.NewWriter(s)
+	w.WriteString("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if err := s.flushOnRead(w); err != nil {
+		t.Fatalf("flushOnRead: %v (the send happens in the Read)", err)
+	}
+	_, err := s.Read(make([]byte, 10))
+	if !staleConn(err) {
+		t.Errorf("Read after a send to a reset connection: %v; want what staleConn knows", err)
 	}
 }
