@@ -1,9 +1,18 @@
 package proxy
 
-import "time"
+import (
+	"testing"
+	"time"
+)
 
 // WaitFor lets the external tests share waitFor.
 var WaitFor = waitFor
+
+// SetTestHookIdle sets testHookIdle until the test ends.
+func SetTestHookIdle(t *testing.T, f func()) {
+	testHookIdle.Store(&f)
+	t.Cleanup(func() { testHookIdle.Store(nil) })
+}
 
 // waitFor polls cond until it holds or d passes, and reports whether it
 // held. It covers the gap between a client reading an answer and the proxy

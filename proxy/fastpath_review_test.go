@@ -297,3 +297,43 @@ func answerEach(tb testing.TB, answer func(c net.Conn, req *http.Request)) *rawB
 		}
 	})
 }
+
+// A connection that turns idle while Shutdown runs must still be closed by
+// it. The connection's goroutine checks for shutdown and then marks itself
+// idle; when Shutdown ran in between, it skipped the not-yet-idle
+// connection and then waited for its context to end. The hook holds the
+// goroutine in that gap until Shutdown has run past it.
+func TestServerReview_ShutdownWhileTurningIdle(t *testing.T) {
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fast path's loop, whatever BANYAN_TEST_FAST_PATH says.
+	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
+	t.Cleanup(func() { srv.Close() })
+	inGap, shutStarted := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	proxy.SetTestHookIdle(t, func() {
+		once.Do(func() {
+			close(inGap)
+			<-shutStarted
+			time.Sleep(200 * time.Millisecond) // Shutdown closes the idle connections meanwhile
+		})
+	})
+	go srv.Serve(ln)
+	rc := dialRaw(t, "http://"+ln.Addr().String())
+	defer rc.c.Close()
+	if resp, body := rc.do("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %q", resp.StatusCode, body)
+	}
+	recv(t, inGap, "the connection between its shutdown check and turning idle")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	close(shutStarted)
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown = %v after %s with one idle connection, want nil at once", err, time.Since(start).Round(time.Millisecond))
+	}
+}

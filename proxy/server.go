@@ -225,6 +225,10 @@ func (c *replayConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// testHookIdle, set only by tests, runs when a connection has answered a
+// request and is about to mark itself idle.
+var testHookIdle atomic.Pointer[func()]
+
 // fastBufSize is the read buffer of a fast-path connection, and so the
 // largest request head it takes (net/http takes up to 1 MiB).
 const fastBufSize = 8 << 10
@@ -302,7 +306,18 @@ func (fc *fastConn) serve() {
 				if !keep || fc.s.closing.Load() {
 					return
 				}
+				if h := testHookIdle.Load(); h != nil {
+					(*h)()
+				}
 				fc.idle.Store(true)
+				// Shutdown sets closing, then closes the idle connections:
+				// checking closing again after idle is set means that one
+				// of the two always sees the other, so a connection that
+				// turned idle during Shutdown is not left open until its
+				// idle timeout.
+				if fc.s.closing.Load() {
+					return
+				}
 				continue
 			}
 		}
