@@ -159,10 +159,9 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	code, keep := ex.run()
 	fc.lastEnd = time.Now()
 	fc.series.observe(p.metrics, rt.Name, name, code, fc.lastEnd.Sub(start))
-	if m := ex.mirror; m != nil && !m.done && code != 499 && int64(len(m.body)) != h.contentLength {
-		p.metrics.dropped(rt.Name, dropBodyIncomplete)
-	}
-	if m := ex.mirror; m != nil && m.done {
+	switch m := ex.mirror; {
+	case m == nil:
+	case m.done:
 		// As on the net/http path: the answer the client got, headed for
 		// the shadow pool; nothing is queued for a client that left or an
 		// answer that broke off.
@@ -173,6 +172,8 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 				Truncated: m.capture.truncated, Latency: fc.lastEnd.Sub(start), Err: m.err,
 			},
 		})
+	case code != 499 && int64(len(m.body)) != h.contentLength:
+		p.metrics.dropped(rt.Name, dropBodyIncomplete)
 	}
 	return keep && !h.close, ""
 }

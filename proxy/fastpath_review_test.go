@@ -161,12 +161,10 @@ func TestServerReview_ShadowPostPrimaryDown(t *testing.T) {
 // Client sends half its body and leaves: net/http drops the mirror
 // (body_incomplete).
 func TestServerReview_ShadowTruncatedUpload(t *testing.T) {
-	var lj, nj journal
-	legacy, next := newBackend(t, "legacy", lj.record(jsonAPI)), newBackend(t, "new", nj.record(jsonAPI))
-	h := newShadowHarness(t, shadowOrders+`
+	h, _, nj := journaledShadow(t, `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100, writes: dry-run}
-`, proxy.ShadowOptions{}, legacy, next)
+`)
 	rc := dialRaw(t, h.URL)
 	rc.send("POST /api/orders/7 HTTP/1.1\r\nHost: shop\r\nContent-Length: 20\r\n\r\n{\"qty\":")
 	time.Sleep(100 * time.Millisecond)
@@ -183,12 +181,10 @@ func TestServerReview_ShadowTruncatedUpload(t *testing.T) {
 }
 
 func TestServerReview_ShadowURIEncoding(t *testing.T) {
-	var lj, nj journal
-	legacy, next := newBackend(t, "legacy", lj.record(jsonAPI)), newBackend(t, "new", nj.record(jsonAPI))
-	h := newShadowHarness(t, shadowOrders+`
+	h, lj, nj := journaledShadow(t, `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100}
-`, proxy.ShadowOptions{}, legacy, next)
+`)
 	rc := dialRaw(t, h.URL)
 	rc.do("GET /api/orders/it's(1)*! HTTP/1.1\r\nHost: shop\r\n\r\n")
 	h.rec.wait(t, 1)

@@ -84,6 +84,14 @@ type rawClient struct {
 	br *bufio.Reader
 }
 
+// expect200 checks that an answer is a 200 with body want.
+func expect200(t *testing.T, resp *http.Response, body, want string) {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK || body != want {
+		t.Errorf("status %d, body %q; want 200, %q", resp.StatusCode, body, want)
+	}
+}
+
 func dialRaw(tb testing.TB, baseURL string) *rawClient {
 	tb.Helper()
 	u, err := url.Parse(baseURL)
@@ -564,21 +572,15 @@ func TestServer_Handoff(t *testing.T) {
 				resp = rc.head("POST")
 			}
 			body, _ := io.ReadAll(resp.Body)
-			if got, want := string(body), "POST /upload hello X-Huge:0"; resp.StatusCode != http.StatusOK || got != want {
-				t.Errorf("status %d, body %q; want 200, %q", resp.StatusCode, got, want)
-			}
+			expect200(t, resp, string(body), "POST /upload hello X-Huge:0")
 		}, true},
 		{"chunked request body", "chunked-body", func(t *testing.T, rc *rawClient) {
 			resp, body := rc.do("POST /upload HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-			if got, want := body, "POST /upload hello world X-Huge:0"; resp.StatusCode != http.StatusOK || got != want {
-				t.Errorf("status %d, body %q; want 200, %q", resp.StatusCode, got, want)
-			}
+			expect200(t, resp, body, "POST /upload hello world X-Huge:0")
 		}, true},
 		{"head larger than 8 KiB", "head-too-large", func(t *testing.T, rc *rawClient) {
 			resp, body := rc.do("GET /big HTTP/1.1\r\n" + host + "X-Huge: " + huge + "\r\n\r\n")
-			if got, want := body, "GET /big  X-Huge:9000"; resp.StatusCode != http.StatusOK || got != want {
-				t.Errorf("status %d, body %q; want 200, %q", resp.StatusCode, got, want)
-			}
+			expect200(t, resp, body, "GET /big  X-Huge:9000")
 		}, true},
 		{"no route", "no-route", func(t *testing.T, rc *rawClient) {
 			resp, body := rc.do("GET /nowhere HTTP/1.1\r\n" + host + "\r\n")

@@ -204,7 +204,7 @@ func (h *reqHead) header(hdr http.Header, names []string) {
 			k = textproto.CanonicalMIMEHeaderKey(string(name))
 		}
 		for _, n := range names {
-			if equalFold(name, n) {
+			if asciiEqualFold(name, n) {
 				k = n
 				break
 			}
@@ -213,26 +213,6 @@ func (h *reqHead) header(hdr http.Header, names []string) {
 			hdr[k] = append(hdr[k], string(h.value(i)))
 		}
 	}
-}
-
-// equalFold is bytes.EqualFold for ASCII, without converting s.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range len(b) {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // hopByHop reports whether a request header must not be forwarded: the
@@ -379,16 +359,20 @@ func nextToken(v []byte) (tok, rest []byte) {
 	return bytes.Trim(tok, " \t"), rest
 }
 
+// asciiEqualFold is bytes.EqualFold for ASCII, without converting s.
 func asciiEqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}
 	for i := range len(b) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
 		}
-		if c != s[i] {
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

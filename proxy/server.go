@@ -364,17 +364,19 @@ func (fc *fastConn) readHead() ([]byte, string) {
 // the first empty line, CRLF or bare LF (net/http takes both; parseHead
 // then hands the bare-LF kind over), or -1 when it has not all come.
 func indexHeadEnd(b []byte) int {
-	crlf := bytes.Index(b, []byte("\r\n\r\n"))
-	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (crlf < 0 || i < crlf) {
-		return i + 2
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j // a line ends at i; an empty line may follow
+		switch {
+		case i+1 < len(b) && b[i+1] == '\n':
+			return i + 2
+		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
+			return i + 3
+		}
 	}
-	if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 && (crlf < 0 || i+1 < crlf) {
-		return i + 3
-	}
-	if crlf >= 0 {
-		return crlf + 4
-	}
-	return -1
 }
 
 func (fc *fastConn) setReadDeadline(d time.Duration) {

@@ -83,6 +83,16 @@ type shadowHarness struct {
 // newShadowHarness is newHarness with the shadow pool started with opts;
 // a nil opts.Recorder becomes a new fakeRecorder. When the test ends the
 // proxy stops serving and its pool drains, before the backends close.
+// journaledShadow is the orders route, with route's split and shadow
+// lines, in front of a legacy and a new backend that both answer with
+// jsonAPI and journal what reached them.
+func journaledShadow(tb testing.TB, route string) (h *shadowHarness, lj, nj *journal) {
+	tb.Helper()
+	lj, nj = new(journal), new(journal)
+	legacy, next := newBackend(tb, "legacy", lj.record(jsonAPI)), newBackend(tb, "new", nj.record(jsonAPI))
+	return newShadowHarness(tb, shadowOrders+route, proxy.ShadowOptions{}, legacy, next), lj, nj
+}
+
 func newShadowHarness(tb testing.TB, config string, opts proxy.ShadowOptions, backends ...*backend) *shadowHarness {
 	tb.Helper()
 	p, mgr, reg := newProxy(tb, config, backends...)
@@ -257,12 +267,10 @@ func TestProxy_Shadow(t *testing.T) {
 
 	t.Run("reads mirrored to new", func(t *testing.T) {
 		t.Parallel()
-		var lj, nj journal
-		legacy, next := newBackend(t, "legacy", lj.record(jsonAPI)), newBackend(t, "new", nj.record(jsonAPI))
-		h := newShadowHarness(t, shadowOrders+`
+		h, lj, nj := journaledShadow(t, `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100}
-`, proxy.ShadowOptions{}, legacy, next)
+`)
 
 		const n = 5
 		for range n {
@@ -364,12 +372,10 @@ func TestProxy_ShadowWrites(t *testing.T) {
 
 	t.Run("skipped by default", func(t *testing.T) {
 		t.Parallel()
-		var lj, nj journal
-		legacy, next := newBackend(t, "legacy", lj.record(jsonAPI)), newBackend(t, "new", nj.record(jsonAPI))
-		h := newShadowHarness(t, shadowOrders+`
+		h, lj, nj := journaledShadow(t, `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100}
-`, proxy.ShadowOptions{}, legacy, next)
+`)
 
 		h.send(t, http.MethodPost, "/api/orders/7", strings.NewReader(bodies[0]))
 		h.send(t, http.MethodGet, "/api/orders/7", nil) // reads are still mirrored
@@ -389,12 +395,10 @@ func TestProxy_ShadowWrites(t *testing.T) {
 
 	t.Run("dry-run", func(t *testing.T) {
 		t.Parallel()
-		var lj, nj journal
-		legacy, next := newBackend(t, "legacy", lj.record(jsonAPI)), newBackend(t, "new", nj.record(jsonAPI))
-		h := newShadowHarness(t, shadowOrders+`
+		h, lj, nj := journaledShadow(t, `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100, writes: dry-run}
-`, proxy.ShadowOptions{}, legacy, next)
+`)
 
 		for _, b := range bodies {
 			h.send(t, http.MethodPost, "/api/orders/7", strings.NewReader(b))
@@ -472,12 +476,10 @@ func TestProxy_ShadowMaxBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var lj, nj journal
-			legacy, next := newBackend(t, "legacy", lj.record(jsonAPI)), newBackend(t, "new", nj.record(jsonAPI))
-			h := newShadowHarness(t, shadowOrders+`
+			h, lj, nj := journaledShadow(t, `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100, writes: dry-run, max_body: 1KiB}
-`, proxy.ShadowOptions{}, legacy, next)
+`)
 
 			payload := strings.Repeat("x", tt.size)
 			var body io.Reader = strings.NewReader(payload)

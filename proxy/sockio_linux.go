@@ -24,8 +24,9 @@ import (
 // it and hands it to another thread, and waking and parking those threads
 // cost more than the write; see ADR 0006.
 //
-// A Read and a Write may run at the same time, as on a net.Conn; a peek
-// must not run beside another peek.
+// A Read and a Write may run at the same time, as on a net.Conn, except
+// a Read that sends what flushOnRead held; a peek must not run beside
+// another peek.
 type sockIO struct {
 	c  net.Conn
 	rc syscall.RawConn // nil: not a socket, use c
@@ -52,19 +53,15 @@ type sockIO struct {
 
 func newSockIO(c net.Conn) *sockIO {
 	s := &sockIO{c: c}
-	var rc syscall.RawConn
-	var err error
 	// Only the net package's own sockets: a type that wraps one may
 	// change what Read and Write do, and its SyscallConn would go around
 	// that.
-	switch sc := c.(type) {
-	case *net.TCPConn:
-		rc, err = sc.SyscallConn()
-	case *net.UnixConn:
-		rc, err = sc.SyscallConn()
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
 	default:
 		return s
 	}
+	rc, err := c.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return s
 	}
@@ -96,11 +93,16 @@ func (s *sockIO) Read(b []byte) (int, error) {
 	case err != nil:
 		return 0, err
 	case errno != 0:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError("read", errno)}
+		return 0, s.opError("read", errno)
 	case n == 0:
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// opError is what net.Conn's Read and Write return for errno.
+func (s *sockIO) opError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: s.c.LocalAddr().Network(), Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
 
 // readFD reads once into s.rbuf; false asks the poller to wait.
@@ -137,7 +139,7 @@ func (s *sockIO) Write(b []byte) (int, error) {
 	n, errno := s.wn, s.werr
 	s.wbuf = nil
 	if err == nil && errno != 0 {
-		err = &net.OpError{Op: "write", Net: "tcp", Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+		err = s.opError("write", errno)
 	}
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
@@ -191,7 +193,7 @@ func (s *sockIO) sendThenRead() error {
 	s.wbuf = nil
 	switch {
 	case errno != 0:
-		return &net.OpError{Op: "write", Net: "tcp", Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError("write", errno)}
+		return s.opError("write", errno)
 	case err != nil || rest == nil:
 		return err
 	}
