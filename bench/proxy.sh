@@ -12,6 +12,9 @@
 #   1. max throughput: wrk -t2 -c$CONNS -d$DURATION --latency  -> req/s, p50, p99
 #   2. fixed rate:     bench/loadgen -rate $RATE (open loop, latency measured
 #                      from the scheduled send time)          -> p50, p99
+# and, from the max-throughput run, where the machine's time went a request:
+# CPU µs of the target, the backend and wrk, idle µs, and the context
+# switches of the target's and the backend's threads (/proc).
 #
 # SCENARIO=shadow measures instead what shadow traffic costs the customer:
 # banyan in front of the same fast backend (`legacy`, split 100) with a second
@@ -326,7 +329,9 @@ measure_max() {
 		prof_pid=$!
 	fi
 	t0=$(ticks)
+	c0=$(cpu_split)
 	run_load wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$URL" >"$OUT/$t.wrk.txt"
+	c1=$(cpu_split)
 	OTHER=$(other_pct "$t0" "$(ticks)")
 	if [[ -n $prof_pid ]]; then
 		cp "$TMP/banyan" "$OUT/banyan.bin"
@@ -340,6 +345,54 @@ measure_max() {
 	P50[$t]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$OUT/$t.wrk.txt")")
 	P99[$t]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$OUT/$t.wrk.txt")")
 	WRKERR[$t]=$(grep -E 'Non-2xx|Socket errors' "$OUT/$t.wrk.txt" | tr -s ' ' | paste -sd';' - || true)
+	CPU[$t]=$(per_request "$c0" "$c1" "$(awk '/^[[:space:]]*[0-9]+ requests in/ {print $1}' "$OUT/$t.wrk.txt")")
+}
+
+# cpu_split: "TOTAL IDLE TARGET BACKEND LOAD TSW BSW" in clock ticks: the
+# machine's time (all CPUs), its idle time, the target with its children
+# (nginx's workers), the backend, and the load generators this script has
+# reaped (wrk lands in the script's cutime once it ends, so sample after it
+# has); then the context switches, voluntary and not, of the target's and the
+# backend's threads (how often they ran out of work or were pushed off a CPU).
+cpu_split() {
+	awk '/^cpu / {s = 0; for (i = 2; i <= 9; i++) s += $i; printf "%d %d ", s, $5 + $6}' /proc/stat
+	local p t=0 b=0 l=0 tp
+	tp="${TARGET_PID:-} $(pgrep -P "${TARGET_PID:-0}" 2>/dev/null)"
+	for p in $tp; do
+		t=$((t + $(proc_ticks "$p" 12 13)))
+	done
+	[[ -n ${BACKEND_PID:-} ]] && b=$(proc_ticks "$BACKEND_PID" 12 13)
+	l=$(proc_ticks $$ 14 15)
+	echo "$t $b $l $(switches $tp) $(switches ${BACKEND_PID:-})"
+}
+
+# switches PID...: the context switches of every thread of PIDs, summed.
+switches() {
+	local p n=0
+	for p in "$@"; do
+		n=$((n + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}')))
+	done
+	echo "$n"
+}
+
+# proc_ticks PID I J: fields I+J of /proc/PID/stat counted after the command
+# name (12 13 = utime stime, 14 15 = cutime cstime); 0 for a gone process.
+proc_ticks() {
+	awk -v i="$2" -v j="$3" '{l = $0; sub(/^.*\) /, "", l); split(l, f, " "); print f[i] + f[j]}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# per_request C0 C1 N: the CPU time per request, in µs, of the target, the
+# backend, wrk and the rest (kernel threads, softirq outside a process), the
+# machine's idle time per request, and the target's and the backend's context
+# switches per request, from two cpu_split samples.
+per_request() {
+	awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		if (n <= 0) { print "n/a"; exit }
+		for (i = 1; i <= 5; i++) d[i] = (y[i] - x[i]) * 1e6 / hz / n
+		rest = d[1] - d[2] - d[3] - d[4] - d[5]
+		printf "%.1f %.1f %.1f %.1f %.1f %.2f %.2f", d[3], d[4], d[5], rest, d[2], (y[6] - x[6]) / n, (y[7] - x[7]) / n
+	}'
 }
 
 # measure_fixed K: loadgen at $RATE; sets LINE[K] and OTHER.
@@ -524,7 +577,7 @@ if [[ $SCENARIO == shadow ]]; then
 	exit 0
 fi
 
-declare -A RPS P50 P99 WRKERR LINE DETAIL
+declare -A RPS P50 P99 WRKERR LINE DETAIL CPU
 read -ra TLIST <<<"$TARGETS"
 KEYS=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -616,4 +669,14 @@ echo "| target | ok@$rk | errors@$rk | p90@$rk | max@$rk | svc p50@$rk | svc p99
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
 for k in "${KEYS[@]}"; do
 	echo "${DETAIL[$k]}"
+done
+echo
+echo "Where the machine's time went per request in the max-rps run (µs of CPU a request; the target counts"
+echo "its children, rest = kernel threads and interrupt time no process was charged for (tick counting makes it off by about ±1 µs),"
+echo "idle = CPUs doing nothing):"
+echo
+echo "| target | target | backend | wrk | rest | idle | target's context switches a request | backend's context switches a request |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for k in "${KEYS[@]}"; do
+	echo "| $k | ${CPU[$k]// / | } |"
 done
