@@ -6,6 +6,9 @@
 #           httputil.ReverseProxy for every request, as before ADR 0006)
 #   nginx   nginx as a reverse proxy (upstream keepalive 256, HTTP/1.1)
 #   caddy   caddy as a reverse proxy (reverse_proxy, 256 idle upstream conns)
+#   bare    bench/bareproxy: the floor for a proxy in Go (a goroutine and a
+#           backend connection per client connection, net.Conn reads and
+#           writes, nothing else), to tell the Go runtime's cost from banyan's
 # all in front of the same tiny Go backend (bench/backend), all on 127.0.0.1.
 #
 # Per target:
@@ -109,9 +112,9 @@ for tool in $TOOLS; do
 done
 for t in $TARGETS; do
 	case $t in
-	direct | banyan | banyan-nethttp) ;;
+	direct | banyan | banyan-nethttp | bare) ;;
 	nginx | caddy) command -v "$t" >/dev/null || die "$t not found (apt-get install -y $t), or leave it out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, caddy)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, caddy, bare)" ;;
 	esac
 done
 
@@ -205,9 +208,10 @@ stop() {
 }
 
 # ---- build ----------------------------------------------------------------
-log "building backend and loadgen"
-(cd "$ROOT" && go build -o "$TMP/backend" ./bench/backend && go build -o "$TMP/loadgen" ./bench/loadgen)
-if [[ " $TARGETS " == *" banyan "* ]]; then # always in SCENARIO=shadow
+log "building backend, loadgen and bareproxy"
+(cd "$ROOT" && go build -o "$TMP/backend" ./bench/backend && go build -o "$TMP/loadgen" ./bench/loadgen &&
+	go build -o "$TMP/bareproxy" ./bench/bareproxy)
+if [[ " $TARGETS " == *" banyan"* ]]; then # always in SCENARIO=shadow
 	log "building banyan"
 	(cd "$ROOT" && go build -o "$TMP/banyan" ./cmd/banyan) || die "go build ./cmd/banyan failed; run with TARGETS=\"direct nginx caddy\" to skip banyan"
 fi
@@ -227,6 +231,10 @@ start_target() { # sets URL and TARGET_PID
 	direct)
 		URL=http://$BACKEND/
 		return
+		;;
+	bare)
+		port=$(free_port)
+		start bare "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND"
 		;;
 	banyan | banyan-nethttp)
 		port=$(free_port)

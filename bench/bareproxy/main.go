@@ -1,0 +1,113 @@
+// Command bareproxy is the floor for a proxy written in Go, used by
+// bench/proxy.sh as the target "bare": one goroutine per client connection,
+// each with a backend connection of its own, net.Conn reads and writes and
+// nothing else. It does no routing, no header rewriting, no metrics and no
+// timeouts, so what it costs is what the Go runtime and the kernel cost to
+// move a request and its answer through a process.
+//
+// It speaks only what bench/proxy.sh sends it: GETs without a body, whose
+// answers carry a Content-Length. Anything else ends the connection. It is a
+// measuring stick, not a proxy to put in front of anything.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"strconv"
+)
+
+// maxHead bounds a request or answer head; both are a few hundred bytes here.
+const maxHead = 16 << 10
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:18082", "address to serve on")
+	backend := flag.String("backend", "127.0.0.1:18081", "backend address")
+	flag.Parse()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatalf("bareproxy: %v", err)
+	}
+	fmt.Fprintf(os.Stderr, "bareproxy: %s -> %s\n", *listen, *backend)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			log.Fatalf("bareproxy: %v", err)
+		}
+		go relay(c, *backend)
+	}
+}
+
+// relay carries the requests of client connection c to the backend, one at
+// a time, and their answers back.
+func relay(c net.Conn, backend string) {
+	defer c.Close()
+	up, err := net.Dial("tcp", backend)
+	if err != nil {
+		log.Printf("bareproxy: %v", err)
+		return
+	}
+	defer up.Close()
+	req := make([]byte, maxHead)
+	resp := make([]byte, maxHead)
+	for {
+		n, _, err := readHead(c, req)
+		if err != nil {
+			return
+		}
+		if _, err := up.Write(req[:n]); err != nil {
+			return
+		}
+		n, end, err := readHead(up, resp)
+		if err != nil {
+			return
+		}
+		length, err := contentLength(resp[:end])
+		if err != nil || end+length > len(resp) {
+			log.Printf("bareproxy: answer not handled: %v", err)
+			return
+		}
+		if n < end+length {
+			if _, err := io.ReadFull(up, resp[n:end+length]); err != nil {
+				return
+			}
+		}
+		if _, err := c.Write(resp[:end+length]); err != nil {
+			return
+		}
+	}
+}
+
+// readHead reads from c into buf until it holds a whole head; it returns
+// the bytes read and where the head ends.
+func readHead(c net.Conn, buf []byte) (n, end int, err error) {
+	for {
+		m, err := c.Read(buf[n:])
+		if err != nil {
+			return 0, 0, err
+		}
+		n += m
+		if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 {
+			return n, i + 4, nil
+		}
+		if n == len(buf) {
+			return 0, 0, errors.New("head too large")
+		}
+	}
+}
+
+// contentLength finds the Content-Length of an answer head.
+func contentLength(head []byte) (int, error) {
+	for _, line := range bytes.Split(head, []byte("\r\n")) {
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(name, []byte("Content-Length")) {
+			return strconv.Atoi(string(bytes.TrimSpace(value)))
+		}
+	}
+	return 0, errors.New("no Content-Length")
+}
