@@ -9,6 +9,8 @@
 #   bare    bench/bareproxy: the floor for a proxy in Go (a goroutine and a
 #           backend connection per client connection, net.Conn reads and
 #           writes, nothing else), to tell the Go runtime's cost from banyan's
+#   bare-epoll  the same with one epoll event loop per CPU on raw system
+#           calls instead of goroutines (nginx's model, in Go; Linux only)
 # all in front of the same tiny Go backend (bench/backend), all on 127.0.0.1.
 #
 # Per target:
@@ -112,9 +114,9 @@ for tool in $TOOLS; do
 done
 for t in $TARGETS; do
 	case $t in
-	direct | banyan | banyan-nethttp | bare) ;;
+	direct | banyan | banyan-nethttp | bare | bare-epoll) ;;
 	nginx | caddy) command -v "$t" >/dev/null || die "$t not found (apt-get install -y $t), or leave it out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, caddy, bare)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, caddy, bare, bare-epoll)" ;;
 	esac
 done
 
@@ -225,16 +227,18 @@ wait_ok "http://$BACKEND/" || die "backend did not come up; see $OUT/backend.log
 
 # ---- proxies: each started just before its turn and stopped after ---------
 start_target() { # sets URL and TARGET_PID
-	local t=$1 port admin
+	local t=$1 port admin mode
 	TARGET_PID=
 	case $t in
 	direct)
 		URL=http://$BACKEND/
 		return
 		;;
-	bare)
+	bare | bare-epoll)
 		port=$(free_port)
-		start bare "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND"
+		mode=goroutines
+		[[ $t == bare-epoll ]] && mode=epoll
+		start "$t" "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND" -mode "$mode"
 		;;
 	banyan | banyan-nethttp)
 		port=$(free_port)

@@ -1,9 +1,15 @@
 // Command bareproxy is the floor for a proxy written in Go, used by
-// bench/proxy.sh as the target "bare": one goroutine per client connection,
-// each with a backend connection of its own, net.Conn reads and writes and
-// nothing else. It does no routing, no header rewriting, no metrics and no
-// timeouts, so what it costs is what the Go runtime and the kernel cost to
-// move a request and its answer through a process.
+// bench/proxy.sh as the targets "bare" and "bare-epoll". It does no routing,
+// no header rewriting, no metrics and no timeouts, so what it costs is what
+// the Go runtime and the kernel cost to move a request and its answer
+// through a process. Every client connection has a backend connection of
+// its own.
+//
+// With -mode goroutines (the default) it has one goroutine per client
+// connection and uses net.Conn reads and writes, as banyan does. With -mode
+// epoll (Linux) it has one event loop per CPU instead, on raw system calls,
+// as nginx has one worker per CPU: that shows what leaving the Go runtime's
+// scheduler and poller would be worth.
 //
 // It speaks only what bench/proxy.sh sends it: GETs without a body, whose
 // answers carry a Content-Length. Anything else ends the connection. It is a
@@ -28,12 +34,20 @@ const maxHead = 16 << 10
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18082", "address to serve on")
 	backend := flag.String("backend", "127.0.0.1:18081", "backend address")
+	mode := flag.String("mode", "goroutines", "goroutines (one per connection) or epoll (one event loop per CPU, Linux)")
 	flag.Parse()
+	fmt.Fprintf(os.Stderr, "bareproxy: %s -> %s, %s\n", *listen, *backend, *mode)
+	switch *mode {
+	case "goroutines":
+	case "epoll":
+		log.Fatalf("bareproxy: %v", serveEpoll(*listen, *backend))
+	default:
+		log.Fatalf("bareproxy: unknown -mode %q (want goroutines or epoll)", *mode)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatalf("bareproxy: %v", err)
 	}
-	fmt.Fprintf(os.Stderr, "bareproxy: %s -> %s\n", *listen, *backend)
 	for {
 		c, err := ln.Accept()
 		if err != nil {

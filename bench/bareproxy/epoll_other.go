@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "errors"
+
+func serveEpoll(addr, backend string) error {
+	return errors.New("-mode epoll needs Linux")
+}
