@@ -37,6 +37,8 @@
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
 #        ROUNDS (default 1): measure every target ROUNDS times, the targets'
 #        order rotated each round, and report each round and the medians
+#        (with SCENARIO=shadow: every case, off and each pool, each round,
+#        the ratio against shadow off of the same round)
 #        OUT (keep raw outputs here; default: a temp dir removed on exit)
 #        CADDY_IDLE (caddy keepalive_idle_conns_per_host, default 256)
 #        QUIET_WAIT, QUIET_MAX (before each measurement wait up to QUIET_WAIT s,
@@ -330,6 +332,9 @@ kv() { # kv KEY LINE: the value of KEY=... in a loadgen line
 	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
 }
 
+# median: the median of the numbers on stdin (separated by spaces).
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
 # measure_max K: wrk at full speed on the running target; K is the target,
 # or target.round with ROUNDS > 1. Sets RPS P50 P99 WRKERR[K] and OTHER.
 measure_max() {
@@ -534,9 +539,15 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 if [[ $SCENARIO == shadow ]]; then
 	declare -A LINE MIRR RSS RSS0 NOTE
 	KEYS=()
+	read -ra CASES <<<"off $SHADOW_POOLS"
+	for r in $(seq 1 "$ROUNDS"); do
 	for RATE in $SHADOW_RATES; do
-		for pool in off $SHADOW_POOLS; do
+		# Each round starts the cases one further along, so that none is
+		# always measured first or last.
+		for i in "${!CASES[@]}"; do
+			pool=${CASES[$(((i + r - 1) % ${#CASES[@]}))]}
 			key=r$RATE-${pool/:/x}
+			((ROUNDS > 1)) && key+=.$r
 			KEYS+=("$key")
 			log "$key: banyan, shadow ${pool}, loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
 			start_banyan_shadow "$key" "$pool"
@@ -557,6 +568,7 @@ if [[ $SCENARIO == shadow ]]; then
 			log "$key: p50 $(kv p50 "$line") ms, p99 $(kv p99 "$line") ms; ${MIRR[$key]}; peak RSS $(mib "${RSS[$key]}") MiB"
 		done
 	done
+	done
 
 	rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 	[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
@@ -567,21 +579,53 @@ if [[ $SCENARIO == shadow ]]; then
 	echo
 	echo "| rate | shadow (workers:queue) | ok | errors | p50 | p99 | p99 on/off | svc p99 | compared | dropped | RSS start | RSS peak | other |"
 	echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+	# ratio KEY: KEY's p99 over the p99 with shadow off at the same rate, in
+	# the same round.
+	ratio() {
+		local key=$1 rate round=
+		rate=${key%%-*}
+		[[ $key == *.* ]] && round=.${key##*.}
+		awk -v a="$(kv p99 "${LINE[$key]}")" -v b="$(kv p99 "${LINE[$rate-off$round]}")" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'
+	}
 	for key in "${KEYS[@]}"; do
 		line=${LINE[$key]}
 		rate=${key%%-*}
 		rate=${rate#r}
 		pool=${key#*-}
-		off=${LINE[r$rate-off]}
-		ratio=$(awk -v a="$(kv p99 "$line")" -v b="$(kv p99 "$off")" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}')
+		pool=${pool%.*}
+		ratio=$(ratio "$key")
 		dropped=$(kv dropped "${MIRR[$key]}")
 		reasons=$(tr ' ' '\n' <<<"${MIRR[$key]}" | grep -Ev '^(compared|dropped)=' | paste -sd, - || true)
 		[[ -n $reasons ]] && dropped+=" ($reasons)"
 		if [[ $pool == off ]]; then
 			ratio="—"
 		fi
-		echo "| $rate | ${pool/x/:} | $(kv ok "$line") | $(kv errors "$line") | $(kv p50 "$line") | $(kv p99 "$line") | $ratio | $(kv svc_p99 "$line") | $(kv compared "${MIRR[$key]}") | $dropped | $(mib "${RSS0[$key]}") | $(mib "${RSS[$key]}") | ${NOTE[$key]} |"
+		label=${pool/x/:}
+		[[ $key == *.* ]] && label+=" #${key##*.}"
+		echo "| $rate | $label | $(kv ok "$line") | $(kv errors "$line") | $(kv p50 "$line") | $(kv p99 "$line") | $ratio | $(kv svc_p99 "$line") | $(kv compared "${MIRR[$key]}") | $dropped | $(mib "${RSS0[$key]}") | $(mib "${RSS[$key]}") | ${NOTE[$key]} |"
 	done
+	if ((ROUNDS > 1)); then
+		echo
+		echo "Over $ROUNDS rounds (#N in the table above is the round; the cases' order was rotated each round):"
+		echo
+		echo "| rate | shadow (workers:queue) | median p99 | p99 on/off, each round | median p99 on/off |"
+		echo "|---:|---|---:|---|---:|"
+		for RATE in $SHADOW_RATES; do
+			for pool in "${CASES[@]}"; do
+				p99s="" ratios=""
+				for r in $(seq 1 "$ROUNDS"); do
+					key=r$RATE-${pool/:/x}.$r
+					p99s+=" $(kv p99 "${LINE[$key]}")"
+					[[ $pool == off ]] || ratios+=" $(ratio "$key")"
+				done
+				if [[ $pool == off ]]; then
+					echo "| $RATE | off | $(median <<<"$p99s") | — | — |"
+				else
+					echo "| $RATE | $pool | $(median <<<"$p99s") | ${ratios# } | $(median <<<"$ratios") |"
+				fi
+			done
+		done
+	fi
 	echo
 	echo "compared/dropped: banyan_shadow_compared_total / banyan_shadow_dropped_total (by reason) counted during the"
 	echo "measurement only; requests ok = mirrors compared + dropped + the change in what is queued or in flight."
@@ -649,7 +693,6 @@ for k in "${KEYS[@]}"; do
 	echo "| $k | ${RPS[$k]} | ${P50[$k]} | ${P99[$k]} | $(kv p50 "${LINE[$k]}") | $(kv p99 "${LINE[$k]}") | $(added "$k") |"
 done
 if ((ROUNDS > 1)); then
-	median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 	echo
 	echo "Medians over $ROUNDS rounds (max rps vs nginx: this target's max rps over nginx's in the same round):"
 	echo
