@@ -57,13 +57,19 @@ func listenReusePort(a *net.TCPAddr) (int, error) {
 	const soReusePort = 15 // SO_REUSEPORT on Linux
 	for _, opt := range []int{syscall.SO_REUSEADDR, soReusePort} {
 		if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, opt, 1); err != nil {
+			syscall.Close(fd)
 			return -1, err
 		}
 	}
 	if err := syscall.Bind(fd, sockaddr(a)); err != nil {
+		syscall.Close(fd)
 		return -1, fmt.Errorf("bind %s: %w", a, err)
 	}
-	return fd, syscall.Listen(fd, 4096)
+	if err := syscall.Listen(fd, 4096); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // dial connects to the backend; on loopback the connect is done when it
@@ -81,7 +87,11 @@ func dial(a *net.TCPAddr) (int, error) {
 		syscall.Close(fd)
 		return -1, err
 	}
-	return fd, syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 func rawRead(fd int, b []byte) (int, syscall.Errno) {
