@@ -165,6 +165,14 @@ wait_quiet() {
 	log "warning: machine still ${BUSY}% busy before measuring; figures will be noisy"
 }
 
+# target_pids: the running target and its children (nginx's workers), one a
+# line; nothing for direct, which has no process of its own.
+target_pids() {
+	[[ -n ${TARGET_PID:-} ]] || return 0
+	echo "$TARGET_PID"
+	pgrep -P "$TARGET_PID" 2>/dev/null || true
+}
+
 # ticks: "TOTAL STEAL OTHER" in clock ticks. TOTAL is the whole machine's
 # time (/proc/stat, all CPUs, idle included); STEAL is time the hypervisor
 # gave our vCPUs to someone else; OTHER is the CPU used by every
@@ -179,7 +187,7 @@ wait_quiet() {
 # report instead of silently skewing the figures.
 ticks() {
 	local excl
-	excl=" $$ ${BACKEND_PID:-} ${SLOW_PID:-} ${SAMPLER_PID:-} ${TARGET_PID:-} $(pgrep -P "${TARGET_PID:-0}" 2>/dev/null | tr '\n' ' ')"
+	excl=" $$ ${BACKEND_PID:-} ${SLOW_PID:-} ${SAMPLER_PID:-} $(target_pids | tr '\n' ' ')"
 	awk '/^cpu / {s = 0; for (i = 2; i <= 9; i++) s += $i; printf "%d %d ", s, $9}' /proc/stat  # guest time is already in user
 	cat /proc/[0-9]*/stat 2>/dev/null | awk -v excl="$excl " '{
 		pid = $1; l = $0; sub(/^.*\) /, "", l); split(l, f, " ")
@@ -332,8 +340,9 @@ kv() { # kv KEY LINE: the value of KEY=... in a loadgen line
 	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
 }
 
-# median: the median of the numbers on stdin (separated by spaces).
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# median: the median of the numbers on stdin (separated by spaces); anything
+# else ("n/a") is left out.
+median() { tr ' ' '\n' | grep -E '^[-+]?[0-9.]+$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # measure_max K: wrk at full speed on the running target; K is the target,
 # or target.round with ROUNDS > 1. Sets RPS P50 P99 WRKERR[K] and OTHER.
@@ -374,7 +383,7 @@ measure_max() {
 cpu_split() {
 	awk '/^cpu / {s = 0; for (i = 2; i <= 9; i++) s += $i; printf "%d %d ", s, $5 + $6}' /proc/stat
 	local p t=0 b=0 l=0 tp
-	tp="${TARGET_PID:-} $(pgrep -P "${TARGET_PID:-0}" 2>/dev/null)"
+	tp=$(target_pids)
 	for p in $tp; do
 		t=$((t + $(proc_ticks "$p" 12 13)))
 	done
@@ -405,7 +414,7 @@ proc_ticks() {
 per_request() {
 	awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
 		split(a, x, " "); split(b, y, " ")
-		if (n <= 0) { print "n/a"; exit }
+		if (n <= 0) { print "n/a n/a n/a n/a n/a n/a n/a"; exit }
 		for (i = 1; i <= 5; i++) d[i] = (y[i] - x[i]) * 1e6 / hz / n
 		rest = d[1] - d[2] - d[3] - d[4] - d[5]
 		printf "%.1f %.1f %.1f %.1f %.1f %.2f %.2f", d[3], d[4], d[5], rest, d[2], (y[6] - x[6]) / n, (y[7] - x[7]) / n
@@ -727,8 +736,9 @@ for k in "${KEYS[@]}"; do
 done
 echo
 echo "Where the machine's time went per request in the max-rps run (µs of CPU a request; the target counts"
-echo "its children, rest = kernel threads and interrupt time no process was charged for (tick counting makes it off by about ±1 µs),"
-echo "idle = CPUs doing nothing):"
+echo "its children, rest = the machine's busy time no column above took: kernel threads, interrupts, steal, other processes"
+echo "and this script (tick counting makes it off by a few µs, so it can be below 0), idle = CPUs doing nothing; direct has"
+echo "no target, so its target columns are 0):"
 echo
 echo "| target | target | backend | wrk | rest | idle | target's context switches a request | backend's context switches a request |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"

@@ -11,9 +11,11 @@
 // as nginx has one worker per CPU: that shows what leaving the Go runtime's
 // scheduler and poller would be worth.
 //
-// It speaks only what bench/proxy.sh sends it: GETs without a body, whose
-// answers carry a Content-Length. Anything else ends the connection. It is a
-// measuring stick, not a proxy to put in front of anything.
+// It speaks only what bench/proxy.sh sends it: GETs without a body, one at
+// a time (bytes after a request's head, or after an answer, are dropped, so
+// a pipelining client would hang), whose answers carry a Content-Length.
+// Anything else ends the connection. It is a measuring stick, not a proxy to
+// put in front of anything.
 package main
 
 import (
@@ -82,8 +84,12 @@ func relay(c net.Conn, backend string) {
 			return
 		}
 		length, err := contentLength(resp[:end])
-		if err != nil || end+length > len(resp) {
+		if err != nil {
 			log.Printf("bareproxy: answer not handled: %v", err)
+			return
+		}
+		if end+length > len(resp) {
+			log.Printf("bareproxy: answer not handled: head and body larger than %d bytes", len(resp))
 			return
 		}
 		if n < end+length {
@@ -120,7 +126,11 @@ func contentLength(head []byte) (int, error) {
 	for _, line := range bytes.Split(head, []byte("\r\n")) {
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if ok && bytes.EqualFold(name, []byte("Content-Length")) {
-			return strconv.Atoi(string(bytes.TrimSpace(value)))
+			n, err := strconv.Atoi(string(bytes.TrimSpace(value)))
+			if err == nil && n < 0 {
+				err = errors.New("negative Content-Length")
+			}
+			return n, err
 		}
 	}
 	return 0, errors.New("no Content-Length")
