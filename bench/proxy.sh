@@ -408,7 +408,7 @@ proc_ticks() {
 }
 
 # per_request C0 C1 N: the CPU time per request, in µs, of the target, the
-# backend, wrk and the rest (kernel threads, softirq outside a process), the
+# backend, wrk and the rest (what the machine was busy with besides), the
 # machine's idle time per request, and the target's and the backend's context
 # switches per request, from two cpu_split samples.
 per_request() {

@@ -83,16 +83,6 @@ type shadowHarness struct {
 // newShadowHarness is newHarness with the shadow pool started with opts;
 // a nil opts.Recorder becomes a new fakeRecorder. When the test ends the
 // proxy stops serving and its pool drains, before the backends close.
-// journaledShadow is the orders route, with route's split and shadow
-// lines, in front of a legacy and a new backend that both answer with
-// jsonAPI and journal what reached them.
-func journaledShadow(tb testing.TB, route string) (h *shadowHarness, lj, nj *journal) {
-	tb.Helper()
-	lj, nj = new(journal), new(journal)
-	legacy, next := newBackend(tb, "legacy", lj.record(jsonAPI)), newBackend(tb, "new", nj.record(jsonAPI))
-	return newShadowHarness(tb, shadowOrders+route, proxy.ShadowOptions{}, legacy, next), lj, nj
-}
-
 func newShadowHarness(tb testing.TB, config string, opts proxy.ShadowOptions, backends ...*backend) *shadowHarness {
 	tb.Helper()
 	p, mgr, reg := newProxy(tb, config, backends...)
@@ -114,6 +104,16 @@ func newShadowHarness(tb testing.TB, config string, opts proxy.ShadowOptions, ba
 		}
 	})
 	return h
+}
+
+// journaledShadow is the orders route, with route's split and shadow
+// lines, in front of a legacy and a new backend that both answer with
+// jsonAPI and journal what reached them.
+func journaledShadow(tb testing.TB, route string) (h *shadowHarness, lj, nj *journal) {
+	tb.Helper()
+	lj, nj = new(journal), new(journal)
+	legacy, next := newBackend(tb, "legacy", lj.record(jsonAPI)), newBackend(tb, "new", nj.record(jsonAPI))
+	return newShadowHarness(tb, shadowOrders+route, proxy.ShadowOptions{}, legacy, next), lj, nj
 }
 
 // stop stops serving, waiting for requests in flight (and so for their

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"runtime"
@@ -176,7 +175,7 @@ func eventLoop(ln int, backend *net.TCPAddr) error {
 					continue
 				}
 				p.req = append(p.req, buf[:m]...)
-				if bytes.Contains(p.req, []byte("\r\n\r\n")) {
+				if headEnd(p.req) >= 0 {
 					if !rawWrite(p.up, p.req) {
 						drop(p)
 						continue
@@ -186,19 +185,15 @@ func eventLoop(ln int, backend *net.TCPAddr) error {
 				continue
 			}
 			p.resp = append(p.resp, buf[:m]...)
-			end := bytes.Index(p.resp, []byte("\r\n\r\n"))
-			if end < 0 {
-				continue
-			}
-			length, err := contentLength(p.resp[:end+4])
+			size, err := answerSize(p.resp)
 			if err != nil {
 				drop(p)
 				continue
 			}
-			if len(p.resp) < end+4+length {
+			if size == 0 || len(p.resp) < size {
 				continue
 			}
-			if !rawWrite(p.client, p.resp[:end+4+length]) {
+			if !rawWrite(p.client, p.resp[:size]) {
 				drop(p)
 				continue
 			}

@@ -72,53 +72,77 @@ func relay(c net.Conn, backend string) {
 	req := make([]byte, maxHead)
 	resp := make([]byte, maxHead)
 	for {
-		n, _, err := readHead(c, req)
+		n, err := readHead(c, req)
 		if err != nil {
 			return
 		}
 		if _, err := up.Write(req[:n]); err != nil {
 			return
 		}
-		n, end, err := readHead(up, resp)
+		n, err = readHead(up, resp)
 		if err != nil {
 			return
 		}
-		length, err := contentLength(resp[:end])
+		size, err := answerSize(resp[:n])
 		if err != nil {
 			log.Printf("bareproxy: answer not handled: %v", err)
 			return
 		}
-		if end+length > len(resp) {
-			log.Printf("bareproxy: answer not handled: head and body larger than %d bytes", len(resp))
-			return
-		}
-		if n < end+length {
-			if _, err := io.ReadFull(up, resp[n:end+length]); err != nil {
+		if n < size {
+			if _, err := io.ReadFull(up, resp[n:size]); err != nil {
 				return
 			}
 		}
-		if _, err := c.Write(resp[:end+length]); err != nil {
+		if _, err := c.Write(resp[:size]); err != nil {
 			return
 		}
 	}
 }
 
 // readHead reads from c into buf until it holds a whole head; it returns
-// the bytes read and where the head ends.
-func readHead(c net.Conn, buf []byte) (n, end int, err error) {
+// how many bytes it read.
+func readHead(c net.Conn, buf []byte) (int, error) {
+	n := 0
 	for {
 		m, err := c.Read(buf[n:])
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 		n += m
-		if i := bytes.Index(buf[:n], []byte("\r\n\r\n")); i >= 0 {
-			return n, i + 4, nil
+		if headEnd(buf[:n]) >= 0 {
+			return n, nil
 		}
 		if n == len(buf) {
-			return 0, 0, errors.New("head too large")
+			return 0, errors.New("head too large")
 		}
 	}
+}
+
+// headEnd returns where the head at the start of b ends, or -1 when it has
+// not all come.
+func headEnd(b []byte) int {
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	return -1
+}
+
+// answerSize returns the size of the answer, head and body, at the start of
+// b once its head is whole, and 0 before that. An answer larger than
+// maxHead bytes, or without a Content-Length, is an error.
+func answerSize(b []byte) (int, error) {
+	end := headEnd(b)
+	if end < 0 {
+		return 0, nil
+	}
+	length, err := contentLength(b[:end])
+	if err != nil {
+		return 0, err
+	}
+	if end+length > maxHead {
+		return 0, fmt.Errorf("head and body larger than %d bytes", maxHead)
+	}
+	return end + length, nil
 }
 
 // contentLength finds the Content-Length of an answer head.
