@@ -4,7 +4,10 @@
 #   banyan  banyan's proxy (`banyan serve`)
 #   banyan-nethttp  the same with `fast_path: off` (net/http and
 #           httputil.ReverseProxy for every request, as before ADR 0006)
-#   nginx   nginx as a reverse proxy (upstream keepalive 256, HTTP/1.1)
+#   nginx   nginx as a reverse proxy (upstream keepalive 256, HTTP/1.1),
+#           sending the backend what banyan and caddy send: the client's Host
+#           and X-Forwarded-For/-Host/-Proto
+#   nginx-plain  the same without those headers (nginx's own minimum)
 #   caddy   caddy as a reverse proxy (reverse_proxy, 256 idle upstream conns)
 #   bare    bench/bareproxy: the floor for a proxy in Go (a goroutine and a
 #           backend connection per client connection, net.Conn reads and
@@ -17,9 +20,13 @@
 #   1. max throughput: wrk -t2 -c$CONNS -d$DURATION --latency  -> req/s, p50, p99
 #   2. fixed rate:     bench/loadgen -rate $RATE (open loop, latency measured
 #                      from the scheduled send time)          -> p50, p99
-# and, from the max-throughput run, where the machine's time went a request:
-# CPU µs of the target, the backend and wrk, idle µs, and the context
-# switches of the target's and the backend's threads (/proc).
+#   3. equal load:     bench/loadgen -rate $CPU_RATE, below every target's
+#                      maximum, so each serves the same requests in the same
+#                      time                                  -> CPU µs a request
+# and, from runs 1 and 3, where the machine's time went a request: CPU µs of
+# the target, the backend and the load generator, idle µs, and the context
+# switches of the target's and the backend's threads (/proc). Run 1 shows how
+# the three processes share two saturated CPUs; run 3 what a request costs.
 #
 # SCENARIO=shadow measures instead what shadow traffic costs the customer:
 # banyan in front of the same fast backend (`legacy`, split 100) with a second
@@ -34,6 +41,7 @@
 #        (SCENARIO=shadow needs neither wrk, nginx nor caddy)
 # Env:   SCENARIO (proxies, the default, or shadow)
 #        DURATION (s, default 10)  RATE (default 2000)  CONNS (default 64)
+#        CPU_RATE (req/s of run 3, default 10000; 0 leaves run 3 out)
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
 #        ROUNDS (default 1): measure every target ROUNDS times, the targets'
 #        order rotated each round, and report each round and the medians
@@ -59,6 +67,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-10}
 RATE=${RATE:-2000}
+CPU_RATE=${CPU_RATE:-10000}
 CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-2}
 TARGETS=${TARGETS:-"direct banyan nginx caddy"}
@@ -117,8 +126,8 @@ done
 for t in $TARGETS; do
 	case $t in
 	direct | banyan | banyan-nethttp | bare | bare-epoll) ;;
-	nginx | caddy) command -v "$t" >/dev/null || die "$t not found (apt-get install -y $t), or leave it out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, caddy, bare, bare-epoll)" ;;
+	nginx | nginx-plain | caddy) command -v "${t%-plain}" >/dev/null || die "${t%-plain} not found (apt-get install -y ${t%-plain}), or leave $t out of TARGETS" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, nginx-plain, caddy, bare, bare-epoll)" ;;
 	esac
 done
 
@@ -271,8 +280,18 @@ routes:
 EOF
 		start "$t" env -u BANYAN_ADMIN_TOKEN -u BANYAN_FAST_PATH "$TMP/banyan" serve --config "$TMP/banyan.yaml"
 		;;
-	nginx)
+	nginx | nginx-plain)
 		port=$(free_port)
+		# nginx sends the backend what banyan and caddy send it: the
+		# client's Host and the three X-Forwarded headers. nginx-plain sends
+		# only nginx's own minimum (Host: app), so the backend has less to
+		# parse behind it than behind the others.
+		forwarded="proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Proto \$scheme;"
+		[[ $t == nginx-plain ]] && forwarded=""
+
 		mkdir -p "$TMP/nginx"
 		cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes auto;
@@ -296,11 +315,12 @@ http {
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            $forwarded
         }
     }
 }
 EOF
-		start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
+		start "$t" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -g 'daemon off;'
 		;;
 	caddy)
 		port=$(free_port)
@@ -428,6 +448,44 @@ measure_fixed() {
 	run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$t.loadgen.txt"
 	LINE[$t]=$(cat "$OUT/$t.loadgen.txt")
 	OTHER=$(other_pct "$t0" "$(ticks)")
+}
+
+# run_ns PID...: the CPU time, in ns, the live threads of PIDs have had
+# (/proc/PID/task/*/schedstat, the scheduler's own count). With CPUs partly
+# idle, utime and stime are skewed: they charge a whole tick to whoever runs
+# when it fires.
+run_ns() {
+	local p n=0
+	for p in "$@"; do
+		n=$((n + $(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}')))
+	done
+	echo "$n"
+}
+
+# load_split: "TARGET BACKEND TSW BSW": run_ns of the target with its
+# children and of the backend, then their threads' context switches.
+load_split() {
+	local tp
+	tp=$(target_pids)
+	echo "$(run_ns $tp) $(run_ns ${BACKEND_PID:-}) $(switches $tp) $(switches ${BACKEND_PID:-})"
+}
+
+# measure_load K: loadgen at $CPU_RATE; sets LOAD[K] (the loadgen line),
+# LOADCPU[K] ("TARGET BACKEND TSW BSW" a request: µs of CPU, context
+# switches) and OTHER.
+measure_load() {
+	local t=$1 t0 c0 c1
+	t0=$(ticks)
+	c0=$(load_split)
+	run_load "$TMP/loadgen" -url "$URL" -rate "$CPU_RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$t.load.txt"
+	c1=$(load_split)
+	OTHER=$(other_pct "$t0" "$(ticks)")
+	LOAD[$t]=$(cat "$OUT/$t.load.txt")
+	LOADCPU[$t]=$(awk -v a="$c0" -v b="$c1" -v n="$(kv ok "${LOAD[$t]}")" 'BEGIN {
+		split(a, x, " "); split(b, y, " ")
+		if (n <= 0) { print "n/a n/a n/a n/a"; exit }
+		printf "%.1f %.1f %.2f %.2f", (y[1] - x[1]) / 1e3 / n, (y[2] - x[2]) / 1e3 / n, (y[3] - x[3]) / n, (y[4] - x[4]) / n
+	}')
 }
 
 # measure PHASE T: run a phase until nothing else used more than OTHER_MAX_PCT
@@ -642,7 +700,7 @@ if [[ $SCENARIO == shadow ]]; then
 	exit 0
 fi
 
-declare -A RPS P50 P99 WRKERR LINE DETAIL CPU
+declare -A RPS P50 P99 WRKERR LINE DETAIL CPU LOAD LOADCPU
 read -ra TLIST <<<"$TARGETS"
 KEYS=()
 for r in $(seq 1 "$ROUNDS"); do
@@ -664,8 +722,15 @@ for r in $(seq 1 "$ROUNDS"); do
 		log "$key: loadgen -rate $RATE -duration ${DURATION}s -conns $CONNS"
 		measure fixed "$key"
 		note_fixed="$OTHER% ($TRIES)"
+		note_load=—
+		if ((CPU_RATE > 0)); then
+			sleep 1
+			log "$key: loadgen -rate $CPU_RATE -duration ${DURATION}s -conns $CONNS (equal load, for the CPU a request)"
+			measure load "$key"
+			note_load="$OTHER% ($TRIES)"
+		fi
 		line=${LINE[$key]}
-		DETAIL[$key]="| $key | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${WRKERR[$key]:-none} | $note_max | $note_fixed |"
+		DETAIL[$key]="| $key | $(kv ok "$line") | $(kv errors "$line") | $(kv p90 "$line") | $(kv max "$line") | $(kv svc_p50 "$line") | $(kv svc_p99 "$line") | $(kv lag_p99 "$line") | ${WRKERR[$key]:-none} | $note_max | $note_fixed | $note_load |"
 
 		if [[ -n $TARGET_PID ]]; then
 			stop "$TARGET_PID"
@@ -729,8 +794,8 @@ echo "Detail (ms; fixed-rate p* from the scheduled send time, svc from the actua
 echo "other = share of the machine taken by processes outside this run and by hypervisor steal during the kept measurement (tries);"
 echo "above $OTHER_MAX_PCT % the figures are noisy):"
 echo
-echo "| target | ok@$rk | errors@$rk | p90@$rk | max@$rk | svc p50@$rk | svc p99@$rk | lag p99@$rk | wrk errors | other: max | other: $rk |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+echo "| target | ok@$rk | errors@$rk | p90@$rk | max@$rk | svc p50@$rk | svc p99@$rk | lag p99@$rk | wrk errors | other: max | other: $rk | other: equal load |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
 for k in "${KEYS[@]}"; do
 	echo "${DETAIL[$k]}"
 done
@@ -745,3 +810,35 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for k in "${KEYS[@]}"; do
 	echo "| $k | ${CPU[$k]// / | } |"
 done
+if ((CPU_RATE > 0)); then
+	echo
+	echo "CPU a request at an equal load of $CPU_RATE req/s (bench/loadgen, $CONNS conns; µs of CPU a request from the scheduler's"
+	echo "own count, /proc/PID/task/*/schedstat; ok and p99 show whether the target kept up: figures of a target that did not"
+	echo "are not comparable):"
+	echo
+	echo "| target | ok | errors | p99 | target µs | backend µs | target's context switches a request | backend's context switches a request |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+	for k in "${KEYS[@]}"; do
+		echo "| $k | $(kv ok "${LOAD[$k]}") | $(kv errors "${LOAD[$k]}") | $(kv p99 "${LOAD[$k]}") | ${LOADCPU[$k]// / | } |"
+	done
+	if ((ROUNDS > 1)); then
+		echo
+		echo "Medians over $ROUNDS rounds at $CPU_RATE req/s (target vs nginx: the target's CPU a request over nginx's in the same round):"
+		echo
+		echo "| target | target µs | backend µs | target + backend µs | target vs nginx, each round |"
+		echo "|---|---:|---:|---:|---|"
+		for t in "${TLIST[@]}"; do
+			tu="" bu="" sum="" vs=""
+			for r in $(seq 1 "$ROUNDS"); do
+				read -r a b _ <<<"${LOADCPU[$t.$r]}"
+				tu+=" $a" bu+=" $b"
+				sum+=" $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f", a + b}')"
+				if [[ -n ${LOADCPU[nginx.$r]:-} && $t != direct ]]; then
+					read -r n _ <<<"${LOADCPU[nginx.$r]}"
+					vs+=" $(awk -v a="$a" -v b="$n" 'BEGIN {printf "%.2f", a / b}')"
+				fi
+			done
+			echo "| $t | $(median <<<"$tu") | $(median <<<"$bu") | $(median <<<"$sum") | ${vs# } |"
+		done
+	fi
+fi
