@@ -831,10 +831,12 @@ if ((CPU_RATE > 0)); then
 			tu="" bu="" sum="" vs=""
 			for r in $(seq 1 "$ROUNDS"); do
 				read -r a b _ <<<"${LOADCPU[$t.$r]}"
+				[[ $a == n/a ]] && continue # loadgen reported nothing served
 				tu+=" $a" bu+=" $b"
 				sum+=" $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f", a + b}')"
-				if [[ -n ${LOADCPU[nginx.$r]:-} && $t != direct ]]; then
-					read -r n _ <<<"${LOADCPU[nginx.$r]}"
+				n=n/a
+				[[ -n ${LOADCPU[nginx.$r]:-} ]] && read -r n _ <<<"${LOADCPU[nginx.$r]}"
+				if [[ $t != direct && $n != n/a ]]; then
 					vs+=" $(awk -v a="$a" -v b="$n" 'BEGIN {printf "%.2f", a / b}')"
 				fi
 			done
