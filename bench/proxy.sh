@@ -20,13 +20,14 @@
 #   1. max throughput: wrk -t2 -c$CONNS -d$DURATION --latency  -> req/s, p50, p99
 #   2. fixed rate:     bench/loadgen -rate $RATE (open loop, latency measured
 #                      from the scheduled send time)          -> p50, p99
-#   3. equal load:     bench/loadgen -rate $CPU_RATE, below every target's
-#                      maximum, so each serves the same requests in the same
-#                      time                                  -> CPU µs a request
-# and, from runs 1 and 3, where the machine's time went a request: CPU µs of
-# the target, the backend and the load generator, idle µs, and the context
-# switches of the target's and the backend's threads (/proc). Run 1 shows how
-# the three processes share two saturated CPUs; run 3 what a request costs.
+#   3. equal load:     bench/loadgen -rate $CPU_RATE, below the maximum of
+#                      the targets compared, so each serves the same requests
+#                      in the same time   -> CPU µs a request of the target
+#                      and the backend, and their threads' context switches
+# and, from run 1, where the machine's time went a request: CPU µs of the
+# target, the backend and wrk, idle µs, and the context switches of the
+# target's and the backend's threads (/proc). Run 1 shows how the three
+# processes share two saturated CPUs; run 3 what a request costs at that load.
 #
 # SCENARIO=shadow measures instead what shadow traffic costs the customer:
 # banyan in front of the same fast backend (`legacy`, split 100) with a second
@@ -453,7 +454,9 @@ measure_fixed() {
 # run_ns PID...: the CPU time, in ns, the live threads of PIDs have had
 # (/proc/PID/task/*/schedstat, the scheduler's own count). With CPUs partly
 # idle, utime and stime are skewed: they charge a whole tick to whoever runs
-# when it fires.
+# when it fires. A thread that ends between two samples is lost from the
+# second, as in `switches`; the targets' threads (Go runtimes, nginx's
+# single-threaded workers) live as long as the process.
 run_ns() {
 	local p n=0
 	for p in "$@"; do
