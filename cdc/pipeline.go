@@ -145,6 +145,18 @@ func (p *Pipeline) Target() *Target { return p.target }
 // (ErrBinlogPurged). Connection failures are retried with backoff from
 // the checkpoint. With resnapshot, the copy starts over.
 func (p *Pipeline) Run(ctx context.Context, resnapshot bool) error {
+	err := p.run(ctx, resnapshot)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Stopped in the middle of a step (setting up, saving the end of
+		// the copy): each save is one statement or one transaction, so
+		// nothing is half written and the next Run resumes from the
+		// checkpoint. That is the clean stop ctx asked for.
+		return nil
+	}
+	return err
+}
+
+func (p *Pipeline) run(ctx context.Context, resnapshot bool) error {
 	if err := p.target.Init(ctx); err != nil {
 		return err
 	}
