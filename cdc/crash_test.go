@@ -878,7 +878,8 @@ func copyDone(tb testing.TB, dst *sql.DB, srcName string) bool {
 // itself: every stop must end Run with nil, as its contract says, and the
 // runs after it must lose nothing. A stop that landed while the end of the
 // copy was being saved used to come back as "save checkpoint: context
-// canceled".
+// canceled", and one during the copy's first transaction as "start copy:
+// sql: transaction has already been committed or rolled back".
 func TestPipeline_StopAtAnyMomentIsClean(t *testing.T) {
 	srcName, dstName, src, dst := dbs(t)
 	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, x INT)`)

@@ -146,11 +146,17 @@ func (p *Pipeline) Target() *Target { return p.target }
 // the checkpoint. With resnapshot, the copy starts over.
 func (p *Pipeline) Run(ctx context.Context, resnapshot bool) error {
 	err := p.run(ctx, resnapshot)
-	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+	var se *SchemaError
+	var pe *permanentError
+	if err != nil && ctx.Err() != nil && !errors.As(err, &se) && !errors.As(err, &pe) && !errors.Is(err, ErrBinlogPurged) {
 		// Stopped in the middle of a step (setting up, saving the end of
-		// the copy): each save is one statement or one transaction, so
-		// nothing is half written and the next Run resumes from the
-		// checkpoint. That is the clean stop ctx asked for.
+		// the copy). What failed then is the stop's doing: the query
+		// cancelled, or the transaction database/sql rolled back when ctx
+		// ended (sql.ErrTxDone). Each save is one statement or one
+		// transaction, so nothing is half written and the next Run resumes
+		// from the checkpoint. That is the clean stop ctx asked for. A
+		// schema stop, unmappable data or a purged binlog still reaches
+		// the caller: the next Run would meet it again.
 		return nil
 	}
 	return err
