@@ -361,6 +361,9 @@ kv() { # kv KEY LINE: the value of KEY=... in a loadgen line
 	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
 }
 
+# over A B: A / B to two decimals; n/a when B is not a positive number.
+over() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'; }
+
 # median: the median of the numbers on stdin (separated by spaces); anything
 # else ("n/a") is left out.
 median() { tr ' ' '\n' | grep -E '^[-+]?[0-9.]+$' | sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -413,14 +416,21 @@ cpu_split() {
 	echo "$t $b $l $(switches $tp) $(switches ${BACKEND_PID:-})"
 }
 
-# switches PID...: the context switches of every thread of PIDs, summed.
-switches() {
-	local p n=0
+# task_sum FILE PROG PID...: over every live thread of PIDs, the sum s that
+# the awk rule PROG adds up from /proc/PID/task/*/FILE. A thread that ends
+# between two samples is lost from the second; the targets' threads (Go
+# runtimes, nginx's single-threaded workers) live as long as the process.
+task_sum() {
+	local file=$1 prog=$2 p n=0
+	shift 2
 	for p in "$@"; do
-		n=$((n + $(cat /proc/"$p"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}')))
+		n=$((n + $(cat /proc/"$p"/task/*/"$file" 2>/dev/null | awk "$prog"' END {printf "%d", s}')))
 	done
 	echo "$n"
 }
+
+# switches PID...: the context switches of every thread of PIDs, summed.
+switches() { task_sum status '/^(non)?voluntary_ctxt_switches/ {s += $2}' "$@"; }
 
 # proc_ticks PID I J: fields I+J of /proc/PID/stat counted after the command
 # name (12 13 = utime stime, 14 15 = cutime cstime); 0 for a gone process.
@@ -442,28 +452,24 @@ per_request() {
 	}'
 }
 
+# loadgen RATE SECONDS: bench/loadgen on $URL, its one-line report on stdout.
+loadgen() {
+	run_load "$TMP/loadgen" -url "$URL" -rate "$1" -duration "${2}s" -conns "$CONNS"
+}
+
 # measure_fixed K: loadgen at $RATE; sets LINE[K] and OTHER.
 measure_fixed() {
 	local t=$1 t0
 	t0=$(ticks)
-	run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$t.loadgen.txt"
+	loadgen "$RATE" "$DURATION" >"$OUT/$t.loadgen.txt"
 	LINE[$t]=$(cat "$OUT/$t.loadgen.txt")
 	OTHER=$(other_pct "$t0" "$(ticks)")
 }
 
-# run_ns PID...: the CPU time, in ns, the live threads of PIDs have had
-# (/proc/PID/task/*/schedstat, the scheduler's own count). With CPUs partly
-# idle, utime and stime are skewed: they charge a whole tick to whoever runs
-# when it fires. A thread that ends between two samples is lost from the
-# second, as in `switches`; the targets' threads (Go runtimes, nginx's
-# single-threaded workers) live as long as the process.
-run_ns() {
-	local p n=0
-	for p in "$@"; do
-		n=$((n + $(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}')))
-	done
-	echo "$n"
-}
+# run_ns PID...: the CPU time, in ns, the threads of PIDs have had
+# (schedstat, the scheduler's own count). With CPUs partly idle, utime and
+# stime are skewed: they charge a whole tick to whoever runs when it fires.
+run_ns() { task_sum schedstat '{s += $1}' "$@"; }
 
 # load_split: "TARGET BACKEND TSW BSW": run_ns of the target with its
 # children and of the backend, then their threads' context switches.
@@ -480,7 +486,7 @@ measure_load() {
 	local t=$1 t0 c0 c1
 	t0=$(ticks)
 	c0=$(load_split)
-	run_load "$TMP/loadgen" -url "$URL" -rate "$CPU_RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$t.load.txt"
+	loadgen "$CPU_RATE" "$DURATION" >"$OUT/$t.load.txt"
 	c1=$(load_split)
 	OTHER=$(other_pct "$t0" "$(ticks)")
 	LOAD[$t]=$(cat "$OUT/$t.load.txt")
@@ -594,7 +600,7 @@ measure_shadow() {
 	m0=$(shadow_metrics)
 	start_sampler "$TARGET_PID" "$OUT/$key.rss"
 	t0=$(ticks)
-	run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${DURATION}s" -conns "$CONNS" >"$OUT/$key.loadgen.txt"
+	loadgen "$RATE" "$DURATION" >"$OUT/$key.loadgen.txt"
 	OTHER=$(other_pct "$t0" "$(ticks)")
 	stop "$SAMPLER_PID"
 	SAMPLER_PID=
@@ -626,7 +632,7 @@ if [[ $SCENARIO == shadow ]]; then
 			# state when it starts.
 			for TRIES in $(seq 1 "$RETRIES"); do
 				wait_quiet
-				run_load "$TMP/loadgen" -url "$URL" -rate "$RATE" -duration "${WARMUP}s" -conns "$CONNS" >/dev/null
+				loadgen "$RATE" "$WARMUP" >/dev/null
 				measure_shadow "$key"
 				((OTHER <= OTHER_MAX_PCT)) && break
 				log "$key: other processes and steal took ${OTHER}% of the machine during the measurement (try $TRIES of $RETRIES)"
@@ -655,7 +661,7 @@ if [[ $SCENARIO == shadow ]]; then
 		local key=$1 rate round=
 		rate=${key%%-*}
 		[[ $key == *.* ]] && round=.${key##*.}
-		awk -v a="$(kv p99 "${LINE[$key]}")" -v b="$(kv p99 "${LINE[$rate-off$round]}")" 'BEGIN {if (b > 0) printf "%.2f", a / b; else printf "n/a"}'
+		over "$(kv p99 "${LINE[$key]}")" "$(kv p99 "${LINE[$rate-off$round]}")"
 	}
 	for key in "${KEYS[@]}"; do
 		line=${LINE[$key]}
@@ -783,9 +789,7 @@ if ((ROUNDS > 1)); then
 			p99+=" $(kv p99 "${LINE[$k]}")"
 			a=$(added "$k")
 			[[ $a == "—" || $a == n/a ]] || add+=" $a"
-			if [[ -n ${RPS[nginx.$r]:-} ]]; then
-				vs+=" $(awk -v a="${RPS[$k]}" -v b="${RPS[nginx.$r]}" 'BEGIN {printf "%.2f", a / b}')"
-			fi
+			[[ -n ${RPS[nginx.$r]:-} ]] && vs+=" $(over "${RPS[$k]}" "${RPS[nginx.$r]}")"
 		done
 		madd="—"
 		[[ -n $add ]] && madd=$(printf '%+.2f' "$(median <<<"$add")")
@@ -837,11 +841,7 @@ if ((CPU_RATE > 0)); then
 				[[ $a == n/a ]] && continue # loadgen reported nothing served
 				tu+=" $a" bu+=" $b"
 				sum+=" $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f", a + b}')"
-				n=n/a
-				[[ -n ${LOADCPU[nginx.$r]:-} ]] && read -r n _ <<<"${LOADCPU[nginx.$r]}"
-				if [[ $t != direct && $n != n/a ]]; then
-					vs+=" $(awk -v a="$a" -v b="$n" 'BEGIN {printf "%.2f", a / b}')"
-				fi
+				[[ $t != direct && -n ${LOADCPU[nginx.$r]:-} ]] && vs+=" $(over "$a" "${LOADCPU[nginx.$r]%% *}")"
 			done
 			echo "| $t | $(median <<<"$tu") | $(median <<<"$bu") | $(median <<<"$sum") | ${vs# } |"
 		done
