@@ -2,6 +2,7 @@ package diff
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -10,67 +11,205 @@ import (
 // whose answers vary everywhere cannot grow without limit.
 const maxNoisePatterns = 1024
 
-// Noise holds the path patterns learned as noise for one route: places
-// where two answers of the same side to the same request already differ.
-// It is safe for concurrent use; the zero value is not usable, use NewNoise.
+// noiseRule says which differences at one learned pattern are noise.
+type noiseRule uint8
+
+const (
+	// noiseChanged: the value at the pattern changed between two samples.
+	noiseChanged noiseRule = 1 << iota
+	// noisePresence: an array element at the pattern was there in one
+	// sample and not in the other (a list that grew); only its presence is
+	// noise, not what its fields hold.
+	noisePresence
+	// noiseSubtree: the whole value varied (an object key there in one
+	// sample only, or a value of another type): everything at and below
+	// the pattern is noise.
+	noiseSubtree
+)
+
+// lineNoise is what was learned of one text line: how many tokens it has
+// and which of them varied. A later difference in that line is noise only
+// when it has as many tokens and differs in none but those.
+type lineNoise struct {
+	vary []bool
+}
+
+// Noise holds what was learned as noise for one route: places where two
+// answers of the same side to the same request already differ. It is safe
+// for concurrent use; the zero value is not usable, use NewNoise.
+//
+// What is never learned: the status code, the line count of a text body
+// ("body"), a whole text line that came or went, and anything from two
+// answers whose status codes differ (an error or a flapping backend is not
+// noise). A text line learns only which of its tokens vary, so a line
+// that holds a request id and a total still differs when the total does.
 type Noise struct {
-	mu sync.RWMutex
-	// patterns maps a learned pattern to whether everything below it is
-	// noise too (learned from a Missing, Extra or Type difference, where
-	// the whole value varied).
-	patterns map[string]bool
+	mu       sync.RWMutex
+	patterns map[string]noiseRule
+	lines    map[string]*lineNoise
 }
 
 // NewNoise returns an empty noise set.
-func NewNoise() *Noise { return &Noise{patterns: map[string]bool{}} }
+func NewNoise() *Noise {
+	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}}
+}
 
-// Learn records the patterns of diffs (array indices become [*]) as noise.
-// The diffs must come from comparing two answers of the same side to the
-// same request. At most 1024 patterns are kept per Noise.
+// Learn records diffs (array indices become [*]) as noise, within the
+// limits above. The diffs must come from comparing two answers of the same
+// side to the same request. At most 1024 patterns and lines are kept per
+// Noise.
 func (n *Noise) Learn(diffs []Difference) {
-	if len(diffs) == 0 {
-		return
+	for _, d := range diffs {
+		if d.Path == "status" {
+			return
+		}
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, d := range diffs {
-		p := Pattern(d.Path)
-		subtree := d.Kind == Missing || d.Kind == Extra || d.Kind == Type
-		if old, ok := n.patterns[p]; ok {
-			n.patterns[p] = old || subtree
+		if strings.HasPrefix(d.Path, "body") {
+			n.learnLine(d)
 			continue
 		}
-		if len(n.patterns) < maxNoisePatterns {
-			n.patterns[p] = subtree
+		p := Pattern(d.Path)
+		var r noiseRule
+		switch {
+		case d.Kind == Changed:
+			r = noiseChanged
+		case (d.Kind == Missing || d.Kind == Extra) && strings.HasSuffix(p, "[*]"):
+			r = noisePresence
+		default:
+			r = noiseSubtree
+		}
+		if old, ok := n.patterns[p]; ok || n.size() < maxNoisePatterns {
+			n.patterns[p] = old | r
 		}
 	}
 }
 
-// Paths returns the learned patterns, sorted.
+func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }
+
+// learnLine learns which tokens of a changed text line vary.
+func (n *Noise) learnLine(d Difference) {
+	lv, lok := d.Legacy.(string)
+	nv, nok := d.New.(string)
+	if d.Kind != Changed || !lok || !nok || !strings.HasPrefix(d.Path, "body:L") {
+		return
+	}
+	lt, nt := lineTokens(lv), lineTokens(nv)
+	if len(lt) != len(nt) {
+		return
+	}
+	ln := n.lines[d.Path]
+	if ln == nil {
+		if n.size() >= maxNoisePatterns {
+			return
+		}
+		ln = &lineNoise{vary: make([]bool, len(lt))}
+		n.lines[d.Path] = ln
+	}
+	if len(ln.vary) != len(lt) {
+		return
+	}
+	for i := range lt {
+		if lt[i] != nt[i] {
+			ln.vary[i] = true
+		}
+	}
+}
+
+// lineTokens splits a text line into runs of letters, digits and '_', and
+// single other characters; spaces only separate.
+func lineTokens(s string) []string {
+	var out []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			i++
+		case isWordByte(c):
+			j := i + 1
+			for j < len(s) && isWordByte(s[j]) {
+				j++
+			}
+			out = append(out, s[i:j])
+			i = j
+		default:
+			out = append(out, s[i:i+1])
+			i++
+		}
+	}
+	return out
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// Paths returns the learned patterns, sorted; a text line shows as its
+// path and the positions of the tokens that vary ("body:L3 tokens 5,9").
 func (n *Noise) Paths() []string {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	out := make([]string, 0, len(n.patterns))
+	out := make([]string, 0, n.size())
 	for p := range n.patterns {
 		out = append(out, p)
+	}
+	for p, ln := range n.lines {
+		var idx []string
+		for i, v := range ln.vary {
+			if v {
+				idx = append(idx, strconv.Itoa(i+1))
+			}
+		}
+		out = append(out, p+" tokens "+strings.Join(idx, ","))
 	}
 	sort.Strings(out)
 	return out
 }
 
-// isNoise reports whether the path's pattern was learned, or lies below a
-// pattern learned from a whole value that varied.
-func (n *Noise) isNoise(path string) bool {
-	p := Pattern(path)
-	if _, ok := n.patterns[p]; ok {
+// isNoise reports whether d is at a learned pattern and of a kind learned
+// there, lies below a pattern learned from a whole value that varied, or
+// is a text line that differs only in tokens learned to vary.
+func (n *Noise) isNoise(d Difference) bool {
+	if strings.HasPrefix(d.Path, "body") {
+		return n.lineIsNoise(d)
+	}
+	p := Pattern(d.Path)
+	r := n.patterns[p]
+	switch {
+	case r&noiseSubtree != 0:
+		return true
+	case d.Kind == Changed && r&noiseChanged != 0:
+		return true
+	case (d.Kind == Missing || d.Kind == Extra) && r&noisePresence != 0:
 		return true
 	}
 	for _, anc := range ancestors(p) {
-		if n.patterns[anc] {
+		if n.patterns[anc]&noiseSubtree != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+func (n *Noise) lineIsNoise(d Difference) bool {
+	ln := n.lines[d.Path]
+	lv, lok := d.Legacy.(string)
+	nv, nok := d.New.(string)
+	if ln == nil || d.Kind != Changed || !lok || !nok {
+		return false
+	}
+	lt, nt := lineTokens(lv), lineTokens(nv)
+	if len(lt) != len(ln.vary) || len(nt) != len(ln.vary) {
+		return false
+	}
+	for i := range lt {
+		if lt[i] != nt[i] && !ln.vary[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // ancestors returns the JSON path patterns above p, nearest first
@@ -113,7 +252,7 @@ func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Ve
 		defer n.mu.RUnlock()
 	}
 	for i := range out {
-		out[i].Noise = n != nil && n.isNoise(out[i].Path)
+		out[i].Noise = n != nil && n.isNoise(out[i])
 		allNoise = allNoise && out[i].Noise
 	}
 	if allNoise {

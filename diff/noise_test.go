@@ -2,6 +2,7 @@ package diff
 
 import (
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -108,9 +109,104 @@ func TestNoise_concurrent(t *testing.T) {
 func TestNoise_bounded(t *testing.T) {
 	n := NewNoise()
 	for i := range 3000 {
-		n.Learn([]Difference{{Path: bodyLine(i), Kind: Changed}})
+		n.Learn([]Difference{{Path: "$.k" + strconv.Itoa(i), Kind: Changed}})
+		n.Learn([]Difference{{Path: bodyLine(i), Kind: Changed, Legacy: "id=a", New: "id=b"}})
 	}
 	if got := len(n.Paths()); got != maxNoisePatterns {
 		t.Errorf("learned %d patterns, want cap %d", got, maxNoisePatterns)
+	}
+}
+
+// jsonResp is a JSON answer with the given status and body.
+func jsonResp(status int, body string) Response {
+	return Response{Status: status, Header: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(body)}
+}
+
+func textResp(body string) Response {
+	return Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(body)}
+}
+
+// TestNoise_neverHidesRealDifferences: what two samples of the same side
+// show must not teach Noise to hide a difference of another kind. Each
+// case failed before noise was limited (a review found them).
+func TestNoise_neverHidesRealDifferences(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                  string
+		sample1, sample2      Response // two answers of the same side
+		legacy, new           Response // then compared
+		wantVerdict           Verdict
+		wantNoise, wantSignal []string // paths marked noise / not
+	}{
+		{
+			// One 503 while sampling must not make a new side that always
+			// answers 500 look like noise.
+			name:    "an error while sampling",
+			sample1: jsonResp(200, `{"id":7,"total":100}`), sample2: jsonResp(503, `{"error":"overloaded"}`),
+			legacy: jsonResp(200, `{"id":7,"total":100}`), new: jsonResp(500, `{"error":"NullPointerException"}`),
+			wantVerdict: Diff, wantSignal: []string{"status", "$.id", "$.total", "$.error"},
+		},
+		{
+			// A list that gained an element between the samples: the
+			// element's presence is noise, the prices in it are not.
+			name:    "a list that grew",
+			sample1: jsonResp(200, `{"items":[{"id":1,"price":10}]}`), sample2: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`),
+			legacy: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), new: jsonResp(200, `{"items":[{"id":1,"price":12}]}`),
+			wantVerdict: Diff, wantNoise: []string{"$.items[1]"}, wantSignal: []string{"$.items[0].price"},
+		},
+		{
+			name:    "a list of numbers that grew",
+			sample1: jsonResp(200, `{"ids":[1]}`), sample2: jsonResp(200, `{"ids":[1,2]}`),
+			legacy: jsonResp(200, `{"ids":[1,2]}`), new: jsonResp(200, `{"ids":[1,3]}`),
+			wantVerdict: Diff, wantSignal: []string{"$.ids[1]"},
+		},
+		{
+			// A text line with a request id: the id is noise, the total
+			// in the same line is not.
+			name:    "one token of a text line",
+			sample1: textResp("order=7 total=100 req=aaa\n"), sample2: textResp("order=7 total=100 req=bbb\n"),
+			legacy: textResp("order=7 total=100 req=ccc\n"), new: textResp("order=7 total=999 req=ddd\n"),
+			wantVerdict: Diff, wantSignal: []string{"body:L1"},
+		},
+		{
+			name:    "only the varying token of a text line",
+			sample1: textResp("order=7 total=100 req=aaa\n"), sample2: textResp("order=7 total=100 req=bbb\n"),
+			legacy: textResp("order=7 total=100 req=ccc\n"), new: textResp("order=7 total=100 req=ddd\n"),
+			wantVerdict: NoiseOnly, wantNoise: []string{"body:L1"},
+		},
+		{
+			// An optional key seen in one sample only: all below it varies.
+			name:    "a key there in one sample",
+			sample1: jsonResp(200, `{"id":7,"debug":{"ms":3}}`), sample2: jsonResp(200, `{"id":7}`),
+			legacy: jsonResp(200, `{"id":7,"debug":{"ms":3}}`), new: jsonResp(200, `{"id":8,"debug":{"ms":9}}`),
+			wantVerdict: Diff, wantNoise: []string{"$.debug.ms"}, wantSignal: []string{"$.id"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := NewNoise()
+			n.Learn(c.Compare(tt.sample1, tt.sample2))
+			got, v := Judge(tt.legacy, tt.new, c.Compare(tt.legacy, tt.new), n)
+			if v != tt.wantVerdict {
+				t.Errorf("learned %v; verdict %s, want %s\n%s", n.Paths(), v, tt.wantVerdict, formatDiffs(got))
+			}
+			noise := map[string]bool{}
+			for _, d := range got {
+				noise[d.Path] = d.Noise
+			}
+			for _, p := range tt.wantNoise {
+				if v, ok := noise[p]; !ok || !v {
+					t.Errorf("%s: want a difference marked noise (learned %v)\n%s", p, n.Paths(), formatDiffs(got))
+				}
+			}
+			for _, p := range tt.wantSignal {
+				if v, ok := noise[p]; !ok || v {
+					t.Errorf("%s: want a difference not marked noise (learned %v)\n%s", p, n.Paths(), formatDiffs(got))
+				}
+			}
+		})
 	}
 }

@@ -218,11 +218,10 @@ func (sp *shadowPool) routeShadow(rt *routes.Route) *routeShadow {
 		// Validated at load; an empty rule set still compares.
 		cmp, _ = diff.Compile(diff.Rules{})
 	}
+	// New rules start with no noise and warm up again: what was learned
+	// under the old ones was learned from differences they may no longer
+	// produce.
 	rs := &routeShadow{rules: rt.Diff, cmp: cmp, noise: diff.NewNoise()}
-	if old := sp.routes[rt.Name]; old != nil {
-		rs.noise = old.noise
-		rs.samples.Store(old.samples.Load())
-	}
 	sp.routes[rt.Name] = rs
 	return rs
 }
@@ -245,7 +244,10 @@ func (p *Proxy) shadowPlan(rt *routes.Route, r *http.Request, primary string) (p
 	default:
 		return "", false
 	}
-	if !safeMethod(r.Method) && rt.Shadow.Writes != routes.WritesDryRun {
+	// A write is mirrored only as a dry run, and only to the new service:
+	// the legacy monolith knows nothing of X-Banyan-Shadow and would do it
+	// for real, a second time.
+	if !safeMethod(r.Method) && (rt.Shadow.Writes != routes.WritesDryRun || peer != rt.New) {
 		p.metrics.dropped(rt.Name, dropWriteSkipped)
 		return "", false
 	}

@@ -433,6 +433,34 @@ func TestProxy_ShadowWrites(t *testing.T) {
 			t.Errorf(`banyan_shadow_dropped_total{reason="write_skipped"} = %v in dry-run, want 0`, got)
 		}
 	})
+	// Once new is the primary it has done the customer's write; the
+	// mirror would be legacy, which knows nothing of X-Banyan-Shadow and
+	// would take a second order.
+	t.Run("dry-run with new as primary", func(t *testing.T) {
+		t.Parallel()
+		h, lj, nj := journaledShadow(t, `
+    split: {legacy: 0, new: 100}
+    shadow: {percent: 100, writes: dry-run}
+`)
+		h.send(t, http.MethodPost, "/api/orders/7", strings.NewReader(bodies[0]))
+		h.send(t, http.MethodGet, "/api/orders/7", nil) // reads are still mirrored
+		h.rec.wait(t, 1)
+		if err := h.stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := lj.list(func(c call) bool { return c.Method == http.MethodPost }); len(got) != 0 {
+			t.Errorf("legacy received %d POSTs for a write new served: %v", len(got), bodiesOf(got))
+		}
+		if got, want := fmt.Sprint(methods(lj.list(mirrored))), "[GET]"; got != want {
+			t.Errorf("legacy received mirrors %s, want %s", got, want)
+		}
+		if got, want := len(nj.list(func(c call) bool { return c.Method == http.MethodPost })), 1; got != want {
+			t.Errorf("new received %d POSTs, want %d (the customer's)", got, want)
+		}
+		if got, want := dropped(t, h.reg, "orders", "write_skipped"), 1.0; got != want {
+			t.Errorf(`banyan_shadow_dropped_total{reason="write_skipped"} = %v, want %v`, got, want)
+		}
+	})
 }
 
 func methods(cs []call) []string {
