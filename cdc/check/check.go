@@ -51,7 +51,7 @@ type ColumnDiff struct {
 // RowDiff is one differing row, identified by its target primary key.
 type RowDiff struct {
 	Key     map[string]string `json:"key"`
-	Kind    string            `json:"kind"` // changed, missing (in target), extra (in target)
+	Kind    string            `json:"kind"` // changed, missing (in target), extra (in target), duplicate (a second target row with a source row's key)
 	Columns []ColumnDiff      `json:"columns,omitempty"`
 }
 
@@ -300,7 +300,7 @@ func (c *Checker) checkTable(ctx context.Context, t *table, st *state) (*TableRe
 		switch d.Kind {
 		case "missing":
 			tr.Missing++
-		case "extra":
+		case "extra", "duplicate":
 			tr.Extra++
 		default:
 			tr.Mismatched++
@@ -374,24 +374,43 @@ func throttle(ctx context.Context, start time.Time, done int64, perSec int) {
 type rowDiff struct {
 	RowDiff
 	sourceKey []any
-	src       *nrow
+	src       *nrow // the source row (changed, missing)
+	dst       *nrow // the target row (extra, duplicate)
 }
 
-// compareRows matches rows by key and lists the differing ones.
+// compareRows matches rows by key and lists the differing ones. A target
+// without a unique key can hold a source row twice: the copy equal to the
+// source row (or else the first) is matched, the others are duplicates.
 func compareRows(t *table, src, dst []nrow) []rowDiff {
-	byKey := make(map[string]nrow, len(dst))
-	for _, r := range dst {
-		byKey[r.key] = r
+	byKey := make(map[string][]int, len(dst))
+	for i, r := range dst {
+		byKey[r.key] = append(byKey[r.key], i)
 	}
+	used := make([]bool, len(dst))
+	matched := map[string]bool{}
 	var out []rowDiff
 	for i := range src {
 		s := src[i]
-		d, ok := byKey[s.key]
-		if !ok {
+		pick := -1
+		for _, j := range byKey[s.key] {
+			if used[j] {
+				continue
+			}
+			if pick < 0 {
+				pick = j
+			}
+			if slices.Equal(dst[j].vals, s.vals) {
+				pick = j
+				break
+			}
+		}
+		if pick < 0 {
 			out = append(out, rowDiff{RowDiff: RowDiff{Key: t.keyMap(s), Kind: "missing"}, sourceKey: t.rawKey(s), src: &src[i]})
 			continue
 		}
-		delete(byKey, s.key)
+		used[pick] = true
+		matched[s.key] = true
+		d := dst[pick]
 		var cols []ColumnDiff
 		for j := range s.vals {
 			if s.vals[j] != d.vals[j] {
@@ -402,10 +421,15 @@ func compareRows(t *table, src, dst []nrow) []rowDiff {
 			out = append(out, rowDiff{RowDiff: RowDiff{Key: t.keyMap(s), Kind: "changed", Columns: cols}, sourceKey: t.rawKey(s), src: &src[i]})
 		}
 	}
-	for _, d := range dst {
-		if _, left := byKey[d.key]; left {
-			out = append(out, rowDiff{RowDiff: RowDiff{Key: t.keyMap(d), Kind: "extra"}, sourceKey: t.rawKey(d)})
+	for j := range dst {
+		if used[j] {
+			continue
 		}
+		kind := "extra"
+		if matched[dst[j].key] {
+			kind = "duplicate"
+		}
+		out = append(out, rowDiff{RowDiff: RowDiff{Key: t.keyMap(dst[j]), Kind: kind}, sourceKey: t.rawKey(dst[j]), dst: &dst[j]})
 	}
 	slices.SortFunc(out, func(a, b rowDiff) int { return compareKeys(a.sourceKey, b.sourceKey) })
 	return out
@@ -433,7 +457,11 @@ func compareKeys(a, b []any) int {
 func (t *table) keyMap(r nrow) map[string]string {
 	k := map[string]string{}
 	for i, idx := range t.m.PK {
-		k[t.pkNames[i]] = r.vals[idx].Text
+		if r.vals[idx].Null {
+			k[t.pkNames[i]] = "NULL"
+		} else {
+			k[t.pkNames[i]] = r.vals[idx].Text
+		}
 	}
 	return k
 }
@@ -524,6 +552,9 @@ func covers(flavor, appliedJSON string, want cdc.Position) bool {
 }
 
 // targetRange reads target rows with key in (lo, hi]; nil bounds are open.
+// The target may not enforce the key: rows with a NULL in a key column
+// fall in no range, so the first range (lo nil) takes them all, and the
+// others none, and they are reported as extra.
 func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]any, error) {
 	var where []string
 	var args []any
@@ -537,10 +568,16 @@ func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]
 		where = append(where, tuple+" <= "+ph)
 		args = append(args, hi...)
 	}
-	q := "SELECT " + strings.Join(quoteAll(targetNames(t)), ", ") + " FROM " + qualified(t.m.TargetSchema, t.m.TargetTable)
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+	var isNull, notNull []string
+	for _, k := range quoteAll(t.pkNames) {
+		isNull = append(isNull, k+" IS NULL")
+		notNull = append(notNull, k+" IS NOT NULL")
 	}
+	cond := strings.Join(append(where, notNull...), " AND ")
+	if lo == nil {
+		cond = "(" + cond + ") OR " + strings.Join(isNull, " OR ")
+	}
+	q := "SELECT " + strings.Join(quoteAll(targetNames(t)), ", ") + " FROM " + qualified(t.m.TargetSchema, t.m.TargetTable) + " WHERE " + cond
 	return cdc.QueryRows(ctx, c.Target, q, args...)
 }
 
@@ -563,13 +600,30 @@ func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source 
 	for start := 0; start < len(keys); start += 500 {
 		batch := keys[start:min(start+500, len(keys))]
 		ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(keyNames)), ", ") + ")"
-		phs := make([]string, len(batch))
-		var args []any
-		for i, k := range batch {
-			phs[i] = ph
-			args = append(args, k...)
+		var phs, nullSafe []string
+		var args, nullArgs []any
+		for _, k := range batch {
+			if !slices.Contains(k, nil) {
+				phs = append(phs, ph)
+				args = append(args, k...)
+				continue
+			}
+			// IN never matches NULL: a key with one (a target that does
+			// not enforce its key) is matched with <=>.
+			eq := make([]string, len(keyNames))
+			for i, n := range quoteAll(keyNames) {
+				eq[i] = n + " <=> ?"
+			}
+			nullSafe = append(nullSafe, "("+strings.Join(eq, " AND ")+")")
+			nullArgs = append(nullArgs, k...)
 		}
-		q := fmt.Sprintf("SELECT %s FROM %s WHERE (%s) IN (%s)", strings.Join(quoteAll(names), ", "), tbl, strings.Join(quoteAll(keyNames), ", "), strings.Join(phs, ", "))
+		var conds []string
+		if len(phs) > 0 {
+			conds = append(conds, fmt.Sprintf("(%s) IN (%s)", strings.Join(quoteAll(keyNames), ", "), strings.Join(phs, ", ")))
+		}
+		conds = append(conds, nullSafe...)
+		args = append(args, nullArgs...)
+		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(quoteAll(names), ", "), tbl, strings.Join(conds, " OR "))
 		rows, err := cdc.QueryRows(ctx, db, q, args...)
 		if err != nil {
 			return nil, err

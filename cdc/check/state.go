@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,17 @@ func loadState(path string, resume bool) (*state, error) {
 	if st.Tables == nil {
 		st.Tables = map[string]*tableState{}
 	}
+	for name, ts := range st.Tables {
+		var err error
+		if ts.LastPK, err = keyFromJSON(ts.LastPK); err != nil {
+			return nil, fmt.Errorf("read check state %s: table %s: %w (delete it to start over)", path, name, err)
+		}
+		for i, k := range ts.Suspects {
+			if ts.Suspects[i], err = keyFromJSON(k); err != nil {
+				return nil, fmt.Errorf("read check state %s: table %s: %w (delete it to start over)", path, name, err)
+			}
+		}
+	}
 	return st, nil
 }
 
@@ -63,13 +75,18 @@ func (s *state) save(path string) error {
 	if path == "" {
 		return nil
 	}
-	for _, ts := range s.Tables {
-		ts.LastPK = jsonKey(ts.LastPK)
+	// A copy: the keys in s are the check's query arguments.
+	out := state{Tables: make(map[string]*tableState, len(s.Tables))}
+	for name, ts := range s.Tables {
+		c := *ts
+		c.LastPK = jsonKey(ts.LastPK)
+		c.Suspects = make([][]any, len(ts.Suspects))
 		for i, k := range ts.Suspects {
-			ts.Suspects[i] = jsonKey(k)
+			c.Suspects[i] = jsonKey(k)
 		}
+		out.Tables[name] = &c
 	}
-	data, err := json.Marshal(s)
+	data, err := json.Marshal(out)
 	if err != nil {
 		return err
 	}
@@ -80,17 +97,46 @@ func (s *state) save(path string) error {
 	return os.Rename(tmp, path)
 }
 
-// jsonKey keeps key values JSON-safe: bytes become strings.
-func jsonKey(k []any) []any {
+// jsonKey keeps key values JSON-safe and exact: bytes become {"hex": ...}
+// (a JSON string would replace bytes that are not UTF-8, and a resumed
+// check would page from the wrong key), times become text.
+func jsonKey(key []any) []any {
+	if key == nil {
+		return nil
+	}
+	k := slices.Clone(key)
 	for i, v := range k {
 		switch x := v.(type) {
 		case []byte:
-			k[i] = string(x)
+			k[i] = map[string]string{"hex": hex.EncodeToString(x)}
+		case string:
+			k[i] = map[string]string{"hex": hex.EncodeToString([]byte(x))}
 		case time.Time:
 			k[i] = x.UTC().Format("2006-01-02 15:04:05.999999")
 		}
 	}
 	return k
+}
+
+// keyFromJSON turns a key read back from the state file into query
+// arguments: {"hex": ...} back into bytes.
+func keyFromJSON(k []any) ([]any, error) {
+	for i, v := range k {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		h, ok := m["hex"].(string)
+		if !ok || len(m) != 1 {
+			return nil, fmt.Errorf("key value %v is not {\"hex\": ...}", v)
+		}
+		b, err := hex.DecodeString(h)
+		if err != nil {
+			return nil, fmt.Errorf("key value %q: %w", h, err)
+		}
+		k[i] = b
+	}
+	return k, nil
 }
 
 // fixSQL is the statement that makes the target row match the source, in
@@ -99,9 +145,16 @@ func fixSQL(t *table, d rowDiff) string {
 	tbl := qualified(t.m.TargetSchema, t.m.TargetTable)
 	where := make([]string, len(t.m.PK))
 	for i, idx := range t.m.PK {
-		where[i] = fmt.Sprintf("%s = %s", quoteIdent(t.pkNames[i]), literal(t.kinds[idx], t.keyValue(d, i)))
+		where[i] = equals(t.pkNames[i], t.kinds[idx], t.keyValue(d, i))
 	}
 	switch d.Kind {
+	case "duplicate":
+		// One copy too many: delete exactly one row equal to this copy.
+		all := make([]string, len(t.cols))
+		for i, c := range t.cols {
+			all[i] = equals(c.Name, t.kinds[i], d.dst.vals[i])
+		}
+		return fmt.Sprintf("DELETE FROM %s WHERE %s LIMIT 1;", tbl, strings.Join(all, " AND "))
 	case "extra":
 		return fmt.Sprintf("DELETE FROM %s WHERE %s;", tbl, strings.Join(where, " AND "))
 	case "missing":
@@ -124,11 +177,19 @@ func fixSQL(t *table, d rowDiff) string {
 	return fmt.Sprintf("UPDATE %s SET %s WHERE %s;", tbl, strings.Join(sets, ", "), strings.Join(where, " AND "))
 }
 
+// equals is "col = literal", or "col IS NULL".
+func equals(col string, k colKind, v Value) string {
+	if v.Null {
+		return quoteIdent(col) + " IS NULL"
+	}
+	return quoteIdent(col) + " = " + literal(k, v)
+}
+
 func (t *table) keyValue(d rowDiff, i int) Value {
 	if d.src != nil {
 		return d.src.vals[t.m.PK[i]]
 	}
-	return Value{Text: d.Key[t.pkNames[i]]}
+	return d.dst.vals[t.m.PK[i]]
 }
 
 // literal writes a normalised value as SQL: numbers bare, bytes as hex,

@@ -127,7 +127,11 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, f checkFlags) error
 func checkConfig(f checkFlags) (routes.CDCConfig, string, error) {
 	var only []string
 	if f.tables != "" {
-		only = strings.Split(f.tables, ",")
+		for _, name := range strings.Split(f.tables, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				only = append(only, name)
+			}
+		}
 	}
 	if f.config != "" {
 		cfg, err := loadConfig(f.config)
@@ -140,14 +144,27 @@ func checkConfig(f checkFlags) (routes.CDCConfig, string, error) {
 		}
 		if only != nil {
 			var keep []routes.TableMapping
+			found := map[string]bool{}
 			for _, t := range c.Tables {
 				_, name, _ := strings.Cut(t.Source, ".")
-				if slices.Contains(only, t.Source) || slices.Contains(only, name) {
-					keep = append(keep, t)
+				for _, o := range only {
+					if o == t.Source || o == name {
+						found[o] = true
+						keep = append(keep, t)
+						break
+					}
 				}
 			}
-			if len(keep) == 0 {
-				return c, "", fmt.Errorf("none of --tables %s is mapped in %s", f.tables, f.config)
+			// A table asked for and not checked must not end in a
+			// "consistent" verdict.
+			var missing []string
+			for _, o := range only {
+				if !found[o] {
+					missing = append(missing, o)
+				}
+			}
+			if len(missing) > 0 {
+				return c, "", fmt.Errorf("--tables %s: not mapped in %s's cdc.tables; check the names (db.table or table) or add a mapping", strings.Join(missing, ", "), f.config)
 			}
 			c.Tables = keep
 		}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/banyanhq/banyan/cdc/check"
+	"github.com/banyanhq/banyan/internal/testdb"
+)
+
+// TestCheckCmd_TargetThatDoesNotEnforceTheKey: a target table without a
+// unique key can hold a source row twice, or a row whose key is NULL. Both
+// are differences (a review found both reported as consistent), the fix
+// SQL removes exactly the extra copies, and the next check is consistent.
+func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := context.Background()
+	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	rows := "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')"
+	if err := pair.Source.Exec(ctx, "USE "+srcDB, "CREATE TABLE t (k INT PRIMARY KEY, v VARCHAR(10))", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Target.Exec(ctx, "USE "+dstDB, "CREATE TABLE t (k INT NULL, v VARCHAR(10))", rows,
+		"INSERT INTO t VALUES (2, 'b')", // the same row twice
+		"INSERT INTO t VALUES (4, 'x')", // a second, different copy
+		"INSERT INTO t VALUES (NULL, 'n')",
+	); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fixPath := filepath.Join(dir, "fix.sql")
+	runChk := func(extra ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		args := append([]string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
+			"--chunk-size", "2", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)
+		code := run(ctx, args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
+	if code != exitFound {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
+	}
+	var res check.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	var got []string
+	for _, d := range res.Tables[0].Sample {
+		got = append(got, d.Kind+" k="+d.Key["k"])
+	}
+	slices.Sort(got)
+	if want := []string{"duplicate k=2", "duplicate k=4", "extra k=NULL"}; !slices.Equal(got, want) {
+		t.Errorf("differences %v, want %v", got, want)
+	}
+	if tr := res.Tables[0]; tr.Extra != 3 || tr.Mismatched != 0 || tr.Missing != 0 {
+		t.Errorf("table result %+v, want 3 extra", tr)
+	}
+	fix, err := os.ReadFile(fixPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := pair.Target.Open(ctx, dstDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range strings.Split(string(fix), "\n") {
+		if stmt = strings.TrimSpace(stmt); stmt == "" || strings.HasPrefix(stmt, "--") {
+			continue
+		}
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("fix statement %s: %v", stmt, err)
+		}
+	}
+	var v string
+	if err := db.QueryRow("SELECT GROUP_CONCAT(CONCAT(k, v) ORDER BY k) FROM t").Scan(&v); err != nil || v != "1a,2b,3c,4d,5e" {
+		t.Errorf("target after the fix SQL: %q (%v), want 1a,2b,3c,4d,5e\nfix SQL:\n%s", v, err, fix)
+	}
+	if code, out, stderr := runChk(); code != exitOK {
+		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
+	}
+}
+
+// TestCheckCmd_ResumeWithBinaryKeys: a check stopped part-way over a table
+// keyed by bytes that are not UTF-8 resumes at the right key and keeps
+// the differences it had found (the state file once turned such keys into
+// U+FFFD, so the resumed check skipped rows and lost its suspects).
+func TestCheckCmd_ResumeWithBinaryKeys(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := context.Background()
+	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	ddl := "CREATE TABLE t (k VARBINARY(16) PRIMARY KEY, v INT)"
+	var vals []string
+	for i := range 256 {
+		vals = append(vals, fmt.Sprintf("(X'%02X', %d)", i, i))
+	}
+	ins := "INSERT INTO t VALUES " + strings.Join(vals, ", ")
+	if err := pair.Source.Exec(ctx, "USE "+srcDB, ddl, ins); err != nil {
+		t.Fatal(err)
+	}
+	// 0x90 is found before the stop, 0xC0 after it.
+	if err := pair.Target.Exec(ctx, "USE "+dstDB, ddl, ins, "UPDATE t SET v = 999 WHERE k IN (X'90', X'C0')"); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
+		"--recheck-after", "10ms", "--state", state, "--chunk-size", "10", "--format", "json"}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code := run(cctx, append(args, "--max-rows-per-sec", "500"), &out, &errb)
+		if cctx.Err() == nil {
+			t.Logf("check ended before the stop: exit %d\n%s%s", code, out.String(), errb.String())
+		}
+		done <- code
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(state)
+		if bytes.Contains(b, []byte(`"suspects":[[`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no suspect saved in 30 s; state: %s", b)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != exitCannotRun {
+		t.Fatalf("stopped check: exit %d, want %d", code, exitCannotRun)
+	}
+	var out, errb bytes.Buffer
+	code := run(ctx, append(args, "--resume"), &out, &errb)
+	if code != exitFound {
+		t.Fatalf("resumed check: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
+	}
+	var res check.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out.String())
+	}
+	tr := res.Tables[0]
+	var keys []string
+	for _, d := range tr.Sample {
+		keys = append(keys, d.Kind+" k="+d.Key["k"])
+	}
+	slices.Sort(keys)
+	if want := []string{"changed k=90", "changed k=c0"}; !slices.Equal(keys, want) || tr.Rows != 256 {
+		t.Errorf("resumed check: %d rows compared, differences %v; want 256 rows and %v", tr.Rows, keys, want)
+	}
+}
+
+// TestCheckCmd_TablesNotMapped: a table asked for with --tables that the
+// config does not map is an error naming it, not a "consistent" verdict
+// over the others; names may have spaces after the commas.
+func TestCheckCmd_TablesNotMapped(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "banyan.yaml")
+	writeAtomic(t, path, `cdc:
+  source: {dsn: "root@tcp(127.0.0.1:1)/shop", server_id: 7399}
+  target: {dsn: "root@tcp(127.0.0.1:1)/orders"}
+  tables:
+    - source: shop.t_order
+      target: orders.orders
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"check", "--config", path, "--tables", "t_order, t_user,shop.t_usr"}, &out, &errb)
+	if code != exitCannotRun || !strings.Contains(errb.String(), "t_user, shop.t_usr") || strings.Contains(errb.String(), "t_order,") {
+		t.Errorf("exit %d, want %d naming t_user and shop.t_usr only\nstdout: %s\nstderr: %s", code, exitCannotRun, out.String(), errb.String())
+	}
+}
