@@ -107,6 +107,45 @@ func asString(v any) string {
 	return fmt.Sprint(v)
 }
 
+// KeyBound writes "(a, b) > (x, y)" (after) or "(a, b) <= (x, y)" (not
+// after) for the key columns cols and the values vals, spelled out as ORs
+// of ANDs: MariaDB does not use an index for a row comparison, so that
+// form scans the whole table, where this one reads only the key range.
+func KeyBound(cols []string, vals []any, after bool) (string, []any) {
+	var b strings.Builder
+	var args []any
+	op := " < ?"
+	if after {
+		op = " > ?"
+	}
+	b.WriteString("(")
+	for i := range cols {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(")
+		for j := 0; j < i; j++ {
+			b.WriteString(quoteIdent(cols[j]) + " = ? AND ")
+			args = append(args, vals[j])
+		}
+		b.WriteString(quoteIdent(cols[i]) + op + ")")
+		args = append(args, vals[i])
+	}
+	if !after {
+		b.WriteString(" OR (")
+		for j := range cols {
+			if j > 0 {
+				b.WriteString(" AND ")
+			}
+			b.WriteString(quoteIdent(cols[j]) + " = ?")
+			args = append(args, vals[j])
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(")")
+	return b.String(), args
+}
+
 // Chunk reads up to n rows of m's source table with primary key after
 // last (nil = from the start), in key order. Values come back as the
 // driver gives them.
@@ -122,20 +161,13 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 	fmt.Fprintf(&b, " FROM %s.%s", quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable))
 	var args []any
 	if last != nil {
-		// (a, b) > (x, y) written out so every server uses the key range.
-		b.WriteString(" WHERE ")
-		for i := range m.PK {
-			if i > 0 {
-				b.WriteString(" OR ")
-			}
-			b.WriteString("(")
-			for j := 0; j < i; j++ {
-				fmt.Fprintf(&b, "%s = ? AND ", quoteIdent(m.Cols[m.PK[j]].Source))
-				args = append(args, last[j])
-			}
-			fmt.Fprintf(&b, "%s > ?)", quoteIdent(m.Cols[m.PK[i]].Source))
-			args = append(args, last[i])
+		keys := make([]string, len(m.PK))
+		for i, k := range m.PK {
+			keys[i] = m.Cols[k].Source
 		}
+		var cond string
+		cond, args = KeyBound(keys, last, true)
+		b.WriteString(" WHERE " + cond)
 	}
 	b.WriteString(" ORDER BY ")
 	for i, k := range m.PK {

@@ -558,15 +558,13 @@ func covers(flavor, appliedJSON string, want cdc.Position) bool {
 func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]any, error) {
 	var where []string
 	var args []any
-	tuple := "(" + strings.Join(quoteAll(t.pkNames), ", ") + ")"
-	ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(t.pkNames)), ", ") + ")"
 	if lo != nil {
-		where = append(where, tuple+" > "+ph)
-		args = append(args, lo...)
+		cond, a := cdc.KeyBound(t.pkNames, lo, true)
+		where, args = append(where, cond), append(args, a...)
 	}
 	if hi != nil {
-		where = append(where, tuple+" <= "+ph)
-		args = append(args, hi...)
+		cond, a := cdc.KeyBound(t.pkNames, hi, false)
+		where, args = append(where, cond), append(args, a...)
 	}
 	var isNull, notNull []string
 	for _, k := range quoteAll(t.pkNames) {
