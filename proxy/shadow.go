@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -379,10 +381,13 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	if j.fetchPrimary {
 		j.resp = p.fetch(ctx, j, j.primary)
 	}
-	peerResp := p.fetch(ctx, j, j.peer)
+	// Compared and stored as the client reads them: decompressed.
+	limit := int(p.shadow.opts.CompareBody)
+	j.resp = diff.Decoded(j.resp, limit)
+	peerResp := diff.Decoded(p.fetch(ctx, j, j.peer), limit)
 	sample := safeMethod(j.req.Method) && (rs.samples.Load() < noiseWarmup || rand.IntN(100) < *rt.Shadow.NoisePercent)
 	if sample {
-		again := p.fetch(ctx, j, j.primary)
+		again := diff.Decoded(p.fetch(ctx, j, j.primary), limit)
 		if again.Err == "" && j.resp.Err == "" {
 			rs.noise.Learn(rs.cmp.Compare(j.resp, again))
 			rs.samples.Add(1)
@@ -415,6 +420,29 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	}
 }
 
+// shadowAcceptEncoding leaves a request banyan sends itself asking for
+// gzip when the client accepts gzip, and for no coding otherwise, so the
+// answer is one the comparison can decode (diff.Decoded).
+func shadowAcceptEncoding(h http.Header) {
+	accept := false
+	for _, c := range strings.Split(h.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(c, ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		accept = true
+		if k, v, ok := strings.Cut(strings.TrimSpace(params), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+			if q, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && q == 0 {
+				accept = false
+			}
+		}
+	}
+	h.Del("Accept-Encoding")
+	if accept {
+		h.Set("Accept-Encoding", "gzip")
+	}
+}
+
 // fetch sends the job's request to backend through the same forwarding
 // path as customer traffic, with the route's shadow timeout, and captures
 // the answer.
@@ -428,6 +456,7 @@ func (p *Proxy) fetch(ctx context.Context, j *shadowJob, backend string) (resp d
 	ctx = context.WithValue(ctx, http.ServerContextKey, shadowServer)
 	req := j.req.Clone(ctx)
 	req.Header.Set(ShadowHeader, "1")
+	shadowAcceptEncoding(req.Header)
 	if len(j.body) > 0 {
 		req.Body = io.NopCloser(bytes.NewReader(j.body))
 		req.ContentLength = int64(len(j.body))

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -1024,4 +1025,91 @@ routes:
 		compared += v
 	}
 	b.ReportMetric(compared/float64(b.N), "compared/op")
+}
+
+// gzipped serves h's answer gzip-compressed to a request that accepts
+// gzip, as most servers in front of a monolith do.
+func gzipped(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			h(w, r)
+			return
+		}
+		var plain bytes.Buffer
+		cw := &captureHeaders{header: http.Header{}, body: &plain, code: http.StatusOK}
+		h(cw, r)
+		for k, v := range cw.header {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(cw.code)
+		zw := gzip.NewWriter(w)
+		zw.Write(plain.Bytes())
+		zw.Close()
+	}
+}
+
+type captureHeaders struct {
+	header http.Header
+	body   *bytes.Buffer
+	code   int
+}
+
+func (c *captureHeaders) Header() http.Header         { return c.header }
+func (c *captureHeaders) Write(b []byte) (int, error) { return c.body.Write(b) }
+func (c *captureHeaders) WriteHeader(code int)        { c.code = code }
+
+// TestProxy_ShadowComparesCompressedAnswers: customers' browsers ask for
+// gzip, so both sides answer compressed; the pair is compared and stored
+// decompressed, and a real difference in the JSON is found and not taken
+// for noise (compared as compressed bytes it once came out noise-only).
+// banyan's own request to the mirror asks for gzip only.
+func TestProxy_ShadowComparesCompressedAnswers(t *testing.T) {
+	t.Parallel()
+	var mirrorAE atomic.Value
+	legacy := newBackend(t, "legacy", gzipped(order(func(string) int { return 100 }, true)))
+	next := newBackend(t, "new", func(w http.ResponseWriter, r *http.Request) {
+		mirrorAE.Store(r.Header.Get("Accept-Encoding"))
+		gzipped(order(func(string) int { return 101 }, true))(w, r)
+	})
+	h := newShadowHarness(t, shadowOrders+`
+    split: {legacy: 100, new: 0}
+    shadow: {percent: 100}
+`, proxy.ShadowOptions{Workers: 1}, legacy, next)
+	const n = 30 // past the noise warm-up of 20
+	for id := 1; id <= n; id++ {
+		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/orders/%d", h.URL, id), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept-Encoding", "br, gzip")
+		resp, body, err := fetch(h.client, req)
+		if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("request %d: %v, status %v, Content-Encoding %q", id, err, resp.StatusCode, resp.Header.Get("Content-Encoding"))
+		}
+		if strings.Contains(body, "total") {
+			t.Fatalf("the customer's answer was decompressed on the way: %q", body)
+		}
+	}
+	all := h.rec.wait(t, n)
+	for _, o := range all {
+		var total *diff.Difference
+		for i, d := range o.Differences {
+			if d.Path == "$.total" {
+				total = &o.Differences[i]
+			}
+		}
+		if o.Verdict != diff.Diff || total == nil || total.Noise {
+			t.Errorf("%s: verdict %s, differences %+v; want diff with $.total 100 -> 101, not noise", o.URL, o.Verdict, o.Differences)
+		}
+		if !bytes.Contains(o.Legacy.Body, []byte(`"total":100`)) || !bytes.Contains(o.New.Body, []byte(`"total":101`)) {
+			t.Errorf("%s: stored bodies %q and %q, want the decompressed JSON", o.URL, o.Legacy.Body, o.New.Body)
+		}
+		if o.Legacy.Header["Content-Encoding"] != nil || o.New.Header["Content-Encoding"] != nil {
+			t.Errorf("%s: stored headers still say Content-Encoding: %v %v", o.URL, o.Legacy.Header, o.New.Header)
+		}
+	}
+	if got, _ := mirrorAE.Load().(string); got != "gzip" {
+		t.Errorf("the mirror was asked with Accept-Encoding %q, want gzip", got)
+	}
 }
