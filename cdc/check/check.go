@@ -110,7 +110,11 @@ func (c *Checker) Run(ctx context.Context) (*Result, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	st, err := loadState(o.StatePath, o.Resume)
+	id, err := c.checkID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := loadState(o.StatePath, o.Resume, id)
 	if err != nil {
 		return nil, err
 	}

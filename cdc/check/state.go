@@ -1,6 +1,9 @@
 package check
 
 import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +17,9 @@ import (
 
 // state is a check's progress, saved after every chunk for --resume.
 type state struct {
+	// Check names the servers and the mapping the progress belongs to; a
+	// resume against anything else starts over instead of trusting it.
+	Check  string                 `json:"check"`
 	Tables map[string]*tableState `json:"tables"`
 }
 
@@ -26,8 +32,8 @@ type tableState struct {
 	Result   TableResult `json:"result"`
 }
 
-func loadState(path string, resume bool) (*state, error) {
-	st := &state{Tables: map[string]*tableState{}}
+func loadState(path string, resume bool, check string) (*state, error) {
+	st := &state{Check: check, Tables: map[string]*tableState{}}
 	if path == "" || !resume {
 		return st, nil
 	}
@@ -42,6 +48,9 @@ func loadState(path string, resume bool) (*state, error) {
 	dec.UseNumber() // keys beyond 2^53 stay exact
 	if err := dec.Decode(st); err != nil {
 		return nil, fmt.Errorf("read check state %s: %w (delete it to start over)", path, err)
+	}
+	if st.Check != check {
+		return nil, fmt.Errorf("check state %s belongs to another check (%s), not this one (%s): run without --resume, or delete it", path, orNone(st.Check), check)
 	}
 	if st.Tables == nil {
 		st.Tables = map[string]*tableState{}
@@ -69,6 +78,42 @@ func (s *state) table(name string) *tableState {
 	return ts
 }
 
+func orNone(s string) string {
+	if s == "" {
+		return "unnamed"
+	}
+	return s
+}
+
+// checkID names a check: both servers (host:port as each reports itself)
+// and a digest of the table mappings.
+func (c *Checker) checkID(ctx context.Context) (string, error) {
+	server := func(db *sql.DB) (string, error) {
+		var host string
+		var port int
+		if err := db.QueryRowContext(ctx, "SELECT @@hostname, @@port").Scan(&host, &port); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s:%d", host, port), nil
+	}
+	src, err := server(c.Source.DB)
+	if err != nil {
+		return "", fmt.Errorf("source: %w", err)
+	}
+	dst, err := server(c.Target)
+	if err != nil {
+		return "", fmt.Errorf("target: %w", err)
+	}
+	h := sha256.New()
+	for _, m := range c.Maps {
+		fmt.Fprintf(h, "%s>%s %v|", m.SourceName(), m.TargetName(), m.PK)
+		for _, col := range m.Cols {
+			fmt.Fprintf(h, "%s>%s:%s,", col.Source, col.Target, col.ConvertName)
+		}
+	}
+	return fmt.Sprintf("source %s, target %s, mapping %x", src, dst, h.Sum(nil)[:6]), nil
+}
+
 // save writes the state atomically (rename), so a kill never leaves half
 // a file.
 func (s *state) save(path string) error {
@@ -76,7 +121,7 @@ func (s *state) save(path string) error {
 		return nil
 	}
 	// A copy: the keys in s are the check's query arguments.
-	out := state{Tables: make(map[string]*tableState, len(s.Tables))}
+	out := state{Check: s.Check, Tables: make(map[string]*tableState, len(s.Tables))}
 	for name, ts := range s.Tables {
 		c := *ts
 		c.LastPK = jsonKey(ts.LastPK)

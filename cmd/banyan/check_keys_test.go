@@ -228,3 +228,33 @@ func TestCheckCmd_CompositeKey(t *testing.T) {
 		t.Errorf("%d rows compared, differences %v; want 50 rows and %v", tr.Rows, got, want)
 	}
 }
+
+// TestCheckCmd_ResumeRefusesAnotherChecksState: --resume trusts a state
+// file's finished tables and last keys only when it was written by the
+// same check (servers and mapping); another's is refused, not used.
+func TestCheckCmd_ResumeRefusesAnotherChecksState(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := context.Background()
+	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	for _, side := range []struct {
+		s  *testdb.Server
+		db string
+	}{{pair.Source, srcDB}, {pair.Target, dstDB}} {
+		if err := side.s.Exec(ctx, "USE "+side.db, "CREATE TABLE t (k INT PRIMARY KEY, v INT)", "INSERT INTO t VALUES (1, 1)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	// Another check's progress: t done and consistent.
+	name := srcDB + ".t"
+	other := fmt.Sprintf(`{"check":"source elsewhere:3306, target elsewhere:3306, mapping 0a0b0c0d0e0f","tables":{%q:{"last_pk":null,"rows":1,"chunks":1,"suspects":[],"done":true,"result":{"source":%q,"consistent":true}}}}`, name, name)
+	if err := os.WriteFile(state, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
+		"--recheck-after", "10ms", "--state", state, "--resume"}, &out, &errb)
+	if code != exitCannotRun || !strings.Contains(errb.String(), "belongs to another check") {
+		t.Errorf("exit %d, want %d saying the state belongs to another check\nstdout: %s\nstderr: %s", code, exitCannotRun, out.String(), errb.String())
+	}
+}
