@@ -378,7 +378,10 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 		p.metrics.dropped(rt.Name, dropWriteNotCompared)
 		return
 	}
-	if j.fetchPrimary {
+	// A 304 answered the customer's cached copy: there is no body to
+	// compare, and the mirror (asked without the condition) answers in
+	// full. Ask the primary in full too.
+	if j.fetchPrimary || j.resp.Status == http.StatusNotModified && safeMethod(j.req.Method) {
 		j.resp = p.fetch(ctx, j, j.primary)
 	}
 	// Compared and stored as the client reads them: decompressed.
@@ -420,6 +423,9 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	}
 }
 
+// conditionalHeaders make a read's answer depend on the client's cache.
+var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+
 // shadowAcceptEncoding leaves a request banyan sends itself asking for
 // gzip when the client accepts gzip, and for no coding otherwise, so the
 // answer is one the comparison can decode (diff.Decoded).
@@ -457,6 +463,13 @@ func (p *Proxy) fetch(ctx context.Context, j *shadowJob, backend string) (resp d
 	req := j.req.Clone(ctx)
 	req.Header.Set(ShadowHeader, "1")
 	shadowAcceptEncoding(req.Header)
+	if safeMethod(req.Method) {
+		// Each side would answer the condition from its own validators
+		// (a 304 from one, a 200 from the other): compare full answers.
+		for _, h := range conditionalHeaders {
+			req.Header.Del(h)
+		}
+	}
 	if len(j.body) > 0 {
 		req.Body = io.NopCloser(bytes.NewReader(j.body))
 		req.ContentLength = int64(len(j.body))

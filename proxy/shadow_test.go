@@ -1113,3 +1113,41 @@ func TestProxy_ShadowComparesCompressedAnswers(t *testing.T) {
 		t.Errorf("the mirror was asked with Accept-Encoding %q, want gzip", got)
 	}
 }
+
+// TestProxy_ShadowConditionalRead: a browser revalidating its cached copy
+// gets a 304 from the primary; the pair compared is the two full answers
+// (the mirror asked without the condition, the primary asked again), not
+// a 304 against the other side's 200.
+func TestProxy_ShadowConditionalRead(t *testing.T) {
+	t.Parallel()
+	etagged := func(etag string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", etag)
+			if r.Header.Get("If-None-Match") == etag {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"id":"7","total":100}`)
+		}
+	}
+	// Each side computes its own ETag, as two implementations do.
+	legacy, next := newBackend(t, "legacy", etagged(`"l-1"`)), newBackend(t, "new", etagged(`"n-1"`))
+	h := newShadowHarness(t, shadowOrders+`
+    split: {legacy: 100, new: 0}
+    shadow: {percent: 100, noise_percent: 0}
+`, proxy.ShadowOptions{Workers: 1}, legacy, next)
+	req, err := http.NewRequest(http.MethodGet, h.URL+"/api/orders/7", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("If-None-Match", `"l-1"`)
+	resp, _, err := fetch(h.client, req)
+	if err != nil || resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("customer's revalidation: %v, status %v, want 304", err, resp.StatusCode)
+	}
+	o := h.rec.wait(t, 1)[0]
+	if o.Verdict != diff.Match || o.Legacy.Status != http.StatusOK || o.New.Status != http.StatusOK {
+		t.Errorf("verdict %s (legacy %d, new %d), differences %+v; want match of two 200s", o.Verdict, o.Legacy.Status, o.New.Status, o.Differences)
+	}
+}
