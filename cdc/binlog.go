@@ -91,6 +91,7 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 
 	var tx *Tx
 	var pendingGTID string
+	var inTx bool // inside a transaction's group, between BEGIN and its end
 	commit := func(h *replication.EventHeader) error {
 		if pendingGTID != "" && gset != nil {
 			if err := gset.Update(pendingGTID); err != nil {
@@ -137,9 +138,19 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 		switch e := ev.Event.(type) {
 		case *replication.RotateEvent:
 			cur.File, cur.Pos = string(e.NextLogName), uint32(e.Position)
+		case *replication.GenericEvent:
+			if ev.Header.EventType == replication.XA_PREPARE_LOG_EVENT {
+				// The rows are committed later, by an XA COMMIT in another
+				// group, or never. Dropping them, or applying them before
+				// the source decides, would be wrong: stop and say so.
+				return &permanentError{fmt.Errorf("binlog at %s: a two-phase XA transaction was prepared on the source; banyan cannot stream XA PREPARE / XA COMMIT, and stops here rather than lose or guess its rows", cur)}
+			}
 		case *replication.MariadbGTIDEvent:
 			pendingGTID = e.GTID.String()
 			tx = &Tx{Timestamp: ev.Header.Timestamp}
+			// A group without FL_STANDALONE ends with a COMMIT or XID:
+			// the queries inside it are part of the transaction.
+			inTx = !e.IsStandalone()
 		case *replication.GTIDEvent:
 			next, err := e.GTIDNext()
 			if err != nil {
@@ -159,22 +170,31 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 				return err
 			}
 		case *replication.XIDEvent:
+			inTx = false
 			if err := endTx(ev.Header); err != nil {
 				return err
 			}
 		case *replication.QueryEvent:
 			q := strings.TrimSpace(string(e.Query))
-			switch strings.ToUpper(q) {
-			case "BEGIN":
+			switch txQuery(q) {
+			case txBegin:
+				inTx = true
 				if tx == nil {
 					tx = &Tx{Timestamp: ev.Header.Timestamp}
 				}
 				continue
-			case "COMMIT": // a transaction on non-transactional tables
+			case txEnd:
+				// COMMIT ends a group on non-transactional tables, and so
+				// does ROLLBACK: what the binlog holds of it did persist.
+				inTx = false
 				if err := endTx(ev.Header); err != nil {
 					return err
 				}
 				continue
+			case txInside:
+				if inTx {
+					continue // a savepoint: the rows around it all commit
+				}
 			}
 			if err := commit(ev.Header); err != nil {
 				return err
@@ -185,6 +205,35 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			}
 		}
 	}
+}
+
+type txQueryKind int
+
+const (
+	txOther  txQueryKind = iota // DDL, or anything else
+	txBegin                     // BEGIN, XA START
+	txEnd                       // COMMIT, ROLLBACK, XA COMMIT ... ONE PHASE
+	txInside                    // SAVEPOINT, ROLLBACK TO, RELEASE SAVEPOINT, XA END
+)
+
+// txQuery tells the transaction-control statements a binlog group holds
+// from DDL.
+func txQuery(q string) txQueryKind {
+	f := strings.Fields(strings.ToUpper(q))
+	if len(f) == 0 {
+		return txOther
+	}
+	switch {
+	case f[0] == "BEGIN" || len(f) > 1 && f[0] == "XA" && (f[1] == "START" || f[1] == "BEGIN"):
+		return txBegin
+	case f[0] == "COMMIT" || f[0] == "ROLLBACK" && (len(f) == 1 || f[1] != "TO"):
+		return txEnd
+	case len(f) > 1 && f[0] == "XA" && f[1] == "COMMIT":
+		return txEnd
+	case f[0] == "SAVEPOINT" || f[0] == "ROLLBACK" || f[0] == "RELEASE" || len(f) > 1 && f[0] == "XA" && f[1] == "END":
+		return txInside
+	}
+	return txOther
 }
 
 func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error {

@@ -290,8 +290,8 @@ func TestPipeline_CopyWhileWriting(t *testing.T) {
 		}
 		if seen++; seen%50 == 0 {
 			if p, err := copyProgress(dst, srcName+".t_order"); err == nil && len(p.LastPK) == 1 {
-				if f, ok := p.LastPK[0].(float64); ok {
-					cursor = int64(f)
+				if n, ok := p.LastPK[0].(int64); ok {
+					cursor = n
 				}
 			}
 		}

@@ -3,9 +3,11 @@ package cdc
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -154,7 +156,12 @@ func (t *Target) Progress(ctx context.Context, table string) (TableProgress, err
 		return p, fmt.Errorf("read copy progress of %s: %w", table, err)
 	}
 	if last.Valid {
-		if err := json.Unmarshal([]byte(last.String), &p.LastPK); err != nil {
+		dec := json.NewDecoder(strings.NewReader(last.String))
+		dec.UseNumber()
+		if err := dec.Decode(&p.LastPK); err != nil {
+			return p, fmt.Errorf("read copy progress of %s: %w", table, err)
+		}
+		if p.LastPK, err = KeyFromJSON(p.LastPK); err != nil {
 			return p, fmt.Errorf("read copy progress of %s: %w", table, err)
 		}
 	}
@@ -176,7 +183,7 @@ func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p Tab
 	}
 	var last any
 	if p.LastPK != nil {
-		b, _ := json.Marshal(jsonSafe(p.LastPK))
+		b, _ := json.Marshal(KeyToJSON(p.LastPK))
 		last = string(b)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO banyan_cdc_copy (pipeline, source_table, last_pk, rows_copied, done) VALUES (?,?,?,?,?)
@@ -187,17 +194,60 @@ func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p Tab
 	return tx.Commit()
 }
 
-// jsonSafe turns []byte keys into strings so they survive JSON.
-func jsonSafe(vs []any) []any {
-	out := make([]any, len(vs))
-	for i, v := range vs {
-		if b, ok := v.([]byte); ok {
-			out[i] = string(b)
-		} else {
+// KeyToJSON turns a key's values into ones that survive JSON exactly:
+// bytes (and strings, which may hold bytes that are not UTF-8) become
+// {"hex": ...}, times become text; numbers stay numbers and must be read
+// back with KeyFromJSON from a decoder with UseNumber. As plain JSON
+// strings, bytes that are not UTF-8 came back altered and a resumed copy
+// or check paged from the wrong key, skipping rows.
+func KeyToJSON(key []any) []any {
+	if key == nil {
+		return nil
+	}
+	out := make([]any, len(key))
+	for i, v := range key {
+		switch x := v.(type) {
+		case []byte:
+			out[i] = map[string]string{"hex": hex.EncodeToString(x)}
+		case string:
+			out[i] = map[string]string{"hex": hex.EncodeToString([]byte(x))}
+		case time.Time:
+			out[i] = x.UTC().Format("2006-01-02 15:04:05.999999")
+		default:
 			out[i] = v
 		}
 	}
 	return out
+}
+
+// KeyFromJSON turns a key decoded (with UseNumber) from what KeyToJSON
+// wrote back into query arguments: {"hex": ...} into bytes, and numbers
+// into int64 or uint64 when they are integers, so that a key beyond 2^53
+// is compared exactly (a number sent as text is compared as a double).
+func KeyFromJSON(key []any) ([]any, error) {
+	for i, v := range key {
+		switch x := v.(type) {
+		case map[string]any:
+			h, ok := x["hex"].(string)
+			if !ok || len(x) != 1 {
+				return nil, fmt.Errorf("key value %v is not {\"hex\": ...}", v)
+			}
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				return nil, fmt.Errorf("key value %q: %w", h, err)
+			}
+			key[i] = b
+		case json.Number:
+			if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+				key[i] = n
+			} else if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+				key[i] = u
+			} else {
+				key[i] = string(x)
+			}
+		}
+	}
+	return key, nil
 }
 
 // SetPhase moves the checkpoint to a phase (copy done -> stream from

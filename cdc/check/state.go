@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/banyanhq/banyan/cdc"
 )
 
 // state is a check's progress, saved after every chunk for --resume.
@@ -57,11 +57,11 @@ func loadState(path string, resume bool, check string) (*state, error) {
 	}
 	for name, ts := range st.Tables {
 		var err error
-		if ts.LastPK, err = keyFromJSON(ts.LastPK); err != nil {
+		if ts.LastPK, err = cdc.KeyFromJSON(ts.LastPK); err != nil {
 			return nil, fmt.Errorf("read check state %s: table %s: %w (delete it to start over)", path, name, err)
 		}
 		for i, k := range ts.Suspects {
-			if ts.Suspects[i], err = keyFromJSON(k); err != nil {
+			if ts.Suspects[i], err = cdc.KeyFromJSON(k); err != nil {
 				return nil, fmt.Errorf("read check state %s: table %s: %w (delete it to start over)", path, name, err)
 			}
 		}
@@ -124,10 +124,10 @@ func (s *state) save(path string) error {
 	out := state{Check: s.Check, Tables: make(map[string]*tableState, len(s.Tables))}
 	for name, ts := range s.Tables {
 		c := *ts
-		c.LastPK = jsonKey(ts.LastPK)
+		c.LastPK = cdc.KeyToJSON(ts.LastPK)
 		c.Suspects = make([][]any, len(ts.Suspects))
 		for i, k := range ts.Suspects {
-			c.Suspects[i] = jsonKey(k)
+			c.Suspects[i] = cdc.KeyToJSON(k)
 		}
 		out.Tables[name] = &c
 	}
@@ -140,48 +140,6 @@ func (s *state) save(path string) error {
 		return fmt.Errorf("save check state: %w", err)
 	}
 	return os.Rename(tmp, path)
-}
-
-// jsonKey keeps key values JSON-safe and exact: bytes become {"hex": ...}
-// (a JSON string would replace bytes that are not UTF-8, and a resumed
-// check would page from the wrong key), times become text.
-func jsonKey(key []any) []any {
-	if key == nil {
-		return nil
-	}
-	k := slices.Clone(key)
-	for i, v := range k {
-		switch x := v.(type) {
-		case []byte:
-			k[i] = map[string]string{"hex": hex.EncodeToString(x)}
-		case string:
-			k[i] = map[string]string{"hex": hex.EncodeToString([]byte(x))}
-		case time.Time:
-			k[i] = x.UTC().Format("2006-01-02 15:04:05.999999")
-		}
-	}
-	return k
-}
-
-// keyFromJSON turns a key read back from the state file into query
-// arguments: {"hex": ...} back into bytes.
-func keyFromJSON(k []any) ([]any, error) {
-	for i, v := range k {
-		m, ok := v.(map[string]any)
-		if !ok {
-			continue
-		}
-		h, ok := m["hex"].(string)
-		if !ok || len(m) != 1 {
-			return nil, fmt.Errorf("key value %v is not {\"hex\": ...}", v)
-		}
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			return nil, fmt.Errorf("key value %q: %w", h, err)
-		}
-		k[i] = b
-	}
-	return k, nil
 }
 
 // fixSQL is the statement that makes the target row match the source, in
