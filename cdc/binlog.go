@@ -253,7 +253,14 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error
 			switch {
 			case collations[i] == 63: // binary: keep bytes as bytes, never as text
 				if s, ok := v.(string); ok {
-					row[i] = []byte(s)
+					b := []byte(s)
+					// The binlog drops a BINARY(n) value's trailing zero
+					// bytes; the table holds them, and a delete or a key
+					// change by the short value would match nothing.
+					if n := fixedBinaryLen(cols[i]); len(b) < n {
+						b = append(b, make([]byte, n-len(b))...)
+					}
+					row[i] = b
 				}
 			case enums[i] != nil:
 				if n, ok := v.(int64); ok && n > 0 && int(n) <= len(enums[i]) {
@@ -292,6 +299,26 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error
 		return fmt.Errorf("table %s.%s: unknown rows event", schema, table)
 	}
 	return nil
+}
+
+// fixedBinaryLen is n for a BINARY(n) column (its binlog type is STRING,
+// with the real type and the length packed in the metadata), else 0.
+func fixedBinaryLen(c Column) int {
+	if c.Type != mysql.MYSQL_TYPE_STRING {
+		return 0
+	}
+	b0, b1 := byte(c.Meta>>8), byte(c.Meta)
+	if b0 == 0 {
+		return 0
+	}
+	real, n := b0, int(b1)
+	if b0&0x30 != 0x30 { // lengths over 255 borrow two bits of the type
+		real, n = b0|0x30, int(b1)|int((b0&0x30)^0x30)<<4
+	}
+	if real != mysql.MYSQL_TYPE_STRING {
+		return 0 // ENUM or SET
+	}
+	return n
 }
 
 // isPurged recognises the server's "could not find first log file" (1236)
