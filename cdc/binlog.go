@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	driver "github.com/go-sql-driver/mysql"
+	"golang.org/x/text/encoding"
 )
 
 // Event is what a Source sends: one committed transaction or one DDL.
@@ -38,6 +40,10 @@ type BinlogSource struct {
 	host     string
 	port     uint16
 	user, pw string
+	dsn      string
+	// charsets maps collation ids to character sets, read from the
+	// source at the first Stream.
+	charsets map[uint64]string
 }
 
 // NewBinlogSource parses a go-sql-driver DSN for the replication
@@ -55,7 +61,7 @@ func NewBinlogSource(dsn, flavor string, serverID uint32, useGTID bool) (*Binlog
 	if err != nil {
 		return nil, fmt.Errorf("source dsn port %q: %w", portStr, err)
 	}
-	return &BinlogSource{Flavor: flavor, ServerID: serverID, UseGTID: useGTID, host: host, port: uint16(port), user: cfg.User, pw: cfg.Passwd, Log: slog.Default()}, nil
+	return &BinlogSource{Flavor: flavor, ServerID: serverID, UseGTID: useGTID, host: host, port: uint16(port), user: cfg.User, pw: cfg.Passwd, dsn: dsn, Log: slog.Default()}, nil
 }
 
 // Stream sends every committed transaction and DDL after from to out, in
@@ -63,6 +69,17 @@ func NewBinlogSource(dsn, flavor string, serverID uint32, useGTID bool) (*Binlog
 // ctx.Err() on cancellation; any other error means the caller should
 // resume from its last applied position.
 func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Event) error {
+	if s.charsets == nil {
+		db, err := sql.Open("mysql", s.dsn)
+		if err != nil {
+			return fmt.Errorf("source dsn: %w", err)
+		}
+		s.charsets, err = loadCharsets(ctx, db)
+		db.Close()
+		if err != nil {
+			return err
+		}
+	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID: s.ServerID, Flavor: s.Flavor, Host: s.host, Port: s.port, User: s.user, Password: s.pw,
 		Charset: "utf8mb4", UseDecimal: false, ParseTime: false, TimestampStringLocation: time.UTC,
@@ -166,7 +183,7 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			if s.Watch != nil && !s.Watch(schema, table) {
 				continue
 			}
-			if err := appendChanges(tx, e, schema, table); err != nil {
+			if err := appendChanges(tx, e, schema, table, s.charsets); err != nil {
 				return err
 			}
 		case *replication.XIDEvent:
@@ -236,7 +253,7 @@ func txQuery(q string) txQueryKind {
 	return txOther
 }
 
-func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error {
+func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string, charsets map[uint64]string) error {
 	names := e.Table.ColumnNameString()
 	if len(names) == 0 {
 		return fmt.Errorf("table %s.%s: the binlog carries no column names; set binlog_row_metadata=FULL on the source (MySQL 8.0+, MariaDB 10.5+) so rows are never decoded against a wrong schema", schema, table)
@@ -248,8 +265,46 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error
 	}
 	enums, sets := e.Table.EnumStrValueMap(), e.Table.SetStrValueMap()
 	collations := e.Table.CollationMap()
+	// Text in another character set than UTF-8 is converted as the server
+	// converts it for the copy; ENUM and SET labels too.
+	decoders := map[int]*encoding.Decoder{}
+	for _, m := range []map[int]uint64{collations, e.Table.EnumSetCollationMap()} {
+		for i, id := range m {
+			if id == 63 || charsets == nil {
+				continue
+			}
+			dec, err := textDecoder(charsets, id)
+			if err != nil {
+				return &permanentError{fmt.Errorf("table %s.%s column %s: %w", schema, table, names[i], err)}
+			}
+			if dec != nil {
+				decoders[i] = dec
+			}
+		}
+	}
+	var decodeErr error
+	decode := func(i int, s string) string {
+		dec := decoders[i]
+		if dec == nil {
+			return s
+		}
+		out, err := dec.String(s)
+		if err != nil && decodeErr == nil {
+			decodeErr = &permanentError{fmt.Errorf("table %s.%s column %s: convert %q to UTF-8: %w", schema, table, names[i], s, err)}
+		}
+		return out
+	}
 	fix := func(row []any) []any {
 		for i, v := range row {
+			if _, text := decoders[i]; text && enums[i] == nil && sets[i] == nil {
+				switch x := v.(type) {
+				case string:
+					row[i] = decode(i, x)
+				case []byte: // TEXT columns come as bytes
+					row[i] = decode(i, string(x))
+				}
+				continue
+			}
 			switch {
 			case collations[i] == 63: // binary: keep bytes as bytes, never as text
 				if s, ok := v.(string); ok {
@@ -264,7 +319,7 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error
 				}
 			case enums[i] != nil:
 				if n, ok := v.(int64); ok && n > 0 && int(n) <= len(enums[i]) {
-					row[i] = enums[i][n-1]
+					row[i] = decode(i, enums[i][n-1])
 				} else if ok && n == 0 {
 					row[i] = ""
 				}
@@ -276,7 +331,7 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error
 							members = append(members, name)
 						}
 					}
-					row[i] = strings.Join(members, ",")
+					row[i] = decode(i, strings.Join(members, ","))
 				}
 			}
 		}
@@ -298,7 +353,7 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string) error
 	default:
 		return fmt.Errorf("table %s.%s: unknown rows event", schema, table)
 	}
-	return nil
+	return decodeErr
 }
 
 // fixedBinaryLen is n for a BINARY(n) column (its binlog type is STRING,

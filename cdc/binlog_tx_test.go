@@ -136,3 +136,29 @@ func TestStream_BinaryKeyWithTrailingZeros(t *testing.T) {
 		t.Errorf("target has %d rows, want 2: %q", got, d())
 	}
 }
+
+// TestStream_TextInLegacyCharsets: a ten-year-old schema keeps text in
+// latin1 (MySQL's default before 8.0) or gbk. The copy reads it converted
+// over SQL; the stream gets the raw bytes and must convert them the same
+// way, ENUM labels too (a review found a strict utf8mb4 target refusing
+// every streamed row).
+func TestStream_TextInLegacyCharsets(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY,
+		name VARCHAR(20) CHARACTER SET latin1,
+		city VARCHAR(20) CHARACTER SET gbk,
+		note TEXT CHARACTER SET latin1,
+		kind ENUM('crème','brûlée') CHARACTER SET latin1) DEFAULT CHARSET=latin1`,
+		`INSERT INTO t VALUES (1, 'café', '上海', 'naïve', 'crème')`)
+	mustExec(t, dst, `SET SESSION sql_mode = 'STRICT_ALL_TABLES'`, `CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20), city VARCHAR(20),
+		note TEXT, kind ENUM('crème','brûlée')) DEFAULT CHARSET=utf8mb4`)
+	runPipeline(t, cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"}))
+	untilStreaming(t, dst)
+	mustExec(t, src, `INSERT INTO t VALUES (2, 'Ærø €5', '北京市', 'façade', 'brûlée')`, `UPDATE t SET city = '广州' WHERE id = 1`)
+	s := func() []string { return dump(t, src, "t", "id") }
+	d := func() []string { return dump(t, dst, "t", "id") }
+	waitEqual(t, 10*time.Second, s, d)
+	if got := strings.Join(d(), " "); !strings.Contains(got, "Ærø €5") || !strings.Contains(got, "广州") || !strings.Contains(got, "brûlée") {
+		t.Errorf("target = %s", got)
+	}
+}
