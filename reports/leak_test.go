@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ var (
 	secretCardFlat = "4111111111111111"
 	secretEmail    = "jane.doe@example.com"
 	secretPhone    = "+1-555-0100"
+	secretSession  = "S3SSI0NSECRET"
 	orderNumber    = "1234567812345678" // 16 digits, fails the Luhn check
 )
 
@@ -53,10 +55,21 @@ func TestStore_NoSecretsAnywhere(t *testing.T) {
 	text.New.Body = []byte(legacy[:len(legacy)-20])
 	text.New.Truncated = true
 	text.Differences = []diff.Difference{{Path: "body:L1", Kind: diff.Changed, Legacy: string(text.Legacy.Body), New: "x"}}
-	record(t, s, o, text)
+	// A pretty-printed JSON body cut short, with the redacted phone an
+	// object over several lines, and a compared session cookie.
+	cut := o
+	cut.Time = testNow.Add(-3 * time.Minute)
+	pretty := "{\n  \"customer\": {\n    \"phone\": {\n      \"home\": \"" + secretPhone + "\"\n    }\n  },\n  \"note\": \"pa"
+	cut.Legacy.Body, cut.Legacy.Truncated = []byte(pretty), true
+	cut.New.Body, cut.New.Truncated = []byte(strings.Replace(pretty, secretPhone, "+1-555-0199", 1)), true
+	cut.Differences = []diff.Difference{
+		{Path: "body:L4", Kind: diff.Changed, Legacy: `      "home": "` + secretPhone + `"`, New: `      "home": "+1-555-0199"`},
+		{Path: "header.Set-Cookie", Kind: diff.Changed, Legacy: "sid=" + secretSession + "; HttpOnly", New: "sid=other; HttpOnly"},
+	}
+	record(t, s, o, text, cut)
 	flush(t, s)
 
-	forbidden := []string{secretCard, secretCardFlat, secretEmail, url.QueryEscape(secretEmail), secretPhone}
+	forbidden := []string{secretCard, secretCardFlat, secretEmail, url.QueryEscape(secretEmail), secretPhone, secretSession}
 	check := func(where string, b []byte) {
 		t.Helper()
 		for _, f := range forbidden {
@@ -125,7 +138,7 @@ func TestStore_NoSecretsAnywhere(t *testing.T) {
 	open := raw("open store")
 	// The check above cannot pass vacuously: the masked forms and the
 	// order number are in the same bytes.
-	for _, want := range []string{"**** **** **** 1111", "************1111", "j***@example.com", orderNumber, Masked} {
+	for _, want := range []string{"**** **** **** 1111", "************1111", "j***@example.com", orderNumber, Masked, "sid=" + Masked + "; HttpOnly"} {
 		if !bytes.Contains(open, []byte(want)) {
 			t.Errorf("database files lack %q: the pair was not stored as expected", want)
 		}

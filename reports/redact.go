@@ -39,8 +39,9 @@ var sensitiveHeaders = map[string]bool{
 type Redactor struct {
 	paths [][]segment
 	// keys are the last names of the paths ("card_number" for
-	// "$..card_number"); in text that is not JSON (a truncated body, a
-	// query string) their values are masked wherever they appear.
+	// "$..card_number"); in text that is not a JSON body (a query string,
+	// an error, a line of a text body) their values are masked wherever
+	// they appear.
 	keys    []string
 	jsonKey *regexp.Regexp // "key": value
 	query   *regexp.Regexp // key=value in a query string
@@ -83,25 +84,45 @@ func NewRedactor(paths []string) (*Redactor, error) {
 
 // Outcome returns a copy of o with both bodies, both headers, the URL,
 // the error texts and every difference redacted. o is not modified.
+//
+// Line differences ("body:L12") of a JSON body compared as text (a
+// truncated one, say) are masked whole when the line holds, or is part of,
+// a value a redact path selects, or when the line cannot be found in the
+// body it came from.
 func (r *Redactor) Outcome(o diff.Outcome) diff.Outcome {
-	o.URL = r.URL(o.URL)
-	o.Legacy = r.response(o.Legacy)
-	o.New = r.response(o.New)
 	if len(o.Differences) > 0 {
+		var legacy, new *bodyLines
+		for _, d := range o.Differences {
+			if isLinePath(d.Path) {
+				legacy, new = r.bodyLines(o.Legacy.Body), r.bodyLines(o.New.Body)
+				break
+			}
+		}
 		ds := make([]diff.Difference, len(o.Differences))
 		for i, d := range o.Differences {
 			ds[i] = r.Difference(d)
+			if isLinePath(d.Path) {
+				ds[i].Legacy = r.lineValue(legacy, d.Legacy)
+				ds[i].New = r.lineValue(new, d.New)
+			}
 		}
 		o.Differences = ds
 	}
+	o.URL = r.URL(o.URL)
+	o.Legacy = r.response(o.Legacy)
+	o.New = r.response(o.New)
 	return o
 }
 
 func (r *Redactor) response(resp diff.Response) diff.Response {
-	if resp.Truncated {
-		resp.Body = []byte(r.Text(string(resp.Body)))
-	} else {
-		resp.Body = r.Body(resp.Body)
+	resp.Body = r.Body(resp.Body)
+	// A body still in a content coding (banyan's shadowing stores bodies
+	// decoded; one it could not decode has none) cannot be read, so it
+	// cannot be redacted: it is not stored.
+	for k, v := range resp.Header {
+		if strings.EqualFold(k, "Content-Encoding") && len(v) > 0 && !strings.EqualFold(strings.TrimSpace(strings.Join(v, ",")), "identity") {
+			resp.Body = nil
+		}
 	}
 	resp.Header = r.Header(resp.Header)
 	resp.Err = r.Text(resp.Err)
@@ -111,8 +132,19 @@ func (r *Redactor) response(resp diff.Response) diff.Response {
 // Difference redacts both values of d (and its path, should a member name
 // hold an e-mail address). A value at, or inside, a redacted path is
 // masked; anything else gets the built-in detection.
+//
+// The values of a sensitive header (Authorization, Cookie, Set-Cookie...)
+// compared by a route are masked as in Header, except that cookies keep
+// their names and Set-Cookie its attributes: "sid=[redacted]; HttpOnly".
 func (r *Redactor) Difference(d diff.Difference) diff.Difference {
 	d.Path = r.Text(d.Path)
+	if name, ok := strings.CutPrefix(d.Path, "header."); ok {
+		if name = http.CanonicalHeaderKey(name); sensitiveHeaders[name] {
+			d.Legacy = maskCredential(name, d.Legacy)
+			d.New = maskCredential(name, d.New)
+			return d
+		}
+	}
 	at, ok := parseConcrete(d.Path)
 	if !ok {
 		// "status", "header.X", "body:L12": no JSON path to match.
@@ -149,13 +181,19 @@ func (r *Redactor) textValue(v any) any {
 
 // Body redacts a response or request body. A JSON body has the paths
 // masked and every string and number checked; it is re-encoded only when
-// something was masked. Any other body is redacted as text.
+// something was masked. JSON cut short (a truncated body) keeps its bytes:
+// each value a path selects is replaced by "[redacted]", one cut off runs
+// to the end and is replaced whole, and so is everything after a syntax
+// error. Any other body is redacted as text.
 func (r *Redactor) Body(b []byte) []byte {
 	if len(b) == 0 {
 		return b
 	}
 	v, ok := decodeJSON(b)
 	if !ok {
+		if ranges, ok := r.selectedRanges(b); ok {
+			return []byte(maskCards(maskEmails(string(replaceRanges(b, ranges)))))
+		}
 		return []byte(r.Text(string(b)))
 	}
 	out, changed := r.walk(v, []step{})
@@ -192,6 +230,74 @@ func (r *Redactor) Header(h map[string][]string) map[string][]string {
 	return out
 }
 
+// maskCredential masks one side's value of a difference at a sensitive
+// header; cookies keep their names and Set-Cookie its attributes.
+func maskCredential(name string, v any) any {
+	s, ok := v.(string)
+	switch {
+	case v == nil:
+		return nil
+	case !ok:
+		return Masked
+	case name == "Set-Cookie":
+		return maskCookies(s, true)
+	case name == "Cookie":
+		return maskCookies(s, false)
+	}
+	return Masked
+}
+
+// cookieAttrs are the Set-Cookie attributes kept as they are, by lower
+// case name.
+var cookieAttrs = map[string]bool{
+	"expires": true, "max-age": true, "domain": true, "path": true, "samesite": true,
+	"priority": true, "secure": true, "httponly": true, "partitioned": true,
+}
+
+// cookieDateRest is what follows the comma of an Expires date
+// ("Wed, 21 Oct 2015 07:28:00 GMT").
+var cookieDateRest = regexp.MustCompile(`^\d{1,2}[ -][A-Za-z]{3}[ -]\d{2,4} \d{1,2}:\d{2}:\d{2} GMT$`)
+
+// maskCookies masks every cookie value of a Cookie header (set false) or
+// of Set-Cookie headers joined by ", " (set true): "sid=abc; Path=/;
+// HttpOnly" becomes "sid=[redacted]; Path=/; HttpOnly". A part that is
+// not a known attribute is masked, whole when it has no "=".
+func maskCookies(v string, set bool) string {
+	var b strings.Builder
+	sep := byte(',') // a cookie starts after a comma, and at the start
+	afterExpires := false
+	for len(v) > 0 {
+		j := strings.IndexAny(v, ";,")
+		if j < 0 {
+			j = len(v)
+		}
+		part := v[:j]
+		t := strings.TrimSpace(part)
+		name, _, hasValue := strings.Cut(t, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		switch {
+		case t == "":
+			b.WriteString(part)
+		case set && sep == ',' && afterExpires && cookieDateRest.MatchString(t):
+			b.WriteString(part)
+		case set && sep == ';' && cookieAttrs[name]:
+			b.WriteString(maskCards(maskEmails(part)))
+		case hasValue:
+			b.WriteString(part[:strings.IndexByte(part, '=')+1] + Masked)
+		default:
+			b.WriteString(part[:len(part)-len(strings.TrimLeft(part, " \t"))] + Masked)
+		}
+		afterExpires = set && sep == ';' && name == "expires"
+		if j == len(v) {
+			break
+		}
+		sep = v[j]
+		b.WriteByte(sep)
+		v = v[j+1:]
+	}
+	return b.String()
+}
+
 // URL redacts a request path and query: query parameters named like the
 // last member of a redact path are masked, then the built-in detection
 // runs (it also finds "%40"-encoded e-mail addresses).
@@ -203,8 +309,10 @@ func (r *Redactor) URL(u string) string {
 }
 
 // Text masks card numbers and e-mail addresses in free text, and the values
-// of JSON members named like the last member of a redact path (for JSON
-// that could not be parsed, such as a truncated body).
+// of JSON members named like the last member of a redact path ("email":
+// "x" in an error message or a line of a text body). Only the member's
+// line is seen: a selected object or array spread over several lines is
+// not masked whole, which Body and Outcome do for JSON bodies.
 func (r *Redactor) Text(s string) string {
 	if s == "" {
 		return s
@@ -304,6 +412,200 @@ func (r *Redactor) selectsPrefix(at []step) bool {
 	}
 	return false
 }
+
+// --- JSON cut short ---
+
+// selectedRanges returns the byte ranges of b to mask when b is JSON that
+// may be cut short or malformed: the values a redact path selects, from
+// a selected value cut off to the end, and from a syntax error to the end
+// (what follows cannot be placed in the document). ok is false when the
+// redactor has no paths or b does not start like a JSON object or array.
+func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
+	if r == nil || len(r.paths) == 0 {
+		return nil, false
+	}
+	if t := bytes.TrimSpace(b); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
+		return nil, false
+	}
+	// container is an open object or array; at is its path.
+	type container struct {
+		at     []step
+		object bool
+		key    string // the member whose value comes next
+		hasKey bool
+		index  int // the element that comes next
+	}
+	var open []container
+	next := func() ([]step, bool) { // the path of the next value, if a value comes next
+		if len(open) == 0 {
+			return []step{}, true
+		}
+		c := &open[len(open)-1]
+		if c.object {
+			return append(c.at[:len(c.at):len(c.at)], step{name: c.key}), c.hasKey
+		}
+		return append(c.at[:len(c.at):len(c.at)], step{index: c.index, isIndex: true}), true
+	}
+	done := func() { // a value of the innermost container ended
+		if len(open) == 0 {
+			return
+		}
+		c := &open[len(open)-1]
+		if c.object {
+			c.hasKey = false
+		} else {
+			c.index++
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	masking, depth, start := false, 0, 0
+	for {
+		prev := int(dec.InputOffset())
+		tok, err := dec.Token()
+		if err != nil {
+			at, isValue := next()
+			switch {
+			case masking:
+				ranges = append(ranges, [2]int{start, len(b)})
+			case isValue && r.selects(at), !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+				if s := valueStart(b, prev); s < len(b) {
+					ranges = append(ranges, [2]int{s, len(b)})
+				}
+			}
+			return ranges, true
+		}
+		delim, isDelim := tok.(json.Delim)
+		if masking {
+			switch {
+			case delim == '{' || delim == '[':
+				depth++
+			case isDelim:
+				depth--
+			}
+			if depth == 0 {
+				masking = false
+				ranges = append(ranges, [2]int{start, int(dec.InputOffset())})
+				done()
+			}
+			continue
+		}
+		if isDelim && (delim == '}' || delim == ']') {
+			open = open[:len(open)-1]
+			done()
+			continue
+		}
+		at, isValue := next()
+		if !isValue {
+			c := &open[len(open)-1]
+			c.key, _ = tok.(string)
+			c.hasKey = true
+			continue
+		}
+		switch {
+		case r.selects(at) && isDelim:
+			masking, depth, start = true, 1, valueStart(b, prev)
+		case r.selects(at):
+			ranges = append(ranges, [2]int{valueStart(b, prev), int(dec.InputOffset())})
+			done()
+		case isDelim:
+			open = append(open, container{at: at, object: delim == '{'})
+		default:
+			done()
+		}
+	}
+}
+
+// valueStart skips the white space and separators before a value.
+func valueStart(b []byte, off int) int {
+	for off < len(b) && strings.IndexByte(" \t\r\n:,", b[off]) >= 0 {
+		off++
+	}
+	return off
+}
+
+// replaceRanges replaces each of the ordered ranges of b with "[redacted]".
+func replaceRanges(b []byte, ranges [][2]int) []byte {
+	if len(ranges) == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	last := 0
+	for _, rg := range ranges {
+		out = append(out, b[last:rg[0]]...)
+		out = append(out, `"`+Masked+`"`...)
+		last = rg[1]
+	}
+	return append(out, b[last:]...)
+}
+
+// bodyLines are the lines of a JSON body, as the diff engine compares
+// them, and whether each holds part of a value a redact path selects.
+type bodyLines struct {
+	text   []string
+	masked []bool
+}
+
+// bodyLines returns the lines of b, or nil when b is not JSON or nothing
+// in it is selected.
+func (r *Redactor) bodyLines(b []byte) *bodyLines {
+	ranges, ok := r.selectedRanges(b)
+	if !ok || len(ranges) == 0 {
+		return nil
+	}
+	l := &bodyLines{}
+	for start := 0; start <= len(b); {
+		end := bytes.IndexAny(b[start:], "\r\n")
+		if end < 0 {
+			end = len(b)
+		} else {
+			end += start
+		}
+		masked := false
+		for _, rg := range ranges {
+			if rg[0] < end && rg[1] > start {
+				masked = true
+				break
+			}
+		}
+		l.text = append(l.text, strings.TrimRight(string(b[start:end]), " \t"))
+		l.masked = append(l.masked, masked)
+		if end < len(b) && b[end] == '\r' && end+1 < len(b) && b[end+1] == '\n' {
+			end++
+		}
+		start = end + 1
+	}
+	return l
+}
+
+// lineValue redacts one side's value of a line difference; l holds the
+// lines of that side's body (nil when it is not JSON with selected
+// values). A line that holds a selected value, or that cannot be found in
+// the body (where it could be), is masked whole. The compared text of a
+// truncated body may end inside a line, so a prefix of a line counts.
+func (r *Redactor) lineValue(l *bodyLines, v any) any {
+	s, ok := v.(string)
+	if l == nil || !ok || s == "" {
+		return r.textValue(v)
+	}
+	found := false
+	for i, t := range l.text {
+		if strings.HasPrefix(t, s) {
+			if l.masked[i] {
+				return Masked
+			}
+			found = true
+		}
+	}
+	if !found {
+		return Masked
+	}
+	return r.Text(s)
+}
+
+// isLinePath reports whether p is the path of a line difference
+// ("body:L12").
+func isLinePath(p string) bool { return strings.HasPrefix(p, "body:L") }
 
 // decodeJSON decodes exactly one JSON value, keeping numbers as written.
 func decodeJSON(b []byte) (any, bool) {

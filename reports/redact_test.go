@@ -1,6 +1,8 @@
 package reports
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -104,6 +106,131 @@ func TestRedactor_Difference(t *testing.T) {
 	}
 }
 
+func TestRedactor_DifferenceAtSensitiveHeader(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		in   diff.Difference
+		want string
+	}{
+		{"set-cookie keeps name and attributes", diff.Difference{Path: "header.Set-Cookie", Kind: diff.Changed,
+			Legacy: "sid=LEGACYSECRET; Path=/; HttpOnly", New: "sid=NEWSECRET; Path=/; Secure; HttpOnly; SameSite=Lax"},
+			`{"path":"header.Set-Cookie","kind":"changed","legacy":"sid=[redacted]; Path=/; HttpOnly","new":"sid=[redacted]; Path=/; Secure; HttpOnly; SameSite=Lax"}`},
+		{"set-cookie joined, expires date kept", diff.Difference{Path: "header.Set-Cookie", Kind: diff.Extra,
+			New: "sid=S1; Expires=Wed, 21 Oct 2015 07:28:00 GMT; Path=/, theme=S2; Max-Age=60"},
+			`{"path":"header.Set-Cookie","kind":"extra","new":"sid=[redacted]; Expires=Wed, 21 Oct 2015 07:28:00 GMT; Path=/, theme=[redacted]; Max-Age=60"}`},
+		{"set-cookie unknown attribute and bare value masked", diff.Difference{Path: "header.Set-Cookie", Kind: diff.Missing,
+			Legacy: "SECRET1; Token=SECRET2; odd SECRET3, SECRET4"},
+			`{"path":"header.Set-Cookie","kind":"missing","legacy":"[redacted]; Token=[redacted]; [redacted], [redacted]"}`},
+		{"cookie masks every value", diff.Difference{Path: "header.cookie", Kind: diff.Changed, Legacy: "sid=S1; Path=S2", New: "sid=S3"},
+			`{"path":"header.cookie","kind":"changed","legacy":"sid=[redacted]; Path=[redacted]","new":"sid=[redacted]"}`},
+		{"authorization masked whole", diff.Difference{Path: "header.Authorization", Kind: diff.Changed, Legacy: "Bearer S1", New: "Basic S2"},
+			`{"path":"header.Authorization","kind":"changed","legacy":"[redacted]","new":"[redacted]"}`},
+		{"other header gets built-in detection", diff.Difference{Path: "header.X-Customer", Kind: diff.Changed, Legacy: "jane@example.com", New: "jo"},
+			`{"path":"header.X-Customer","kind":"changed","legacy":"j***@example.com","new":"jo"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := json.Marshal(r.Difference(tt.in))
+			if got := string(b); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// prettyCustomer is a pretty-printed JSON body whose customer object
+// spans several lines.
+const prettyCustomer = `{
+  "customer": {
+    "name": "Jo",
+    "ssn": "123-45-6789"
+  },
+  "items": [
+    {"sku": "A1", "qty": 2}
+  ]
+}`
+
+func TestRedactor_BodyCutShort(t *testing.T) {
+	r, err := NewRedactor([]string{"$.customer", "$.items[*].sku"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := func(at string) string { return prettyCustomer[:strings.Index(prettyCustomer, at)] }
+	tests := []struct {
+		name, in, want string
+	}{
+		{"selected object masked whole", cut(`"A1"`) + `"A`,
+			"{\n  \"customer\": \"[redacted]\",\n  \"items\": [\n    {\"sku\": \"[redacted]\""},
+		{"cut inside a selected object", cut(`123`) + "123-4",
+			"{\n  \"customer\": \"[redacted]\""},
+		{"cut inside a selected value", cut(`"A1"`) + `"A1", "q`,
+			"{\n  \"customer\": \"[redacted]\",\n  \"items\": [\n    {\"sku\": \"[redacted]\", \"q"},
+		{"syntax error masks the rest", `{"a": 1 "customer": {"ssn": "123-45-6789"}`,
+			`{"a": 1 "[redacted]"`},
+		{"built-in detection in the rest", `{"note": "jane@example.com", "x": "4111 1111 1111 1111`,
+			`{"note": "j***@example.com", "x": "**** **** **** 1111`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := string(r.Outcome(diff.Outcome{Legacy: diff.Response{Body: []byte(tt.in), Truncated: true}}).Legacy.Body)
+			if got != tt.want {
+				t.Errorf("body %q\n got %q\nwant %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	t.Run("no part of a selected value at any cut", func(t *testing.T) {
+		for i := range len(prettyCustomer) {
+			got := string(r.Outcome(diff.Outcome{Legacy: diff.Response{Body: []byte(prettyCustomer[:i]), Truncated: true}}).Legacy.Body)
+			for _, leak := range []string{"na", "Jo", "ss", "123", "A1"} {
+				if strings.Contains(got, leak) {
+					t.Fatalf("cut at %d holds %q: %q", i, leak, got)
+				}
+			}
+		}
+	})
+}
+
+func TestRedactor_OutcomeLineDifferences(t *testing.T) {
+	r, err := NewRedactor([]string{"$.customer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := prettyCustomer[:strings.Index(prettyCustomer, `"A1"`)]
+	newer := strings.ReplaceAll(legacy, "123-45-6789", "987-65-4321")
+	newer = strings.ReplaceAll(newer, `"items"`, `"lines"`)
+	o := diff.Outcome{
+		Legacy: diff.Response{Status: 200, Body: []byte(legacy), Truncated: true},
+		New:    diff.Response{Status: 200, Body: []byte(newer), Truncated: true},
+		Differences: []diff.Difference{
+			{Path: "body:L4", Kind: diff.Changed, Legacy: `    "ssn": "123-45-6789"`, New: `    "ssn": "987-65-4321"`},
+			{Path: "body:L6", Kind: diff.Changed, Legacy: `  "items": [`, New: `  "lines": [`},
+			{Path: "body:L7", Kind: diff.Extra, New: `    "not in the body"`},
+			{Path: "body:L8", Kind: diff.Missing, Legacy: `    {"sk`},
+		},
+	}
+	tests := []struct {
+		name        string
+		legacy, new any
+	}{
+		{"line inside a selected object", Masked, Masked},
+		{"line outside", `  "items": [`, `  "lines": [`},
+		{"line not in its body", nil, Masked},
+		{"line cut short", `    {"sk`, nil},
+	}
+	got := r.Outcome(o).Differences
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := got[i]; d.Legacy != tt.legacy || d.New != tt.new {
+				t.Errorf("%s = %q -> %q, want %q -> %q", d.Path, d.Legacy, d.New, tt.legacy, tt.new)
+			}
+		})
+	}
+}
+
 func TestRedactor_URLAndHeader(t *testing.T) {
 	r, err := NewRedactor([]string{"$..card_number", "$..token"})
 	if err != nil {
@@ -172,4 +299,39 @@ func FuzzRedactor_Text(f *testing.F) {
 			t.Errorf("Text not idempotent: %q -> %q -> %q", s, out, again)
 		}
 	})
+}
+
+func FuzzRedactor_Body(f *testing.F) {
+	for _, s := range []string{prettyCustomer, `{"customer": {"ssn": "1`, `[{"customer": [1, {"a": 2}]}, 3`, `{"a": 1 "customer": 2}`, `{"customer"`} {
+		f.Add(s)
+	}
+	r, _ := NewRedactor([]string{"$.customer", "$..sku"})
+	f.Fuzz(func(t *testing.T, s string) {
+		out := r.Body([]byte(s))
+		if again := r.Body(out); !bytes.Equal(again, out) {
+			t.Errorf("Body not idempotent: %q -> %q -> %q", s, out, again)
+		}
+	})
+}
+
+// TestRedactor_DropsEncodedBody: a body still in a content coding cannot
+// be read, so it cannot be redacted, and is not stored.
+func TestRedactor_DropsEncodedBody(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(`{"email":"jane.doe@example.com","card":"4111111111111111"}`))
+	zw.Close()
+	o := diff.Outcome{Legacy: diff.Response{Status: 200, Header: map[string][]string{"Content-Encoding": {"gzip"}}, Body: buf.Bytes()},
+		New: diff.Response{Status: 200, Header: map[string][]string{"Content-Encoding": {"identity"}}, Body: []byte(`{"ok":true}`)}}
+	got := r.Outcome(o)
+	if got.Legacy.Body != nil {
+		t.Errorf("a gzip body was stored: %d bytes", len(got.Legacy.Body))
+	}
+	if string(got.New.Body) != `{"ok":true}` {
+		t.Errorf("an identity body was changed: %q", got.New.Body)
+	}
 }

@@ -142,13 +142,30 @@ func exampleText(e *FieldExample) string {
 	if e == nil {
 		return "-"
 	}
-	return e.URL + ": " + clip(valueText(e.Legacy), exampleWidth/2) + " -> " + clip(valueText(e.New), exampleWidth/2)
+	return e.URL + ": " + clip(legacyText(e.kind, e.Legacy), exampleWidth/2) + " -> " + clip(newText(e.kind, e.New), exampleWidth/2)
 }
 
-// valueText renders a difference value as compact JSON; absent is "(absent)".
-func valueText(v any) string {
-	if v == nil {
+// legacyText renders the legacy value of a difference of kind k as compact
+// JSON: "(absent)" when k says legacy has none (Extra), null for a JSON
+// null.
+func legacyText(k diff.Kind, v any) string { return valueText(k, v, diff.Extra) }
+
+// newText renders the new value of a difference of kind k as compact
+// JSON: "(absent)" when k says new has none (Missing), null for a JSON
+// null.
+func newText(k diff.Kind, v any) string { return valueText(k, v, diff.Missing) }
+
+// valueText renders one side's value v of a difference of kind k; absent
+// is the kind that has no value on that side. An Order difference of rows
+// carries no values ("-"). Numbers keep their digits (json.Number prints
+// as written).
+func valueText(k diff.Kind, v any, absent diff.Kind) string {
+	switch {
+	case v != nil:
+	case k == absent:
 		return "(absent)"
+	case k == diff.Order:
+		return "-"
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -195,18 +212,21 @@ func WriteHTML(w io.Writer, r *Report) error {
 }
 
 var funcs = template.FuncMap{
-	"pct":      pct,
-	"rate":     rate,
-	"ms":       ms,
-	"verdict":  func(v any) string { return routeVerdict(routeOf(v)) },
-	"overall":  reportVerdict,
-	"value":    func(v any) string { return clip(valueText(v), 200) },
-	"when":     func(t time.Time) string { return t.UTC().Format(time.DateTime) + " UTC" },
-	"clean":    func(v any) bool { rt := routeOf(v); return rt.Diffs == 0 && rt.Errors == 0 },
-	"isoTime":  func(t time.Time) bool { return !t.IsZero() },
-	"pretty":   prettyBody,
-	"kindText": func(d diff.Difference) string { return string(d.Kind) },
-	"join":     strings.Join,
+	"pct":           pct,
+	"rate":          rate,
+	"ms":            ms,
+	"verdict":       func(v any) string { return routeVerdict(routeOf(v)) },
+	"overall":       reportVerdict,
+	"legacyValue":   func(d diff.Difference) string { return clip(legacyText(d.Kind, d.Legacy), 200) },
+	"newValue":      func(d diff.Difference) string { return clip(newText(d.Kind, d.New), 200) },
+	"exampleLegacy": func(e *FieldExample) string { return clip(legacyText(e.kind, e.Legacy), 200) },
+	"exampleNew":    func(e *FieldExample) string { return clip(newText(e.kind, e.New), 200) },
+	"when":          func(t time.Time) string { return t.UTC().Format(time.DateTime) + " UTC" },
+	"clean":         func(v any) bool { rt := routeOf(v); return rt.Diffs == 0 && rt.Errors == 0 },
+	"isoTime":       func(t time.Time) bool { return !t.IsZero() },
+	"pretty":        prettyBody,
+	"kindText":      func(d diff.Difference) string { return string(d.Kind) },
+	"join":          strings.Join,
 }
 
 // routeOf lets templates pass a RouteReport or a pointer to one.
@@ -267,7 +287,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 {{if .Fields}}<table>
 <tr><th>field path</th><th>count</th><th>kind</th><th>example</th></tr>
 {{range .Fields}}<tr{{if .Noise}} class="noise"{{end}}><td><code>{{.Path}}</code></td><td class="n">{{.Count}}</td><td>{{.Kind}}{{if .Noise}} (noise){{end}}</td>
-<td>{{with .Example}}<code>{{.URL}}</code>: <code>{{value .Legacy}}</code> &rarr; <code>{{value .New}}</code>{{else}}-{{end}}</td></tr>
+<td>{{with .Example}}<code>{{.URL}}</code>: <code>{{exampleLegacy .}}</code> &rarr; <code>{{exampleNew .}}</code>{{else}}-{{end}}</td></tr>
 {{end}}</table>{{end}}
 <p class="{{if clean .}}good{{else}}bad{{end}}">{{verdict .}}</p>
 {{end}}
@@ -289,7 +309,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 {{if .Report.Fields}}<table>
 <tr><th>field path</th><th>count</th><th>kind</th><th>example</th></tr>
 {{$route := .Name}}{{range .Report.Fields}}<tr{{if .Noise}} class="noise"{{end}}><td><a href="?route={{$route}}&amp;path={{.Path}}"><code>{{.Path}}</code></a></td><td class="n">{{.Count}}</td><td>{{.Kind}}{{if .Noise}} (noise){{end}}</td>
-<td>{{with .Example}}<code>{{.URL}}</code>: <code>{{value .Legacy}}</code> &rarr; <code>{{value .New}}</code>{{else}}-{{end}}</td></tr>
+<td>{{with .Example}}<code>{{.URL}}</code>: <code>{{exampleLegacy .}}</code> &rarr; <code>{{exampleNew .}}</code>{{else}}-{{end}}</td></tr>
 {{end}}</table>{{end}}
 <p class="{{if clean .Report}}good{{else}}bad{{end}}">{{verdict .Report}}</p>
 {{else}}<p>No compared pairs since {{when $.Since}}.</p>{{end}}
@@ -313,7 +333,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 </table>
 <table>
 <tr><th>path</th><th>kind</th><th>legacy</th><th>new</th></tr>
-{{range .Differences}}<tr{{if .Noise}} class="noise"{{end}}><td><code>{{.Path}}</code></td><td>{{kindText .}}{{if .Noise}} (noise){{end}}</td><td><code>{{value .Legacy}}</code></td><td><code>{{value .New}}</code></td></tr>
+{{range .Differences}}<tr{{if .Noise}} class="noise"{{end}}><td><code>{{.Path}}</code></td><td>{{kindText .}}{{if .Noise}} (noise){{end}}</td><td><code>{{legacyValue .}}</code></td><td><code>{{newValue .}}</code></td></tr>
 {{end}}</table>
 <table><tr><th>legacy body{{if .Legacy.Truncated}} (truncated){{end}}</th><th>new body{{if .New.Truncated}} (truncated){{end}}</th></tr>
 <tr><td><pre>{{pretty .Legacy.Body}}</pre></td><td><pre>{{pretty .New.Body}}</pre></td></tr></table>

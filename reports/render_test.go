@@ -3,7 +3,9 @@ package reports
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -105,6 +107,109 @@ func TestWriteHTML(t *testing.T) {
 		if strings.Contains(page, bad) {
 			t.Errorf("HTML report is not standalone: holds %q", bad)
 		}
+	}
+}
+
+// TestRender_NullAndAbsent records a pair where legacy has null members
+// that new sets or lacks, and new a member legacy lacks: null is shown as
+// null, and only the side a kind says has no value as absent.
+func TestRender_NullAndAbsent(t *testing.T) {
+	s, _ := openTestStore(t, Options{})
+	c, err := diff.Compile(diff.Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := map[string][]string{"Content-Type": {"application/json"}}
+	ds := c.Compare(diff.Response{Status: 200, Header: ct, Body: []byte(`{"coupon":null,"gift":null}`)},
+		diff.Response{Status: 200, Header: ct, Body: []byte(`{"coupon":"SAVE10","note":"x"}`)})
+	record(t, s, outcome("orders", testNow.Add(-time.Minute), diff.Diff, 1, 1, ds...))
+	flush(t, s)
+	rep, err := s.Report(context.Background(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("text", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteText(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`null -> "SAVE10"`, `null -> (absent)`, `(absent) -> "x"`} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("text report lacks %q:\n%s", want, b.String())
+			}
+		}
+	})
+	t.Run("JSON", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteJSON(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Routes []struct {
+				Fields []struct {
+					Path    string
+					Kind    diff.Kind
+					Example struct{ Legacy, New json.RawMessage }
+				}
+			}
+		}
+		if err := json.Unmarshal(b.Bytes(), &got); err != nil || len(got.Routes) != 1 {
+			t.Fatalf("JSON report: %v\n%s", err, b.String())
+		}
+		// Absent and null are both null; the kind tells them apart.
+		want := map[string]string{"$.coupon": `type null "SAVE10"`, "$.gift": `missing null null`, "$.note": `extra null "x"`}
+		for _, f := range got.Routes[0].Fields {
+			if got := fmt.Sprintf("%s %s %s", f.Kind, f.Example.Legacy, f.Example.New); got != want[f.Path] {
+				t.Errorf("%s = %s, want %s", f.Path, got, want[f.Path])
+			}
+			delete(want, f.Path)
+		}
+		if len(want) > 0 {
+			t.Errorf("JSON report lacks %v:\n%s", want, b.String())
+		}
+	})
+	t.Run("HTML", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteHTML(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`<code>null</code> &rarr; <code>&#34;SAVE10&#34;</code>`,
+			`<code>null</code> &rarr; <code>(absent)</code>`, `<code>(absent)</code> &rarr; <code>&#34;x&#34;</code>`} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("HTML report lacks %s:\n%s", want, b.String())
+			}
+		}
+	})
+	t.Run("examples page", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		s.Dashboard(func() []RouteWeights { return nil }).ServeHTTP(rec,
+			httptest.NewRequest(http.MethodGet, "/?route=orders&path="+url.QueryEscape("$.gift"), nil))
+		if want := `<td><code>$.gift</code></td><td>missing</td><td><code>null</code></td><td><code>(absent)</code></td>`; !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("examples page lacks %s:\n%s", want, rec.Body.String())
+		}
+	})
+}
+
+func TestValueText(t *testing.T) {
+	tests := []struct {
+		name        string
+		kind        diff.Kind
+		legacy, new any
+		want        string
+	}{
+		{"extra has no legacy", diff.Extra, nil, "x", `(absent) -> "x"`},
+		{"missing has no new", diff.Missing, nil, nil, `null -> (absent)`},
+		{"null changed", diff.Type, nil, json.Number("1"), `null -> 1`},
+		{"large integers as written", diff.Changed, json.Number("1234567890123456789"), json.Number("1e400"), `1234567890123456789 -> 1e400`},
+		{"order of rows carries no values", diff.Order, nil, nil, `- -> -`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := legacyText(tt.kind, tt.legacy) + " -> " + newText(tt.kind, tt.new); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/banyanhq/banyan/diff"
@@ -67,11 +68,16 @@ type FieldReport struct {
 
 // FieldExample is the latest kept example of a field's difference,
 // redacted.
+//
+// Legacy and New are null both for a JSON null and for a side that has no
+// value, which the field's kind tells apart (legacy of "extra", new of
+// "missing").
 type FieldExample struct {
 	Time   time.Time `json:"time"`
 	URL    string    `json:"url"`
 	Legacy any       `json:"legacy"`
 	New    any       `json:"new"`
+	kind   diff.Kind // of the example's difference, for rendering "(absent)"
 }
 
 // Latencies compares both sides' answer times.
@@ -261,10 +267,19 @@ func (s *Store) fieldExample(ctx context.Context, route, field string, kind diff
 		return nil, fmt.Errorf("report example: %w", err)
 	}
 	var d diff.Difference
-	if err := json.Unmarshal([]byte(dj), &d); err != nil {
+	if err := decodeStored(dj, &d); err != nil {
 		return nil, fmt.Errorf("report example: %w", err)
 	}
-	return &FieldExample{Time: time.Unix(0, at).UTC(), URL: url, Legacy: d.Legacy, New: d.New}, nil
+	return &FieldExample{Time: time.Unix(0, at).UTC(), URL: url, Legacy: d.Legacy, New: d.New, kind: d.Kind}, nil
+}
+
+// decodeStored decodes stored JSON into v keeping numbers as written
+// (json.Number), so that two 64-bit IDs that differ in their last digit
+// are not shown as one float64.
+func decodeStored(s string, v any) error {
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	return dec.Decode(v)
 }
 
 // Example is one stored compared pair, redacted, kept because it showed a
@@ -318,7 +333,7 @@ func (s *Store) Examples(ctx context.Context, route, field string) ([]Example, e
 			return nil, fmt.Errorf("examples: %w", err)
 		}
 		var e Example
-		if err := json.Unmarshal([]byte(js), &e); err != nil {
+		if err := decodeStored(js, &e); err != nil {
 			return nil, fmt.Errorf("examples: %w", err)
 		}
 		out = append(out, e)

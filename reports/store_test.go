@@ -1,10 +1,12 @@
 package reports
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,6 +191,47 @@ func TestStore_Report(t *testing.T) {
 			if got := latencyBin(c[0]); got != c[1] {
 				t.Errorf("latencyBin(%d) = %d, want %d", c[0], got, c[1])
 			}
+		}
+	})
+}
+
+func TestStore_ReportKeepsLargeIntegers(t *testing.T) {
+	s, _ := openTestStore(t, Options{})
+	c, err := diff.Compile(diff.Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := map[string][]string{"Content-Type": {"application/json"}}
+	ds := c.Compare(diff.Response{Status: 200, Header: ct, Body: []byte(`{"order_id":1234567890123456789}`)},
+		diff.Response{Status: 200, Header: ct, Body: []byte(`{"order_id":1234567890123456788}`)})
+	if len(ds) != 1 {
+		t.Fatalf("differences = %+v, want one at $.order_id", ds)
+	}
+	record(t, s, outcome("orders", testNow.Add(-time.Minute), diff.Diff, 1, 1, ds...))
+	flush(t, s)
+	ctx := context.Background()
+
+	t.Run("text report", func(t *testing.T) {
+		rep, err := s.Report(ctx, Query{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := WriteText(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		if want := "1234567890123456789 -> 1234567890123456788"; !strings.Contains(b.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, b.String())
+		}
+	})
+	t.Run("examples", func(t *testing.T) {
+		ex, err := s.Examples(ctx, "orders", "$.order_id")
+		if err != nil || len(ex) != 1 || len(ex[0].Differences) != 1 {
+			t.Fatalf("examples = %+v, %v; want one with one difference", ex, err)
+		}
+		d := ex[0].Differences[0]
+		if got, want := fmt.Sprint(d.Legacy, " -> ", d.New), "1234567890123456789 -> 1234567890123456788"; got != want {
+			t.Errorf("example difference = %s (%T), want %s", got, d.Legacy, want)
 		}
 	})
 }
