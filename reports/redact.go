@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,6 +28,14 @@ var sensitiveHeaders = map[string]bool{
 	"Cookie":              true,
 	"Set-Cookie":          true,
 	"X-Api-Key":           true,
+}
+
+// credentialPaths are masked on every route, besides reports.redact:
+// members (and query parameters) named like a credential, at any depth.
+var credentialPaths = []string{
+	"$..password", "$..passwd", "$..secret", "$..client_secret", "$..clientSecret",
+	"$..token", "$..access_token", "$..accessToken", "$..refresh_token", "$..refreshToken",
+	"$..id_token", "$..api_key", "$..apiKey", "$..apikey", "$..cvv", "$..cvc",
 }
 
 // Redactor masks secrets before anything is stored or logged: values at
@@ -53,6 +62,7 @@ type Redactor struct {
 // "['a b']" a member with any name. Every bad path is reported at once.
 func NewRedactor(paths []string) (*Redactor, error) {
 	r := &Redactor{}
+	paths = append(slices.Clone(credentialPaths), paths...)
 	var errs []error
 	seen := map[string]bool{}
 	for _, p := range paths {

@@ -335,3 +335,23 @@ func TestRedactor_DropsEncodedBody(t *testing.T) {
 		t.Errorf("an identity body was changed: %q", got.New.Body)
 	}
 }
+
+// TestRedactor_CredentialsByDefault: members and query parameters named
+// like a credential are masked on every route, with no redact paths
+// configured.
+func TestRedactor_CredentialsByDefault(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(r.Body([]byte(`{"user":"jo","password":"hunter2","auth":{"access_token":"eyJabc","refreshToken":"r1"},"items":[{"api_key":"k-123"}]}`)))
+	url := r.URL("/api/login?user=jo&access_token=eyJabc&page=2")
+	for _, secret := range []string{"hunter2", "eyJabc", "r1", "k-123"} {
+		if strings.Contains(body, secret) || strings.Contains(url, secret) {
+			t.Errorf("%q kept: body %s, URL %s", secret, body, url)
+		}
+	}
+	if !strings.Contains(body, `"user":"jo"`) || !strings.Contains(url, "page=2") {
+		t.Errorf("more than the credentials masked: body %s, URL %s", body, url)
+	}
+}
