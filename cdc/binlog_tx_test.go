@@ -63,6 +63,36 @@ func TestStream_TransactionWithSavepoints(t *testing.T) {
 	}
 }
 
+// TestStream_XAPrepareStops: a two-phase XA transaction's rows are logged
+// at XA PREPARE and committed by a later XA COMMIT (or rolled back).
+// banyan cannot stream that; it must stop with an error that says so,
+// never drop the rows quietly (a review found them lost).
+func TestStream_XAPrepareStops(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`)
+	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`)
+	done := startRun(t, cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"}))
+	untilStreaming(t, dst)
+	conn, err := src.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{`XA START 'x1'`, `INSERT INTO t VALUES (1, 1)`, `XA END 'x1'`, `XA PREPARE 'x1'`, `XA COMMIT 'x1'`} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "XA") {
+			t.Fatalf("Run: %v, want an error about the XA transaction", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("Run goes on past an XA PREPARE; target: %v", dump(t, dst, "t", "id"))
+	}
+}
+
 // TestCopy_ResumeKeepsExactKeys: a copy interrupted after a chunk resumes
 // after exactly the last key it saved, for keys JSON would alter: bytes
 // that are not UTF-8, and integers beyond 2^53. A review found both

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/big"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -101,9 +100,11 @@ func yuanToCents(v any) (any, error) {
 		r = new(big.Rat).SetFloat64(float64(x))
 	case float64:
 		r = new(big.Rat).SetFloat64(x)
-	case int64:
-		return x * 100, nil
 	default:
+		if n, ok := integer(v); ok {
+			r = new(big.Rat).SetInt(n)
+			break
+		}
 		s, ok := text(v)
 		if !ok {
 			return nil, fmt.Errorf("yuan_to_cents: %T is not a decimal", v)
@@ -112,6 +113,9 @@ func yuanToCents(v any) (any, error) {
 		if r, okr = new(big.Rat).SetString(strings.TrimSpace(s)); !okr {
 			return nil, fmt.Errorf("yuan_to_cents: %q is not a decimal", s)
 		}
+	}
+	if r == nil { // NaN or ±Inf
+		return nil, fmt.Errorf("yuan_to_cents: %v is not a decimal", v)
 	}
 	r.Mul(r, big.NewRat(100, 1))
 	num, den := new(big.Int).Set(r.Num()), r.Denom()
@@ -131,33 +135,52 @@ func yuanToCents(v any) (any, error) {
 
 // tinyintToBool turns 0/1 (any integer; non-zero is true) into a bool.
 func tinyintToBool(v any) (any, error) {
-	switch x := v.(type) {
-	case nil:
+	if v == nil {
 		return nil, nil
-	case int8:
-		return x != 0, nil
-	case int16:
-		return x != 0, nil
-	case int32:
-		return x != 0, nil
-	case int64:
-		return x != 0, nil
-	case uint8:
-		return x != 0, nil
-	case uint64:
-		return x != 0, nil
-	case int:
-		return x != 0, nil
+	}
+	if n, ok := integer(v); ok {
+		return n.Sign() != 0, nil
 	}
 	s, ok := text(v)
 	if !ok {
 		return nil, fmt.Errorf("tinyint_to_bool: %T is not an integer", v)
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil {
+	n, ok := new(big.Int).SetString(strings.TrimSpace(s), 10)
+	if !ok {
 		return nil, fmt.Errorf("tinyint_to_bool: %q is not an integer", s)
 	}
-	return n != 0, nil
+	return n.Sign() != 0, nil
+}
+
+// integer returns v exactly when it is a Go integer of any size and sign.
+// The copy reads integer columns as int64, but the binlog decodes each
+// column to its own width: TINYINT int8, SMALLINT UNSIGNED uint16, INT
+// int32, INT UNSIGNED uint32, BIGINT UNSIGNED uint64 (above MaxInt64 too),
+// so a converter that knew only int64 failed every streamed row.
+func integer(v any) (*big.Int, bool) {
+	switch x := v.(type) {
+	case int:
+		return big.NewInt(int64(x)), true
+	case int8:
+		return big.NewInt(int64(x)), true
+	case int16:
+		return big.NewInt(int64(x)), true
+	case int32:
+		return big.NewInt(int64(x)), true
+	case int64:
+		return big.NewInt(x), true
+	case uint:
+		return new(big.Int).SetUint64(uint64(x)), true
+	case uint8:
+		return new(big.Int).SetUint64(uint64(x)), true
+	case uint16:
+		return new(big.Int).SetUint64(uint64(x)), true
+	case uint32:
+		return new(big.Int).SetUint64(uint64(x)), true
+	case uint64:
+		return new(big.Int).SetUint64(x), true
+	}
+	return nil, false
 }
 
 // localToUTC reads a DATETIME written in the legacy zone and returns the
@@ -289,26 +312,77 @@ func Compile(t routes.TableMapping, cols []SourceColumn, convs map[string]Conver
 	return m, nil
 }
 
+// RowError is a source row the mapping cannot convert: a mapped column
+// missing from it, or a value its converter refuses. The same row fails
+// the same way on every try, so it stops the pipeline rather than being
+// retried.
+type RowError struct {
+	// Key is the row's primary key as the source holds it, as
+	// "(col=value, …)", or empty when the row lacks a key column.
+	Key string
+	Err error
+}
+
+func (e *RowError) Error() string {
+	if e.Key == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("row %s: %v", e.Key, e.Err)
+}
+
+func (e *RowError) Unwrap() error { return e.Err }
+
 // Row maps a source row given by column names to the target columns'
-// values, in Cols order.
+// values, in Cols order. A row it cannot map is a *RowError.
 func (m *TableMap) Row(index map[string]int, src []any) ([]any, error) {
 	out := make([]any, len(m.Cols))
 	for i, c := range m.Cols {
 		j, ok := index[c.Source]
 		if !ok || j >= len(src) {
-			return nil, fmt.Errorf("column %s is missing from the row", c.Source)
+			return nil, &RowError{Key: m.sourceKey(index, src), Err: fmt.Errorf("column %s is missing from the row", c.Source)}
 		}
 		v := src[j]
 		if c.Convert != nil {
 			cv, err := c.Convert(v)
 			if err != nil {
-				return nil, fmt.Errorf("column %s: %w", c.Source, err)
+				return nil, &RowError{Key: m.sourceKey(index, src), Err: fmt.Errorf("column %s: %w", c.Source, err)}
 			}
 			v = cv
 		}
 		out[i] = v
 	}
 	return out, nil
+}
+
+// sourceKey spells a source row's primary key for error messages, as
+// "(id=7)" or "(a=1, b=0x0a0b)"; empty when a key column is missing.
+func (m *TableMap) sourceKey(index map[string]int, src []any) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, k := range m.PK {
+		name := m.Cols[k].Source
+		j, ok := index[name]
+		if !ok || j >= len(src) {
+			return ""
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(name)
+		b.WriteByte('=')
+		switch x := src[j].(type) {
+		case nil:
+			b.WriteString("NULL")
+		case []byte:
+			fmt.Fprintf(&b, "0x%x", x)
+		case string:
+			fmt.Fprintf(&b, "%q", x)
+		default:
+			fmt.Fprint(&b, x)
+		}
+	}
+	b.WriteByte(')')
+	return b.String()
 }
 
 // Key returns the primary key values of a mapped row.

@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +150,41 @@ func TestEnumConverter(t *testing.T) {
 		if _, err := converter(bad, Converters(time.UTC)); err == nil {
 			t.Errorf("converter(%q) accepted", bad)
 		}
+	}
+}
+
+// TestConverters_AcceptEveryIntegerType: the copy reads integer columns as
+// int64, the binlog as the column's own width (INT int32, SMALLINT
+// UNSIGNED uint16, INT UNSIGNED uint32, BIGINT UNSIGNED uint64). A
+// converter that knows only some of them copies a table and then fails
+// every streamed row.
+func TestConverters_AcceptEveryIntegerType(t *testing.T) {
+	for _, v := range []any{int(12), int8(12), int16(12), int32(12), int64(12), uint(12), uint8(12), uint16(12), uint32(12), uint64(12)} {
+		if got, err := yuanToCents(v); err != nil || got != int64(1200) {
+			t.Errorf("yuanToCents(%T %v) = %v, %v; want 1200", v, v, got, err)
+		}
+		if got, err := tinyintToBool(v); err != nil || got != true {
+			t.Errorf("tinyintToBool(%T %v) = %v, %v; want true", v, v, got, err)
+		}
+	}
+	for _, v := range []any{int32(0), uint16(0), uint64(0)} {
+		if got, err := tinyintToBool(v); err != nil || got != false {
+			t.Errorf("tinyintToBool(%T 0) = %v, %v; want false", v, got, err)
+		}
+	}
+	if got, err := yuanToCents(int32(-3)); err != nil || got != int64(-300) {
+		t.Errorf("yuanToCents(int32 -3) = %v, %v; want -300", got, err)
+	}
+	// Beyond BIGINT: an error, never a value wrapped around.
+	for _, v := range []any{uint64(math.MaxUint64), uint64(math.MaxInt64 + 1), int64(math.MaxInt64), int64(math.MinInt64)} {
+		if got, err := yuanToCents(v); err == nil {
+			t.Errorf("yuanToCents(%T %v) = %v, want an error (the cents do not fit in BIGINT)", v, v, got)
+		}
+	}
+	if got, err := tinyintToBool(uint64(math.MaxUint64)); err != nil || got != true {
+		t.Errorf("tinyintToBool(uint64 max) = %v, %v; want true", got, err)
+	}
+	if got, err := tinyintToBool("18446744073709551615"); err != nil || got != true {
+		t.Errorf("tinyintToBool(\"18446744073709551615\") = %v, %v; want true", got, err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -141,9 +140,13 @@ func (p *Pipeline) Close() {
 func (p *Pipeline) Target() *Target { return p.target }
 
 // Run copies what is not copied yet, then streams until ctx ends (nil),
-// a schema change stops it (*SchemaError), or the binlog it needs is gone
-// (ErrBinlogPurged). Connection failures are retried with backoff from
-// the checkpoint. With resnapshot, the copy starts over.
+// a schema change stops it (*SchemaError), a row cannot be mapped or the
+// target refuses it for good (an error naming the table, the row's key and
+// the cause; the checkpoint stays before the row), or the binlog it needs
+// is gone (ErrBinlogPurged). Connection failures and the server errors a
+// later try can get past (deadlock, lock wait timeout, a read-only target
+// during a failover) are retried with backoff from the checkpoint. With
+// resnapshot, the copy starts over.
 func (p *Pipeline) Run(ctx context.Context, resnapshot bool) error {
 	err := p.run(ctx, resnapshot)
 	var se *SchemaError
@@ -261,9 +264,47 @@ type permanentError struct{ error }
 
 func (e *permanentError) Unwrap() error { return e.error }
 
+// permanent reports whether retrying err cannot help: a row the mapping
+// cannot convert (*RowError), a stop decided below (*permanentError), or
+// a server's refusal (a MySQL error other than transientCodes: a value too
+// long or out of range, an invalid string, a NULL into NOT NULL, a
+// duplicate on a unique key the source does not have, a missing table).
+func permanent(err error) bool {
+	var pe *permanentError
+	var re *RowError
+	var me *driver.MySQLError
+	switch {
+	case errors.As(err, &pe), errors.As(err, &re):
+		return true
+	case errors.As(err, &me):
+		return !transientCodes[me.Number]
+	}
+	return false // a lost connection (2006, 2013 and the like are client-side errors)
+}
+
+// transientCodes are the server errors a later try can get past.
+var transientCodes = map[uint16]bool{
+	1040: true, // too many connections
+	1053: true, // server shutdown in progress
+	1158: true, // network read error
+	1159: true, // network read timeout
+	1160: true, // network write error
+	1161: true, // network write timeout
+	1203: true, // too many connections for the user
+	1205: true, // lock wait timeout
+	1213: true, // deadlock
+	1290: true, // --read-only (a primary demoted during a failover)
+	1317: true, // query interrupted
+	1792: true, // read-only transaction
+	1836: true, // read-only mode
+	1927: true, // connection killed (MariaDB)
+	1969: true, // max_statement_time exceeded (MariaDB)
+	3024: true, // max_execution_time exceeded (MySQL)
+	4031: true, // disconnected for inactivity (MySQL 8.0.24+)
+}
+
 // retry runs f until it succeeds, ctx ends (nil) or it fails with an
-// error a retry cannot fix (a mapping or schema problem), waiting with
-// backoff between tries.
+// error a retry cannot fix (permanent), waiting with backoff between tries.
 func retry(ctx context.Context, log *slog.Logger, what string, f func() error) error {
 	backoff := 500 * time.Millisecond
 	for {
@@ -271,9 +312,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
-		var me *driver.MySQLError
-		var pe *permanentError
-		if errors.As(err, &me) || errors.As(err, &pe) {
+		if permanent(err) {
 			return err // refused or unmappable data: retrying will not help
 		}
 		log.Warn("cdc: "+what+" interrupted; retrying from the last saved chunk", "err", err, "retry_in", backoff)
@@ -287,7 +326,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 }
 
 // stream applies the binlog from the checkpoint, reconnecting with
-// backoff after connection failures.
+// backoff after connection failures and other transient errors.
 func (p *Pipeline) stream(ctx context.Context) error {
 	backoff := 500 * time.Millisecond
 	for {
@@ -301,6 +340,14 @@ func (p *Pipeline) stream(ctx context.Context) error {
 			return err
 		case errors.Is(err, ErrBinlogPurged):
 			return fmt.Errorf("%w: the target cannot be brought up to date from the binlog; run `banyan cdc run --resnapshot` to copy the tables again", err)
+		case permanent(err):
+			// The same event would fail the same way forever while the lag
+			// grows: stop, with the checkpoint before it.
+			var pe *permanentError
+			if !errors.As(err, &pe) {
+				err = &permanentError{fmt.Errorf("stream: %w", err)}
+			}
+			return err
 		}
 		if progressed {
 			backoff = 500 * time.Millisecond
@@ -334,14 +381,19 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 	var batch []*Tx
 	rows := 0
 	lastApply := time.Now()
+	saved := cp.Applied // the checkpoint the target holds
 	apply := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
 		counts, err := p.target.Apply(ctx, p.maps, batch, cp)
 		if err != nil {
+			if permanent(err) && ctx.Err() == nil {
+				return p.refused(ctx, batch, saved, err)
+			}
 			return err
 		}
+		saved = cp.Applied
 		progressed = true
 		p.Metrics.applied(counts, cp.SourceTS)
 		batch, rows, lastApply = batch[:0], 0, time.Now()
@@ -376,6 +428,7 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 				if err := p.target.SetPhase(ctx, cp); err != nil {
 					return progressed, err
 				}
+				saved = cp.Applied
 			}
 		case <-tick.C:
 			if err := apply(); err != nil {
@@ -394,42 +447,478 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 	}
 }
 
-var ddlTableRE = regexp.MustCompile("(?i)^\\s*(ALTER\\s+(?:ONLINE\\s+|IGNORE\\s+)*TABLE|DROP\\s+TABLE(?:\\s+IF\\s+EXISTS)?|TRUNCATE(?:\\s+TABLE)?|RENAME\\s+TABLE|CREATE\\s+(?:OR\\s+REPLACE\\s+)?TABLE(?:\\s+IF\\s+NOT\\s+EXISTS)?)\\s+((?:`[^`]+`|[\\w$]+)(?:\\s*\\.\\s*(?:`[^`]+`|[\\w$]+))?)")
-
-// ddlTarget returns the statement's verb and its first table as db.table.
-func ddlTarget(defaultSchema, stmt string) (verb, table string, ok bool) {
-	m := ddlTableRE.FindStringSubmatch(stmt)
-	if m == nil {
-		return "", "", false
+// refused is the error for a batch that cannot be applied for good: a row
+// the mapping cannot convert, or one the target refuses. It names the
+// source table and the row's key (for a refusal, found by refusedRow) and
+// where the checkpoint stays, so nothing is lost once the operator has
+// fixed the cause and runs again.
+func (p *Pipeline) refused(ctx context.Context, batch []*Tx, saved Position, err error) error {
+	var re *RowError
+	if !errors.As(err, &re) {
+		if table, key := p.refusedRow(ctx, batch, err); table != "" {
+			err = fmt.Errorf("%s row %s: %w", table, key, err)
+		}
 	}
-	verb = strings.ToUpper(strings.Fields(m[1])[0])
-	name := strings.ReplaceAll(m[2], "`", "")
-	name = strings.ReplaceAll(name, " ", "")
-	if !strings.Contains(name, ".") {
-		name = defaultSchema + "." + name
-	}
-	return verb, name, true
+	return &permanentError{fmt.Errorf("stream stopped: %w\n  the checkpoint stays at %s, before the transaction holding that row\n  fix the row on the source, or the mapping (cdc.tables) or the target table, then run `banyan cdc run` again", err, saved)}
 }
 
-// schemaChange decides whether a DDL can be absorbed: statements on tables
-// that are not mapped, and ALTERs after which every copied column still
-// exists with the same type (a new column, an index), go on; anything
-// else on a mapped table stops the stream.
-func (p *Pipeline) schemaChange(ctx context.Context, d *DDL) error {
-	verb, table, ok := ddlTarget(d.Schema, d.Statement)
+// refusedRow finds the change the target refuses with the same server
+// error as the batch, by applying the batch's changes one at a time in a
+// target transaction that is rolled back. It returns the change's source
+// table and key, or "" when no single change reproduces the error.
+func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error) (table, key string) {
+	var want *driver.MySQLError
+	if !errors.As(batchErr, &want) {
+		return "", ""
+	}
+	tx, err := p.target.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return "", ""
+	}
+	defer tx.Rollback()
+	for _, stx := range batch {
+		for _, c := range stx.Changes {
+			m := p.maps[c.Schema+"."+c.Table]
+			if m == nil {
+				continue
+			}
+			index := columnIndex(c.Columns)
+			err := applyChange(ctx, tx, m, index, c)
+			var me *driver.MySQLError
+			switch {
+			case errors.As(err, &me) && me.Number == want.Number:
+				src := c.After
+				if c.Op == Delete {
+					src = c.Before
+				}
+				return m.SourceName(), m.sourceKey(index, src)
+			case err != nil:
+				return "", ""
+			}
+		}
+	}
+	return "", ""
+}
+
+// applyChange applies one row change on its own, as Target.Apply would.
+func applyChange(ctx context.Context, x execer, m *TableMap, index map[string]int, c Change) error {
+	if c.Op == Delete {
+		before, err := m.Row(index, c.Before)
+		if err != nil {
+			return err
+		}
+		return deleteKeys(ctx, x, m, [][]any{m.Key(before)})
+	}
+	after, err := m.Row(index, c.After)
+	if err != nil {
+		return err
+	}
+	if c.Op == Update {
+		before, err := m.Row(index, c.Before)
+		if err != nil {
+			return err
+		}
+		if !sameKey(m.Key(before), m.Key(after)) {
+			if err := deleteKeys(ctx, x, m, [][]any{m.Key(before)}); err != nil {
+				return err
+			}
+		}
+	}
+	return upsert(ctx, x, m, [][]any{after})
+}
+
+// ddlStmt is what schemaChange needs to know of a statement.
+type ddlStmt struct {
+	// Verb is what the statement does to Tables: ALTER (checked against
+	// the source's columns), or anything else (CREATE, DROP, TRUNCATE,
+	// RENAME, or an ALTER that moves rows or the table away, such as
+	// "ALTER TABLE … DROP PARTITION"), which stops a mapped table.
+	Verb string
+	// Tables are every table the statement names, as db.table: each one
+	// dropped, and both sides of each rename.
+	Tables []string
+	// Schema is the database a DROP DATABASE takes, with all its tables.
+	Schema string
+	// Unread: a table statement whose table names could not be read.
+	// Words are then its identifiers, to look for mapped names in.
+	Unread bool
+	Words  []string
+}
+
+// parseDDL reads which tables a statement changes. Comments are ignored
+// (tools and ORMs prefix them: "/* ApplicationName=DBeaver */ ALTER …",
+// gh-ost's "rename /* gh-ost */ table …"), except executable ones
+// (/*!40005 TEMPORARY */), whose text the server runs. Statements on
+// other objects (indexes, views, triggers, users) name no tables.
+func parseDDL(defaultSchema, stmt string) ddlStmt {
+	p := &ddlParser{toks: ddlTokens(stmt), schema: defaultSchema}
+	switch {
+	case p.kw("ALTER"):
+		for p.kw("ONLINE", "OFFLINE", "IGNORE") {
+		}
+		if !p.kw("TABLE") {
+			return ddlStmt{}
+		}
+		p.ifExists()
+		return p.alter()
+	case p.kw("CREATE"):
+		replace := p.kw("OR")
+		if replace && !p.kw("REPLACE") {
+			return p.unread("CREATE")
+		}
+		if p.kw("DATABASE", "SCHEMA") {
+			if !replace {
+				return ddlStmt{}
+			}
+			return p.database("CREATE OR REPLACE DATABASE")
+		}
+		if p.kw("TEMPORARY") || !p.kw("TABLE") {
+			return ddlStmt{}
+		}
+		p.ifExists()
+		return p.tables("CREATE", false)
+	case p.kw("DROP"):
+		if p.kw("DATABASE", "SCHEMA") {
+			p.ifExists()
+			return p.database("DROP DATABASE")
+		}
+		if p.kw("TEMPORARY") || !p.kw("TABLE", "TABLES") {
+			return ddlStmt{}
+		}
+		p.ifExists()
+		return p.tables("DROP", true)
+	case p.kw("TRUNCATE"):
+		p.kw("TABLE")
+		return p.tables("TRUNCATE", false)
+	case p.kw("RENAME"):
+		if !p.kw("TABLE", "TABLES") {
+			return ddlStmt{}
+		}
+		p.ifExists()
+		return p.rename()
+	}
+	return ddlStmt{}
+}
+
+// ddlTarget returns a table statement's verb and its first table as
+// db.table.
+func ddlTarget(defaultSchema, stmt string) (verb, table string, ok bool) {
+	d := parseDDL(defaultSchema, stmt)
+	if len(d.Tables) == 0 {
+		return "", "", false
+	}
+	return d.Verb, d.Tables[0], true
+}
+
+type ddlParser struct {
+	toks   []ddlToken
+	i      int
+	schema string // the statement's default database
+}
+
+// kw consumes the next token if it is one of the keywords.
+func (p *ddlParser) kw(words ...string) bool {
+	if p.i < len(p.toks) && p.toks[p.i].kind == 'w' {
+		for _, w := range words {
+			if strings.EqualFold(p.toks[p.i].text, w) {
+				p.i++
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// punct consumes the next token if it is the punctuation c.
+func (p *ddlParser) punct(c byte) bool {
+	if p.i < len(p.toks) && p.toks[p.i].kind == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// ifExists consumes IF EXISTS or IF NOT EXISTS.
+func (p *ddlParser) ifExists() {
+	if p.kw("IF") {
+		p.kw("NOT")
+		p.kw("EXISTS")
+	}
+}
+
+// ident consumes an identifier: a word, `quoted` or "quoted" (ANSI_QUOTES).
+func (p *ddlParser) ident() (string, bool) {
+	if p.i < len(p.toks) {
+		if t := p.toks[p.i]; t.kind == 'w' || t.kind == '`' || t.kind == '"' {
+			p.i++
+			return t.text, true
+		}
+	}
+	return "", false
+}
+
+// name consumes a table name, [db.]table, and returns it as db.table.
+func (p *ddlParser) name() (string, bool) {
+	a, ok := p.ident()
 	if !ok {
-		return nil
+		return "", false
 	}
-	m := p.maps[table]
-	if m == nil {
-		return nil
+	if !p.punct('.') {
+		return p.schema + "." + a, true
 	}
-	stop := func(why string) error {
+	b, ok := p.ident()
+	return a + "." + b, ok
+}
+
+// unread is a table statement whose table names could not be read.
+func (p *ddlParser) unread(verb string) ddlStmt {
+	d := ddlStmt{Verb: verb, Unread: true}
+	for _, t := range p.toks {
+		if t.kind == 'w' || t.kind == '`' || t.kind == '"' {
+			d.Words = append(d.Words, t.text)
+		}
+	}
+	return d
+}
+
+// tables reads one table name, or a comma-separated list.
+func (p *ddlParser) tables(verb string, list bool) ddlStmt {
+	d := ddlStmt{Verb: verb}
+	for {
+		n, ok := p.name()
+		if !ok {
+			return p.unread(verb)
+		}
+		d.Tables = append(d.Tables, n)
+		if !list || !p.punct(',') {
+			return d
+		}
+	}
+}
+
+// rename reads "a [WAIT n | NOWAIT] TO b [, c TO d]…", both sides of each.
+func (p *ddlParser) rename() ddlStmt {
+	d := ddlStmt{Verb: "RENAME"}
+	for {
+		from, ok := p.name()
+		if !ok {
+			return p.unread("RENAME")
+		}
+		if p.kw("WAIT") {
+			p.ident()
+		}
+		p.kw("NOWAIT")
+		if !p.kw("TO") {
+			return p.unread("RENAME")
+		}
+		to, ok := p.name()
+		if !ok {
+			return p.unread("RENAME")
+		}
+		d.Tables = append(d.Tables, from, to)
+		if !p.punct(',') {
+			return d
+		}
+	}
+}
+
+// database reads the database a DROP DATABASE names.
+func (p *ddlParser) database(verb string) ddlStmt {
+	db, ok := p.ident()
+	if !ok {
+		return p.unread(verb)
+	}
+	return ddlStmt{Verb: verb, Schema: db}
+}
+
+// alter reads ALTER TABLE's table and looks through its clauses for the
+// ones that move rows or the table itself: a rename (to or, from another
+// table, onto a mapped name), or partitions and tablespaces dropped,
+// truncated, exchanged, converted, discarded or imported.
+func (p *ddlParser) alter() ddlStmt {
+	first, ok := p.name()
+	if !ok {
+		return p.unread("ALTER")
+	}
+	d := ddlStmt{Verb: "ALTER", Tables: []string{first}}
+	depth := 0
+	for p.i < len(p.toks) {
+		switch {
+		case p.punct('('):
+			depth++
+		case p.punct(')'):
+			depth--
+		case depth > 0:
+			p.i++
+		case p.kw("RENAME"):
+			if p.kw("COLUMN", "INDEX", "KEY", "CONSTRAINT") {
+				continue
+			}
+			p.kw("TO", "AS")
+			to, ok := p.name()
+			if !ok {
+				return p.unread("ALTER TABLE … RENAME")
+			}
+			d.Verb, d.Tables = "ALTER TABLE … RENAME", append(d.Tables, to)
+		case p.kw("EXCHANGE"):
+			d.Verb = "ALTER TABLE … EXCHANGE PARTITION"
+			for p.i < len(p.toks) && !p.kw("TABLE") {
+				p.i++
+			}
+			other, ok := p.name()
+			if !ok {
+				return p.unread(d.Verb)
+			}
+			d.Tables = append(d.Tables, other)
+		case p.kw("DROP", "TRUNCATE", "DISCARD", "IMPORT", "CONVERT"):
+			verb := strings.ToUpper(p.toks[p.i-1].text)
+			if p.kw("PARTITION", "TABLESPACE") || verb == "CONVERT" && p.kw("TABLE") {
+				d.Verb = "ALTER TABLE … " + verb + " " + strings.ToUpper(p.toks[p.i-1].text)
+			}
+		default:
+			p.i++
+		}
+	}
+	return d
+}
+
+// ddlToken is one token of a statement. kind is 'w' for a word; the quote
+// character for a quoted identifier or string, whose text is unquoted; the
+// byte itself for punctuation.
+type ddlToken struct {
+	text string
+	kind byte
+}
+
+// ddlTokens splits a statement into tokens, leaving out comments (/* */,
+// "-- " and # to the end of the line) but keeping the text of executable
+// comments (/*!50001 … */, /*M!100100 … */), which the server runs.
+func ddlTokens(stmt string) []ddlToken {
+	var toks []ddlToken
+	inExec := false
+	for i := 0; i < len(stmt); {
+		c, rest := stmt[i], stmt[i:]
+		switch {
+		case isSpace(c):
+			i++
+		case strings.HasPrefix(rest, "/*!") || strings.HasPrefix(rest, "/*M!"):
+			i += strings.IndexByte(rest, '!') + 1
+			for i < len(stmt) && stmt[i] >= '0' && stmt[i] <= '9' {
+				i++ // the server version it needs
+			}
+			inExec = true
+		case inExec && strings.HasPrefix(rest, "*/"):
+			i += 2
+			inExec = false
+		case strings.HasPrefix(rest, "/*"):
+			if end := strings.Index(rest[2:], "*/"); end >= 0 {
+				i += 2 + end + 2
+			} else {
+				i = len(stmt)
+			}
+		case c == '#' || strings.HasPrefix(rest, "--") && (len(rest) == 2 || isSpace(rest[2])):
+			if end := strings.IndexByte(rest, '\n'); end >= 0 {
+				i += end + 1
+			} else {
+				i = len(stmt)
+			}
+		case c == '`' || c == '"' || c == '\'':
+			var b strings.Builder
+			j := i + 1
+			for ; j < len(stmt); j++ {
+				if stmt[j] == c {
+					if j+1 < len(stmt) && stmt[j+1] == c {
+						b.WriteByte(c) // a doubled quote
+						j++
+						continue
+					}
+					break
+				}
+				if stmt[j] == '\\' && c != '`' && j+1 < len(stmt) {
+					j++
+				}
+				b.WriteByte(stmt[j])
+			}
+			toks = append(toks, ddlToken{b.String(), c})
+			i = j + 1
+		case isWordByte(c):
+			j := i
+			for j < len(stmt) && isWordByte(stmt[j]) {
+				j++
+			}
+			toks = append(toks, ddlToken{stmt[i:j], 'w'})
+			i = j
+		default:
+			toks = append(toks, ddlToken{string(c), c})
+			i++
+		}
+	}
+	return toks
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+
+// isWordByte: unquoted identifiers and keywords are letters, digits, _, $
+// and any character beyond ASCII.
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '$' || c >= 0x80
+}
+
+// mapped returns the mapping of a source table named db.table, or nil.
+// Names are compared without case as well: with lower_case_table_names
+// the server takes T for t, and a false stop is better than a missed one.
+func (p *Pipeline) mapped(table string) *TableMap {
+	if m := p.maps[table]; m != nil {
+		return m
+	}
+	for _, m := range p.order {
+		if strings.EqualFold(m.SourceName(), table) {
+			return m
+		}
+	}
+	return nil
+}
+
+// schemaChange decides whether a DDL can be absorbed: statements that name
+// no mapped table, and ALTERs after which every copied column still
+// exists with the same type (a new column, an index), go on; anything
+// else that names a mapped table (on either side of a rename, anywhere in
+// a multi-table DROP), drops its database, or names it in a table
+// statement banyan cannot read, stops the stream.
+func (p *Pipeline) schemaChange(ctx context.Context, d *DDL) error {
+	st := parseDDL(d.Schema, d.Statement)
+	stop := func(table, why string) error {
 		return &SchemaError{Table: table, Statement: d.Statement, At: d.End, Why: why}
 	}
-	if verb != "ALTER" {
-		return stop(fmt.Sprintf("%s on a mapped table", verb))
+	for _, m := range p.order {
+		switch {
+		case st.Unread && slices.ContainsFunc(st.Words, func(w string) bool { return strings.EqualFold(w, m.SourceTable) }):
+			return stop(m.SourceName(), fmt.Sprintf("banyan cannot read which tables this %s statement changes, and it names the mapped table %s", st.Verb, m.SourceTable))
+		case st.Schema != "" && strings.EqualFold(st.Schema, m.SourceSchema):
+			return stop(m.SourceName(), fmt.Sprintf("%s of the mapped table's database", st.Verb))
+		}
 	}
+	for _, table := range st.Tables {
+		m := p.mapped(table)
+		if m == nil {
+			continue
+		}
+		if st.Verb != "ALTER" {
+			return stop(m.SourceName(), fmt.Sprintf("%s on a mapped table", st.Verb))
+		}
+		if err := p.columnsKept(ctx, m, stop); err != nil {
+			return err
+		}
+		p.log.Info("cdc: schema change absorbed (mapped columns unchanged)", "table", m.SourceName(), "statement", d.Statement)
+	}
+	return nil
+}
+
+// columnsKept checks that every copied column of m still exists on the
+// source with the same type.
+func (p *Pipeline) columnsKept(ctx context.Context, m *TableMap, stop func(table, why string) error) error {
 	cols, err := p.source.Columns(ctx, m.SourceSchema, m.SourceTable)
 	if err != nil {
 		return err
@@ -442,12 +931,11 @@ func (p *Pipeline) schemaChange(ctx context.Context, d *DDL) error {
 		t, ok := now[c.Source]
 		switch {
 		case !ok:
-			return stop(fmt.Sprintf("mapped column %s no longer exists", c.Source))
+			return stop(m.SourceName(), fmt.Sprintf("mapped column %s no longer exists", c.Source))
 		case t != c.DataType:
-			return stop(fmt.Sprintf("mapped column %s changed type from %s to %s", c.Source, c.DataType, t))
+			return stop(m.SourceName(), fmt.Sprintf("mapped column %s changed type from %s to %s", c.Source, c.DataType, t))
 		}
 	}
-	p.log.Info("cdc: schema change absorbed (mapped columns unchanged)", "table", table, "statement", d.Statement)
 	return nil
 }
 
@@ -462,6 +950,15 @@ func (p *Pipeline) schemaChange(ctx context.Context, d *DDL) error {
 func (p *Pipeline) reconcile(ctx context.Context, fresh bool) error {
 	for i, m := range p.order {
 		tm := p.cfg.Tables[i]
+		keyCols := make([]string, len(m.PK))
+		for j, k := range m.PK {
+			keyCols[j] = m.Cols[k].Target
+		}
+		if ok, err := p.target.KeyEnforced(ctx, m.TargetSchema, m.TargetTable, keyCols); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("target %s has no PRIMARY or UNIQUE key on (%s), the key mapped from %s: without one every update would add a row; add the key to the target table", m.TargetName(), strings.Join(keyCols, ", "), m.SourceName())
+		}
 		compact, err := p.target.Compactable(ctx, m.TargetSchema, m.TargetTable)
 		if err != nil {
 			return err

@@ -663,6 +663,45 @@ func (t *Target) ColumnNames(ctx context.Context, schema, table string) (map[str
 	return names, rows.Err()
 }
 
+// KeyEnforced reports whether the target table has a PRIMARY or UNIQUE key
+// on exactly the columns cols: the upserts and deletes by key need one, or
+// every update would add a row.
+func (t *Target) KeyEnforced(ctx context.Context, schema, table string, cols []string) (bool, error) {
+	rows, err := t.DB.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0`, schema, table)
+	if err != nil {
+		return false, fmt.Errorf("read keys of target %s.%s: %w", schema, table, err)
+	}
+	defer rows.Close()
+	keys := map[string]map[string]bool{}
+	for rows.Next() {
+		var index, col string
+		if err := rows.Scan(&index, &col); err != nil {
+			return false, err
+		}
+		if keys[index] == nil {
+			keys[index] = map[string]bool{}
+		}
+		keys[index][strings.ToLower(col)] = true
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		if len(k) != len(cols) {
+			continue
+		}
+		all := true
+		for _, c := range cols {
+			all = all && k[strings.ToLower(c)]
+		}
+		if all {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Compactable reports whether a target table may be applied by final
 // state: no unique key besides the primary key, and no foreign key to or
 // from it.
