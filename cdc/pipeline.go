@@ -259,6 +259,15 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 	}
 }
 
+// Stopped reports whether err is Run stopping on what the source sent: a
+// schema change, a row the mapping or the target refuses, or an XA
+// transaction. The operator must act; running again stops again until then.
+func Stopped(err error) bool {
+	var se *SchemaError
+	var pe *permanentError
+	return errors.As(err, &se) || errors.As(err, &pe)
+}
+
 // permanentError is a failure that the same input will always repeat.
 type permanentError struct{ error }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -73,8 +72,7 @@ func newCDCRunCmd() *cobra.Command {
 				defer srv.Close()
 			}
 			err = p.Run(cmd.Context(), resnapshot)
-			var se *cdc.SchemaError
-			if errors.As(err, &se) {
+			if cdc.Stopped(err) {
 				return failed(err)
 			}
 			return err
