@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/banyanhq/banyan/diff"
@@ -91,12 +92,20 @@ type Check struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Executions is how many parameter sets (mode 1) or statements
 	// (mode 2) were compared; the counters below count among them.
-	Executions   int            `json:"executions"`
-	ResultDiffs  int            `json:"result_diffs"`
-	ErrorDiffs   int            `json:"error_diffs"`
-	WarningDiffs int            `json:"warning_diffs"`
-	OldErrors    int            `json:"old_errors"`
-	NewErrors    int            `json:"new_errors"`
+	Executions   int `json:"executions"`
+	ResultDiffs  int `json:"result_diffs"`
+	ErrorDiffs   int `json:"error_diffs"`
+	WarningDiffs int `json:"warning_diffs"`
+	OldErrors    int `json:"old_errors"`
+	NewErrors    int `json:"new_errors"`
+	// BothErrors counts executions where both sides failed with the same
+	// error: not a difference, but nothing was compared. BothError is the
+	// first such error.
+	BothErrors int    `json:"both_errors"`
+	BothError  string `json:"both_error,omitempty"`
+	// Notes qualify a verdict without failing it: executions that failed
+	// on both sides, writes compared by rows affected only.
+	Notes        []string       `json:"notes,omitempty"`
 	FirstFailure *Failure       `json:"first_failure,omitempty"`
 	Latency      *LatencyResult `json:"latency,omitempty"`
 	Explain      struct {
@@ -329,7 +338,12 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 			if ob.err != nil {
 				c.NewErrors++
 			}
-			if oa.err == nil || ob.err == nil || !sameError(oa.err, ob.err) {
+			if oa.err != nil && ob.err != nil && sameError(oa.err, ob.err) {
+				c.BothErrors++
+				if c.BothError == "" {
+					c.BothError = errorText(oa.err)
+				}
+			} else {
 				c.ErrorDiffs++
 				bad = true
 				f.OldError, f.NewError = errorText(oa.err), errorText(ob.err)
@@ -341,6 +355,19 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 				c.ResultDiffs++
 				bad = true
 				f.Differences = append(f.Differences, d...)
+			}
+			if r.classA == Write || r.classB == Write {
+				d, note := compareEffects(oa, ob)
+				if note != "" {
+					c.note("writes compared by rows affected only: " + note)
+				}
+				if len(d) > 0 {
+					if !bad {
+						c.ResultDiffs++
+					}
+					bad = true
+					f.Differences = append(f.Differences, d...)
+				}
 			}
 		}
 		if !equalStrings(oa.warnings, ob.warnings) {
@@ -435,6 +462,13 @@ func (r *checker) judge(c *Check) {
 		}
 		c.Reasons = append(c.Reasons, reason)
 	}
+	switch compared := c.Executions - c.ErrorDiffs - c.BothErrors; {
+	case c.BothErrors == 0:
+	case compared == 0 && c.ErrorDiffs == 0:
+		c.Reasons = append(c.Reasons, fmt.Sprintf("every execution failed on both sides (%s): nothing was compared", c.BothError))
+	default:
+		c.note(fmt.Sprintf("errors on both sides for %d of %d %s, not compared: %s", c.BothErrors, c.Executions, what, c.BothError))
+	}
 	if c.ResultDiffs > 0 {
 		c.Reasons = append(c.Reasons, fmt.Sprintf("results differ for %d of %d %s", c.ResultDiffs, c.Executions, what))
 	}
@@ -446,6 +480,13 @@ func (r *checker) judge(c *Check) {
 			round(l.New.P50), round(l.Old.P50), (l.Ratio-1)*100, r.o.MaxLatencyRegression*100, l.PValue, r.o.Alpha))
 	}
 	c.Pass = len(c.Reasons) == 0
+}
+
+// note adds a note once.
+func (c *Check) note(s string) {
+	if !slices.Contains(c.Notes, s) {
+		c.Notes = append(c.Notes, s)
+	}
 }
 
 func round(d time.Duration) time.Duration {

@@ -252,6 +252,186 @@ func TestQueries_writes(t *testing.T) {
 	}
 }
 
+// TestQueries_writeEffectsCompared: with AllowWrites a write is compared
+// by what it did to the table it writes, not only by rows affected: an
+// UPDATE that zeroes amounts and a DELETE of the same rows both affect
+// two rows for customer 1 and must still differ.
+func TestQueries_writeEffectsCompared(t *testing.T) {
+	db, _ := shop(t)
+	before := checksum(t, db)
+	o := quick()
+	o.AllowWrites = true
+	const zero = `UPDATE orders SET amount = 0 WHERE customer_id = ?`
+	cases := []struct {
+		name, old, new string
+		pass           bool
+		wantDiff       func(d diff.Difference) bool
+		wantNote       string
+	}{
+		{name: "UPDATE vs DELETE of the same rows", old: zero, new: `DELETE FROM orders WHERE customer_id = ?`,
+			wantDiff: func(d diff.Difference) bool {
+				m, _ := d.Legacy.(map[string]any)
+				return strings.HasPrefix(d.Path, "effect[orders].rows[") && d.Kind == diff.Missing && m["change"] == "inserted" && m["amount"] == "0.00"
+			}},
+		{name: "UPDATE to another value", old: zero, new: `UPDATE orders SET amount = 1 WHERE customer_id = ?`,
+			wantDiff: func(d diff.Difference) bool {
+				return strings.HasPrefix(d.Path, "effect[orders].rows[") && strings.HasSuffix(d.Path, "].amount") && d.Legacy == "0.00" && d.New == "1.00"
+			}},
+		{name: "same effect, other text", old: zero, new: `UPDATE orders o SET o.amount = 0.00 WHERE o.customer_id = ? AND o.customer_id IS NOT NULL`, pass: true},
+		{name: "multi-table UPDATE falls back to rows affected", old: zero,
+			new:  `UPDATE orders o JOIN customers c ON c.id = o.customer_id SET o.amount = 0 WHERE c.id = ?`,
+			pass: true, wantNote: "writes compared by rows affected only: the written table cannot be determined"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Queries(t.Context(), db, tc.old, tc.new, ids(int64(1), int64(5)), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.Checks[0]
+			if got, want := rep.Pass, tc.pass; got != want {
+				t.Fatalf("pass = %v, want %v; reasons %v, first failure %+v", got, want, rep.Reasons, c.FirstFailure)
+			}
+			if tc.wantDiff != nil {
+				if c.FirstFailure == nil || fmt.Sprint(c.FirstFailure.Params) != "[1]" {
+					t.Fatalf("first failure = %+v, want parameters [1]", c.FirstFailure)
+				}
+				found := false
+				for _, d := range c.FirstFailure.Differences {
+					found = found || tc.wantDiff(d)
+				}
+				if !found {
+					t.Errorf("changed row not shown: %+v", c.FirstFailure.Differences)
+				}
+			}
+			if notes := strings.Join(c.Notes, ";"); tc.wantNote != "" && !strings.Contains(notes, tc.wantNote) || tc.wantNote == "" && strings.Contains(notes, "rows affected only") {
+				t.Errorf("notes = %q, want %q", notes, tc.wantNote)
+			}
+		})
+	}
+	if after := checksum(t, db); after != before {
+		t.Errorf("data changed by --allow-writes runs: before %s, after %s", before, after)
+	}
+}
+
+// TestQueries_writeEffectsOverRowLimit: a table larger than the rows the
+// canary holds in memory is compared by net row count and checksum, which
+// still tells an UPDATE from a DELETE and an equivalent UPDATE from
+// itself.
+func TestQueries_writeEffectsOverRowLimit(t *testing.T) {
+	db, _ := shop(t)
+	defer func(n int64) { effectRowLimit = n }(effectRowLimit)
+	effectRowLimit = 3 // orders holds 8 rows
+	o := quick()
+	o.AllowWrites = true
+	const zero = `UPDATE orders SET amount = 0 WHERE customer_id = ?`
+	rep, err := Queries(t.Context(), db, zero, `DELETE FROM orders WHERE customer_id = ?`, ids(int64(1)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checks[0]
+	if rep.Pass || c.FirstFailure == nil {
+		t.Fatalf("UPDATE vs DELETE passed over the row limit: %v", rep.Reasons)
+	}
+	found := false
+	for _, d := range c.FirstFailure.Differences {
+		old, _ := d.Legacy.(string)
+		nw, _ := d.New.(string)
+		found = found || d.Path == "effect[orders]" && strings.HasPrefix(old, "+0 rows, checksum") && strings.HasPrefix(nw, "-2 rows, checksum")
+	}
+	if !found {
+		t.Errorf("checksum difference not shown: %+v", c.FirstFailure.Differences)
+	}
+	rep, err = Queries(t.Context(), db, zero, `UPDATE orders SET amount = 0.00 WHERE customer_id = ? AND customer_id IS NOT NULL`, ids(int64(1), int64(3)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Pass {
+		t.Errorf("equivalent updates failed over the row limit: %v", rep.Reasons)
+	}
+}
+
+// TestQueries_writeEffectsAutoIncrement: InnoDB does not roll back the
+// AUTO_INCREMENT counter, so old and new inserting the same row get
+// different ids; that must not fail the check, listed rows or checksum,
+// while a different value inserted still must.
+func TestQueries_writeEffectsAutoIncrement(t *testing.T) {
+	db, _ := shop(t)
+	if _, err := db.ExecContext(t.Context(), `CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL, body VARCHAR(20) NOT NULL) ENGINE=InnoDB`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO notes (customer_id, body) VALUES (1, 'a'), (2, 'b')`); err != nil {
+		t.Fatal(err)
+	}
+	o := quick()
+	o.AllowWrites = true
+	const insert = `INSERT INTO notes (customer_id, body) VALUES (?, 'hi')`
+	for _, limit := range []int64{effectRowLimit, 1} {
+		t.Run(fmt.Sprintf("row limit %d", limit), func(t *testing.T) {
+			defer func(n int64) { effectRowLimit = n }(effectRowLimit)
+			effectRowLimit = limit
+			rep, err := Queries(t.Context(), db, insert, `INSERT INTO notes SET customer_id = ?, body = 'hi'`, ids(int64(1), int64(2)), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Pass {
+				t.Errorf("equivalent inserts failed: %v; first failure %+v", rep.Reasons, rep.Checks[0].FirstFailure)
+			}
+			rep, err = Queries(t.Context(), db, insert, `INSERT INTO notes (customer_id, body) VALUES (?, 'Hi')`, ids(int64(1)), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Pass {
+				t.Error("inserts of different values passed")
+			}
+		})
+	}
+}
+
+// TestQueries_errorsOnBothSides: the same error on both sides is not a
+// difference, but when no execution succeeded on both sides nothing was
+// compared and the check must not pass; when only some failed, a note
+// says how many.
+func TestQueries_errorsOnBothSides(t *testing.T) {
+	db, _ := shop(t)
+	t.Run("every execution", func(t *testing.T) {
+		rep, err := Queries(t.Context(), db,
+			`SELECT id, amount FROM missing_orders WHERE customer_id = ?`,
+			`SELECT id, amount * 2 AS amount FROM missing_orders WHERE customer_id = ?`, ids(int64(1), int64(2)), quick())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := rep.Checks[0]
+		if rep.Pass || c.Pass {
+			t.Fatalf("nothing was compared, yet pass; reasons %v", rep.Reasons)
+		}
+		if got, want := c.BothErrors, 2; got != want {
+			t.Errorf("both errors = %d, want %d", got, want)
+		}
+		if r := strings.Join(c.Reasons, ";"); !strings.Contains(r, "every execution failed on both sides") || !strings.Contains(r, "1146") || !strings.Contains(r, "nothing was compared") {
+			t.Errorf("reasons = %q", r)
+		}
+	})
+	t.Run("some executions", func(t *testing.T) {
+		// Customer 1 has two orders: the scalar subquery fails (1242) on
+		// both sides for customer 1 only.
+		rep, err := Queries(t.Context(), db,
+			`SELECT c.id, (SELECT o.id FROM orders o WHERE o.customer_id = c.id) AS order_id FROM customers c WHERE c.id = ?`,
+			`SELECT c.id, (SELECT o.id FROM orders o WHERE o.customer_id = c.id AND o.id > 0) AS order_id FROM customers c WHERE c.id = ?`,
+			ids(int64(1), int64(2), int64(4)), quick())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := rep.Checks[0]
+		if !rep.Pass {
+			t.Fatalf("same answers and same errors failed: %v", rep.Reasons)
+		}
+		if n := strings.Join(c.Notes, ";"); !strings.Contains(n, "errors on both sides for 1 of 3 parameter sets") || !strings.Contains(n, "1242") {
+			t.Errorf("notes = %q", n)
+		}
+	})
+}
+
 // TestQueries_latencyGate: on 200k rows an indexed point lookup against a
 // predicate the index cannot serve (k + 0 = ?) is a full scan, tens of
 // times slower — the gate must fail it; an equally fast rewrite (aliases,

@@ -43,11 +43,19 @@ type outcome struct {
 	err      error
 	warnings []string
 	elapsed  time.Duration
+	// effects is what a write did to the table it writes (a read writes
+	// nothing). effectsKnown is false when that could not be read, and
+	// effectsNote then says why; the write is then compared by rows
+	// affected only.
+	effects      []effect
+	effectsKnown bool
+	effectsNote  string
 }
 
 // querier is what *sql.Conn and *sql.Tx have in common.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
@@ -71,8 +79,11 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 
 // run executes one statement. keep says whether to keep the rows and read
 // SHOW WARNINGS (the comparison pass) or only drain them (timed runs). A
-// statement error is returned in outcome.err; a connection-level failure
-// (context cancelled, connection lost) as the error.
+// write runs in a transaction that is rolled back; with keep, the table it
+// writes is read before and after it inside that transaction, so that
+// outcome.effects holds the rows it deleted and inserted. A statement
+// error is returned in outcome.err; a connection-level failure (context
+// cancelled, connection lost) as the error.
 func (s *session) run(ctx context.Context, schema, stmt string, class Class, keep bool) (outcome, error) {
 	if err := s.use(ctx, schema); err != nil {
 		return outcome{}, err
@@ -90,7 +101,14 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 		defer tx.Rollback()
 		q = tx
 	}
-	var o outcome
+	o := outcome{effectsKnown: class != Write}
+	var before *snapshot
+	if class == Write && keep {
+		var err error
+		if before, o.effectsNote, err = s.snapshot(ctx, q, stmt); err != nil {
+			return o, err
+		}
+	}
 	start := time.Now()
 	if class == Write {
 		res, err := q.ExecContext(ctx, stmt)
@@ -115,12 +133,41 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 		}
 		o.warnings = w
 	}
+	if before != nil && o.err == nil {
+		// After SHOW WARNINGS: reading the table clears the warnings.
+		e, err := before.effect(ctx, q)
+		switch {
+		case err == nil:
+			o.effects, o.effectsKnown = []effect{e}, true
+		case isStatementError(err):
+			o.effectsNote = fmt.Sprintf("could not read %s after the write: %v", before.table, err)
+		default:
+			return o, fmt.Errorf("read %s after the write: %w", before.table, err)
+		}
+	}
 	if tx != nil {
 		if err := tx.Rollback(); err != nil {
 			return o, fmt.Errorf("rollback: %w", err)
 		}
 	}
 	return o, nil
+}
+
+// snapshot reads the table stmt writes, before it runs. It returns a nil
+// snapshot and the reason when that table cannot be determined or read.
+func (s *session) snapshot(ctx context.Context, q querier, stmt string) (*snapshot, string, error) {
+	t, err := WriteTarget(stmt)
+	if err != nil {
+		return nil, err.Error(), nil
+	}
+	snap, err := takeSnapshot(ctx, q, t, s.current)
+	if err != nil {
+		if isStatementError(err) {
+			return nil, fmt.Sprintf("could not read %s: %v", t, err), nil
+		}
+		return nil, "", fmt.Errorf("read %s before the write: %w", t, err)
+	}
+	return snap, "", nil
 }
 
 // isStatementError reports whether err is the server refusing the

@@ -559,3 +559,147 @@ func Split(text string) []string {
 	flush()
 	return out
 }
+
+// Table names a table a write statement writes to. Schema is empty when
+// the statement did not qualify the name.
+type Table struct {
+	Schema, Name string
+}
+
+// String writes the table as the statement named it.
+func (t Table) String() string {
+	if t.Schema == "" {
+		return t.Name
+	}
+	return t.Schema + "." + t.Name
+}
+
+// ErrNoWriteTarget is returned by WriteTarget when the table a statement
+// writes cannot be told from its text.
+var ErrNoWriteTarget = errors.New("the written table cannot be determined (multi-table UPDATE or DELETE, WITH, or unusual syntax)")
+
+// WriteTarget returns the one table a single-table INSERT, REPLACE,
+// UPDATE or DELETE writes, after stripping comments. Multi-table UPDATE
+// and DELETE, statements starting with WITH and anything it cannot parse
+// return ErrNoWriteTarget. Rows changed by triggers or foreign key
+// cascades in other tables are not named.
+func WriteTarget(stmt string) (Table, error) {
+	toks := code(lex(stmt))
+	for len(toks) > 0 && toks[len(toks)-1].text == ";" {
+		toks = toks[:len(toks)-1]
+	}
+	if len(toks) == 0 || toks[0].kind != tWord {
+		return Table{}, ErrNoWriteTarget
+	}
+	is := func(i int, words ...string) bool {
+		if i >= len(toks) || toks[i].kind != tWord {
+			return false
+		}
+		for _, w := range words {
+			if strings.EqualFold(toks[i].text, w) {
+				return true
+			}
+		}
+		return false
+	}
+	i := 1
+	skip := func(words ...string) {
+		for is(i, words...) {
+			i++
+		}
+	}
+	switch strings.ToUpper(toks[0].text) {
+	case "INSERT", "REPLACE":
+		skip("LOW_PRIORITY", "DELAYED", "HIGH_PRIORITY", "IGNORE")
+		skip("INTO")
+		t, next, ok := tableName(toks, i)
+		if !ok {
+			return Table{}, ErrNoWriteTarget
+		}
+		// What may follow the table of an INSERT: a column list, the rows,
+		// a partition list, or nothing a parser would accept.
+		if next < len(toks) && toks[next].text != "(" && !is(next, "VALUES", "VALUE", "SET", "SELECT", "PARTITION", "TABLE", "WITH") {
+			return Table{}, ErrNoWriteTarget
+		}
+		return t, nil
+	case "UPDATE":
+		skip("LOW_PRIORITY", "IGNORE")
+		t, next, ok := tableName(toks, i)
+		if !ok {
+			return Table{}, ErrNoWriteTarget
+		}
+		next = skipAlias(toks, next, is)
+		if !is(next, "SET") {
+			return Table{}, ErrNoWriteTarget // a join or a list of tables
+		}
+		return t, nil
+	case "DELETE":
+		skip("LOW_PRIORITY", "QUICK", "IGNORE")
+		if !is(i, "FROM") {
+			return Table{}, ErrNoWriteTarget // DELETE t1, t2 FROM ...
+		}
+		t, next, ok := tableName(toks, i+1)
+		if !ok {
+			return Table{}, ErrNoWriteTarget
+		}
+		next = skipAlias(toks, next, is)
+		if next < len(toks) && !is(next, "WHERE", "ORDER", "LIMIT", "RETURNING", "PARTITION", "FOR") {
+			return Table{}, ErrNoWriteTarget // DELETE FROM t1, t2 USING ...
+		}
+		return t, nil
+	}
+	return Table{}, ErrNoWriteTarget
+}
+
+// tableName reads [schema.]table at toks[i] and returns the index after it.
+func tableName(toks []token, i int) (Table, int, bool) {
+	part := func(i int) (string, bool) {
+		if i >= len(toks) {
+			return "", false
+		}
+		switch t := toks[i]; t.kind {
+		case tIdent:
+			return strings.ReplaceAll(t.text[1:max(len(t.text)-1, 1)], "``", "`"), true
+		case tWord:
+			if isReserved(t.text) {
+				return "", false
+			}
+			return t.text, true
+		}
+		return "", false
+	}
+	name, ok := part(i)
+	if !ok {
+		return Table{}, i, false
+	}
+	if i+2 < len(toks) && toks[i+1].text == "." {
+		table, ok := part(i + 2)
+		if !ok {
+			return Table{}, i, false
+		}
+		return Table{Schema: name, Name: table}, i + 3, true
+	}
+	return Table{Name: name}, i + 1, true
+}
+
+// skipAlias steps over "[AS] alias" after a table name.
+func skipAlias(toks []token, i int, is func(int, ...string) bool) int {
+	if is(i, "AS") {
+		return i + 2
+	}
+	if i < len(toks) && (toks[i].kind == tIdent || toks[i].kind == tWord && !isReserved(toks[i].text)) {
+		return i + 1
+	}
+	return i
+}
+
+// isReserved reports whether w is a keyword that can follow or replace a
+// table name in a write statement, so it is not read as a name or alias.
+func isReserved(w string) bool {
+	switch strings.ToUpper(w) {
+	case "SET", "WHERE", "ORDER", "LIMIT", "RETURNING", "PARTITION", "FOR", "USING", "JOIN", "INNER", "LEFT",
+		"RIGHT", "CROSS", "STRAIGHT_JOIN", "NATURAL", "VALUES", "VALUE", "SELECT", "TABLE", "WITH", "FROM", "AS", "ON", "INTO":
+		return true
+	}
+	return false
+}

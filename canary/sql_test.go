@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -80,6 +81,41 @@ func TestClassify(t *testing.T) {
 		got, err := Classify(tc.in)
 		if got != tc.want || (err != nil) != tc.err {
 			t.Errorf("Classify(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestWriteTarget(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"UPDATE orders SET amount = 0 WHERE customer_id = 1", "orders"},
+		{"update low_priority ignore `shop`.`order``s` AS o set o.a = 1", "shop.order`s"},
+		{"/* c */ DELETE FROM orders WHERE id = 1;", "orders"},
+		{"DELETE QUICK FROM shop.orders o WHERE o.id = 1 LIMIT 1", "shop.orders"},
+		{"DELETE FROM orders", "orders"},
+		{"INSERT INTO orders (id) VALUES (1)", "orders"},
+		{"insert ignore orders set id = 1", "orders"},
+		{"INSERT INTO orders SELECT * FROM old_orders", "orders"},
+		{"REPLACE INTO `orders` VALUES (1)", "orders"},
+		{"/*!50000 DELETE */ FROM orders WHERE id = 1", "orders"},
+		// not a single table the parser can be sure of
+		{"UPDATE orders o JOIN customers c ON c.id = o.customer_id SET o.amount = 0", ""},
+		{"UPDATE orders, customers SET orders.amount = 0", ""},
+		{"DELETE o FROM orders o JOIN customers c ON c.id = o.customer_id", ""},
+		{"DELETE FROM orders USING orders JOIN customers", ""},
+		{"DELETE FROM orders, customers USING orders JOIN customers", ""},
+		{"WITH x AS (SELECT 1) UPDATE orders JOIN x SET a = 1", ""},
+		{"SELECT 1", ""},
+	}
+	for _, tc := range cases {
+		got, err := WriteTarget(tc.in)
+		if tc.want == "" {
+			if !errors.Is(err, ErrNoWriteTarget) {
+				t.Errorf("WriteTarget(%q) = %q, %v; want ErrNoWriteTarget", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got.String() != tc.want {
+			t.Errorf("WriteTarget(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
 }

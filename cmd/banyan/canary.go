@@ -218,8 +218,12 @@ func printCanary(w io.Writer, rep *canary.Report) {
 			order = "ordered (ORDER BY)"
 		}
 		fmt.Fprintf(w, "%s  %s\n", status, c.Name)
-		fmt.Fprintf(w, "  compared %d, rows %s; result diffs %d, error diffs %d, warning diffs %d\n",
+		fmt.Fprintf(w, "  compared %d, rows %s; result diffs %d, error diffs %d, warning diffs %d",
 			c.Executions, order, c.ResultDiffs, c.ErrorDiffs, c.WarningDiffs)
+		if c.BothErrors > 0 {
+			fmt.Fprintf(w, ", same error on both sides %d", c.BothErrors)
+		}
+		fmt.Fprintln(w)
 		if l := c.Latency; l != nil {
 			fmt.Fprintf(w, "  latency  old p50 %s p95 %s p99 %s | new p50 %s p95 %s p99 %s | new/old %.2fx, Mann-Whitney U p=%.2g\n",
 				dur(l.Old.P50), dur(l.Old.P95), dur(l.Old.P99), dur(l.New.P50), dur(l.New.P95), dur(l.New.P99), l.Ratio, l.PValue)
@@ -227,6 +231,9 @@ func printCanary(w io.Writer, rep *canary.Report) {
 		printExplain(w, c)
 		for _, r := range c.Reasons {
 			fmt.Fprintf(w, "  ✗ %s\n", r)
+		}
+		for _, n := range c.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
 		}
 		if f := c.FirstFailure; f != nil && !shownFailure {
 			shownFailure = true

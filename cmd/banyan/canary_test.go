@@ -71,3 +71,75 @@ func TestCanarySQLCmd(t *testing.T) {
 		t.Errorf("missing --new: exit %d, %s", code, stderr)
 	}
 }
+
+// canaryFiles writes the named files into a temporary directory and
+// returns their paths by name.
+func canaryFiles(t testing.TB, files map[string]string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	paths := map[string]string{}
+	for name, s := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths[name] = p
+	}
+	return paths
+}
+
+// TestCanarySQLCmd_writesComparedByEffect: with --allow-writes an UPDATE
+// that zeroes a customer's orders and a DELETE of them affect as many
+// rows; the canary must still fail them, showing the changed rows.
+func TestCanarySQLCmd_writesComparedByEffect(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := t.Context()
+	db := testdb.TempDatabase(t, pair.Source)
+	if err := pair.Source.Exec(ctx, "USE "+db,
+		`CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, amount DECIMAL(10,2)) ENGINE=InnoDB`,
+		`INSERT INTO orders VALUES (1, 1, 10.05), (2, 1, 7.15), (3, 2, 3.00)`,
+	); err != nil {
+		t.Fatal(err)
+	}
+	f := canaryFiles(t, map[string]string{
+		"update.sql": "UPDATE orders SET amount = 0 WHERE customer_id = ?",
+		"delete.sql": "DELETE FROM orders WHERE customer_id = ?",
+		"params.csv": "customer_id\n1\n2\n",
+	})
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "0", "--allow-writes",
+		"--old", f["update.sql"], "--new", f["delete.sql"], "--params", f["params.csv"]}, &out, &errb)
+	if code != exitFound {
+		t.Fatalf("UPDATE ... SET amount = 0 vs DELETE: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
+	}
+	for _, want := range []string{"verdict: FAIL", "results differ for 2 of 2 parameter sets", `first failing parameters: ["1"]`, "effect[orders].rows["} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestCanarySQLCmd_allExecutionsFailedFails: a missing table fails every
+// execution on both sides with the same error; nothing was compared, so
+// the verdict is FAIL (exit 1) with the error, not PASS.
+func TestCanarySQLCmd_allExecutionsFailedFails(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := t.Context()
+	db := testdb.TempDatabase(t, pair.Source)
+	f := canaryFiles(t, map[string]string{
+		"old.sql":    "SELECT id, amount FROM orders WHERE customer_id = ?",
+		"new.sql":    "SELECT id, amount * 2 AS amount FROM orders WHERE customer_id = ?",
+		"params.csv": "customer_id\n1\n2\n",
+	})
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "4", "--warmup", "1",
+		"--old", f["old.sql"], "--new", f["new.sql"], "--params", f["params.csv"]}, &out, &errb)
+	if code != exitFound {
+		t.Fatalf("table orders does not exist: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
+	}
+	for _, want := range []string{"verdict: FAIL", "every execution failed on both sides (Error 1146", "nothing was compared"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
