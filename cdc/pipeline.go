@@ -58,6 +58,9 @@ func OpenDB(dsn string) (*sql.DB, error) {
 		cfg.Params = map[string]string{}
 	}
 	cfg.Params["time_zone"] = "'+00:00'"
+	// Strict: a value the target cannot hold is an error, never silently
+	// cut or replaced (and upsert relies on it).
+	cfg.Params["sql_mode"] = "CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')"
 	cfg.InterpolateParams = true
 	// Temporal values as text, the way the binlog carries them: a DATETIME
 	// is a wall-clock reading, not an instant; converters decide its zone.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	driver "github.com/go-sql-driver/mysql"
 )
 
 // Checkpoint is the pipeline's progress as stored in the target, in the
@@ -513,7 +515,19 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 	b.WriteString(") VALUES ")
 	args := writeTuples(&b, rows, len(m.Cols))
 	b.WriteString(" ON DUPLICATE KEY UPDATE ")
-	first := true
+	// The row met may be another row, on a unique key other than the
+	// mapped one (a constraint the source does not have): then the update
+	// would overwrite that row and drop this one, silently. The first
+	// assignment makes that an error instead — a NULL into the NOT NULL
+	// key (the sessions are strict) — which upsertError explains.
+	var same []string
+	for _, k := range m.PK {
+		n := quoteIdent(m.Cols[k].Target)
+		same = append(same, fmt.Sprintf("%s <=> VALUES(%s)", n, n))
+	}
+	k0 := quoteIdent(m.Cols[m.PK[0]].Target)
+	fmt.Fprintf(&b, "%s = IF(%s, %s, NULL)", k0, strings.Join(same, " AND "), k0)
+	first := false
 	for i, c := range m.Cols {
 		if isKeyCol(m, i) {
 			continue
@@ -524,12 +538,25 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 		first = false
 		fmt.Fprintf(&b, "%s = VALUES(%s)", quoteIdent(c.Target), quoteIdent(c.Target))
 	}
-	if first { // key-only table
-		k := quoteIdent(m.Cols[m.PK[0]].Target)
-		fmt.Fprintf(&b, "%s = %s", k, k)
-	}
 	_, err := x.ExecContext(ctx, b.String(), args...)
+	return upsertError(m, err)
+}
+
+// upsertError explains the error of the guard in upsert.
+func upsertError(m *TableMap, err error) error {
+	var me *driver.MySQLError
+	if errors.As(err, &me) && me.Number == 1048 && strings.Contains(me.Message, "'"+m.Cols[m.PK[0]].Target+"'") {
+		return fmt.Errorf("a row collides with another row of %s on a unique key other than (%s), which the source does not enforce; banyan will not overwrite the other row: %w", m.TargetName(), strings.Join(keyTargets(m), ", "), err)
+	}
 	return err
+}
+
+func keyTargets(m *TableMap) []string {
+	out := make([]string, len(m.PK))
+	for i, k := range m.PK {
+		out[i] = m.Cols[k].Target
+	}
+	return out
 }
 
 // writeTuples writes one "(?, …)" placeholder tuple of width values per

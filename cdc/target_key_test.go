@@ -37,3 +37,27 @@ func TestPipeline_RefusesTargetWithoutKey(t *testing.T) {
 	mustExec(t, src, `UPDATE t SET v = 2 WHERE id = 1`, `UPDATE t SET v = 3 WHERE id = 1`)
 	waitEqual(t, 10*time.Second, s, d)
 }
+
+// TestStream_UniqueKeyCollisionStops: the target has a unique key the
+// source does not enforce. A new row that collides with another target
+// row on it must stop the stream, not overwrite that row and vanish (the
+// upsert's ON DUPLICATE KEY UPDATE did exactly that, silently).
+func TestStream_UniqueKeyCollisionStops(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, email VARCHAR(40), v INT)`, `INSERT INTO t VALUES (1, 'a@x', 1)`)
+	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, email VARCHAR(40), v INT, UNIQUE KEY (email))`)
+	done := startRun(t, cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"}))
+	untilStreaming(t, dst)
+	mustExec(t, src, `INSERT INTO t VALUES (2, 'a@x', 2)`)
+	select {
+	case err := <-done:
+		if !Stopped(err) || !strings.Contains(err.Error(), "collides with another row") || !strings.Contains(err.Error(), "(id=2)") {
+			t.Fatalf("Run: %v, want a stop naming row id=2 and the collision", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("Run goes on; target: %v", dump(t, dst, "t", "id"))
+	}
+	if got := strings.Join(dump(t, dst, "t", "id"), " "); got != `"1"|"a@x"|"1"` {
+		t.Errorf("target = %s, want row 1 untouched and no row 2", got)
+	}
+}
