@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,9 +42,6 @@ type BinlogSource struct {
 	port     uint16
 	user, pw string
 	dsn      string
-	// charsets maps collation ids to character sets, read from the
-	// source at the first Stream.
-	charsets map[uint64]string
 }
 
 // NewBinlogSource parses a go-sql-driver DSN for the replication
@@ -69,16 +67,34 @@ func NewBinlogSource(dsn, flavor string, serverID uint32, useGTID bool) (*Binlog
 // ctx.Err() on cancellation; any other error means the caller should
 // resume from its last applied position.
 func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Event) error {
-	if s.charsets == nil {
+	// Read at each start, into locals: a Stream of an earlier connection
+	// may still be winding down.
+	var charsets map[uint64]string
+	var nontx map[string]bool
+	{
 		db, err := sql.Open("mysql", s.dsn)
 		if err != nil {
 			return fmt.Errorf("source dsn: %w", err)
 		}
-		s.charsets, err = loadCharsets(ctx, db)
+		charsets, err = loadCharsets(ctx, db)
+		if err == nil {
+			nontx, err = loadNonTransactional(ctx, db)
+		}
 		db.Close()
 		if err != nil {
 			return err
 		}
+	}
+	// undone keeps, of changes a ROLLBACK undid, those on tables without
+	// transactions: they persisted on the source.
+	undone := func(cs []Change) []Change {
+		var kept []Change
+		for _, c := range cs {
+			if nontx[c.Schema+"."+c.Table] {
+				kept = append(kept, c)
+			}
+		}
+		return kept
 	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
 		ServerID: s.ServerID, Flavor: s.Flavor, Host: s.host, Port: s.port, User: s.user, Password: s.pw,
@@ -109,6 +125,9 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 	var tx *Tx
 	var pendingGTID string
 	var inTx bool // inside a transaction's group, between BEGIN and its end
+	// savepoints maps a savepoint of the open transaction to how many
+	// changes it held when the savepoint was set.
+	savepoints := map[string]int{}
 	commit := func(h *replication.EventHeader) error {
 		if pendingGTID != "" && gset != nil {
 			if err := gset.Update(pendingGTID); err != nil {
@@ -165,6 +184,7 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 		case *replication.MariadbGTIDEvent:
 			pendingGTID = e.GTID.String()
 			tx = &Tx{Timestamp: ev.Header.Timestamp}
+			clear(savepoints)
 			// A group without FL_STANDALONE ends with a COMMIT or XID:
 			// the queries inside it are part of the transaction.
 			inTx = !e.IsStandalone()
@@ -175,6 +195,7 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			}
 			pendingGTID = next.String()
 			tx = &Tx{Timestamp: ev.Header.Timestamp}
+			clear(savepoints)
 		case *replication.RowsEvent:
 			if tx == nil {
 				tx = &Tx{Timestamp: ev.Header.Timestamp}
@@ -183,7 +204,7 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			if s.Watch != nil && !s.Watch(schema, table) {
 				continue
 			}
-			if err := appendChanges(tx, e, schema, table, s.charsets); err != nil {
+			if err := appendChanges(tx, e, schema, table, charsets); err != nil {
 				return err
 			}
 		case *replication.XIDEvent:
@@ -202,15 +223,26 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 				continue
 			case txEnd:
 				// COMMIT ends a group on non-transactional tables, and so
-				// does ROLLBACK: what the binlog holds of it did persist.
+				// does ROLLBACK: the server logs a rolled-back transaction
+				// when it also wrote a table without transactions, whose
+				// rows persisted; the others' were undone.
 				inTx = false
+				if tx != nil && strings.HasPrefix(strings.ToUpper(q), "ROLLBACK") {
+					tx.Changes = undone(tx.Changes)
+				}
 				if err := endTx(ev.Header); err != nil {
 					return err
 				}
 				continue
 			case txInside:
 				if inTx {
-					continue // a savepoint: the rows around it all commit
+					// The server writes ROLLBACK TO into the binlog only when
+					// it could not cut the undone rows out (the transaction
+					// also wrote a non-transactional table): cut them here.
+					if tx != nil {
+						savepoint(tx, savepoints, q, undone)
+					}
+					continue
 				}
 			}
 			if err := commit(ev.Header); err != nil {
@@ -221,6 +253,35 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 				return err
 			}
 		}
+	}
+}
+
+// savepoint applies SAVEPOINT, ROLLBACK TO [SAVEPOINT] and RELEASE
+// SAVEPOINT statement q to the open transaction's changes.
+func savepoint(tx *Tx, savepoints map[string]int, q string, undone func([]Change) []Change) {
+	f := strings.Fields(q)
+	name := func(i int) string {
+		if i < len(f) && strings.EqualFold(f[i], "SAVEPOINT") {
+			i++
+		}
+		if i >= len(f) {
+			return ""
+		}
+		return strings.ToLower(strings.Trim(f[i], "`\"';"))
+	}
+	switch strings.ToUpper(f[0]) {
+	case "SAVEPOINT":
+		savepoints[name(0)] = len(tx.Changes)
+	case "ROLLBACK": // ROLLBACK [WORK] TO [SAVEPOINT] name
+		i := 1
+		if i < len(f) && strings.EqualFold(f[i], "WORK") {
+			i++
+		}
+		if n, ok := savepoints[name(i+1)]; ok && n <= len(tx.Changes) {
+			tx.Changes = append(tx.Changes[:n:n], undone(tx.Changes[n:])...)
+		}
+	case "RELEASE":
+		delete(savepoints, name(1))
 	}
 }
 
@@ -243,7 +304,7 @@ func txQuery(q string) txQueryKind {
 	switch {
 	case f[0] == "BEGIN" || len(f) > 1 && f[0] == "XA" && (f[1] == "START" || f[1] == "BEGIN"):
 		return txBegin
-	case f[0] == "COMMIT" || f[0] == "ROLLBACK" && (len(f) == 1 || f[1] != "TO"):
+	case f[0] == "COMMIT" || f[0] == "ROLLBACK" && !slices.Contains(f[1:min(3, len(f))], "TO"):
 		return txEnd
 	case len(f) > 1 && f[0] == "XA" && f[1] == "COMMIT":
 		return txEnd

@@ -192,3 +192,40 @@ func TestStream_TextInLegacyCharsets(t *testing.T) {
 		t.Errorf("target = %s", got)
 	}
 }
+
+// TestStream_RollbackWithNonTransactionalTable: when a transaction also
+// writes a table without transactions (MyISAM), the server logs it even if
+// it rolls back, whole or to a savepoint, with the undone rows in the
+// group followed by ROLLBACK or ROLLBACK TO. The rows of the InnoDB table
+// were undone and must not land; the MyISAM rows persisted and must (a
+// review found the undone rows applied).
+func TestStream_RollbackWithNonTransactionalTable(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB`, `CREATE TABLE audit (id INT PRIMARY KEY) ENGINE=MyISAM`)
+	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`, `CREATE TABLE audit (id INT PRIMARY KEY)`)
+	runPipeline(t, cdcConfig(srcName, dstName,
+		routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"},
+		routes.TableMapping{Source: srcName + ".audit", Target: dstName + ".audit"}))
+	untilStreaming(t, dst)
+	conn, err := src.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{
+		`BEGIN`, `INSERT INTO t VALUES (1, 1)`, `INSERT INTO audit VALUES (1)`, `SAVEPOINT sp`,
+		`INSERT INTO t VALUES (3, 3)`, `INSERT INTO audit VALUES (3)`, `ROLLBACK TO SAVEPOINT sp`, `COMMIT`,
+		`BEGIN`, `INSERT INTO t VALUES (7, 7)`, `INSERT INTO audit VALUES (7)`, `ROLLBACK`,
+		`INSERT INTO t VALUES (9, 9)`, // a last change to wait for
+	} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil && !strings.HasPrefix(q, "ROLLBACK") {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, table := range []string{"t", "audit"} {
+		waitEqual(t, 10*time.Second, func() []string { return dump(t, src, table, "id") }, func() []string { return dump(t, dst, table, "id") })
+	}
+	if got := strings.Join(dump(t, dst, "t", "id"), " ") + " / " + strings.Join(dump(t, dst, "audit", "id"), " "); got != `"1"|"1" "9"|"9" / "1" "3" "7"` {
+		t.Errorf("target t / audit = %s", got)
+	}
+}

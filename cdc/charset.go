@@ -101,3 +101,25 @@ func textDecoder(charsets map[uint64]string, collation uint64) (*encoding.Decode
 	}
 	return enc.NewDecoder(), nil
 }
+
+// loadNonTransactional lists the source's tables whose engine has no
+// transactions (MyISAM, Aria, MEMORY...), as "db.table": what a rolled-back
+// transaction wrote to them persisted.
+func loadNonTransactional(ctx context.Context, db *sql.DB) (map[string]bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
+		WHERE TABLE_TYPE = 'BASE TABLE' AND ENGINE IS NOT NULL AND ENGINE NOT IN ('InnoDB', 'XtraDB', 'RocksDB', 'TokuDB')
+		AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')`)
+	if err != nil {
+		return nil, fmt.Errorf("read the source's table engines: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var schema, table string
+		if err := rows.Scan(&schema, &table); err != nil {
+			return nil, err
+		}
+		out[schema+"."+table] = true
+	}
+	return out, rows.Err()
+}

@@ -49,7 +49,13 @@ type Pipeline struct {
 // on: UTC session time zone (TIMESTAMP values travel as UTC), temporal
 // values as text, and client-side interpolation (one round trip per
 // statement); the driver's default connection character set is utf8mb4.
-func OpenDB(dsn string) (*sql.DB, error) {
+func OpenDB(dsn string) (*sql.DB, error) { return openDB(dsn, false) }
+
+// openDB is OpenDB; strict adds STRICT_ALL_TABLES to the session's
+// sql_mode, for the pipeline's target: a value the target cannot hold is
+// an error, never silently cut or replaced, and upsert's guard relies on
+// it. Other uses (canary, check) keep the server's own mode.
+func openDB(dsn string, strict bool) (*sql.DB, error) {
 	cfg, err := driver.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("dsn: %w", err)
@@ -58,9 +64,9 @@ func OpenDB(dsn string) (*sql.DB, error) {
 		cfg.Params = map[string]string{}
 	}
 	cfg.Params["time_zone"] = "'+00:00'"
-	// Strict: a value the target cannot hold is an error, never silently
-	// cut or replaced (and upsert relies on it).
-	cfg.Params["sql_mode"] = "CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')"
+	if strict {
+		cfg.Params["sql_mode"] = "CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')"
+	}
 	cfg.InterpolateParams = true
 	// Temporal values as text, the way the binlog carries them: a DATETIME
 	// is a wall-clock reading, not an instant; converters decide its zone.
@@ -89,7 +95,7 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	if err != nil {
 		return nil, fmt.Errorf("cdc source: %w", err)
 	}
-	dst, err := OpenDB(cfg.Target.DSN)
+	dst, err := openDB(cfg.Target.DSN, true)
 	if err != nil {
 		src.Close()
 		return nil, fmt.Errorf("cdc target: %w", err)
@@ -296,7 +302,13 @@ func permanent(err error) bool {
 
 // transientCodes are the server errors a later try can get past.
 var transientCodes = map[uint16]bool{
+	1020: true, // record changed since last read (innodb_snapshot_isolation)
 	1040: true, // too many connections
+	1047: true, // unknown command (a Galera node not ready)
+	1180: true, // error during commit
+	1412: true, // table definition changed, retry the transaction
+	1615: true, // statement needs to be re-prepared
+	1637: true, // too many active concurrent transactions
 	1053: true, // server shutdown in progress
 	1158: true, // network read error
 	1159: true, // network read timeout
@@ -969,7 +981,7 @@ func (p *Pipeline) reconcile(ctx context.Context, fresh bool) error {
 		if ok, err := p.target.KeyEnforced(ctx, m.TargetSchema, m.TargetTable, keyCols); err != nil {
 			return err
 		} else if !ok {
-			return fmt.Errorf("target %s has no PRIMARY or UNIQUE key on (%s), the key mapped from %s: without one every update would add a row; add the key to the target table", m.TargetName(), strings.Join(keyCols, ", "), m.SourceName())
+			return fmt.Errorf("target %s has no PRIMARY or UNIQUE key on (%s) with NOT NULL columns, the key mapped from %s: without one every update would add a row; add the key to the target table", m.TargetName(), strings.Join(keyCols, ", "), m.SourceName())
 		}
 		compact, err := p.target.Compactable(ctx, m.TargetSchema, m.TargetTable)
 		if err != nil {

@@ -691,11 +691,16 @@ func (t *Target) ColumnNames(ctx context.Context, schema, table string) (map[str
 }
 
 // KeyEnforced reports whether the target table has a PRIMARY or UNIQUE key
-// on exactly the columns cols: the upserts and deletes by key need one, or
+// of NOT NULL columns on exactly the columns cols: the upserts and deletes by key need one, or
 // every update would add a row.
 func (t *Target) KeyEnforced(ctx context.Context, schema, table string, cols []string) (bool, error) {
+	// Only a key on NOT NULL columns, each whole (no prefix): a nullable
+	// one lets rows in with a NULL key, and a prefix one calls rows equal
+	// that are not, and upsert's guard relies on the key being NOT NULL.
 	rows, err := t.DB.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
-		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0`, schema, table)
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0
+		AND INDEX_NAME NOT IN (SELECT INDEX_NAME FROM information_schema.STATISTICS
+			WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND (NULLABLE = 'YES' OR SUB_PART IS NOT NULL))`, schema, table, schema, table)
 	if err != nil {
 		return false, fmt.Errorf("read keys of target %s.%s: %w", schema, table, err)
 	}

@@ -19,7 +19,7 @@ func TestPipeline_RefusesTargetWithoutKey(t *testing.T) {
 	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"})
 	select {
 	case err := <-startRun(t, cfg):
-		if err == nil || !strings.Contains(err.Error(), "no PRIMARY or UNIQUE key on (id)") {
+		if err == nil || !strings.Contains(err.Error(), "no PRIMARY or UNIQUE key on (id) with NOT NULL columns") {
 			t.Fatalf("Run: %v, want a refusal naming the missing key", err)
 		}
 	case <-time.After(15 * time.Second):
@@ -29,7 +29,18 @@ func TestPipeline_RefusesTargetWithoutKey(t *testing.T) {
 		t.Errorf("target after the refusal: %v, want it untouched", got)
 	}
 
-	mustExec(t, dst, `ALTER TABLE t ADD UNIQUE KEY (id)`)
+	// A UNIQUE key on a nullable column does not do: a NULL key gets in,
+	// and upsert's guard needs the key NOT NULL.
+	mustExec(t, dst, `ALTER TABLE t MODIFY id INT NULL, ADD UNIQUE KEY (id)`)
+	select {
+	case err := <-startRun(t, cfg):
+		if err == nil || !strings.Contains(err.Error(), "no PRIMARY or UNIQUE key on (id) with NOT NULL columns") {
+			t.Fatalf("Run with a nullable UNIQUE key: %v, want a refusal", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run started on a target whose only key is nullable")
+	}
+	mustExec(t, dst, `ALTER TABLE t MODIFY id INT NOT NULL`)
 	runPipeline(t, cfg)
 	s := func() []string { return dump(t, src, "t", "id") }
 	d := func() []string { return dump(t, dst, "t", "id") }

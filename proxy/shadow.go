@@ -386,7 +386,13 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	}
 	// Compared and stored as the client reads them: decompressed.
 	limit := int(p.shadow.opts.CompareBody)
-	j.resp = diff.Decoded(j.resp, limit)
+	if d := diff.Decoded(j.resp, limit); d.Err != "" && j.resp.Err == "" && safeMethod(j.req.Method) {
+		// The customer's client took a coding banyan cannot decode (br,
+		// zstd): ask the primary again, as the mirror is asked.
+		j.resp = diff.Decoded(p.fetch(ctx, j, j.primary), limit)
+	} else {
+		j.resp = d
+	}
 	peerResp := diff.Decoded(p.fetch(ctx, j, j.peer), limit)
 	sample := safeMethod(j.req.Method) && (rs.samples.Load() < noiseWarmup || rand.IntN(100) < *rt.Shadow.NoisePercent)
 	if sample {

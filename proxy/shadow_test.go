@@ -1151,3 +1151,40 @@ func TestProxy_ShadowConditionalRead(t *testing.T) {
 		t.Errorf("verdict %s (legacy %d, new %d), differences %+v; want match of two 200s", o.Verdict, o.Legacy.Status, o.New.Status, o.Differences)
 	}
 }
+
+// TestProxy_ShadowPrimaryInUndecodableCoding: a browser accepts br and the
+// primary answered it in br, which banyan cannot decode; the primary is
+// asked again (for gzip at most) so the pair is still compared, not
+// reported as an error.
+func TestProxy_ShadowPrimaryInUndecodableCoding(t *testing.T) {
+	t.Parallel()
+	brotliOrPlain := func(total int) http.HandlerFunc {
+		plain := order(func(string) int { return total }, false)
+		return func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.Header.Get("Accept-Encoding"), "br") {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Encoding", "br")
+				w.Write([]byte{0x1b, 0x03, 0x00, 0xf8}) // not decodable here
+				return
+			}
+			plain(w, r)
+		}
+	}
+	legacy, next := newBackend(t, "legacy", brotliOrPlain(100)), newBackend(t, "new", brotliOrPlain(101))
+	h := newShadowHarness(t, shadowOrders+`
+    split: {legacy: 100, new: 0}
+    shadow: {percent: 100, noise_percent: 0}
+`, proxy.ShadowOptions{Workers: 1}, legacy, next)
+	req, err := http.NewRequest(http.MethodGet, h.URL+"/api/orders/7", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+	if resp, _, err := fetch(h.client, req); err != nil || resp.Header.Get("Content-Encoding") != "br" {
+		t.Fatalf("customer's request: %v", err)
+	}
+	o := h.rec.wait(t, 1)[0]
+	if o.Verdict != diff.Diff || len(o.Differences) != 1 || o.Differences[0].Path != "$.total" {
+		t.Errorf("verdict %s, legacy err %q, differences %+v; want diff in $.total only", o.Verdict, o.Legacy.Err, o.Differences)
+	}
+}
