@@ -153,9 +153,14 @@ func fixSQL(t *table, d rowDiff) string {
 	switch d.Kind {
 	case "duplicate":
 		// One copy too many: delete exactly one row equal to this copy.
-		all := make([]string, len(t.cols))
+		// A FLOAT or DOUBLE printed as text may not equal the stored
+		// value, so those columns are left out of the match (a copy that
+		// differs only there is as good to delete as this one).
+		var all []string
 		for i, c := range t.cols {
-			all[i] = equals(c.Name, t.kinds[i], d.dst.vals[i])
+			if k := t.kinds[i]; k != kindFloat && k != kindDouble {
+				all = append(all, equals(c.Name, k, d.dst.vals[i]))
+			}
 		}
 		return fmt.Sprintf("DELETE FROM %s WHERE %s LIMIT 1;", tbl, strings.Join(all, " AND "))
 	case "extra":

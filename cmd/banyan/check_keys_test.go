@@ -24,14 +24,16 @@ func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
 	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
-	rows := "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')"
-	if err := pair.Source.Exec(ctx, "USE "+srcDB, "CREATE TABLE t (k INT PRIMARY KEY, v VARCHAR(10))", rows); err != nil {
+	// f is a FLOAT: 0.1 printed back is not the stored value, so the fix
+	// SQL must not match a duplicate on it.
+	rows := "INSERT INTO t VALUES (1, 'a', 0.1), (2, 'b', 0.1), (3, 'c', 0.1), (4, 'd', 0.1), (5, 'e', 0.1)"
+	if err := pair.Source.Exec(ctx, "USE "+srcDB, "CREATE TABLE t (k INT PRIMARY KEY, v VARCHAR(10), f FLOAT)", rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := pair.Target.Exec(ctx, "USE "+dstDB, "CREATE TABLE t (k INT NULL, v VARCHAR(10))", rows,
-		"INSERT INTO t VALUES (2, 'b')", // the same row twice
-		"INSERT INTO t VALUES (4, 'x')", // a second, different copy
-		"INSERT INTO t VALUES (NULL, 'n')",
+	if err := pair.Target.Exec(ctx, "USE "+dstDB, "CREATE TABLE t (k INT NULL, v VARCHAR(10), f FLOAT)", rows,
+		"INSERT INTO t VALUES (2, 'b', 0.1)", // the same row twice
+		"INSERT INTO t VALUES (4, 'x', 0.1)", // a second, different copy
+		"INSERT INTO t VALUES (NULL, 'n', 0.1)",
 	); err != nil {
 		t.Fatal(err)
 	}
