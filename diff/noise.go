@@ -38,6 +38,7 @@ type lineNoise struct {
 // answers of the same side to the same request already differ. It is safe
 // for concurrent use; the zero value is not usable, use NewNoise.
 //
+// A place counts as noise once MinSamples samples showed it varying.
 // What is never learned: the status code, the line count of a text body
 // ("body"), a whole text line that came or went, and anything from two
 // answers whose status codes differ (an error or a flapping backend is not
@@ -47,11 +48,20 @@ type Noise struct {
 	mu       sync.RWMutex
 	patterns map[string]noiseRule
 	lines    map[string]*lineNoise
+	// samples counts, per pattern or line, the samples it varied in; it
+	// is noise from MinSamples on, so one change that happened to fall
+	// between the two answers of one sample (an order updated meanwhile)
+	// does not hide that field for good.
+	samples map[string]int
 }
+
+// MinSamples is how many samples (calls of Learn) must show a place
+// varying before its differences count as noise.
+const MinSamples = 2
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
-	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}}
+	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}}
 }
 
 // Learn records diffs (array indices become [*]) as noise, within the
@@ -66,9 +76,17 @@ func (n *Noise) Learn(diffs []Difference) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	seen := map[string]bool{}
+	defer func() {
+		for k := range seen {
+			n.samples[k]++
+		}
+	}()
 	for _, d := range diffs {
 		if strings.HasPrefix(d.Path, "body") {
-			n.learnLine(d)
+			if n.learnLine(d) {
+				seen[d.Path] = true
+			}
 			continue
 		}
 		p := Pattern(d.Path)
@@ -83,6 +101,7 @@ func (n *Noise) Learn(diffs []Difference) {
 		}
 		if old, ok := n.patterns[p]; ok || n.size() < maxNoisePatterns {
 			n.patterns[p] = old | r
+			seen[p] = true
 		}
 	}
 }
@@ -90,33 +109,37 @@ func (n *Noise) Learn(diffs []Difference) {
 func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }
 
 // learnLine learns which tokens of a changed text line vary.
-func (n *Noise) learnLine(d Difference) {
+func (n *Noise) learnLine(d Difference) bool {
 	lv, lok := d.Legacy.(string)
 	nv, nok := d.New.(string)
 	if d.Kind != Changed || !lok || !nok || !strings.HasPrefix(d.Path, "body:L") {
-		return
+		return false
 	}
 	lt, nt := lineTokens(lv), lineTokens(nv)
 	if len(lt) != len(nt) {
-		return
+		return false
 	}
 	ln := n.lines[d.Path]
 	if ln == nil {
 		if n.size() >= maxNoisePatterns {
-			return
+			return false
 		}
 		ln = &lineNoise{vary: make([]bool, len(lt))}
 		n.lines[d.Path] = ln
 	}
 	if len(ln.vary) != len(lt) {
-		return
+		return false
 	}
 	for i := range lt {
 		if lt[i] != nt[i] {
 			ln.vary[i] = true
 		}
 	}
+	return true
 }
+
+// confirmed reports whether enough samples showed k varying.
+func (n *Noise) confirmed(k string) bool { return n.samples[k] >= MinSamples }
 
 // lineTokens splits a text line into runs of letters, digits and '_', and
 // single other characters; spaces only separate.
@@ -153,9 +176,14 @@ func (n *Noise) Paths() []string {
 	defer n.mu.RUnlock()
 	out := make([]string, 0, n.size())
 	for p := range n.patterns {
-		out = append(out, p)
+		if n.confirmed(p) {
+			out = append(out, p)
+		}
 	}
 	for p, ln := range n.lines {
+		if !n.confirmed(p) {
+			continue
+		}
 		var idx []string
 		for i, v := range ln.vary {
 			if v {
@@ -176,7 +204,10 @@ func (n *Noise) isNoise(d Difference) bool {
 		return n.lineIsNoise(d)
 	}
 	p := Pattern(d.Path)
-	r := n.patterns[p]
+	var r noiseRule
+	if n.confirmed(p) {
+		r = n.patterns[p]
+	}
 	switch {
 	case r&noiseSubtree != 0:
 		return true
@@ -186,7 +217,7 @@ func (n *Noise) isNoise(d Difference) bool {
 		return true
 	}
 	for _, anc := range ancestors(p) {
-		if n.patterns[anc]&noiseSubtree != 0 {
+		if n.patterns[anc]&noiseSubtree != 0 && n.confirmed(anc) {
 			return true
 		}
 	}
@@ -195,6 +226,9 @@ func (n *Noise) isNoise(d Difference) bool {
 
 func (n *Noise) lineIsNoise(d Difference) bool {
 	ln := n.lines[d.Path]
+	if !n.confirmed(d.Path) {
+		return false
+	}
 	lv, lok := d.Legacy.(string)
 	nv, nok := d.New.(string)
 	if ln == nil || d.Kind != Changed || !lok || !nok {

@@ -21,6 +21,10 @@ func TestJudge(t *testing.T) {
 	legacy2 := resp(`{"meta":{"request_id":"b2"},"items":[{"id":1,"generated_at":"t2"},{"id":2,"generated_at":"t2"}],"total":10}`)
 	noise := NewNoise()
 	noise.Learn(c.Compare(legacy1, legacy2))
+	if got := noise.Paths(); len(got) != 0 {
+		t.Fatalf("one sample confirmed %v as noise, want none before the second", got)
+	}
+	noise.Learn(c.Compare(legacy2, legacy1))
 	if got, want := noise.Paths(), []string{"$.items[*].generated_at", "$.meta.request_id"}; !slices.Equal(got, want) {
 		t.Fatalf("Paths() = %v, want %v", got, want)
 	}
@@ -69,7 +73,9 @@ func TestJudge_nilNoise(t *testing.T) {
 
 func TestNoise_subtree(t *testing.T) {
 	n := NewNoise()
-	n.Learn([]Difference{{Path: "$.debug", Kind: Missing}, {Path: "$.items[3].tag", Kind: Changed}})
+	for range MinSamples {
+		n.Learn([]Difference{{Path: "$.debug", Kind: Missing}, {Path: "$.items[3].tag", Kind: Changed}})
+	}
 	diffs := []Difference{
 		{Path: "$.debug.timing.ms", Kind: Changed}, // below a whole value that varies
 		{Path: "$.items[0].tag", Kind: Changed},    // same pattern
@@ -109,8 +115,10 @@ func TestNoise_concurrent(t *testing.T) {
 func TestNoise_bounded(t *testing.T) {
 	n := NewNoise()
 	for i := range 3000 {
-		n.Learn([]Difference{{Path: "$.k" + strconv.Itoa(i), Kind: Changed}})
-		n.Learn([]Difference{{Path: bodyLine(i), Kind: Changed, Legacy: "id=a", New: "id=b"}})
+		for range MinSamples {
+			n.Learn([]Difference{{Path: "$.k" + strconv.Itoa(i), Kind: Changed}})
+			n.Learn([]Difference{{Path: bodyLine(i), Kind: Changed, Legacy: "id=a", New: "id=b"}})
+		}
 	}
 	if got := len(n.Paths()); got != maxNoisePatterns {
 		t.Errorf("learned %d patterns, want cap %d", got, maxNoisePatterns)
@@ -189,6 +197,7 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			n := NewNoise()
 			n.Learn(c.Compare(tt.sample1, tt.sample2))
+			n.Learn(c.Compare(tt.sample2, tt.sample1)) // a second sample
 			got, v := Judge(tt.legacy, tt.new, c.Compare(tt.legacy, tt.new), n)
 			if v != tt.wantVerdict {
 				t.Errorf("learned %v; verdict %s, want %s\n%s", n.Paths(), v, tt.wantVerdict, formatDiffs(got))
@@ -208,5 +217,23 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNoise_oneSampleIsNotEnough: a field that changed between the two
+// answers of a single sample (an order updated meanwhile) is not noise
+// until another sample shows it varying too.
+func TestNoise_oneSampleIsNotEnough(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := NewNoise()
+	n.Learn(c.Compare(jsonResp(200, `{"id":7,"total":100,"rid":"a"}`), jsonResp(200, `{"id":7,"total":120,"rid":"b"}`)))
+	n.Learn(c.Compare(jsonResp(200, `{"id":8,"total":50,"rid":"c"}`), jsonResp(200, `{"id":8,"total":50,"rid":"d"}`)))
+	legacy, newer := jsonResp(200, `{"id":9,"total":10,"rid":"e"}`), jsonResp(200, `{"id":9,"total":11,"rid":"f"}`)
+	got, v := Judge(legacy, newer, c.Compare(legacy, newer), n)
+	if v != Diff || !slices.Equal(n.Paths(), []string{"$.rid"}) {
+		t.Errorf("learned %v; verdict %s, want diff with only $.rid as noise\n%s", n.Paths(), v, formatDiffs(got))
 	}
 }

@@ -399,7 +399,17 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 		again := diff.Decoded(p.fetch(ctx, j, j.primary), limit)
 		if again.Err == "" && j.resp.Err == "" {
 			rs.noise.Learn(rs.cmp.Compare(j.resp, again))
-			rs.samples.Add(1)
+			// A place is noise once two samples show it varying. The
+			// route's first sample takes a second one at once, between
+			// the two re-fetched answers (not against the customer's, so
+			// a change made between that and the first re-fetch does not
+			// count twice): what always varies is noise from the first
+			// pair on.
+			if rs.samples.Add(1) == 1 {
+				if third := diff.Decoded(p.fetch(ctx, j, j.primary), limit); third.Err == "" {
+					rs.noise.Learn(rs.cmp.Compare(again, third))
+				}
+			}
 		}
 	}
 	if ctx.Err() != nil {
