@@ -307,11 +307,14 @@ func renderPath(segs []seg) string {
 }
 
 // Pattern turns a difference path into its pattern by replacing every array
-// index with [*]: "$.items[2].price" becomes "$.items[*].price". Paths that
-// are not JSON paths ("status", "header.Content-Type", "body:L3") are
-// returned unchanged.
+// index, and every object key that is an id (digits, a UUID, or 16 or more
+// hex digits), with [*]: "$.items[2].price" and "$.orders['1042'].price"
+// become "$.items[*].price" and "$.orders[*].price", so an object keyed by
+// ids is one field in reports and noise, not one per id. Paths that are
+// not JSON paths ("status", "header.Content-Type", "body:L3") are returned
+// unchanged.
 func Pattern(path string) string {
-	if !strings.HasPrefix(path, "$") || !strings.Contains(path, "[") {
+	if !strings.HasPrefix(path, "$") || !strings.ContainsAny(path, "[0123456789") {
 		return path
 	}
 	p, err := parsePattern(path)
@@ -321,11 +324,39 @@ func Pattern(path string) string {
 	segs := make([]seg, len(p.toks))
 	for i, t := range p.toks {
 		segs[i] = t.seg
-		if t.kind == segIndex {
+		if t.kind == segIndex || t.kind == segKey && idKey(t.key) {
 			segs[i] = seg{kind: segAny}
 		}
 	}
 	return renderPath(segs)
+}
+
+// idKey reports whether an object key looks like an id rather than a
+// field name: all digits, a UUID, or 16 or more hex digits.
+func idKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	digits, hexes, dashes := 0, 0, 0
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F':
+			hexes++
+		case c == '-':
+			dashes++
+		default:
+			return false
+		}
+	}
+	switch {
+	case digits == len(k):
+		return true
+	case len(k) == 36 && dashes == 4 && k[8] == '-' && k[13] == '-' && k[18] == '-' && k[23] == '-':
+		return true
+	}
+	return dashes == 0 && len(k) >= 16
 }
 
 // PathPattern is a compiled JSON path pattern, as used by Rules.Ignore, for

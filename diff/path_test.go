@@ -15,10 +15,35 @@ func TestPattern(t *testing.T) {
 		{"status", "status"},
 		{"header.Content-Type", "header.Content-Type"},
 		{"body:L12", "body:L12"},
+		{"$.v2.a1b2", "$.v2.a1b2"},     // names with digits stay
+		{"$.a1b2c3d4e5f60718", "$[*]"}, // 16 hex digits: an id
+		{"$.sku_2024.price", "$.sku_2024.price"},
 	}
 	for _, tt := range tests {
 		if got := Pattern(tt.in); got != tt.want {
 			t.Errorf("Pattern(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestPattern_idKeys: an object keyed by ids (order numbers, UUIDs) is one
+// field in reports and noise, not one per id, as an array is.
+func TestPattern_idKeys(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := func(body string) Response {
+		return Response{Status: 200, Header: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(body)}
+	}
+	for _, tt := range []struct{ legacy, new, want string }{
+		{`{"orders":{"1042":{"total":1}}}`, `{"orders":{"1042":{"total":2}}}`, "$.orders[*].total"},
+		{`{"carts":{"3f2b8c1e-9d4a-4b7e-8f00-1c2d3e4f5a6b":{"n":1}}}`, `{"carts":{"3f2b8c1e-9d4a-4b7e-8f00-1c2d3e4f5a6b":{"n":2}}}`, "$.carts[*].n"},
+		{`{"totals":{"EUR":1}}`, `{"totals":{"EUR":2}}`, "$.totals.EUR"},
+	} {
+		ds := c.Compare(resp(tt.legacy), resp(tt.new))
+		if len(ds) != 1 || Pattern(ds[0].Path) != tt.want {
+			t.Errorf("%s vs %s: differences %+v, pattern want %s", tt.legacy, tt.new, ds, tt.want)
 		}
 	}
 }
