@@ -175,42 +175,12 @@ func scanTable(ctx context.Context, q querier, t Table, mask func([]any), fn fun
 	if t.Schema != "" {
 		name = quoteIdent(t.Schema) + "." + name
 	}
-	rows, err := q.QueryContext(ctx, "SELECT * FROM "+name)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	cts, err := rows.ColumnTypes()
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, ct := range cts {
-		cols = append(cols, ct.Name())
-		types = append(types, ct.DatabaseTypeName())
-	}
-	raw := make([]any, len(cts))
-	ptrs := make([]any, len(cts))
-	for i := range raw {
-		ptrs[i] = &raw[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, nil, err
-		}
-		vals := make([]any, len(raw))
-		for i, v := range raw {
-			if b, ok := v.([]byte); ok {
-				vals[i] = string(b)
-			} else {
-				vals[i] = v
-			}
-		}
+	return eachRow(ctx, q, "SELECT * FROM "+name, func(vals []any) {
 		if mask != nil {
 			mask(vals)
 		}
 		fn(rowKey(vals), vals)
-	}
-	return cols, types, rows.Err()
+	})
 }
 
 // rowKey encodes a row so that two rows share a key only when every value

@@ -178,45 +178,58 @@ func isStatementError(err error) bool {
 }
 
 func readRows(ctx context.Context, q querier, stmt string, keep bool) (diff.Rows, error) {
+	var out diff.Rows
+	var each func([]any)
+	if keep {
+		each = func(row []any) { out.Values = append(out.Values, row) }
+	}
+	var err error
+	out.Columns, out.Types, err = eachRow(ctx, q, stmt, each)
+	return out, err
+}
+
+// eachRow runs stmt and hands each row to fn as a new slice, text as
+// strings, and returns the columns' names and types. A nil fn only reads
+// the rows (a timed run).
+func eachRow(ctx context.Context, q querier, stmt string, fn func(vals []any)) (cols, types []string, err error) {
 	rows, err := q.QueryContext(ctx, stmt)
 	if err != nil {
-		return diff.Rows{}, err
+		return nil, nil, err
 	}
 	defer rows.Close()
-	var out diff.Rows
 	cts, err := rows.ColumnTypes()
 	if err != nil {
-		return out, err
+		return nil, nil, err
 	}
 	for _, ct := range cts {
-		out.Columns = append(out.Columns, ct.Name())
-		out.Types = append(out.Types, ct.DatabaseTypeName())
+		cols = append(cols, ct.Name())
+		types = append(types, ct.DatabaseTypeName())
 	}
 	// Scan into any, not RawBytes: a DSN with parseTime=true hands
 	// DATETIME over as time.Time, which RawBytes cannot hold.
-	vals := make([]any, len(cts))
+	raw := make([]any, len(cts))
 	ptrs := make([]any, len(cts))
-	for i := range vals {
-		ptrs[i] = &vals[i]
+	for i := range raw {
+		ptrs[i] = &raw[i]
 	}
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			return out, err
+			return cols, types, err
 		}
-		if !keep {
+		if fn == nil {
 			continue
 		}
-		row := make([]any, len(vals))
-		for i, v := range vals {
+		row := make([]any, len(raw))
+		for i, v := range raw {
 			if b, ok := v.([]byte); ok {
 				row[i] = string(b)
 			} else {
 				row[i] = v
 			}
 		}
-		out.Values = append(out.Values, row)
+		fn(row)
 	}
-	return out, rows.Err()
+	return cols, types, rows.Err()
 }
 
 func warnings(ctx context.Context, q querier) ([]string, error) {

@@ -331,7 +331,7 @@ func appendChanges(tx *Tx, e *replication.RowsEvent, schema, table string, chars
 	decoders := map[int]*encoding.Decoder{}
 	for _, m := range []map[int]uint64{collations, e.Table.EnumSetCollationMap()} {
 		for i, id := range m {
-			if id == 63 || charsets == nil {
+			if id == 63 {
 				continue
 			}
 			dec, err := textDecoder(charsets, id)

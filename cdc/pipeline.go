@@ -526,29 +526,12 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error) 
 
 // applyChange applies one row change on its own, as Target.Apply would.
 func applyChange(ctx context.Context, x execer, m *TableMap, index map[string]int, c Change) error {
-	if c.Op == Delete {
-		before, err := m.Row(index, c.Before)
-		if err != nil {
-			return err
+	return eachWrite(m, index, c, func(op Op, row []any) error {
+		if op == Delete {
+			return deleteKeys(ctx, x, m, [][]any{row})
 		}
-		return deleteKeys(ctx, x, m, [][]any{m.Key(before)})
-	}
-	after, err := m.Row(index, c.After)
-	if err != nil {
-		return err
-	}
-	if c.Op == Update {
-		before, err := m.Row(index, c.Before)
-		if err != nil {
-			return err
-		}
-		if !sameKey(m.Key(before), m.Key(after)) {
-			if err := deleteKeys(ctx, x, m, [][]any{m.Key(before)}); err != nil {
-				return err
-			}
-		}
-	}
-	return upsert(ctx, x, m, [][]any{after})
+		return upsert(ctx, x, m, [][]any{row})
+	})
 }
 
 // ddlStmt is what schemaChange needs to know of a statement.

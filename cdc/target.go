@@ -335,41 +335,8 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 				counts[m.TargetName()] = map[Op]int64{}
 			}
 			counts[m.TargetName()][c.Op]++
-			switch c.Op {
-			case Insert:
-				row, err := m.Row(index, c.After)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
-				}
-				if err := add(m, Insert, row); err != nil {
-					return nil, err
-				}
-			case Delete:
-				row, err := m.Row(index, c.Before)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
-				}
-				if err := add(m, Delete, m.Key(row)); err != nil {
-					return nil, err
-				}
-			case Update:
-				before, err := m.Row(index, c.Before)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
-				}
-				after, err := m.Row(index, c.After)
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", m.SourceName(), err)
-				}
-				if !sameKey(m.Key(before), m.Key(after)) {
-					// The primary key changed: the old row goes away.
-					if err := add(m, Delete, m.Key(before)); err != nil {
-						return nil, err
-					}
-				}
-				if err := add(m, Insert, after); err != nil {
-					return nil, err
-				}
+			if err := eachWrite(m, index, c, func(op Op, row []any) error { return add(m, op, row) }); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -540,6 +507,37 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 	}
 	_, err := x.ExecContext(ctx, b.String(), args...)
 	return upsertError(m, err)
+}
+
+// eachWrite hands fn the target writes one source change comes to, in
+// order: an insert an upsert (op Insert, the row), a delete a delete by
+// key (op Delete, the key), an update an upsert, after a delete of the
+// old key when the key changed.
+func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row []any) error) error {
+	if c.Op == Delete {
+		before, err := m.Row(index, c.Before)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.SourceName(), err)
+		}
+		return fn(Delete, m.Key(before))
+	}
+	after, err := m.Row(index, c.After)
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.SourceName(), err)
+	}
+	if c.Op == Update {
+		before, err := m.Row(index, c.Before)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.SourceName(), err)
+		}
+		if !sameKey(m.Key(before), m.Key(after)) {
+			// The primary key changed: the old row goes away.
+			if err := fn(Delete, m.Key(before)); err != nil {
+				return err
+			}
+		}
+	}
+	return fn(Insert, after)
 }
 
 // upsertError explains the error of the guard in upsert.

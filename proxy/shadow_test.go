@@ -371,28 +371,51 @@ func TestProxy_ShadowWrites(t *testing.T) {
 	t.Parallel()
 	bodies := []string{`{"sku":"A-1","qty":2}`, `{"sku":"B-7","qty":1}`, `{"sku":"C-3","qty":9}`}
 
-	t.Run("skipped by default", func(t *testing.T) {
-		t.Parallel()
-		h, lj, nj := journaledShadow(t, `
+	// A write is not mirrored: by default, and under dry-run once new is
+	// the primary (new has done the customer's write, and legacy knows
+	// nothing of X-Banyan-Shadow and would take a second order). Reads
+	// still are.
+	for _, tt := range []struct {
+		name, route string
+		newPrimary  bool
+	}{
+		{"skipped by default", `
     split: {legacy: 100, new: 0}
     shadow: {percent: 100}
-`)
-
-		h.send(t, http.MethodPost, "/api/orders/7", strings.NewReader(bodies[0]))
-		h.send(t, http.MethodGet, "/api/orders/7", nil) // reads are still mirrored
-		if err := h.stop(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := fmt.Sprint(methods(nj.list(mirrored))), "[GET]"; got != want {
-			t.Errorf("new received mirrors %s, want %s", got, want)
-		}
-		if got, want := len(lj.list(func(c call) bool { return c.Method == http.MethodPost })), 1; got != want {
-			t.Errorf("legacy received %d POSTs, want %d", got, want)
-		}
-		if got, want := dropped(t, h.reg, "orders", "write_skipped"), 1.0; got != want {
-			t.Errorf(`banyan_shadow_dropped_total{reason="write_skipped"} = %v, want %v`, got, want)
-		}
-	})
+`, false},
+		{"dry-run with new as primary", `
+    split: {legacy: 0, new: 100}
+    shadow: {percent: 100, writes: dry-run}
+`, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, lj, nj := journaledShadow(t, tt.route)
+			primary, peer, peerName := lj, nj, "new"
+			if tt.newPrimary {
+				primary, peer, peerName = nj, lj, "legacy"
+			}
+			h.send(t, http.MethodPost, "/api/orders/7", strings.NewReader(bodies[0]))
+			h.send(t, http.MethodGet, "/api/orders/7", nil)
+			h.rec.wait(t, 1)
+			if err := h.stop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			posts := func(j *journal) []call { return j.list(func(c call) bool { return c.Method == http.MethodPost }) }
+			if got, want := fmt.Sprint(methods(peer.list(mirrored))), "[GET]"; got != want {
+				t.Errorf("%s received mirrors %s, want %s", peerName, got, want)
+			}
+			if got := posts(peer); len(got) != 0 {
+				t.Errorf("%s received %d POSTs: %v", peerName, len(got), bodiesOf(got))
+			}
+			if got, want := len(posts(primary)), 1; got != want {
+				t.Errorf("the primary received %d POSTs, want %d (the customer's)", got, want)
+			}
+			if got, want := dropped(t, h.reg, "orders", "write_skipped"), 1.0; got != want {
+				t.Errorf(`banyan_shadow_dropped_total{reason="write_skipped"} = %v, want %v`, got, want)
+			}
+		})
+	}
 
 	t.Run("dry-run", func(t *testing.T) {
 		t.Parallel()
@@ -432,34 +455,6 @@ func TestProxy_ShadowWrites(t *testing.T) {
 		}
 		if got := dropped(t, h.reg, "orders", "write_skipped"); got != 0 {
 			t.Errorf(`banyan_shadow_dropped_total{reason="write_skipped"} = %v in dry-run, want 0`, got)
-		}
-	})
-	// Once new is the primary it has done the customer's write; the
-	// mirror would be legacy, which knows nothing of X-Banyan-Shadow and
-	// would take a second order.
-	t.Run("dry-run with new as primary", func(t *testing.T) {
-		t.Parallel()
-		h, lj, nj := journaledShadow(t, `
-    split: {legacy: 0, new: 100}
-    shadow: {percent: 100, writes: dry-run}
-`)
-		h.send(t, http.MethodPost, "/api/orders/7", strings.NewReader(bodies[0]))
-		h.send(t, http.MethodGet, "/api/orders/7", nil) // reads are still mirrored
-		h.rec.wait(t, 1)
-		if err := h.stop(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if got := lj.list(func(c call) bool { return c.Method == http.MethodPost }); len(got) != 0 {
-			t.Errorf("legacy received %d POSTs for a write new served: %v", len(got), bodiesOf(got))
-		}
-		if got, want := fmt.Sprint(methods(lj.list(mirrored))), "[GET]"; got != want {
-			t.Errorf("legacy received mirrors %s, want %s", got, want)
-		}
-		if got, want := len(nj.list(func(c call) bool { return c.Method == http.MethodPost })), 1; got != want {
-			t.Errorf("new received %d POSTs, want %d (the customer's)", got, want)
-		}
-		if got, want := dropped(t, h.reg, "orders", "write_skipped"), 1.0; got != want {
-			t.Errorf(`banyan_shadow_dropped_total{reason="write_skipped"} = %v, want %v`, got, want)
 		}
 	})
 }
@@ -1135,14 +1130,7 @@ func TestProxy_ShadowConditionalRead(t *testing.T) {
 	}
 	// Each side computes its own ETag, as two implementations do.
 	legacy, next := newBackend(t, "legacy", etagged(`"l-1"`)), newBackend(t, "new", etagged(`"n-1"`))
-	h := newShadowHarness(t, shadowOrders+`
-    split: {legacy: 100, new: 0}
-    shadow: {percent: 100, noise_percent: 0}
-`, proxy.ShadowOptions{Workers: 1}, legacy, next)
-	req, err := http.NewRequest(http.MethodGet, h.URL+"/api/orders/7", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, req := oneReadShadowed(t, legacy, next)
 	req.Header.Set("If-None-Match", `"l-1"`)
 	resp, _, err := fetch(h.client, req)
 	if err != nil || resp.StatusCode != http.StatusNotModified {
@@ -1173,14 +1161,7 @@ func TestProxy_ShadowPrimaryInUndecodableCoding(t *testing.T) {
 		}
 	}
 	legacy, next := newBackend(t, "legacy", brotliOrPlain(100)), newBackend(t, "new", brotliOrPlain(101))
-	h := newShadowHarness(t, shadowOrders+`
-    split: {legacy: 100, new: 0}
-    shadow: {percent: 100, noise_percent: 0}
-`, proxy.ShadowOptions{Workers: 1}, legacy, next)
-	req, err := http.NewRequest(http.MethodGet, h.URL+"/api/orders/7", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, req := oneReadShadowed(t, legacy, next)
 	req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
 	if resp, _, err := fetch(h.client, req); err != nil || resp.Header.Get("Content-Encoding") != "br" {
 		t.Fatalf("customer's request: %v", err)
@@ -1189,4 +1170,20 @@ func TestProxy_ShadowPrimaryInUndecodableCoding(t *testing.T) {
 	if o.Verdict != diff.Diff || len(o.Differences) != 1 || o.Differences[0].Path != "$.total" {
 		t.Errorf("verdict %s, legacy err %q, differences %+v; want diff in $.total only", o.Verdict, o.Legacy.Err, o.Differences)
 	}
+}
+
+// oneReadShadowed is the orders route on legacy, every read mirrored to
+// next by one worker with no noise sampling, and a GET of order 7 to send
+// through it.
+func oneReadShadowed(t *testing.T, legacy, next *backend) (*shadowHarness, *http.Request) {
+	t.Helper()
+	h := newShadowHarness(t, shadowOrders+`
+    split: {legacy: 100, new: 0}
+    shadow: {percent: 100, noise_percent: 0}
+`, proxy.ShadowOptions{Workers: 1}, legacy, next)
+	req, err := http.NewRequest(http.MethodGet, h.URL+"/api/orders/7", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, req
 }

@@ -40,11 +40,7 @@ func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
 	runChk := func(extra ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		args := append([]string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
-			"--chunk-size", "2", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)
-		code := run(ctx, args, &out, &errb)
-		return code, out.String(), errb.String()
+		return checkTables(ctx, srcDB, dstDB, append([]string{"--chunk-size", "2", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)...)
 	}
 	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
 	if code != exitFound {
@@ -65,22 +61,7 @@ func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
 	if tr := res.Tables[0]; tr.Extra != 3 || tr.Mismatched != 0 || tr.Missing != 0 {
 		t.Errorf("table result %+v, want 3 extra", tr)
 	}
-	fix, err := os.ReadFile(fixPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := pair.Target.Open(ctx, dstDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stmt := range strings.Split(string(fix), "\n") {
-		if stmt = strings.TrimSpace(stmt); stmt == "" || strings.HasPrefix(stmt, "--") {
-			continue
-		}
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("fix statement %s: %v", stmt, err)
-		}
-	}
+	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
 	var v string
 	if err := db.QueryRow("SELECT GROUP_CONCAT(CONCAT(k, v) ORDER BY k) FROM t").Scan(&v); err != nil || v != "1a,2b,3c,4d,5e" {
 		t.Errorf("target after the fix SQL: %q (%v), want 1a,2b,3c,4d,5e\nfix SQL:\n%s", v, err, fix)
@@ -209,15 +190,14 @@ func TestCheckCmd_CompositeKey(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb bytes.Buffer
-	code := run(ctx, []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
-		"--chunk-size", "7", "--recheck-after", "10ms", "--state", filepath.Join(t.TempDir(), "state.json"), "--format", "json", "--sample", "20"}, &out, &errb)
+	code, out, stderr := checkTables(ctx, srcDB, dstDB,
+		"--chunk-size", "7", "--recheck-after", "10ms", "--state", filepath.Join(t.TempDir(), "state.json"), "--format", "json", "--sample", "20")
 	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
 	}
 	var res check.Result
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("JSON: %v\n%s", err, out.String())
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
 	}
 	tr := res.Tables[0]
 	var got []string
@@ -253,10 +233,8 @@ func TestCheckCmd_ResumeRefusesAnotherChecksState(t *testing.T) {
 	if err := os.WriteFile(state, []byte(other), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb bytes.Buffer
-	code := run(ctx, []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
-		"--recheck-after", "10ms", "--state", state, "--resume"}, &out, &errb)
-	if code != exitCannotRun || !strings.Contains(errb.String(), "belongs to another check") {
-		t.Errorf("exit %d, want %d saying the state belongs to another check\nstdout: %s\nstderr: %s", code, exitCannotRun, out.String(), errb.String())
+	code, out, stderr := checkTables(ctx, srcDB, dstDB, "--recheck-after", "10ms", "--state", state, "--resume")
+	if code != exitCannotRun || !strings.Contains(stderr, "belongs to another check") {
+		t.Errorf("exit %d, want %d saying the state belongs to another check\nstdout: %s\nstderr: %s", code, exitCannotRun, out, stderr)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -56,11 +57,7 @@ func TestCheckCmd_FindsEveryKindOfDifference(t *testing.T) {
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
 	runChk := func(extra ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		args := append([]string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
-			"--chunk-size", "3", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)
-		code := run(ctx, args, &out, &errb)
-		return code, out.String(), errb.String()
+		return checkTables(ctx, srcDB, dstDB, append([]string{"--chunk-size", "3", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)...)
 	}
 	if code, out, stderr := runChk(); code != exitOK || !strings.Contains(out, "verdict: CONSISTENT") {
 		t.Fatalf("identical tables: exit %d\n%s%s", code, out, stderr)
@@ -122,23 +119,41 @@ func TestCheckCmd_FindsEveryKindOfDifference(t *testing.T) {
 		t.Errorf("sample has %d rows, want %d: %v", len(tr.Sample), len(want), got)
 	}
 
-	fix, err := os.ReadFile(fixPath)
-	if err != nil {
-		t.Fatal(err)
+	fix, _ := applyFixSQL(t, ctx, dstDB, fixPath)
+	if code, out, stderr := runChk(); code != exitOK {
+		t.Fatalf("after applying the fix SQL: exit %d\n%s%s\nfix SQL:\n%s", code, out, stderr, fix)
 	}
-	db, err := pair.Target.Open(ctx, dstDB)
+}
+
+// applyFixSQL runs every statement of the fix SQL file on the target
+// database db and returns the file and an open handle on that database.
+func applyFixSQL(tb testing.TB, ctx context.Context, db, path string) (string, *sql.DB) {
+	tb.Helper()
+	fix, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
+	}
+	h, err := pair.Target.Open(ctx, db)
+	if err != nil {
+		tb.Fatal(err)
 	}
 	for _, stmt := range strings.Split(string(fix), "\n") {
 		if stmt = strings.TrimSpace(stmt); stmt == "" || strings.HasPrefix(stmt, "--") {
 			continue
 		}
-		if _, err := db.Exec(stmt); err != nil {
-			t.Fatalf("fix statement %s: %v", stmt, err)
+		if _, err := h.Exec(stmt); err != nil {
+			tb.Fatalf("fix statement %s: %v", stmt, err)
 		}
 	}
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Fatalf("after applying the fix SQL: exit %d\n%s%s\nfix SQL:\n%s", code, out, stderr, fix)
-	}
+	return string(fix), h
+}
+
+// checkTables runs `banyan check` of table t from srcDB on the source to
+// dstDB on the target, with flags; it returns the exit code, stdout and
+// stderr.
+func checkTables(ctx context.Context, srcDB, dstDB string, flags ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	args := append([]string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t"}, flags...)
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
 }
