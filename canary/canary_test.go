@@ -593,3 +593,89 @@ func TestServers_slowLog(t *testing.T) {
 		t.Errorf("skipped = %+v, want the UPDATE", rep.Skipped)
 	}
 }
+
+// TestServers_writesCompared: mode 2 with --allow-writes runs a
+// workload's UPDATE on both servers inside rolled-back transactions and
+// compares what it did to the table. The same data and schema pass; a
+// target whose trigger also zeroes the amount fails on that column; both
+// servers hold what they held before.
+func TestServers_writesCompared(t *testing.T) {
+	p := testdb.Need(t, pair)
+	const name = "canary_shop_w"
+	for _, s := range []*testdb.Server{p.Source, p.Target} {
+		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name}, shopSchema...)...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+	}
+	open := func(s *testdb.Server) *sql.DB {
+		db, err := s.Open(t.Context(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	oldDB, newDB := open(p.Source), open(p.Target)
+	stmts := []Statement{
+		{SQL: "UPDATE orders SET status = 'paid' WHERE id = 3", Schema: name, Line: 1},
+		{SQL: "UPDATE orders SET status = 'paid' WHERE id = 5", Schema: name, Line: 2},
+		{SQL: "SELECT COUNT(*) FROM orders WHERE status = 'paid'", Schema: name, Line: 3},
+	}
+	o := quick()
+	rep, err := Servers(t.Context(), oldDB, newDB, stmts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checks) != 1 || len(rep.Skipped) != 1 || rep.Skipped[0].Count != 2 {
+		t.Fatalf("without --allow-writes: %d checks, skipped %+v; want the two UPDATEs skipped", len(rep.Checks), rep.Skipped)
+	}
+	o.AllowWrites = true
+	before := [2]string{checksum(t, oldDB), checksum(t, newDB)}
+
+	rep, err = Servers(t.Context(), oldDB, newDB, stmts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Pass || len(rep.Checks) != 2 || len(rep.Skipped) != 0 {
+		t.Fatalf("equal servers: pass %v, %d checks, skipped %+v, reasons %v", rep.Pass, len(rep.Checks), rep.Skipped, rep.Reasons)
+	}
+	for _, c := range rep.Checks {
+		if strings.HasPrefix(c.Fingerprint, "update") && (c.Executions != 2 || strings.Contains(strings.Join(c.Notes, ";"), "rows affected only")) {
+			t.Errorf("update check: %d executions, notes %v; want 2 compared by effect", c.Executions, c.Notes)
+		}
+	}
+
+	if err := p.Target.Exec(t.Context(), "USE "+name,
+		"CREATE TRIGGER orders_zero BEFORE UPDATE ON orders FOR EACH ROW SET NEW.amount = 0"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Servers(t.Context(), oldDB, newDB, stmts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass {
+		t.Fatal("pass, want a failure: the target's trigger zeroes the amount")
+	}
+	var upd *Check
+	for _, c := range rep.Checks {
+		if strings.HasPrefix(c.Fingerprint, "update") {
+			upd = c
+		} else if !c.Pass {
+			t.Errorf("read check failed: %+v", c.FirstFailure)
+		}
+	}
+	if upd == nil || upd.Pass || upd.FirstFailure == nil {
+		t.Fatalf("update check: %+v", upd)
+	}
+	found := false
+	for _, d := range upd.FirstFailure.Differences {
+		found = found || strings.HasPrefix(d.Path, "effect[orders].rows[") && strings.HasSuffix(d.Path, "].amount") && d.Legacy == "7.15" && d.New == "0.00"
+	}
+	if !found {
+		t.Errorf("zeroed amount not shown: %+v", upd.FirstFailure.Differences)
+	}
+	if after := [2]string{checksum(t, oldDB), checksum(t, newDB)}; after != before {
+		t.Errorf("data changed by --allow-writes runs: before %v, after %v", before, after)
+	}
+}
