@@ -23,6 +23,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -75,20 +76,50 @@ type Server struct {
 	pubAt    time.Time
 	pubErr   string
 	pubFails int
-	streams  map[int64]*stream
+	streams  map[streamKey]*stream
 	nodes    map[string]*nodeState
 
 	grpcMu sync.Mutex
 	grpc   *grpc.Server
 }
 
+// streamKey names an ADS stream. go-control-plane numbers state-of-the-
+// world and delta (incremental) streams separately, so both can have id 1.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
 // stream is one ADS stream's node and what was last sent on it per type.
 type stream struct {
-	node string
-	sent map[string]sent // by type URL
+	node *corev3.Node
+	sent map[string][]sent // by type URL, the newest last, at most keepSent
 }
 
 type sent struct{ nonce, version string }
+
+// keepSent is how many responses per type a stream remembers, so that an
+// ACK or NACK of a response that a newer one has overtaken still names
+// its version.
+const keepSent = 8
+
+// versionOf returns the version of the response with nonce, if remembered.
+func (st *stream) versionOf(typeURL, nonce string) (string, bool) {
+	for _, sn := range st.sent[typeURL] {
+		if sn.nonce == nonce {
+			return sn.version, true
+		}
+	}
+	return "", false
+}
+
+func (st *stream) remember(typeURL, nonce, version string) {
+	l := append(st.sent[typeURL], sent{nonce: nonce, version: version})
+	if len(l) > keepSent {
+		l = slices.Delete(l, 0, len(l)-keepSent)
+	}
+	st.sent[typeURL] = l
+}
 
 type nodeState struct {
 	NodeStatus
@@ -109,7 +140,7 @@ func NewServer(opts ServerOptions) *Server {
 		opts:    opts,
 		log:     opts.Log,
 		groups:  map[string]bool{},
-		streams: map[int64]*stream{},
+		streams: map[streamKey]*stream{},
 		nodes:   map[string]*nodeState{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -119,10 +150,15 @@ func NewServer(opts ServerOptions) *Server {
 		WarnFunc:  func(f string, a ...any) { s.log.Warn("xds cache: " + fmt.Sprintf(f, a...)) },
 		ErrorFunc: func(f string, a ...any) { s.log.Error("xds cache: " + fmt.Sprintf(f, a...)) },
 	})
+	// Envoy speaks either ADS flavour (api_type GRPC or DELTA_GRPC); both
+	// seed the node's group and are tracked the same way.
 	s.xds = serverv3.NewServer(s.ctx, s.cache, serverv3.CallbackFuncs{
-		StreamRequestFunc:  s.onRequest,
-		StreamResponseFunc: s.onResponse,
-		StreamClosedFunc:   s.onClosed,
+		StreamRequestFunc:       s.onRequest,
+		StreamResponseFunc:      s.onResponse,
+		StreamClosedFunc:        func(id int64, n *corev3.Node) { s.closed(streamKey{id: id}, n) },
+		StreamDeltaRequestFunc:  s.onDeltaRequest,
+		StreamDeltaResponseFunc: s.onDeltaResponse,
+		DeltaStreamClosedFunc:   func(id int64, n *corev3.Node) { s.closed(streamKey{delta: true, id: id}, n) },
 	})
 	return s
 }
@@ -220,23 +256,42 @@ func (s *Server) seed(group string) {
 	}
 }
 
-// onRequest records the stream's node and reads ACKs and NACKs: a request
-// that answers a response (response_nonce set) acknowledges its
-// version_info, or rejects the response when error_detail is set.
+// onRequest records a state-of-the-world request: one that answers a
+// response (response_nonce set) acknowledges its version_info, or rejects
+// the response when error_detail is set.
 func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	n := req.GetNode()
+	return s.observe(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail())
+}
+
+// onDeltaRequest records a delta (incremental) request. Only the first one
+// of a stream must carry the node, and an ACK carries no version: it
+// acknowledges the response with its nonce, whose system_version_info the
+// stream remembers.
+func (s *Server) onDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	return s.observe(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail())
+}
+
+// observe records the stream's node, seeds its node group with the
+// snapshot before the first watch is created, and reads ACKs and NACKs.
+// version is what the request says the node runs ("" for delta).
+func (s *Server) observe(key streamKey, n *corev3.Node, typeURL, nonce, version string, errDetail *status.Status) error {
+	s.mu.Lock()
+	if st := s.streams[key]; st != nil && n == nil {
+		n = st.node
+	}
+	s.mu.Unlock()
 	if n == nil {
 		return errors.New("xds: the first request of a stream must carry the node")
 	}
 	s.seed(s.group(n))
-	typ := shortType(req.GetTypeUrl())
+	typ := shortType(typeURL)
 	now := time.Now()
 
 	s.mu.Lock()
-	st := s.streams[id]
+	st := s.streams[key]
 	if st == nil {
-		st = &stream{node: n.GetId(), sent: map[string]sent{}}
-		s.streams[id] = st
+		st = &stream{node: n, sent: map[string][]sent{}}
+		s.streams[key] = st
 		ns := s.nodes[n.GetId()]
 		if ns == nil {
 			ns = &nodeState{NodeStatus: NodeStatus{ID: n.GetId(), Cluster: n.GetCluster(), Group: s.group(n)}, types: map[string]*TypeStatus{}}
@@ -245,9 +300,9 @@ func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error 
 		ns.streams++
 		ns.Connected = true
 		ns.ConnectedAt = now
-		s.log.Info("xds node connected", "node", n.GetId(), "cluster", n.GetCluster(), "stream", id)
+		s.log.Info("xds node connected", "node", n.GetId(), "cluster", n.GetCluster(), "stream", key.id, "delta", key.delta)
 	}
-	ns := s.nodes[st.node]
+	ns := s.nodes[st.node.GetId()]
 	ns.LastSeen = now
 	ts := ns.types[typ]
 	if ts == nil {
@@ -256,19 +311,28 @@ func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error 
 	}
 	var logNACK, logACK bool
 	var rejected string
-	if req.GetResponseNonce() != "" {
-		if e := req.GetErrorDetail(); e != nil {
+	if nonce != "" {
+		sentVersion, known := st.versionOf(typeURL, nonce)
+		if key.delta {
+			version = ts.AckedVersion // a delta request does not say what it runs
+		}
+		if errDetail != nil {
 			rejected = "unknown"
-			if sn := st.sent[req.GetTypeUrl()]; sn.nonce == req.GetResponseNonce() {
-				rejected = sn.version
+			if known {
+				rejected = sentVersion
 			}
 			ns.NACKs++
-			ns.LastNACK = &NACK{Type: typ, Version: rejected, Error: e.GetMessage(), At: now}
+			ns.LastNACK = &NACK{Type: typ, Version: rejected, Error: errDetail.GetMessage(), At: now}
 			ts.NACKed = true
 			logNACK = true
 		} else {
-			logACK = ts.AckedVersion != req.GetVersionInfo() || ts.NACKed
-			ts.AckedVersion, ts.AckedAt, ts.NACKed = req.GetVersionInfo(), now, false
+			if key.delta {
+				version = sentVersion
+			}
+			if known || !key.delta {
+				logACK = ts.AckedVersion != version || ts.NACKed
+				ts.AckedVersion, ts.AckedAt, ts.NACKed = version, now, false
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -277,43 +341,52 @@ func (s *Server) onRequest(id int64, req *discoverygrpc.DiscoveryRequest) error 
 	case logNACK:
 		s.log.Warn("xds NACK: Envoy rejected the resources and keeps its previous version",
 			"node", n.GetId(), "cluster", n.GetCluster(), "type", typ, "rejected_version", rejected,
-			"kept_version", req.GetVersionInfo(), "error", req.GetErrorDetail().GetMessage())
+			"kept_version", version, "error", errDetail.GetMessage())
 	case logACK:
-		s.log.Info("xds ACK", "node", n.GetId(), "cluster", n.GetCluster(), "type", typ, "version", req.GetVersionInfo())
+		s.log.Info("xds ACK", "node", n.GetId(), "cluster", n.GetCluster(), "type", typ, "version", version)
 	}
 	return nil
 }
 
-func (s *Server) onResponse(_ context.Context, id int64, req *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+func (s *Server) onResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+	s.sent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+func (s *Server) onDeltaResponse(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
+	s.sent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// sent records a response sent on a stream.
+func (s *Server) sent(key streamKey, typeURL, nonce, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.streams[id]
+	st := s.streams[key]
 	if st == nil {
 		return
 	}
-	st.sent[resp.GetTypeUrl()] = sent{nonce: resp.GetNonce(), version: resp.GetVersionInfo()}
-	if ns := s.nodes[st.node]; ns != nil {
-		typ := shortType(resp.GetTypeUrl())
+	st.remember(typeURL, nonce, version)
+	if ns := s.nodes[st.node.GetId()]; ns != nil {
+		typ := shortType(typeURL)
 		if ns.types[typ] == nil {
 			ns.types[typ] = &TypeStatus{}
 		}
-		ns.types[typ].SentVersion = resp.GetVersionInfo()
+		ns.types[typ].SentVersion = version
 	}
 }
 
 // forgetAfter is how long a disconnected node stays in the status.
 const forgetAfter = time.Hour
 
-func (s *Server) onClosed(id int64, n *corev3.Node) {
+func (s *Server) closed(key streamKey, n *corev3.Node) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.streams[id]
-	delete(s.streams, id)
+	st := s.streams[key]
+	delete(s.streams, key)
 	if st == nil {
 		return
 	}
 	now := time.Now()
-	if ns := s.nodes[st.node]; ns != nil {
+	if ns := s.nodes[st.node.GetId()]; ns != nil {
 		ns.streams--
 		if ns.streams <= 0 {
 			ns.Connected = false
@@ -325,7 +398,7 @@ func (s *Server) onClosed(id int64, n *corev3.Node) {
 			delete(s.nodes, k)
 		}
 	}
-	s.log.Info("xds stream closed", "node", n.GetId(), "cluster", n.GetCluster(), "stream", id)
+	s.log.Info("xds stream closed", "node", st.node.GetId(), "cluster", st.node.GetCluster(), "stream", key.id, "delta", key.delta)
 }
 
 // shortType names a resource type URL for logs, status and metrics.
