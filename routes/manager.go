@@ -95,9 +95,14 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 			continue
 		}
 		seq++
+		e := Edit{Seq: seq, At: m.now(), Who: who, Route: rc.Name, Action: ActionConfig, Old: old, New: file, Reason: reason}
+		if ok {
+			prior := st.Assign
+			e.prior = &prior
+		}
 		st = routeState{Split: file, FileSplit: file, Assign: Rebalance(st.Assign, file, seq)}
 		changed[rc.Name] = st
-		edits = append(edits, Edit{Seq: seq, At: m.now(), Who: who, Route: rc.Name, Action: ActionConfig, Old: old, New: file, Reason: reason})
+		edits = append(edits, e)
 	}
 	return m.commit(ctx, cfg, changed, edits, seq)
 }
@@ -133,16 +138,19 @@ func (m *Manager) commit(ctx context.Context, cfg *Config, changed map[string]ro
 // split leaves out stay with weight 0. It returns the history entry, or a
 // zero Edit when split equals the current one.
 func (m *Manager) SetSplit(ctx context.Context, route string, split Split, who, reason string) (Edit, error) {
-	return m.edit(ctx, route, who, reason, ActionSet, func(Split) (Split, int64, error) { return split, 0, nil })
+	return m.edit(ctx, route, who, reason, ActionSet, func(Split) (Split, int64, *Assignment, error) { return split, 0, nil, nil })
 }
 
 // Rollback returns a route to the split it had before its most recent edit
 // that has not been rolled back yet; repeated rollbacks walk further back.
+// Every user goes back to the backend they were on before that edit (the
+// edit's stored assignment), even when the edit moved users off several
+// backends at once.
 func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit, error) {
-	return m.edit(ctx, route, who, reason, ActionRollback, func(Split) (Split, int64, error) {
+	return m.edit(ctx, route, who, reason, ActionRollback, func(Split) (Split, int64, *Assignment, error) {
 		hist, err := m.store.History(ctx, route, 0)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		reverted := map[int64]bool{}
 		for _, e := range hist {
@@ -156,20 +164,24 @@ func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit
 			if e.Old == nil {
 				break
 			}
-			return e.Old, e.Seq, nil
+			return e.Old, e.Seq, e.prior, nil
 		}
-		return nil, 0, fmt.Errorf("route %s: %w: no earlier split in its history", route, ErrNothingToRollback)
+		return nil, 0, nil, fmt.Errorf("route %s: %w: no earlier split in its history", route, ErrNothingToRollback)
 	})
 }
 
-func (m *Manager) edit(ctx context.Context, route, who, reason, action string, target func(cur Split) (Split, int64, error)) (Edit, error) {
+// edit applies the split target returns. When target also returns the
+// assignment to restore (a rollback's), it is used if it moves users only
+// from backends whose weight falls to backends whose weight rises;
+// otherwise the buckets are rebalanced.
+func (m *Manager) edit(ctx context.Context, route, who, reason, action string, target func(cur Split) (Split, int64, *Assignment, error)) (Edit, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st, ok := m.states[route]
 	if _, inTable := m.table.Load().byName[route]; !ok || !inTable {
 		return Edit{}, fmt.Errorf("%w %q", ErrUnknownRoute, route)
 	}
-	split, reverts, err := target(st.Split)
+	split, reverts, restore, err := target(st.Split)
 	if err != nil {
 		return Edit{}, err
 	}
@@ -189,12 +201,33 @@ func (m *Manager) edit(ctx context.Context, route, who, reason, action string, t
 		return Edit{}, nil
 	}
 	seq := m.seq + 1
-	e := Edit{Seq: seq, At: m.now(), Who: who, Route: route, Action: action, Old: st.Split, New: next, Reason: reason, Reverts: reverts}
-	st = routeState{Split: next, FileSplit: st.FileSplit, Assign: Rebalance(st.Assign, next, seq)}
+	prior := st.Assign
+	e := Edit{Seq: seq, At: m.now(), Who: who, Route: route, Action: action, Old: st.Split, New: next, Reason: reason, Reverts: reverts, prior: &prior}
+	assign := Rebalance(st.Assign, next, seq)
+	if restore != nil && restorable(st.Assign, *restore, next) {
+		assign = *restore
+	}
+	st = routeState{Split: next, FileSplit: st.FileSplit, Assign: assign}
 	if err := m.commit(ctx, m.cfg, map[string]routeState{route: st}, []Edit{e}, seq); err != nil {
 		return Edit{}, err
 	}
 	return e, nil
+}
+
+// restorable reports whether going from assignment cur to to gives every
+// backend its weight in split and moves buckets only from backends that
+// lose weight to backends that gain it (as Rebalance does).
+func restorable(cur, to Assignment, split Split) bool {
+	if !to.Counts().Equal(split) {
+		return false
+	}
+	have := cur.Counts()
+	for b, owner := range to.Owner {
+		if from := cur.Owner[b]; from != owner && (from != "" && have[from] <= split[from] || have[owner] >= split[owner]) {
+			return false
+		}
+	}
+	return true
 }
 
 // History returns edits newest first (of one route when route != "").

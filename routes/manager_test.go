@@ -242,3 +242,65 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+const threeBackendConfig = `
+backends:
+  legacy:      {url: http://127.0.0.1:1}
+  checkout-v1: {url: http://127.0.0.1:2}
+  checkout-v2: {url: http://127.0.0.1:3}
+routes:
+  - name: checkout
+    match: {path_prefix: /api/checkout}
+    split: {legacy: 100, checkout-v1: 0, checkout-v2: 0}
+    sticky: {cookie: uid}
+`
+
+// TestManager_RollbackWithThreeBackendsIsExact: a step that takes users
+// from two backends at once (legacy and checkout-v1 both give to
+// checkout-v2), rolled back, returns every user to the backend they were
+// on before the step, also across a restart. Before the fix the rollback
+// handed the freed buckets out in backend-name order, so 20 users who had
+// only ever been on legacy landed on checkout-v1, and checkout-v1's users
+// on legacy.
+func TestManager_RollbackWithThreeBackendsIsExact(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	cfg := mustParse(t, threeBackendConfig)
+	m := openManager(t, path, cfg)
+	if _, err := m.SetSplit(ctx, "checkout", Split{"legacy": 80, "checkout-v1": 20}, "alice", "v1 at 20"); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Table().Route("checkout").Assignment()
+	if _, err := m.SetSplit(ctx, "checkout", Split{"legacy": 60, "checkout-v1": 0, "checkout-v2": 40}, "alice", "v2 instead"); err != nil {
+		t.Fatal(err)
+	}
+	m.store.Close()
+	m = openManager(t, path, cfg)
+	if _, err := m.Rollback(ctx, "checkout", "bob", "v2 errors"); err != nil {
+		t.Fatal(err)
+	}
+	rt := m.Table().Route("checkout")
+	if got, want := rt.Split(), (Split{"legacy": 80, "checkout-v1": 20, "checkout-v2": 0}); !got.Equal(want) {
+		t.Fatalf("split after rollback = %s, want %s", got, want)
+	}
+	moved := 0
+	for b := range Buckets {
+		if got, was := rt.Assignment().Owner[b], before.Owner[b]; got != was {
+			moved++
+			if moved <= 3 {
+				t.Errorf("bucket %d: on %s after the rollback, was on %s before the rolled-back step", b, got, was)
+			}
+		}
+	}
+	if moved > 0 {
+		t.Errorf("%d of %d buckets are not back on their backend", moved, Buckets)
+	}
+	// A second rollback walks back to legacy alone.
+	if _, err := m.Rollback(ctx, "checkout", "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if a := m.Table().Route("checkout").Assignment(); a.Counts()["legacy"] != Buckets {
+		got := a.Counts()["legacy"]
+		t.Errorf("after the second rollback legacy owns %d buckets, want %d", got, Buckets)
+	}
+}

@@ -25,6 +25,10 @@ type Edit struct {
 	Reason string    `json:"reason,omitempty"`
 	// Reverts is the Seq of the edit a rollback undid.
 	Reverts int64 `json:"reverts,omitempty"`
+	// prior is the route's bucket assignment before the edit, kept so a
+	// rollback can give every user back to the backend they were on; nil
+	// for a route's first edit and for edits stored before it was kept.
+	prior *Assignment
 }
 
 // Edit actions.
@@ -62,6 +66,10 @@ CREATE TABLE IF NOT EXISTS route_history (
 CREATE INDEX IF NOT EXISTS route_history_route ON route_history(route, seq);
 `
 
+// priorColumn holds each edit's assignment before it; state files made
+// before it existed get it added.
+const priorColumn = "prior_assignment"
+
 // OpenStore opens (creating if needed) the state file at path.
 func OpenStore(path string) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
@@ -74,11 +82,29 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(storeSchema); err != nil {
+	if err := migrate(db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// migrate creates the tables, and adds the columns newer versions keep to
+// the tables of an older state file.
+func migrate(db *sql.DB) error {
+	if _, err := db.Exec(storeSchema); err != nil {
+		return err
+	}
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('route_history') WHERE name = ?`, priorColumn).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		if _, err := db.Exec(`ALTER TABLE route_history ADD COLUMN ` + priorColumn + ` TEXT`); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the file.
@@ -136,9 +162,14 @@ func (s *Store) save(ctx context.Context, states map[string]routeState, edits []
 			b, _ := json.Marshal(e.Old)
 			old = string(b)
 		}
+		var prior any
+		if e.prior != nil {
+			b, _ := json.Marshal(e.prior)
+			prior = string(b)
+		}
 		nw, _ := json.Marshal(e.New)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO route_history(seq, at, who, route, action, old, new, reason, reverts) VALUES(?,?,?,?,?,?,?,?,?)`,
-			e.Seq, e.At.UTC().Format(time.RFC3339Nano), e.Who, e.Route, e.Action, old, string(nw), e.Reason, e.Reverts); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO route_history(seq, at, who, route, action, old, new, reason, reverts, `+priorColumn+`) VALUES(?,?,?,?,?,?,?,?,?,?)`,
+			e.Seq, e.At.UTC().Format(time.RFC3339Nano), e.Who, e.Route, e.Action, old, string(nw), e.Reason, e.Reverts, prior); err != nil {
 			return fmt.Errorf("save history: %w", err)
 		}
 	}
@@ -154,7 +185,7 @@ func (s *Store) History(ctx context.Context, route string, limit int) ([]Edit, e
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, at, who, route, action, old, new, reason, reverts FROM route_history
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, at, who, route, action, old, new, reason, reverts, `+priorColumn+` FROM route_history
 		WHERE ? = '' OR route = ? ORDER BY seq DESC LIMIT ?`, route, route, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
@@ -164,9 +195,9 @@ func (s *Store) History(ctx context.Context, route string, limit int) ([]Edit, e
 	for rows.Next() {
 		var e Edit
 		var at string
-		var old sql.NullString
+		var old, prior sql.NullString
 		var nw string
-		if err := rows.Scan(&e.Seq, &at, &e.Who, &e.Route, &e.Action, &old, &nw, &e.Reason, &e.Reverts); err != nil {
+		if err := rows.Scan(&e.Seq, &at, &e.Who, &e.Route, &e.Action, &old, &nw, &e.Reason, &e.Reverts, &prior); err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
 		e.At, _ = time.Parse(time.RFC3339Nano, at)
@@ -177,6 +208,12 @@ func (s *Store) History(ctx context.Context, route string, limit int) ([]Edit, e
 		}
 		if err := json.Unmarshal([]byte(nw), &e.New); err != nil {
 			return nil, fmt.Errorf("read history %d: %w", e.Seq, err)
+		}
+		if prior.Valid {
+			e.prior = new(Assignment)
+			if err := json.Unmarshal([]byte(prior.String), e.prior); err != nil {
+				return nil, fmt.Errorf("read history %d: %w", e.Seq, err)
+			}
 		}
 		out = append(out, e)
 	}
