@@ -216,9 +216,10 @@ func (h *reqHead) header(hdr http.Header, names []string) {
 }
 
 // hopByHop reports whether a request header must not be forwarded: the
-// hop-by-hop headers of RFC 9110 section 7.6.1 and the forwarding headers
-// banyan writes itself. (A request whose Connection header names other
-// headers is handed to net/http.)
+// hop-by-hop headers of RFC 9110 section 7.6.1, the forwarding headers
+// banyan writes itself, and ShadowHeader, which only banyan's mirrors may
+// carry. (A request whose Connection header names other headers is handed
+// to net/http.)
 func (h *reqHead) hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
@@ -238,7 +239,7 @@ func (h *reqHead) hopByHop(name []byte) bool {
 			return true
 		}
 	case 15:
-		if asciiEqualFold(name, "x-forwarded-for") {
+		if asciiEqualFold(name, "x-forwarded-for") || asciiEqualFold(name, ShadowHeader) {
 			return true
 		}
 	case 16:

@@ -62,6 +62,9 @@ type upstream struct {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Only banyan's own mirrors say they are one; a customer's request
+	// that claims it would have a dry-run backend skip its side effects.
+	delete(r.Header, ShadowHeader)
 	t := p.table()
 	rt := t.Match(r)
 	if rt == nil {
