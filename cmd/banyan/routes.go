@@ -59,6 +59,15 @@ func newRoutesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "routes",
 		Short: "List, edit, roll back and audit route weights on a running banyan",
+		// A bad --format is refused before the admin API is called, so an
+		// edit is never made by a command that then fails on its output.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			switch f.format {
+			case "text", "json", "":
+				return nil
+			}
+			return fmt.Errorf("unknown --format %q: use text or json", f.format)
+		},
 	}
 	cmd.PersistentFlags().String("admin", "http://127.0.0.1:9901", "admin API URL (env BANYAN_ADMIN); token from env "+routes.DefaultTokenEnv)
 	cmd.PersistentFlags().StringVar(&f.format, "format", "text", "output: text or json")
