@@ -148,13 +148,22 @@ func newRoutesCmd() *cobra.Command {
 	return cmd
 }
 
-// apiFailure maps an admin API refusal of the edit itself (bad split,
-// unknown route, nothing to roll back) to exit 1; an unreachable admin or
-// a refused token stays exit 2.
+// apiFailure maps the admin API's refusal of the edit itself (400 bad
+// split, 404 unknown route, 409 nothing to roll back) to exit 1. Anything
+// else could not run the edit and stays exit 2: an unreachable admin, a
+// refused token, a server error (5xx: the edit was not saved) or an answer
+// no banyan gives (--admin pointing at something else).
 func apiFailure(err error) error {
 	var ae *routes.APIError
-	if errors.As(err, &ae) && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden {
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict:
 		return failed(err)
+	}
+	if ae.Status >= 500 {
+		return fmt.Errorf("%w\ncheck `banyan routes list` and the banyan serve log before running it again", err)
 	}
 	return err
 }

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -28,6 +33,42 @@ func TestRoutesCLI_BadFormatChangesNothing(t *testing.T) {
 			}
 			if after := e.srv.mgr.Table().Route("r").Split(); !after.Equal(before) {
 				t.Errorf("split changed from %s to %s by a command that failed on its flags", before, after)
+			}
+		})
+	}
+}
+
+// An admin API that fails (a 5xx from the server or a proxy in front of
+// it) or answers like no banyan (405) could not run the edit: exit 2. Only
+// banyan's refusals of the edit itself (400 bad split, 404 unknown route,
+// 409 nothing to roll back) are exit 1.
+func TestRoutesCLI_AdminFailureIsExit2(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   int
+	}{
+		{http.StatusInternalServerError, `{"error":"save edit: disk I/O error"}`, exitCannotRun},
+		{http.StatusBadGateway, "upstream connect error", exitCannotRun},
+		{http.StatusServiceUnavailable, "", exitCannotRun},
+		{http.StatusMethodNotAllowed, "method not allowed", exitCannotRun},
+		{http.StatusBadRequest, `{"error":"invalid split","problems":[{"field":"split","why":"weights sum to 110, they must sum to 100"}]}`, exitFound},
+		{http.StatusNotFound, `{"error":"unknown route \"x\""}`, exitFound},
+		{http.StatusConflict, `{"error":"route r: nothing to roll back"}`, exitFound},
+	} {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer admin.Close()
+			for _, args := range [][]string{{"routes", "set", "r", "a=50", "b=50"}, {"routes", "rollback", "r"}} {
+				var out, errb bytes.Buffer
+				code := run(context.Background(), append(args, "--admin", admin.URL), &out, &errb)
+				if code != tc.want {
+					t.Errorf("%s: exit %d, want %d (stderr %q)", strings.Join(args, " "), code, tc.want, errb.String())
+				}
 			}
 		})
 	}
