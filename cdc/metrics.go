@@ -9,9 +9,10 @@ import (
 // Metrics are the pipeline's Prometheus series. A nil *Metrics records
 // nothing.
 type Metrics struct {
-	lag      prometheus.Gauge
-	rows     *prometheus.CounterVec
-	copyRows *prometheus.CounterVec
+	lag       prometheus.Gauge
+	rows      *prometheus.CounterVec
+	copyRows  *prometheus.CounterVec
+	pruneRows *prometheus.CounterVec
 }
 
 // NewMetrics registers the CDC series on reg.
@@ -29,8 +30,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "banyan_cdc_copy_rows_total",
 			Help: "Rows written by the initial copy, by target table.",
 		}, []string{"table"}),
+		pruneRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "banyan_cdc_resnapshot_deleted_total",
+			Help: "Target rows a resnapshot deleted because the source no longer has their key, by target table.",
+		}, []string{"table"}),
 	}
-	reg.MustRegister(m.lag, m.rows, m.copyRows)
+	reg.MustRegister(m.lag, m.rows, m.copyRows, m.pruneRows)
 	return m
 }
 
@@ -65,4 +70,11 @@ func (m *Metrics) copied(table string, n int) {
 		return
 	}
 	m.copyRows.WithLabelValues(table).Add(float64(n))
+}
+
+func (m *Metrics) pruned(table string, n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.pruneRows.WithLabelValues(table).Add(float64(n))
 }

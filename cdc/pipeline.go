@@ -43,6 +43,10 @@ type Pipeline struct {
 	Progress io.Writer
 	// Metrics, when set, are updated as batches land.
 	Metrics *Metrics
+	// pruneLookedUp, when set (tests), sees each batch of a resnapshot's
+	// delete pass after the source said which keys it lacks, before they
+	// are deleted from the target.
+	pruneLookedUp func(m *TableMap, absent [][]any)
 }
 
 // OpenDB opens a MySQL/MariaDB DSN with the session settings CDC relies
@@ -186,21 +190,39 @@ func (p *Pipeline) run(ctx context.Context, resnapshot bool) error {
 		return err
 	}
 	if !ok || resnapshot {
+		// The stream will start here. This position is read before the
+		// copy reads a row and before a resnapshot's delete pass asks the
+		// source about a key: whatever changes on the source after either
+		// looked (a row inserted after the pass found its key absent, or
+		// deleted after the copy read it) is after this position, and the
+		// stream replays it. Reading it later would lose those changes.
 		start, err := p.source.Position(ctx)
 		if err != nil {
 			return err
 		}
-		if err := p.target.Reset(ctx, start); err != nil {
+		var prune []string
+		if resnapshot {
+			for _, m := range p.order {
+				prune = append(prune, m.SourceName())
+			}
+		}
+		if err := p.target.Reset(ctx, start, prune); err != nil {
 			return fmt.Errorf("start copy: %w", err)
 		}
-		p.log.Info("cdc: initial copy starts; the stream will replay from the position read before it", "position", start.String())
+		p.log.Info("cdc: initial copy starts; the stream will replay from the position read before it", "position", start.String(), "resnapshot", resnapshot)
 		cp = Checkpoint{Phase: PhaseCopy, Start: start, Applied: start}
 	}
 	if cp.Phase == PhaseCopy {
 		// A lost connection during the copy is retried like one during
-		// streaming; the copy resumes at the chunk after the last one saved.
+		// streaming; the copy resumes at the chunk after the last one
+		// saved. A resnapshot first removes, table by table, the target
+		// rows whose key the source no longer has (prune.go), then copies
+		// the table.
 		err := retry(ctx, p.log, "copy", func() error {
 			for _, m := range p.order {
+				if err := p.pruneTable(ctx, m); err != nil {
+					return err
+				}
 				if err := p.copyTable(ctx, m); err != nil {
 					return err
 				}

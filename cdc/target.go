@@ -67,6 +67,15 @@ CREATE TABLE IF NOT EXISTS banyan_cdc_mapping (
 	columns      TEXT NOT NULL,
 	PRIMARY KEY (pipeline, source_table)
 ) ENGINE=InnoDB;
+CREATE TABLE IF NOT EXISTS banyan_cdc_prune (
+	pipeline     VARCHAR(64) NOT NULL,
+	source_table VARCHAR(200) NOT NULL,
+	last_key     TEXT NULL,
+	rows_checked BIGINT NOT NULL DEFAULT 0,
+	rows_deleted BIGINT NOT NULL DEFAULT 0,
+	done         TINYINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (pipeline, source_table)
+) ENGINE=InnoDB;
 CREATE TABLE IF NOT EXISTS banyan_cdc_stats (
 	pipeline     VARCHAR(64) NOT NULL,
 	target_table VARCHAR(200) NOT NULL,
@@ -129,8 +138,12 @@ func (t *Target) saveCheckpoint(ctx context.Context, x execer, cp Checkpoint) er
 	return nil
 }
 
-// Reset forgets copy progress and stats and starts a new copy from start.
-func (t *Target) Reset(ctx context.Context, start Position) error {
+// Reset forgets copy progress and starts a new copy from start. Each
+// table of prune (source names; a resnapshot's tables) gets a delete pass
+// before its copy, which removes the target rows the source no longer
+// has; the pass is recorded here, in the same transaction, so a copy
+// resumed after a crash still runs it.
+func (t *Target) Reset(ctx context.Context, start Position, prune []string) error {
 	tx, err := t.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -138,6 +151,14 @@ func (t *Target) Reset(ctx context.Context, start Position) error {
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `DELETE FROM banyan_cdc_copy WHERE pipeline = ?`, t.Pipeline); err != nil {
 		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM banyan_cdc_prune WHERE pipeline = ?`, t.Pipeline); err != nil {
+		return err
+	}
+	for _, table := range prune {
+		if err := savePrune(ctx, tx, t.Pipeline, PruneProgress{Table: table}); err != nil {
+			return err
+		}
 	}
 	if err := t.saveCheckpoint(ctx, tx, Checkpoint{Phase: PhaseCopy, Start: start, Applied: start}); err != nil {
 		return err

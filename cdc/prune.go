@@ -1,0 +1,423 @@
+package cdc
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/banyanhq/banyan/internal/progress"
+)
+
+// A resnapshot (`banyan cdc run --resnapshot`, after the binlog at the
+// checkpoint was lost) copies every source row again, but a row deleted on
+// the source while the binlog was lost has no row to copy and no delete
+// to replay. Before copying each table, the resnapshot therefore removes
+// the target rows whose key the source no longer has: the prune pass.
+//
+// Whether a target key still exists is the source server's call, made
+// with the source column's own type and collation — never a comparison in
+// Go. Under a case-insensitive or PAD SPACE collation the source's 'abc'
+// is the target's 'ABC' and 'abc ', and deleting those would delete a row
+// the source still has. The pass pages the target's keys in key order,
+// sends each batch to the source as a derived table and asks which
+// entries have no matching row (NOT EXISTS on the source table), then
+// deletes exactly those entries from the target, by the key as the target
+// holds it.
+//
+// Ordering. The position the stream resumes from is read (Run, before
+// Target.Reset) before the pass looks at the source, and nothing else
+// writes the target while it runs. So for every key either the source
+// changes it after that position, and the stream replays the change
+// (re-creating a row inserted after the look-up said "absent"), or it does
+// not, and the look-up saw the source's final answer for it. Rows the
+// pass wrongly called absent would, besides, be copied again by the table's
+// copy, which runs after the pass; the pass runs first so that rows gone
+// from the source free their unique values before the copy writes the
+// rows that took them.
+
+// pruneLookupRows bounds one source look-up statement.
+const pruneLookupRows = 500
+
+// PruneProgress is one table's delete pass of a resnapshot.
+type PruneProgress struct {
+	Table   string
+	LastKey []any // the last target key looked up; nil before the first batch
+	Checked int64 // target rows looked up on the source
+	Deleted int64 // target rows deleted: their key is gone from the source
+	Done    bool
+}
+
+// pruneProgress reads a table's delete pass; ok is false when the running
+// copy has none (a first copy, not a resnapshot).
+func (t *Target) pruneProgress(ctx context.Context, table string) (p PruneProgress, ok bool, err error) {
+	p.Table = table
+	var last sql.NullString
+	err = t.DB.QueryRowContext(ctx, `SELECT last_key, rows_checked, rows_deleted, done FROM banyan_cdc_prune WHERE pipeline = ? AND source_table = ?`, t.Pipeline, table).
+		Scan(&last, &p.Checked, &p.Deleted, &p.Done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, false, nil
+	}
+	if err != nil {
+		return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
+	}
+	if last.Valid {
+		dec := json.NewDecoder(strings.NewReader(last.String))
+		dec.UseNumber()
+		if err := dec.Decode(&p.LastKey); err != nil {
+			return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
+		}
+		if p.LastKey, err = KeyFromJSON(p.LastKey); err != nil {
+			return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
+		}
+	}
+	return p, true, nil
+}
+
+// pruneChunk deletes the given target keys and records the pass's
+// progress in the same transaction.
+func (t *Target) pruneChunk(ctx context.Context, m *TableMap, keys [][]any, p PruneProgress) error {
+	tx, err := t.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("resnapshot %s: %w", m.TargetName(), err)
+	}
+	defer tx.Rollback()
+	for start := 0; start < len(keys); start += pruneLookupRows {
+		if err := deleteKeys(ctx, tx, m, keys[start:min(start+pruneLookupRows, len(keys))]); err != nil {
+			return fmt.Errorf("resnapshot: delete from %s: %w", m.TargetName(), err)
+		}
+	}
+	if err := savePrune(ctx, tx, t.Pipeline, p); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func savePrune(ctx context.Context, x execer, pipeline string, p PruneProgress) error {
+	var last any
+	if p.LastKey != nil {
+		b, _ := json.Marshal(KeyToJSON(p.LastKey))
+		last = string(b)
+	}
+	_, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_prune (pipeline, source_table, last_key, rows_checked, rows_deleted, done) VALUES (?,?,?,?,?,?)
+		ON DUPLICATE KEY UPDATE last_key=VALUES(last_key), rows_checked=VALUES(rows_checked), rows_deleted=VALUES(rows_deleted), done=VALUES(done)`,
+		pipeline, p.Table, last, p.Checked, p.Deleted, p.Done)
+	if err != nil {
+		return fmt.Errorf("resnapshot %s: save progress: %w", p.Table, err)
+	}
+	return nil
+}
+
+// keyColumn is what the delete pass needs to know of one key column on
+// one side: how its values must travel so the server compares them as the
+// column's type.
+type keyColumn struct {
+	Name      string
+	DataType  string // information_schema DATA_TYPE, lower case
+	Charset   string // text columns
+	Collation string // text columns
+	Precision int64  // DECIMAL
+	Scale     int64  // DECIMAL
+}
+
+func (c keyColumn) text() bool {
+	switch c.DataType {
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set":
+		return c.Charset != "" && c.Charset != "binary"
+	}
+	return false
+}
+
+func (c keyColumn) bytes() bool {
+	switch c.DataType {
+	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit":
+		return true
+	}
+	return c.Charset == "binary"
+}
+
+// arg turns a key value read from the target into the query argument
+// this column compares as its own type. Text must travel as a string:
+// the driver sends []byte as a _binary literal, which a server may compare
+// byte by byte instead of by the column's collation. Bytes travel as
+// bytes (a string would be read as text in the connection's character
+// set). Integers stay integers, so a BIGINT beyond 2^53 is exact.
+func (c keyColumn) arg(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		if c.bytes() {
+			return x
+		}
+		return string(x)
+	case string:
+		if c.bytes() {
+			return []byte(x)
+		}
+		return x
+	case int64, uint64:
+		if c.bytes() {
+			return []byte(fmt.Sprint(x))
+		}
+		if c.text() {
+			return fmt.Sprint(x)
+		}
+	}
+	return v
+}
+
+// safeName is what information_schema gives as a character set or
+// collation name; anything else is refused rather than written into SQL.
+var safeName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+
+// match is the SQL expression that turns the derived table's value ref
+// into the source column's type and collation, so that the source column's
+// equality decides. An explicit COLLATE outranks every other coercibility,
+// so neither the connection's collation nor a binary literal can win.
+// ok is false for a type whose equality banyan cannot reproduce exactly
+// from the target's value (FLOAT, DOUBLE, BIT and the like).
+func (c keyColumn) match(ref string) (string, bool) {
+	switch {
+	case c.text():
+		if !safeName.MatchString(c.Charset) || !safeName.MatchString(c.Collation) {
+			return "", false
+		}
+		return fmt.Sprintf("CONVERT(%s USING %s) COLLATE %s", ref, c.Charset, c.Collation), true
+	case c.bytes() && c.DataType != "bit":
+		return ref, true
+	}
+	switch c.DataType {
+	case "tinyint", "smallint", "mediumint", "int", "bigint", "year":
+		return ref, true
+	case "decimal":
+		return fmt.Sprintf("CAST(%s AS DECIMAL(%d,%d))", ref, c.Precision, c.Scale), true
+	case "date":
+		return fmt.Sprintf("CAST(%s AS DATE)", ref), true
+	case "datetime", "timestamp":
+		// Both sessions run with time_zone '+00:00', so a TIMESTAMP
+		// reads and compares as the same UTC wall clock on both sides.
+		return fmt.Sprintf("CAST(%s AS DATETIME(6))", ref), true
+	case "time":
+		return fmt.Sprintf("CAST(%s AS TIME(6))", ref), true
+	}
+	return "", false
+}
+
+// keyColumns reads the key columns names of schema.table, in order.
+func keyColumns(ctx context.Context, db *sql.DB, schema, table string, names []string) ([]keyColumn, error) {
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, LOWER(DATA_TYPE), COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''),
+		COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0)
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("read key columns of %s.%s: %w", schema, table, err)
+	}
+	defer rows.Close()
+	byName := map[string]keyColumn{}
+	for rows.Next() {
+		var c keyColumn
+		if err := rows.Scan(&c.Name, &c.DataType, &c.Charset, &c.Collation, &c.Precision, &c.Scale); err != nil {
+			return nil, fmt.Errorf("read key columns of %s.%s: %w", schema, table, err)
+		}
+		byName[strings.ToLower(c.Name)] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read key columns of %s.%s: %w", schema, table, err)
+	}
+	out := make([]keyColumn, len(names))
+	for i, n := range names {
+		c, ok := byName[strings.ToLower(n)]
+		if !ok {
+			return nil, fmt.Errorf("%s.%s has no column %s", schema, table, n)
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// prunePlan is a table's key columns on both sides, for the delete pass.
+type prunePlan struct {
+	source, target []keyColumn
+	match          []string // per key column: the derived value in the source column's type
+}
+
+// planPrune reads m's key columns on both sides. why is non-empty when
+// the source cannot be asked about the target's keys: a key column with a
+// converter (the target holds a value the source does not), or of a type
+// whose equality cannot be reproduced from the target's value.
+func (p *Pipeline) planPrune(ctx context.Context, m *TableMap) (plan prunePlan, why string, err error) {
+	srcNames, dstNames := make([]string, len(m.PK)), make([]string, len(m.PK))
+	for i, k := range m.PK {
+		c := m.Cols[k]
+		if c.Convert != nil {
+			return plan, fmt.Sprintf("key column %s has the converter %s, so the target's key is not a value the source holds", c.Source, c.ConvertName), nil
+		}
+		srcNames[i], dstNames[i] = c.Source, c.Target
+	}
+	if plan.source, err = keyColumns(ctx, p.source.DB, m.SourceSchema, m.SourceTable, srcNames); err != nil {
+		return plan, "", err
+	}
+	if plan.target, err = keyColumns(ctx, p.target.DB, m.TargetSchema, m.TargetTable, dstNames); err != nil {
+		return plan, "", err
+	}
+	for i, c := range plan.source {
+		expr, ok := c.match(fmt.Sprintf("d.k%d", i))
+		if !ok {
+			return plan, fmt.Sprintf("key column %s is %s, whose equality banyan cannot ask the source about exactly", c.Name, c.DataType), nil
+		}
+		plan.match = append(plan.match, expr)
+	}
+	return plan, "", nil
+}
+
+// targetKeys reads up to n target keys after last (nil: from the start),
+// in the target's key order, each value as its target column compares.
+func (p *Pipeline) targetKeys(ctx context.Context, m *TableMap, plan prunePlan, last []any, n int) ([][]any, error) {
+	names := make([]string, len(plan.target))
+	for i, c := range plan.target {
+		names[i] = quoteIdent(c.Name)
+	}
+	q := "SELECT " + strings.Join(names, ", ") + " FROM " + targetTable(m)
+	var args []any
+	if last != nil {
+		cols := make([]string, len(plan.target))
+		for i, c := range plan.target {
+			cols[i] = c.Name
+		}
+		var cond string
+		cond, args = KeyBound(cols, targetArgs(plan, last), true)
+		q += " WHERE " + cond
+	}
+	q += fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(names, ", "), n)
+	rows, err := QueryRows(ctx, p.target.DB, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("resnapshot: read keys of %s: %w", m.TargetName(), err)
+	}
+	for i, r := range rows {
+		rows[i] = targetArgs(plan, r)
+	}
+	return rows, nil
+}
+
+func targetArgs(plan prunePlan, key []any) []any {
+	out := make([]any, len(key))
+	for i, v := range key {
+		out[i] = plan.target[i].arg(v)
+	}
+	return out
+}
+
+// absentOnSource returns the indexes of the keys (target keys, in target
+// column order) for which the source table has no row with an equal key,
+// equal as the source's key columns compare. The keys travel as a derived
+// table, one statement per pruneLookupRows keys:
+//
+//	SELECT d.i FROM (SELECT ? AS i, ? AS k0, ? AS k1 UNION ALL SELECT ?, ?, ? …) AS d
+//	WHERE NOT EXISTS (SELECT 1 FROM src AS s
+//	                  WHERE s.a = CONVERT(d.k0 USING latin1) COLLATE latin1_swedish_ci AND s.b = d.k1)
+func (p *Pipeline) absentOnSource(ctx context.Context, m *TableMap, plan prunePlan, keys [][]any) ([]int, error) {
+	var absent []int
+	var where strings.Builder
+	for i, k := range m.PK {
+		if i > 0 {
+			where.WriteString(" AND ")
+		}
+		fmt.Fprintf(&where, "s.%s = %s", quoteIdent(m.Cols[k].Source), plan.match[i])
+	}
+	for start := 0; start < len(keys); start += pruneLookupRows {
+		batch := keys[start:min(start+pruneLookupRows, len(keys))]
+		var b strings.Builder
+		args := make([]any, 0, len(batch)*(len(m.PK)+1))
+		b.WriteString("SELECT d.i FROM (")
+		for j, key := range batch {
+			if j == 0 {
+				b.WriteString("SELECT ? AS i")
+				for i := range key {
+					fmt.Fprintf(&b, ", ? AS k%d", i)
+				}
+			} else {
+				b.WriteString(" UNION ALL SELECT ?")
+				b.WriteString(strings.Repeat(", ?", len(key)))
+			}
+			args = append(args, int64(start+j))
+			for i, v := range key {
+				args = append(args, plan.source[i].arg(v))
+			}
+		}
+		fmt.Fprintf(&b, ") AS d WHERE NOT EXISTS (SELECT 1 FROM %s.%s AS s WHERE %s)",
+			quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable), where.String())
+		rows, err := QueryRows(ctx, p.source.DB, b.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("resnapshot: look up keys of %s on the source: %w", m.SourceName(), err)
+		}
+		for _, r := range rows {
+			i, err := strconv.Atoi(asString(r[0]))
+			if err != nil || i < start || i >= start+len(batch) {
+				return nil, fmt.Errorf("resnapshot: look up keys of %s on the source: unexpected entry %v", m.SourceName(), r[0])
+			}
+			absent = append(absent, i)
+		}
+	}
+	return absent, nil
+}
+
+// pruneTable runs m's delete pass of a resnapshot, resuming where it
+// stopped; a table without one (a first copy) is left alone. Each batch
+// of target keys is looked up on the source and the absent ones deleted
+// in one target transaction with the pass's progress.
+func (p *Pipeline) pruneTable(ctx context.Context, m *TableMap) error {
+	prog, ok, err := p.target.pruneProgress(ctx, m.SourceName())
+	if err != nil || !ok || prog.Done {
+		return err
+	}
+	plan, why, err := p.planPrune(ctx, m)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		p.log.Warn("cdc: resnapshot cannot look up this table's target keys on the source and deletes nothing from it; rows deleted on the source while the binlog was lost may remain: run `banyan check --fix-sql` after the copy",
+			"table", m.SourceName(), "target", m.TargetName(), "why", why)
+		prog.Done = true
+		return savePrune(ctx, p.target.DB, p.target.Pipeline, prog)
+	}
+	var total int64
+	_ = p.target.DB.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+targetTable(m)).Scan(&total)
+	bar := progress.New(p.Progress, "resnapshot: look up "+m.TargetName()+" keys on the source", "rows", total)
+	bar.Add(prog.Checked)
+	for {
+		keys, err := p.targetKeys(ctx, m, plan, prog.LastKey, p.cfg.ChunkRows)
+		if err != nil {
+			return err
+		}
+		absent, err := p.absentOnSource(ctx, m, plan, keys)
+		if err != nil {
+			return err
+		}
+		gone := make([][]any, 0, len(absent))
+		for _, i := range absent {
+			gone = append(gone, keys[i])
+		}
+		if p.pruneLookedUp != nil {
+			p.pruneLookedUp(m, gone)
+		}
+		if len(keys) > 0 {
+			prog.LastKey = keys[len(keys)-1]
+		}
+		prog.Checked += int64(len(keys))
+		prog.Deleted += int64(len(gone))
+		prog.Done = len(keys) < p.cfg.ChunkRows
+		if err := p.target.pruneChunk(ctx, m, gone, prog); err != nil {
+			return err
+		}
+		bar.Add(int64(len(keys)))
+		p.Metrics.pruned(m.TargetName(), len(gone))
+		if prog.Done {
+			bar.Done()
+			p.log.Info("cdc: resnapshot removed the target rows the source no longer has",
+				"table", m.SourceName(), "target", m.TargetName(), "checked", prog.Checked, "deleted", prog.Deleted)
+			return nil
+		}
+	}
+}
