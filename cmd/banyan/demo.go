@@ -322,8 +322,13 @@ func (e *demoEstate) cli(ctx context.Context, out io.Writer, args ...string) (in
 }
 
 func runDemo(ctx context.Context, out, stderr io.Writer, o demoOptions) error {
-	if o.users < 1 || (o.duration <= 0 && o.requests <= 0) {
-		return failed(errors.New("--users must be at least 1, and --duration or --requests above 0"))
+	switch {
+	case o.users < 1:
+		return fmt.Errorf("--users %d: give at least 1", o.users)
+	case o.requests < 0:
+		return fmt.Errorf("--requests %d: give a count above 0, or leave it out to use --duration", o.requests)
+	case o.requests == 0 && o.duration <= 0:
+		return fmt.Errorf("--duration %s: give a duration above 0 (e.g. 30s), or --requests N", o.duration)
 	}
 	dir, err := os.MkdirTemp("", "banyan-demo-")
 	if err != nil {

@@ -25,6 +25,9 @@ func newDemoServiceCmd() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"legacy", "orders"},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "legacy" && args[0] != "orders" {
+				return fmt.Errorf("unknown demo service %q: the demo services are legacy and orders", args[0])
+			}
 			var h http.Handler
 			var store demo.Store
 			if dsn == "" {
@@ -55,13 +58,9 @@ func newDemoServiceCmd() *cobra.Command {
 					store = demo.OrdersDB{DB: db}
 				}
 			}
-			switch args[0] {
-			case "legacy":
+			h = demo.OrdersService(store)
+			if args[0] == "legacy" {
 				h = demo.Legacy(store)
-			case "orders":
-				h = demo.OrdersService(store)
-			default:
-				return failed(errors.New("the demo services are legacy and orders"))
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
