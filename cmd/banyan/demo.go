@@ -391,18 +391,10 @@ func runDemo(ctx context.Context, out, stderr io.Writer, o demoOptions) error {
 			percentile(r.latencies, .50).Round(time.Microsecond), percentile(r.latencies, .99).Round(time.Microsecond))
 	}
 	tw.Flush()
-	at20, at50, back := results[1].onNew, results[2].onNew, results[3].onNew
-	stayed, sameBack := 0, true
-	for u := range at20 {
-		if at50[u] {
-			stayed++
-		}
-	}
-	for u := range back {
-		sameBack = sameBack && at20[u] // nobody on new after rollback who was not there at 20 %
-	}
-	fmt.Fprintf(out, "\nRamp 20%% -> 50%%: %d of %d users on orders-svc stayed there (a monotonic ramp keeps all).\n", stayed, len(at20))
-	fmt.Fprintf(out, "Rollback 50%% -> 20%%: every user on orders-svc after it was there at 20%%: %v.\n\n", sameBack)
+	oc := demoOutcome{overrideOK: overrideOK, steps: results, users: o.users}
+	stayed, at20 := oc.rampKept()
+	fmt.Fprintf(out, "\nRamp 20%% -> 50%%: %d of %d users on orders-svc stayed there (a monotonic ramp keeps all).\n", stayed, at20)
+	fmt.Fprintf(out, "Rollback 50%% -> 20%%: every user on orders-svc after it was there at 20%%: %v.\n\n", oc.rollbackExact())
 	e.cli(ctx, out, "routes", "list")
 	fmt.Fprintln(out)
 	e.cli(ctx, out, "routes", "history", "orders-read")
@@ -423,38 +415,31 @@ func runDemo(ctx context.Context, out, stderr io.Writer, o demoOptions) error {
 	if err := reports.WriteText(out, rep); err != nil {
 		return err
 	}
-	var found []string
 	for _, r := range rep.Routes {
 		for _, f := range r.Fields {
 			if !f.Noise {
-				found = append(found, f.Path)
+				oc.found = append(oc.found, f.Path)
 			}
 		}
 	}
-	// The new service's planted bug (a truncated discount total) must be
-	// the one and only differing field; request_id must be noise.
-	bugFound := len(found) == 1 && found[0] == "$.total"
 
-	consistent := true
+	oc.consistent = true
 	if e.withDB {
 		fmt.Fprintln(out, "\nCDC catching up, then the consistency check:")
 		if err := e.waitCDC(ctx, func(st *cdc.Status) bool { return st.CaughtUp }); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 		code, _ := e.cli(ctx, out, "check", "--config", e.path, "--recheck-after", "2s")
-		consistent = code == exitOK
+		oc.consistent = code == exitOK
 	}
 
-	failedReqs, switched, sent := 0, 0, 0
+	sent := 0
 	for _, r := range results {
-		failedReqs += r.failed
-		switched += r.switched
 		sent += r.requests
 	}
-	if !overrideOK || failedReqs > 0 || switched > 0 || stayed != len(at20) || !sameBack || !bugFound || !consistent {
+	if err := oc.verdict(); err != nil {
 		fmt.Fprintln(out, "\ndemo verdict: FAIL")
-		return failed(fmt.Errorf("demo: override ok=%v, failed requests=%d, users switched within a step=%d, ramp kept %d of %d, rollback exact=%v, differing fields %v (want only $.total), databases consistent=%v",
-			overrideOK, failedReqs, switched, stayed, len(at20), sameBack, found, consistent))
+		return failed(err)
 	}
 	dbPart := ""
 	if e.withDB {
@@ -464,6 +449,58 @@ func runDemo(ctx context.Context, out, stderr io.Writer, o demoOptions) error {
 	if !o.exit {
 		fmt.Fprintf(out, "\nThe dashboard stays up at http://%s/ — press Ctrl-C to stop.\n", e.srv.adminAddr())
 		<-ctx.Done()
+	}
+	return nil
+}
+
+// demoOutcome is what the demo saw, from which its verdict is made.
+type demoOutcome struct {
+	overrideOK bool
+	// steps are the traffic of start, 80/20, 50/50 and the rollback.
+	steps []stepResult
+	users int
+	// found are the report's differing (non-noise) field paths.
+	found      []string
+	consistent bool
+}
+
+// rampKept returns how many users on orders-svc at 20 % were still there
+// at 50 %, and how many were there at 20 %.
+func (oc demoOutcome) rampKept() (stayed, at20 int) {
+	for u := range oc.steps[1].onNew {
+		if oc.steps[2].onNew[u] {
+			stayed++
+		}
+	}
+	return stayed, len(oc.steps[1].onNew)
+}
+
+// rollbackExact reports whether nobody is on orders-svc after the rollback
+// who was not there at 20 %.
+func (oc demoOutcome) rollbackExact() bool {
+	for u := range oc.steps[3].onNew {
+		if !oc.steps[1].onNew[u] {
+			return false
+		}
+	}
+	return true
+}
+
+// verdict returns nil when the demo showed everything it claims, or an
+// error naming what it did not.
+func (oc demoOutcome) verdict() error {
+	failedReqs, switched := 0, 0
+	for _, r := range oc.steps {
+		failedReqs += r.failed
+		switched += r.switched
+	}
+	stayed, at20 := oc.rampKept()
+	// The new service's planted bug (a truncated discount total) must be
+	// the one and only differing field; request_id must be noise.
+	bugFound := len(oc.found) == 1 && oc.found[0] == "$.total"
+	if !oc.overrideOK || failedReqs > 0 || switched > 0 || stayed != at20 || !oc.rollbackExact() || !bugFound || !oc.consistent {
+		return fmt.Errorf("demo: override ok=%v, failed requests=%d, users switched within a step=%d, ramp kept %d of %d, rollback exact=%v, differing fields %v (want only $.total), databases consistent=%v",
+			oc.overrideOK, failedReqs, switched, stayed, at20, oc.rollbackExact(), oc.found, oc.consistent)
 	}
 	return nil
 }
