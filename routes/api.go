@@ -120,7 +120,10 @@ type ErrorResponse struct {
 }
 
 // NewAPI returns the admin JSON API over m. With tokens set, every call
-// needs "Authorization: Bearer TOKEN" (401 otherwise).
+// needs "Authorization: Bearer TOKEN" (401 otherwise). Edits a browser
+// sends from another site are refused (403): a page the engineer visits
+// could otherwise post a rollback to a loopback admin without a token, or
+// with the token the browser keeps from the dashboard.
 func NewAPI(m *Manager, tokens Tokens) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/routes", func(w http.ResponseWriter, r *http.Request) {
@@ -161,7 +164,7 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, HistoryResponse{History: h})
 	})
-	return tokens.Require(mux)
+	return http.NewCrossOriginProtection().Handler(tokens.Require(mux))
 }
 
 // Require wraps h so that, when tokens are set, every call needs

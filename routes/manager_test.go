@@ -304,3 +304,44 @@ func TestManager_RollbackWithThreeBackendsIsExact(t *testing.T) {
 		t.Errorf("after the second rollback legacy owns %d buckets, want %d", got, Buckets)
 	}
 }
+
+// TestAPI_CrossSiteEditRefused: a web page the engineer visits cannot edit
+// routes through their browser. A cross-site form POST needs no preflight,
+// and reaches a loopback admin without a token, or one whose token the
+// browser holds from the dashboard's basic-auth prompt; before the fix it
+// rolled the route back. The CLI (no Origin, no Sec-Fetch-Site) and the
+// dashboard's same-origin calls still work.
+func TestAPI_CrossSiteEditRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, tokens := range []Tokens{nil, ParseTokens("ops:s3cret")} {
+		m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+		if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 50, "new": 50}, "alice", "ramp"); err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(NewAPI(m, tokens))
+		t.Cleanup(srv.Close)
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/routes/orders/rollback", strings.NewReader(`{"reason":"csrf"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("Origin", "https://evil.example")
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		req.SetBasicAuth("", "s3cret")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got, want := resp.StatusCode, http.StatusForbidden; got != want {
+			t.Errorf("tokens %v: cross-site rollback: status %d, want %d", len(tokens), got, want)
+		}
+		if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 50, "new": 50}); !got.Equal(want) {
+			t.Errorf("tokens %v: a cross-site page changed the split to %s", len(tokens), got)
+		}
+		c := &Client{Base: srv.URL, Token: "s3cret"}
+		if _, err := c.Rollback(ctx, "orders", "from the CLI"); err != nil {
+			t.Errorf("tokens %v: CLI rollback: %v", len(tokens), err)
+		}
+	}
+}
