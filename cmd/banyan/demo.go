@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -201,6 +202,11 @@ type stepResult struct {
 	onNew            map[int]bool // user -> order reads served by orders-svc
 	switched         int          // users whose order reads went to both backends in the step
 	latencies        []time.Duration
+	// split is orders-read's live split during the step and want the one
+	// the step set; expectNew are the users the live bucket map puts on
+	// orders-svc (nil: not known).
+	split, want routes.Split
+	expectNew   map[int]bool
 }
 
 // drive sends the demo's traffic mix until the deadline or the request
@@ -247,7 +253,7 @@ func (e *demoEstate) drive(ctx context.Context, users int, until time.Time, budg
 					req, _ = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.srv.proxyAddr()+"/api/checkout", strings.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
 				}
-				req.AddCookie(&http.Cookie{Name: "uid", Value: fmt.Sprintf("user-%d", u)})
+				req.AddCookie(&http.Cookie{Name: "uid", Value: demoUserKey(u)})
 				start := time.Now()
 				resp, err := e.client.Do(req)
 				ok := err == nil
@@ -287,6 +293,9 @@ func (e *demoEstate) drive(ctx context.Context, users int, until time.Time, budg
 	}
 	return res
 }
+
+// demoUserKey is user u's uid cookie, the route's sticky key.
+func demoUserKey(u int) string { return fmt.Sprintf("user-%d", u) }
 
 func percentile(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
@@ -356,11 +365,12 @@ func runDemo(ctx context.Context, out, stderr io.Writer, o demoOptions) error {
 	steps := []struct {
 		label string
 		args  []string
+		want  routes.Split
 	}{
-		{"start", nil},
-		{"routes set 80/20", []string{"routes", "set", "orders-read", "legacy=80", "orders-svc=20", "--reason", "ramp step 1"}},
-		{"routes set 50/50", []string{"routes", "set", "orders-read", "legacy=50", "orders-svc=50", "--reason", "ramp step 2"}},
-		{"routes rollback", []string{"routes", "rollback", "orders-read", "--reason", "demo rollback"}},
+		{"start", nil, routes.Split{"legacy": 100, "orders-svc": 0}},
+		{"routes set 80/20", []string{"routes", "set", "orders-read", "legacy=80", "orders-svc=20", "--reason", "ramp step 1"}, routes.Split{"legacy": 80, "orders-svc": 20}},
+		{"routes set 50/50", []string{"routes", "set", "orders-read", "legacy=50", "orders-svc=50", "--reason", "ramp step 2"}, routes.Split{"legacy": 50, "orders-svc": 50}},
+		{"routes rollback", []string{"routes", "rollback", "orders-read", "--reason", "demo rollback"}, routes.Split{"legacy": 80, "orders-svc": 20}},
 	}
 	total := int64(o.requests)
 	bar := progress.New(stderr, "demo traffic", "requests", total)
@@ -377,7 +387,15 @@ func runDemo(ctx context.Context, out, stderr io.Writer, o demoOptions) error {
 		if o.requests > 0 {
 			budget = o.requests / len(steps)
 		}
+		rt := e.srv.mgr.Table().Route("orders-read")
 		results[i] = e.drive(ctx, o.users, until, budget, bar)
+		results[i].split, results[i].want = rt.Split(), s.want
+		results[i].expectNew = map[int]bool{}
+		for u := range o.users {
+			if rt.BackendFor(demoUserKey(u)) == "orders-svc" {
+				results[i].expectNew[u] = true
+			}
+		}
 	}
 	bar.Done()
 	fmt.Fprint(out, log.String(), "\n")
@@ -475,32 +493,64 @@ func (oc demoOutcome) rampKept() (stayed, at20 int) {
 	return stayed, len(oc.steps[1].onNew)
 }
 
-// rollbackExact reports whether nobody is on orders-svc after the rollback
-// who was not there at 20 %.
+// rollbackExact reports whether the users on orders-svc after the
+// rollback are exactly those who were there at 20 %: nobody else, and
+// nobody of them sent back to legacy.
 func (oc demoOutcome) rollbackExact() bool {
-	for u := range oc.steps[3].onNew {
-		if !oc.steps[1].onNew[u] {
-			return false
-		}
-	}
-	return true
+	return maps.Equal(oc.steps[3].onNew, oc.steps[1].onNew)
 }
 
 // verdict returns nil when the demo showed everything it claims, or an
-// error naming what it did not.
+// error naming what it did not. Each claim must be able to fail: a ramp
+// that moved nobody, users on orders-svc at weight 0, or a rollback that
+// sent everybody back all fail, not only failed requests.
 func (oc demoOutcome) verdict() error {
+	var ps []string
+	if !oc.overrideOK {
+		ps = append(ps, "the override header did not reach orders-svc")
+	}
 	failedReqs, switched := 0, 0
 	for _, r := range oc.steps {
 		failedReqs += r.failed
 		switched += r.switched
 	}
-	stayed, at20 := oc.rampKept()
+	if failedReqs > 0 {
+		ps = append(ps, fmt.Sprintf("%d requests failed", failedReqs))
+	}
+	if switched > 0 {
+		ps = append(ps, fmt.Sprintf("%d users switched backends within a step (not sticky)", switched))
+	}
+	if n := len(oc.steps[0].onNew); n > 0 {
+		ps = append(ps, fmt.Sprintf("at the start %d users were served by orders-svc at weight 0", n))
+	}
+	for i, r := range oc.steps {
+		step := demoStepNames[i]
+		if r.want != nil && !r.split.Equal(r.want) {
+			ps = append(ps, fmt.Sprintf("step %q: the live split was %s, the step set %s", step, r.split, r.want))
+		}
+		if r.expectNew != nil && !maps.Equal(r.onNew, r.expectNew) {
+			ps = append(ps, fmt.Sprintf("step %q: %d users were served by orders-svc, the live bucket map puts %d there", step, len(r.onNew), len(r.expectNew)))
+		}
+	}
+	if stayed, at20 := oc.rampKept(); stayed != at20 {
+		ps = append(ps, fmt.Sprintf("ramp 20%% -> 50%% kept only %d of %d users on orders-svc", stayed, at20))
+	}
+	if !oc.rollbackExact() {
+		ps = append(ps, fmt.Sprintf("rollback not exact: %d users on orders-svc after it, %d at 20%%", len(oc.steps[3].onNew), len(oc.steps[1].onNew)))
+	}
 	// The new service's planted bug (a truncated discount total) must be
 	// the one and only differing field; request_id must be noise.
-	bugFound := len(oc.found) == 1 && oc.found[0] == "$.total"
-	if !oc.overrideOK || failedReqs > 0 || switched > 0 || stayed != at20 || !oc.rollbackExact() || !bugFound || !oc.consistent {
-		return fmt.Errorf("demo: override ok=%v, failed requests=%d, users switched within a step=%d, ramp kept %d of %d, rollback exact=%v, differing fields %v (want only $.total), databases consistent=%v",
-			oc.overrideOK, failedReqs, switched, stayed, at20, oc.rollbackExact(), oc.found, oc.consistent)
+	if len(oc.found) != 1 || oc.found[0] != "$.total" {
+		ps = append(ps, fmt.Sprintf("differing fields %v, want only $.total", oc.found))
+	}
+	if !oc.consistent {
+		ps = append(ps, "banyan check did not find the databases consistent")
+	}
+	if len(ps) > 0 {
+		return fmt.Errorf("demo: %s", strings.Join(ps, "; "))
 	}
 	return nil
 }
+
+// demoStepNames name the demo's four traffic steps in the verdict.
+var demoStepNames = []string{"start", "routes set 80/20", "routes set 50/50", "routes rollback"}
