@@ -719,20 +719,37 @@ func headerLines(head []byte, lines [][2][]byte) ([][2][]byte, error) {
 		if c := name[len(name)-1]; c == ' ' || c == '\t' {
 			continue
 		}
-		for _, c := range name {
-			if !isTokenChar(c) {
-				return nil, fmt.Errorf("malformed header name %q", name)
-			}
+		if !validName(name) {
+			return nil, fmt.Errorf("malformed header name %q", name)
 		}
 		value := bytes.Trim(line[colon+1:], " \t")
-		for _, c := range value {
-			if c < ' ' && c != '\t' || c == 0x7f {
-				return nil, fmt.Errorf("invalid byte in header %q", name)
-			}
+		if !plainText(value) {
+			return nil, fmt.Errorf("invalid byte in header %q", name)
 		}
 		lines = append(lines, [2][]byte{name, value})
 	}
 	return lines, nil
+}
+
+// validName reports whether b is a header name (an RFC 9110 token).
+func validName(b []byte) bool {
+	for _, c := range b {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// plainText reports whether b holds no control byte but HTAB: nothing a
+// client could take for the end of a line.
+func plainText(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // respHopByHop reports whether a response header stays with the backend
@@ -762,7 +779,13 @@ func respHopByHop(name []byte, rh *respHead) bool {
 func (ex *exchange) writeHead(head []byte, rh *respHead, code int, informational bool) {
 	w := ex.fc.w
 	w.WriteString("HTTP/1.1")
-	w.Write(firstLine(head)[8:])
+	if status := firstLine(head)[8:]; plainText(status) {
+		w.Write(status)
+	} else {
+		// A reason phrase with a control byte (a bare CR a client could
+		// end the line at) is replaced, as net/http writes its own.
+		w.WriteString(" " + strconv.Itoa(code) + " " + http.StatusText(code))
+	}
 	w.WriteString("\r\n")
 	for _, l := range rh.lines {
 		if !respHopByHop(l[0], rh) {
@@ -918,8 +941,15 @@ func (ex *exchange) relayChunked(uc *upConn) error {
 		if len(line) == 0 {
 			break
 		}
-		if colon := bytes.IndexByte(line, ':'); colon <= 0 {
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
 			return fmt.Errorf("malformed trailer %q", line)
+		}
+		if !validName(line[:colon]) || !plainText(line[colon+1:]) {
+			// A folded line, a name with blanks or odd bytes, or a value
+			// with a control byte: dropped, never passed on (net/http drops
+			// them too).
+			continue
 		}
 		w.Write(line)
 		w.WriteString("\r\n")

@@ -1,6 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"testing"
 
@@ -32,6 +36,53 @@ func TestServer_ClientShadowHeaderDropped(t *testing.T) {
 			}
 			if got := recv(t, seen, "the request at the backend"); len(got) != 0 {
 				t.Errorf("net/http only %v: %s: the backend received %s: %q from the client", netHTTP, firstLineOf(req), proxy.ShadowHeader, got)
+			}
+		}
+	}
+}
+
+// TestServer_NoBareCRToClient: RFC 9112 forbids sending a bare CR, and a
+// client (or a cache in front of banyan) that ends a line at one reads a
+// header the backend never sent. The fast path copied the backend's
+// reason phrase and trailer lines byte for byte, bare CR and folded lines
+// included; net/http writes its own status line and drops such trailers.
+func TestServer_NoBareCRToClient(t *testing.T) {
+	t.Parallel()
+	answers := map[string]string{
+		"/reason":  "HTTP/1.1 200 OK\rSet-Cookie: session=attacker\r\nContent-Length: 2\r\n\r\nok",
+		"/trailer": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\rSet-Cookie: session=attacker\r\n folded: x\r\nX-Ok: yes\r\n\r\n",
+	}
+	raw := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, _, err := readReq(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, answers[req.URL.Path])
+		}
+	})
+	b := &backend{name: "raw", URL: raw.URL}
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("raw"), b)
+		base := serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP})
+		for _, path := range []string{"/reason", "/trailer"} {
+			rc := dialRaw(t, base)
+			rc.send("GET " + path + " HTTP/1.1\r\nHost: shop\r\nTe: trailers\r\nConnection: close\r\n\r\n")
+			all, err := io.ReadAll(rc.br)
+			if err != nil {
+				t.Fatalf("net/http only %v: %s: %v", netHTTP, path, err)
+			}
+			if !bytes.HasPrefix(all, []byte("HTTP/1.1 200 ")) || !bytes.Contains(all, []byte("ok")) {
+				t.Errorf("net/http only %v: %s: answer %q, want the 200 with its body", netHTTP, path, all)
+			}
+			for i, c := range all {
+				if c == '\r' && (i+1 == len(all) || all[i+1] != '\n') {
+					t.Errorf("net/http only %v: %s: bare CR at byte %d of %q", netHTTP, path, i, all)
+					break
+				}
+			}
+			if bytes.Contains(all, []byte("\n folded")) {
+				t.Errorf("net/http only %v: %s: a folded line reached the client: %q", netHTTP, path, all)
 			}
 		}
 	}
