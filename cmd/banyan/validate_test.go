@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// With xds.listen set, serve refuses a table it cannot translate for
+// Envoy; validate must find that too, not call the file valid.
+func TestValidateCmd_XDSProblems(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "banyan.yaml")
+	writeAtomic(t, path, `xds: {listen: 127.0.0.1:0}
+admin: {listen: 127.0.0.1:0}
+listen: 127.0.0.1:0
+state: state.db
+backends:
+  legacy: {url: http://127.0.0.1:8081/base1}
+  new:    {url: http://127.0.0.1:8082/base2}
+routes:
+  - name: orders
+    match: {path_prefix: /api/orders}
+    split: {legacy: 80, new: 20}
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+	if code != exitFound || !strings.Contains(errb.String(), "route orders") || !strings.Contains(errb.String(), "different URL paths") {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q; want exit %d naming route orders and the URL paths", code, out.String(), errb.String(), exitFound)
+	}
+	// serve agrees: it refuses to start on the same file.
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--config", path}, &out, &errb); code != exitCannotRun || !strings.Contains(errb.String(), "different URL paths") {
+		t.Errorf("serve: exit %d, stderr %q", code, errb.String())
+	}
+}
