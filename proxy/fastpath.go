@@ -708,7 +708,7 @@ func headerLines(head []byte, lines [][2][]byte) ([][2][]byte, error) {
 			}
 			last := &lines[len(lines)-1]
 			joined := append(append(append([]byte(nil), last[1]...), ' '), bytes.Trim(line, " \t")...)
-			last[1] = bytes.TrimRight(joined, " ")
+			last[1] = bytes.Trim(joined, " ") // an empty first line adds no space
 			continue
 		}
 		colon := bytes.IndexByte(line, ':')

@@ -87,3 +87,36 @@ func TestServer_NoBareCRToClient(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_FoldedFramingHeaderFromBackend: a backend that folds its
+// Transfer-Encoding or Content-Length value onto a continuation line
+// (obs-fold, which RFC 9112 lets a proxy replace with a space) is read as
+// net/http reads it. The fast path joined the fold with a leading space
+// (" chunked", " 2") and answered 502 where net/http relayed the answer.
+func TestServer_FoldedFramingHeaderFromBackend(t *testing.T) {
+	t.Parallel()
+	answers := map[string]string{
+		"/te": "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"/cl": "HTTP/1.1 200 OK\r\nContent-Length:\r\n\t2\r\n\r\nok",
+	}
+	raw := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, _, err := readReq(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, answers[req.URL.Path])
+		}
+	})
+	b := &backend{name: "raw", URL: raw.URL}
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("raw"), b)
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+		for _, path := range []string{"/te", "/cl"} {
+			resp, body := rc.do("GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n")
+			if resp.StatusCode != http.StatusOK || body != "ok" {
+				t.Errorf("net/http only %v: %s: status %d, body %q; want 200, %q", netHTTP, path, resp.StatusCode, body, "ok")
+			}
+		}
+	}
+}
