@@ -263,6 +263,7 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 		}
 		mapped := make([][]any, len(rows))
 		for i, r := range rows {
+			textAsString(m, r)
 			if mapped[i], err = m.Row(index, r); err != nil {
 				return &permanentError{fmt.Errorf("copy %s: %w", m.SourceName(), err)}
 			}
@@ -286,6 +287,20 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 			bar.Done()
 			p.log.Info("cdc: table copied", "table", m.SourceName(), "rows", prog.Rows)
 			return nil
+		}
+	}
+}
+
+// textAsString turns the text values of a copied row (in m.Cols order)
+// from the []byte the driver reads into strings. The server sent them as
+// utf8mb4; written back as []byte they went as _binary literals, which a
+// target column in another character set (latin1) stored byte for byte,
+// as mojibake, where a string is converted to the column's character set.
+// Binary columns keep their bytes.
+func textAsString(m *TableMap, row []any) {
+	for i, c := range m.Cols {
+		if b, ok := row[i].([]byte); ok && !binaryColumnType(c.DataType) {
+			row[i] = string(b)
 		}
 	}
 }

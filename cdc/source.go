@@ -166,7 +166,7 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 			keys[i] = m.Cols[k].Source
 		}
 		var cond string
-		cond, args = KeyBound(keys, last, true)
+		cond, args = KeyBound(keys, sourceKeyArgs(m, last), true)
 		b.WriteString(" WHERE " + cond)
 	}
 	b.WriteString(" ORDER BY ")
@@ -182,6 +182,35 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 		return nil, fmt.Errorf("read %s: %w", m.SourceName(), err)
 	}
 	return out, nil
+}
+
+// sourceKeyArgs makes a key read from the source (or saved from one) fit
+// to page by: a text value travels as a string, which the server converts
+// to the column's character set and compares by its collation. As the
+// []byte the driver reads it as, it went as a _binary literal, whose
+// UTF-8 bytes a latin1 column took for latin1 text ('Åsa' became
+// 'Ã\u0085sa', which sorts before it), so a chunk restarted at the row it
+// had ended with. Binary and BIT columns keep their bytes.
+func sourceKeyArgs(m *TableMap, key []any) []any {
+	out := make([]any, len(key))
+	for i, v := range key {
+		out[i] = v
+		if b, ok := v.([]byte); ok && !binaryColumnType(m.Cols[m.PK[i]].DataType) {
+			out[i] = string(b)
+		}
+	}
+	return out
+}
+
+// binaryColumnType reports whether a COLUMN_TYPE holds bytes, not text.
+func binaryColumnType(columnType string) bool {
+	t := strings.ToLower(columnType)
+	for _, p := range []string{"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"} {
+		if t == p || strings.HasPrefix(t, p+"(") {
+			return true
+		}
+	}
+	return false
 }
 
 // QueryRows runs a query and returns every row's values as the driver
