@@ -161,6 +161,10 @@ func TestChecks_BrokenEstate(t *testing.T) {
 		{"depends on an unknown service", "depends_on: [db]=>depends_on: [dbx]", "", "services.cdc.depends_on.dbx: no such service"},
 		{"service_healthy without healthcheck", `healthcheck: {test: ["CMD", "true"]}=>restart: always`, "", "db has no healthcheck"},
 		{"misspelt service key", "depends_on: [db]=>dependson: [db]", "", `unknown key "dependson"`},
+		// "environment:" with nothing under it is null, and Compose refuses
+		// the whole file: "services.cdc.environment must be a mapping".
+		{"service key left empty", `expose: ["9902"]=>environment:
+    expose: ["9902"]`, "", "services.cdc.environment: empty (null)"},
 		{"unknown subcommand", `command: ["serve",=>command: ["server",`, "", `banyan has no subcommand "server"`},
 		{"unknown flag", `"--metrics-listen"=>"--metrics"`, "", "banyan has no flag --metrics"},
 		{"config not mounted", `"./banyan.yaml:/etc/banyan/banyan.yaml:ro", =>`, "", "--config /etc/banyan/banyan.yaml is not bind-mounted"},

@@ -41,8 +41,49 @@ func checkKeys(c *composeFile) []string {
 			}
 		}
 	}
+	ps = append(ps, nullServiceKeys(c.root)...)
 	sort.Strings(ps)
 	return ps
+}
+
+// nullServiceKeys reports service attributes written with nothing after
+// the colon ("environment:" with every entry removed or commented out):
+// YAML makes that null, and Compose refuses the whole file
+// ("services.x.environment must be a mapping").
+func nullServiceKeys(root *yaml.Node) []string {
+	if root == nil || len(root.Content) == 0 {
+		return nil
+	}
+	var ps []string
+	services := mappingValue(root.Content[0], "services")
+	if services == nil || services.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(services.Content); i += 2 {
+		name, svc := services.Content[i].Value, services.Content[i+1]
+		if svc.Kind != yaml.MappingNode {
+			continue
+		}
+		for j := 0; j+1 < len(svc.Content); j += 2 {
+			if v := svc.Content[j+1]; v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+				ps = append(ps, fmt.Sprintf("services.%s.%s: empty (null), which Compose rejects (line %d): remove the key or give it a value", name, svc.Content[j].Value, v.Line))
+			}
+		}
+	}
+	return ps
+}
+
+// mappingValue returns the value of key in a mapping node, or nil.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }
 
 // checkImages: every service has an image or a build whose context and

@@ -24,6 +24,8 @@ type composeFile struct {
 
 	// dir is the folder relative paths resolve against.
 	dir string
+	// root is the file as parsed, for checks the decoded form hides.
+	root *yaml.Node
 }
 
 type service struct {
@@ -267,6 +269,7 @@ func parseCompose(data []byte) (*composeFile, error) {
 	if err := root.Decode(&c); err != nil {
 		return nil, err
 	}
+	c.root = &root
 	if len(c.Services) == 0 {
 		return nil, fmt.Errorf("no services")
 	}
