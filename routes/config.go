@@ -381,7 +381,7 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 	} else if err != nil && !errors.Is(err, errEOF) {
 		return nil, &ValidationError{Problems: []Problem{{Field: "yaml", Why: err.Error()}}}
 	}
-	applyEnv(&cfg)
+	fromEnv := applyEnv(&cfg)
 	ps = append(ps, cfg.expandSecrets()...)
 	cfg.applyDefaults()
 	var ve *ValidationError
@@ -390,6 +390,12 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 	}
 	for _, check := range checks {
 		ps = append(ps, check(&cfg)...)
+	}
+	// A value a BANYAN_* variable set is not in the file: say where it is.
+	for i, p := range ps {
+		if env, ok := fromEnv[p.Field]; ok {
+			ps[i].Why += fmt.Sprintf(" (set by the environment variable %s, which overrides the file: fix or unset it)", env)
+		}
 	}
 	if len(ps) > 0 {
 		return nil, &ValidationError{Problems: ps}
@@ -435,10 +441,11 @@ var errEOF = func() error {
 // BANYAN_LISTEN or BANYAN_ADMIN_LISTEN.
 var envKeys = []string{"listen", "fast_path", "admin.listen", "admin.token_env", "state", "override.header"}
 
-// applyEnv lets BANYAN_* variables override the common top-level settings.
+// applyEnv lets BANYAN_* variables override the common top-level settings
+// and returns the variable that set each overridden field, by field name.
 // viper is used only for this layer: decoding the file itself is done by
 // yaml.v3 because viper lower-cases map keys (backend names, JSON paths).
-func applyEnv(cfg *Config) {
+func applyEnv(cfg *Config) map[string]string {
 	v := viper.New()
 	v.SetEnvPrefix("BANYAN")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -451,11 +458,14 @@ func applyEnv(cfg *Config) {
 		"state":           &cfg.State,
 		"override.header": &cfg.Override.Header,
 	}
+	set := map[string]string{}
 	for _, k := range envKeys {
 		if s := v.GetString(k); s != "" {
 			*targets[k] = s
+			set[k] = "BANYAN_" + strings.ToUpper(strings.ReplaceAll(k, ".", "_"))
 		}
 	}
+	return set
 }
 
 func (c *Config) applyDefaults() {

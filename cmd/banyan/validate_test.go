@@ -36,3 +36,25 @@ routes:
 		t.Errorf("serve: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// A value set by a BANYAN_* variable is checked like the file's, and a
+// problem with it names the variable: the file does not hold the value.
+func TestValidateCmd_EnvOverrideProblemNamesVariable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "banyan.yaml")
+	writeAtomic(t, path, configYAML("http://127.0.0.1:1", "http://127.0.0.1:2", 100, 0))
+	for _, tc := range []struct{ env, value, field string }{
+		{"BANYAN_FAST_PATH", "maybe", "fast_path"},
+		{"BANYAN_LISTEN", "8080", "listen"},
+		{"BANYAN_ADMIN_LISTEN", "localhost", "admin.listen"},
+		{"BANYAN_OVERRIDE_HEADER", "X Backend", "override.header"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+			if code != exitFound || !strings.Contains(errb.String(), tc.field+":") || !strings.Contains(errb.String(), tc.env) {
+				t.Errorf("exit %d, stderr %q; want %d with a problem on %s naming %s", code, errb.String(), exitFound, tc.field, tc.env)
+			}
+		})
+	}
+}
