@@ -296,10 +296,10 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 // utf8mb4; written back as []byte they went as _binary literals, which a
 // target column in another character set (latin1) stored byte for byte,
 // as mojibake, where a string is converted to the column's character set.
-// Binary columns keep their bytes.
+// Other columns (binary, BIT, spatial) keep their bytes.
 func textAsString(m *TableMap, row []any) {
 	for i, c := range m.Cols {
-		if b, ok := row[i].([]byte); ok && !binaryColumnType(c.DataType) {
+		if b, ok := row[i].([]byte); ok && textColumnType(c.DataType) {
 			row[i] = string(b)
 		}
 	}

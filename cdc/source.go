@@ -190,23 +190,26 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 // []byte the driver reads it as, it went as a _binary literal, whose
 // UTF-8 bytes a latin1 column took for latin1 text ('Åsa' became
 // 'Ã\u0085sa', which sorts before it), so a chunk restarted at the row it
-// had ended with. Binary and BIT columns keep their bytes.
+// had ended with. Other columns (binary, BIT) keep their bytes.
 func sourceKeyArgs(m *TableMap, key []any) []any {
 	out := make([]any, len(key))
 	for i, v := range key {
 		out[i] = v
-		if b, ok := v.([]byte); ok && !binaryColumnType(m.Cols[m.PK[i]].DataType) {
+		if b, ok := v.([]byte); ok && textColumnType(m.Cols[m.PK[i]].DataType) {
 			out[i] = string(b)
 		}
 	}
 	return out
 }
 
-// binaryColumnType reports whether a COLUMN_TYPE holds bytes, not text.
-func binaryColumnType(columnType string) bool {
+// textColumnType reports whether a COLUMN_TYPE holds text (a character
+// set's characters), which the driver reads as UTF-8 bytes. Every other
+// type (binary strings, BIT, spatial types and any type banyan does not
+// know) keeps its bytes.
+func textColumnType(columnType string) bool {
 	t := strings.ToLower(columnType)
-	for _, p := range []string{"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"} {
-		if t == p || strings.HasPrefix(t, p+"(") {
+	for _, p := range []string{"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"} {
+		if t == p || strings.HasPrefix(t, p+"(") || strings.HasPrefix(t, p+" ") {
 			return true
 		}
 	}
