@@ -176,12 +176,14 @@ func (p *Proxy) Close(ctx context.Context) error {
 func CheckDiffRules(cfg *routes.Config) []routes.Problem {
 	var ps []routes.Problem
 	for _, r := range cfg.Routes {
+		// Both steps run, so a bad tolerance does not hide a bad path;
+		// each problem is its own line.
 		rules, err := diffRules(r.Diff)
-		if err == nil {
-			_, err = diff.Compile(rules)
-		}
-		if err != nil {
-			ps = append(ps, routes.Problem{Field: "routes[" + r.Name + "].diff", Why: err.Error()})
+		_, cerr := diff.Compile(rules)
+		if err = errors.Join(err, cerr); err != nil {
+			for _, why := range strings.Split(err.Error(), "\n") {
+				ps = append(ps, routes.Problem{Field: "routes[" + r.Name + "].diff", Why: why})
+			}
 		}
 	}
 	return ps

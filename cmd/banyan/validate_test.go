@@ -58,3 +58,20 @@ func TestValidateCmd_EnvOverrideProblemNamesVariable(t *testing.T) {
 		})
 	}
 }
+
+// Every problem of a route's diff rules is listed: a bad tolerance does
+// not hide a bad ignore path next to it.
+func TestValidateCmd_EveryDiffProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "banyan.yaml")
+	writeAtomic(t, path, configYAML("http://127.0.0.1:1", "http://127.0.0.1:2", 100, 0)+`    diff:
+      ignore: ["meta.request_id"]
+      tolerance: {"$.total": "half a cent"}
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+	for _, want := range []string{`"meta.request_id"`, `"half a cent"`} {
+		if code != exitFound || !strings.Contains(errb.String(), want) {
+			t.Errorf("exit %d, stderr %q; want %d naming %s", code, errb.String(), exitFound, want)
+		}
+	}
+}
