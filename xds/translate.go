@@ -149,6 +149,11 @@ func Translate(t *routes.Table, opts Options) (Resources, error) {
 			Name:    VirtualHostName,
 			Domains: []string{"*"},
 			Routes:  rs,
+			// A client's own X-Banyan-Shadow is dropped, as banyan's
+			// proxy drops it: the new service would take a real request
+			// for a dry-run mirror. Only a dry-run write's mirror policy
+			// sets it, on the mirrored copy.
+			RequestHeadersToRemove: []string{ShadowHeader},
 		}},
 	}}
 	if err := res.Validate(); err != nil {
