@@ -45,11 +45,30 @@ const pruneLookupRows = 500
 
 // PruneProgress is one table's delete pass of a resnapshot.
 type PruneProgress struct {
-	Table   string
-	LastKey []any // the last target key looked up; nil before the first batch
-	Checked int64 // target rows looked up on the source
-	Deleted int64 // target rows deleted: their key is gone from the source
-	Done    bool
+	Table   string `json:"table"`
+	LastKey []any  `json:"-"`       // the last target key looked up; nil before the first batch
+	Checked int64  `json:"checked"` // target rows looked up on the source
+	Deleted int64  `json:"deleted"` // target rows deleted: their key is gone from the source
+	Done    bool   `json:"done"`
+}
+
+// Prunes returns every table's delete pass of the last resnapshot (none
+// after a first copy).
+func (t *Target) Prunes(ctx context.Context) ([]PruneProgress, error) {
+	rows, err := t.DB.QueryContext(ctx, `SELECT source_table, rows_checked, rows_deleted, done FROM banyan_cdc_prune WHERE pipeline = ? ORDER BY source_table`, t.Pipeline)
+	if err != nil {
+		return nil, fmt.Errorf("read resnapshot delete progress: %w", err)
+	}
+	defer rows.Close()
+	var out []PruneProgress
+	for rows.Next() {
+		var p PruneProgress
+		if err := rows.Scan(&p.Table, &p.Checked, &p.Deleted, &p.Done); err != nil {
+			return nil, fmt.Errorf("read resnapshot delete progress: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 // pruneProgress reads a table's delete pass; ok is false when the running

@@ -10,13 +10,17 @@ import (
 
 // Status is what `banyan cdc status` reports.
 type Status struct {
-	Phase      string                      `json:"phase"`
-	Applied    Position                    `json:"applied"`
-	Source     Position                    `json:"source"`
-	CaughtUp   bool                        `json:"caught_up"`
-	LagSeconds float64                     `json:"lag_seconds"`
-	UpdatedAt  time.Time                   `json:"updated_at"`
-	Copy       []TableProgress             `json:"copy"`
+	Phase      string          `json:"phase"`
+	Applied    Position        `json:"applied"`
+	Source     Position        `json:"source"`
+	CaughtUp   bool            `json:"caught_up"`
+	LagSeconds float64         `json:"lag_seconds"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	Copy       []TableProgress `json:"copy"`
+	// Resnapshot is each table's delete pass of the last resnapshot:
+	// target rows looked up on the source and deleted (none after a
+	// first copy).
+	Resnapshot []PruneProgress             `json:"resnapshot,omitempty"`
 	Applies    map[string]map[string]int64 `json:"rows_applied"`
 }
 
@@ -43,6 +47,9 @@ func ReadStatus(ctx context.Context, cfg routes.CDCConfig) (*Status, error) {
 	}
 	st := &Status{Phase: cp.Phase, Applied: cp.Applied, UpdatedAt: cp.UpdatedAt}
 	if st.Copy, err = t.Copies(ctx); err != nil {
+		return nil, err
+	}
+	if st.Resnapshot, err = t.Prunes(ctx); err != nil {
 		return nil, err
 	}
 	if st.Applies, err = t.Stats(ctx); err != nil {

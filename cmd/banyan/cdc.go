@@ -133,6 +133,12 @@ func printCDCStatus(w io.Writer, st *cdc.Status) {
 	for _, c := range st.Copy {
 		fmt.Fprintf(tw, "%s\t%d\t%v\n", c.Table, c.Rows, c.Done)
 	}
+	if len(st.Resnapshot) > 0 {
+		fmt.Fprintln(tw, "\nRESNAPSHOT TABLE\tKEYS LOOKED UP\tDELETED (GONE FROM SOURCE)\tDONE")
+		for _, r := range st.Resnapshot {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%v\n", r.Table, r.Checked, r.Deleted, r.Done)
+		}
+	}
 	fmt.Fprintln(tw, "\nTARGET TABLE\tINSERTS\tUPDATES\tDELETES")
 	for _, table := range slices.Sorted(maps.Keys(st.Applies)) {
 		ops := st.Applies[table]

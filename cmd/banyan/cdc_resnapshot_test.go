@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,9 @@ import (
 
 // TestCDCCmd_ResnapshotLeavesTargetEqual: rows deleted on the source while
 // banyan could not follow the binlog are gone from the target after
-// `banyan cdc run --resnapshot`, which says how many it deleted per table,
-// and `banyan check` then finds the tables consistent. A resnapshot
+// `banyan cdc run --resnapshot`, which says how many it deleted per table
+// (in its log and in `banyan cdc status`), and `banyan check` then finds
+// the tables consistent. A resnapshot
 // streams from a new position, so the deletes made before it are never
 // replayed, exactly as when the binlog holding them was purged
 // (TestPipeline_PurgedBinlog purges it for real).
@@ -78,6 +80,14 @@ func TestCDCCmd_ResnapshotLeavesTargetEqual(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("cdc run --resnapshot stderr lacks %q:\n%s", want, log)
 		}
+	}
+
+	var status, serr bytes.Buffer
+	if code := run(ctx, []string{"cdc", "status", "--config", path}, &status, &serr); code != exitOK {
+		t.Fatalf("cdc status exit %d\n%s", code, serr.String())
+	}
+	if !regexp.MustCompile(`(?m)^RESNAPSHOT TABLE\s+KEYS LOOKED UP\s+DELETED \(GONE FROM SOURCE\)\s+DONE\n` + regexp.QuoteMeta(srcDB) + `\.t_order\s+5\s+2\s+true$`).MatchString(status.String()) {
+		t.Errorf("cdc status does not show the resnapshot's 2 deletes from %s.t_order:\n%s", srcDB, status.String())
 	}
 
 	var out, cerr bytes.Buffer
