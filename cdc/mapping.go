@@ -292,6 +292,19 @@ func Compile(t routes.TableMapping, cols []SourceColumn, convs map[string]Conver
 		}
 		m.Cols = append(m.Cols, cm)
 	}
+	if ps := t.Contradictions(); len(ps) > 0 {
+		return nil, fmt.Errorf("table %s: %s", t.Source, ps[0].Why)
+	}
+	// Column names are case-insensitive in MySQL: "who" and "WHO" are one
+	// target column, which the upsert would name twice.
+	into := map[string]string{}
+	for _, c := range m.Cols {
+		k := strings.ToLower(c.Target)
+		if other, ok := into[k]; ok {
+			return nil, fmt.Errorf("table %s: source columns %s and %s both map to target column %s; rename or skip one of them", t.Source, other, c.Source, c.Target)
+		}
+		into[k] = c.Source
+	}
 	for name := range t.Columns {
 		if !known[name] {
 			return nil, fmt.Errorf("table %s: mapped column %s does not exist on the source", t.Source, name)

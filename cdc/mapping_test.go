@@ -104,9 +104,24 @@ func TestCompile(t *testing.T) {
 		"skip pk":        {Source: "shop.t_order", Target: "o.o", Skip: []string{"ord_id"}},
 		"unknown column": {Source: "shop.t_order", Target: "o.o", Columns: map[string]string{"nope": "x"}},
 		"bad converter":  {Source: "shop.t_order", Target: "o.o", Convert: map[string]string{"amt": "magic"}},
+		// Two source columns landing in one target column: the upsert
+		// would name it twice, or one would overwrite the other.
+		"two renames to one column": {Source: "shop.t_order", Target: "o.o", Columns: map[string]string{"usr_id": "who", "memo": "WHO"}},
+		"rename onto a kept column": {Source: "shop.t_order", Target: "o.o", Columns: map[string]string{"usr_id": "memo"}},
+		"skipped and renamed":       {Source: "shop.t_order", Target: "o.o", Columns: map[string]string{"memo": "note"}, Skip: []string{"memo"}},
+		"skipped and converted":     {Source: "shop.t_order", Target: "o.o", Convert: map[string]string{"amt": "yuan_to_cents"}, Skip: []string{"amt"}},
 	} {
 		if _, err := Compile(tm, cols, Converters(time.UTC)); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A rename onto a column that is itself renamed away or skipped is fine.
+	for name, tm := range map[string]routes.TableMapping{
+		"swap":               {Source: "shop.t_order", Target: "o.o", Columns: map[string]string{"usr_id": "memo", "memo": "usr_id"}},
+		"onto a skipped one": {Source: "shop.t_order", Target: "o.o", Columns: map[string]string{"usr_id": "memo"}, Skip: []string{"memo"}},
+	} {
+		if _, err := Compile(tm, cols, Converters(time.UTC)); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 	if _, err := Compile(routes.TableMapping{Source: "a.b", Target: "c.d"}, []SourceColumn{{Name: "x", DataType: "int"}}, Converters(time.UTC)); err == nil || !strings.Contains(err.Error(), "no primary key") {

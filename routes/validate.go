@@ -2,9 +2,11 @@ package routes
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -170,11 +172,36 @@ func (c CDCConfig) validate() []Problem {
 			ps = append(ps, Problem{f + ".source", fmt.Sprintf("table %s is mapped twice", t.Source)})
 		}
 		seen[t.Source] = true
-		for _, col := range t.Skip {
-			if _, renamed := t.Columns[col]; renamed {
-				ps = append(ps, Problem{f + ".skip", fmt.Sprintf("column %s is both skipped and renamed", col)})
-			}
+		for _, p := range t.Contradictions() {
+			ps = append(ps, Problem{f + p.Field, p.Why})
 		}
+	}
+	return ps
+}
+
+// Contradictions lists what a table mapping says against itself, whatever
+// the source's columns are: a column both skipped and renamed or
+// converted, and two renames onto one target column (column names are
+// case-insensitive in MySQL, so "who" and "WHO" are one). Fields are
+// relative to the mapping (".skip", ".columns").
+func (t TableMapping) Contradictions() []Problem {
+	var ps []Problem
+	for _, col := range t.Skip {
+		if to, ok := t.Columns[col]; ok {
+			ps = append(ps, Problem{".skip", fmt.Sprintf("column %s is both skipped and renamed to %s; remove it from skip or from columns", col, to)})
+		}
+		if conv, ok := t.Convert[col]; ok {
+			ps = append(ps, Problem{".skip", fmt.Sprintf("column %s is both skipped and converted with %s; remove it from skip or from convert", col, conv)})
+		}
+	}
+	into := map[string]string{}
+	for _, from := range slices.Sorted(maps.Keys(t.Columns)) {
+		k := strings.ToLower(t.Columns[from])
+		if other, ok := into[k]; ok {
+			ps = append(ps, Problem{".columns", fmt.Sprintf("source columns %s and %s are both renamed to %s; a target column takes only one", other, from, t.Columns[from])})
+			continue
+		}
+		into[k] = from
 	}
 	return ps
 }

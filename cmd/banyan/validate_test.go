@@ -75,3 +75,36 @@ func TestValidateCmd_EveryDiffProblem(t *testing.T) {
 		}
 	}
 }
+
+// A CDC mapping that contradicts itself is listed by validate, every such
+// problem, before `cdc run` would meet it as a SQL error or a column
+// silently left out.
+func TestValidateCmd_CDCMappingContradictions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "banyan.yaml")
+	writeAtomic(t, path, `backends: {legacy: {url: http://127.0.0.1:8081}}
+routes:
+  - {name: all, match: {path_prefix: /}, split: {legacy: 100}}
+cdc:
+  source: {dsn: "repl:x@tcp(127.0.0.1:3306)/shop", server_id: 4051}
+  target: {dsn: "banyan:x@tcp(127.0.0.1:3307)/orders"}
+  tables:
+    - source: shop.t_order
+      target: orders.orders
+      columns: {usr_id: user_id, buyer: USER_ID, memo: note}
+      convert: {amt: yuan_to_cents}
+      skip: [memo, amt]
+`)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+	if code != exitFound {
+		t.Errorf("exit %d, want %d; stderr %q", code, exitFound, errb.String())
+	}
+	for _, w := range []string{
+		"cdc.tables[0].columns", "buyer and usr_id are both renamed to",
+		"cdc.tables[0].skip", "memo is both skipped and renamed to note", "amt is both skipped and converted",
+	} {
+		if !strings.Contains(errb.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+		}
+	}
+}
