@@ -381,6 +381,30 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 	} else if err != nil && !errors.Is(err, errEOF) {
 		return nil, &ValidationError{Problems: []Problem{{Field: "yaml", Why: err.Error()}}}
 	}
+	// yaml.v3 drops a whole mapping that holds a key twice (reported
+	// above), so a file with two "legacy:" backends would also be told it
+	// has none. Read it again with each later duplicate left out, so what
+	// else is wrong in that mapping is listed too. Unknown keys are checked
+	// by the first read only.
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) == nil && dropDuplicateKeys(&doc) {
+		var again Config
+		err := doc.Decode(&again)
+		if errors.As(err, &te) {
+			reported := map[string]bool{}
+			for _, p := range ps {
+				reported[p.Why] = true
+			}
+			for _, e := range te.Errors {
+				if !reported[e] {
+					ps = append(ps, Problem{Field: "yaml", Why: e})
+				}
+			}
+		}
+		if err == nil || te != nil {
+			cfg = again
+		}
+	}
 	fromEnv := applyEnv(&cfg)
 	ps = append(ps, cfg.expandSecrets()...)
 	cfg.applyDefaults()
@@ -401,6 +425,34 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 		return nil, &ValidationError{Problems: ps}
 	}
 	return &cfg, nil
+}
+
+// dropDuplicateKeys removes, in every mapping under n, each key (with its
+// value) that an earlier key of the same mapping already has, and reports
+// whether it removed any.
+func dropDuplicateKeys(n *yaml.Node) bool {
+	dropped := false
+	if n.Kind == yaml.MappingNode {
+		kept := n.Content[:0]
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			id := fmt.Sprint(k.Kind, k.Tag, k.Value)
+			if k.Kind == yaml.ScalarNode && seen[id] {
+				dropped = true
+				continue
+			}
+			seen[id] = true
+			kept = append(kept, k, n.Content[i+1])
+		}
+		n.Content = kept
+	}
+	for _, c := range n.Content {
+		if dropDuplicateKeys(c) {
+			dropped = true
+		}
+	}
+	return dropped
 }
 
 // expandSecrets replaces each ${NAME} in the DSNs with the environment

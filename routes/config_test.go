@@ -344,3 +344,36 @@ cdc:
 		}
 	})
 }
+
+// A key written twice in one mapping makes yaml.v3 drop that whole
+// mapping. The duplicate is a problem, but the rest of the mapping is
+// still read (the first of the two keys counts) and checked: no "at least
+// one backend is required" for a file that has backends, and bad values
+// beside the duplicates are listed.
+func TestParse_DuplicateKeysKeepTheRest(t *testing.T) {
+	_, err := Parse([]byte(`backends:
+  legacy: {url: http://127.0.0.1:8081}
+  legacy: {url: http://127.0.0.1:8082}
+  new: {url: "ftp://x"}
+routes:
+  - name: all
+    match: {path_template: "/x/{id"}
+    split: {legacy: 100}
+    split: {legacy: 50, new: 50}
+`))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("err = %v, want a ValidationError", err)
+	}
+	text := ve.Error()
+	for _, want := range []string{`mapping key "legacy" already defined at line 2`, `mapping key "split" already defined at line 8`, "backends.new.url", "path_template"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("problems lack %q:\n%s", want, text)
+		}
+	}
+	for _, not := range []string{"at least one backend", "at least one route"} {
+		if strings.Contains(text, not) {
+			t.Errorf("problems say %q for a file that has them:\n%s", not, text)
+		}
+	}
+}
