@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -160,7 +161,7 @@ func (c keyColumn) bytes() bool {
 }
 
 // arg turns a key value read from the target into the query argument
-// this column compares as its own type. Text must travel as a string:
+// this target column compares as its own type. Text must travel as a string:
 // the driver sends []byte as a _binary literal, which a server may compare
 // byte by byte instead of by the column's collation. Bytes travel as
 // bytes (a string would be read as text in the connection's character
@@ -192,21 +193,24 @@ func (c keyColumn) arg(v any) any {
 // collation name; anything else is refused rather than written into SQL.
 var safeName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
-// match is the SQL expression that turns the derived table's value ref
-// into the source column's type and collation, so that the source column's
-// equality decides. An explicit COLLATE outranks every other coercibility,
-// so neither the connection's collation nor a binary literal can win.
-// ok is false for a type whose equality banyan cannot reproduce exactly
-// from the target's value (FLOAT, DOUBLE, BIT and the like).
+// match is the SQL expression that turns ref, a target key value as the
+// target column holds it (text as a utf8mb4 string, bytes as bytes), into
+// this source column's type and collation, so that the source column's
+// equality decides. Text is read as UTF-8 (what the copy writes into a
+// binary target column too), converted to the column's character set and
+// given its collation explicitly: an explicit COLLATE outranks every other
+// coercibility, so neither the connection's collation nor a binary literal
+// can win. ok is false for a type whose equality banyan cannot reproduce
+// exactly from the target's value (FLOAT, DOUBLE, BIT and the like).
 func (c keyColumn) match(ref string) (string, bool) {
 	switch {
 	case c.text():
 		if !safeName.MatchString(c.Charset) || !safeName.MatchString(c.Collation) {
 			return "", false
 		}
-		return fmt.Sprintf("CONVERT(%s USING %s) COLLATE %s", ref, c.Charset, c.Collation), true
+		return fmt.Sprintf("CONVERT(CONVERT(%s USING utf8mb4) USING %s) COLLATE %s", ref, c.Charset, c.Collation), true
 	case c.bytes() && c.DataType != "bit":
-		return ref, true
+		return fmt.Sprintf("CAST(%s AS BINARY)", ref), true
 	}
 	switch c.DataType {
 	case "tinyint", "smallint", "mediumint", "int", "bigint", "year":
@@ -256,37 +260,62 @@ func keyColumns(ctx context.Context, db *sql.DB, schema, table string, names []s
 	return out, nil
 }
 
-// prunePlan is a table's key columns on both sides, for the delete pass.
+// prunePlan is what the delete pass of one target table needs: its key
+// columns, and for each source table mapped into it (several when, say,
+// sharded legacy tables are merged) how to find a target key there.
 type prunePlan struct {
-	source, target []keyColumn
-	match          []string // per key column: the derived value in the source column's type
+	target  []keyColumn
+	sources []pruneSource
 }
 
-// planPrune reads m's key columns on both sides. why is non-empty when
-// the source cannot be asked about the target's keys: a key column with a
-// converter (the target holds a value the source does not), or of a type
-// whose equality cannot be reproduced from the target's value.
-func (p *Pipeline) planPrune(ctx context.Context, m *TableMap) (plan prunePlan, why string, err error) {
-	srcNames, dstNames := make([]string, len(m.PK)), make([]string, len(m.PK))
-	for i, k := range m.PK {
-		c := m.Cols[k]
-		if c.Convert != nil {
-			return plan, fmt.Sprintf("key column %s has the converter %s, so the target's key is not a value the source holds", c.Source, c.ConvertName), nil
-		}
-		srcNames[i], dstNames[i] = c.Source, c.Target
-	}
-	if plan.source, err = keyColumns(ctx, p.source.DB, m.SourceSchema, m.SourceTable, srcNames); err != nil {
+// pruneSource is one source table mapped into the pruned target table.
+type pruneSource struct {
+	m *TableMap
+	// cols and match are, per target key column (in the plan's order), the
+	// source column and the target value turned into its type and
+	// collation (keyColumn.match of "d.k<i>").
+	cols, match []string
+}
+
+// planPrune reads the key columns of m's target and of every source table
+// mapped into that target (group). why is non-empty when the source
+// cannot be asked about the target's keys: a key column with a converter
+// (the target holds a value the source does not), of a type whose
+// equality cannot be reproduced from the target's value, or source
+// tables mapped into the target on different key columns.
+func (p *Pipeline) planPrune(ctx context.Context, m *TableMap, group []*TableMap) (plan prunePlan, why string, err error) {
+	keyNames := keyTargets(m)
+	if plan.target, err = keyColumns(ctx, p.target.DB, m.TargetSchema, m.TargetTable, keyNames); err != nil {
 		return plan, "", err
 	}
-	if plan.target, err = keyColumns(ctx, p.target.DB, m.TargetSchema, m.TargetTable, dstNames); err != nil {
-		return plan, "", err
-	}
-	for i, c := range plan.source {
-		expr, ok := c.match(fmt.Sprintf("d.k%d", i))
-		if !ok {
-			return plan, fmt.Sprintf("key column %s is %s, whose equality banyan cannot ask the source about exactly", c.Name, c.DataType), nil
+	for _, g := range group {
+		if len(g.PK) != len(keyNames) {
+			return plan, fmt.Sprintf("the source tables mapped into %s have different keys (%s: %s)", m.TargetName(), g.SourceName(), strings.Join(keyTargets(g), ", ")), nil
 		}
-		plan.match = append(plan.match, expr)
+		src := pruneSource{m: g}
+		for _, name := range keyNames {
+			j := slices.IndexFunc(g.PK, func(k int) bool { return strings.EqualFold(g.Cols[k].Target, name) })
+			if j < 0 {
+				return plan, fmt.Sprintf("the source tables mapped into %s have different keys (%s: %s)", m.TargetName(), g.SourceName(), strings.Join(keyTargets(g), ", ")), nil
+			}
+			c := g.Cols[g.PK[j]]
+			if c.Convert != nil {
+				return plan, fmt.Sprintf("key column %s of %s has the converter %s, so the target's key is not a value the source holds", c.Source, g.SourceName(), c.ConvertName), nil
+			}
+			src.cols = append(src.cols, c.Source)
+		}
+		cols, err := keyColumns(ctx, p.source.DB, g.SourceSchema, g.SourceTable, src.cols)
+		if err != nil {
+			return plan, "", err
+		}
+		for i, c := range cols {
+			expr, ok := c.match(fmt.Sprintf("d.k%d", i))
+			if !ok {
+				return plan, fmt.Sprintf("key column %s of %s is %s, whose equality banyan cannot ask the source about exactly", c.Name, g.SourceName(), c.DataType), nil
+			}
+			src.match = append(src.match, expr)
+		}
+		plan.sources = append(plan.sources, src)
 	}
 	return plan, "", nil
 }
@@ -329,26 +358,30 @@ func targetArgs(plan prunePlan, key []any) []any {
 }
 
 // absentOnSource returns the indexes of the keys (target keys, in target
-// column order) for which the source table has no row with an equal key,
-// equal as the source's key columns compare. The keys travel as a derived
-// table, one statement per pruneLookupRows keys:
+// key column order, as targetKeys returns them) that no source table of
+// the plan holds: no row there has an equal key, equal as that source's
+// key columns compare. The keys travel as a derived table, one statement
+// per pruneLookupRows keys:
 //
 //	SELECT d.i FROM (SELECT ? AS i, ? AS k0, ? AS k1 UNION ALL SELECT ?, ?, ? …) AS d
-//	WHERE NOT EXISTS (SELECT 1 FROM src AS s
-//	                  WHERE s.a = CONVERT(d.k0 USING latin1) COLLATE latin1_swedish_ci AND s.b = d.k1)
+//	WHERE NOT EXISTS (SELECT 1 FROM src AS s WHERE s.a = CONVERT(CONVERT(d.k0 USING utf8mb4)
+//	                  USING latin1) COLLATE latin1_swedish_ci AND s.b = CAST(d.k1 AS BINARY))
+//	  [AND NOT EXISTS (… each other source table mapped into the target)]
 func (p *Pipeline) absentOnSource(ctx context.Context, m *TableMap, plan prunePlan, keys [][]any) ([]int, error) {
-	var absent []int
-	var where strings.Builder
-	for i, k := range m.PK {
-		if i > 0 {
-			where.WriteString(" AND ")
+	var where []string
+	for _, src := range plan.sources {
+		eq := make([]string, len(src.cols))
+		for i, c := range src.cols {
+			eq[i] = fmt.Sprintf("s.%s = %s", quoteIdent(c), src.match[i])
 		}
-		fmt.Fprintf(&where, "s.%s = %s", quoteIdent(m.Cols[k].Source), plan.match[i])
+		where = append(where, fmt.Sprintf("NOT EXISTS (SELECT 1 FROM %s.%s AS s WHERE %s)",
+			quoteIdent(src.m.SourceSchema), quoteIdent(src.m.SourceTable), strings.Join(eq, " AND ")))
 	}
+	var absent []int
 	for start := 0; start < len(keys); start += pruneLookupRows {
 		batch := keys[start:min(start+pruneLookupRows, len(keys))]
 		var b strings.Builder
-		args := make([]any, 0, len(batch)*(len(m.PK)+1))
+		args := make([]any, 0, len(batch)*(len(plan.target)+1))
 		b.WriteString("SELECT d.i FROM (")
 		for j, key := range batch {
 			if j == 0 {
@@ -361,20 +394,17 @@ func (p *Pipeline) absentOnSource(ctx context.Context, m *TableMap, plan prunePl
 				b.WriteString(strings.Repeat(", ?", len(key)))
 			}
 			args = append(args, int64(start+j))
-			for i, v := range key {
-				args = append(args, plan.source[i].arg(v))
-			}
+			args = append(args, key...)
 		}
-		fmt.Fprintf(&b, ") AS d WHERE NOT EXISTS (SELECT 1 FROM %s.%s AS s WHERE %s)",
-			quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable), where.String())
+		b.WriteString(") AS d WHERE " + strings.Join(where, " AND "))
 		rows, err := QueryRows(ctx, p.source.DB, b.String(), args...)
 		if err != nil {
-			return nil, fmt.Errorf("resnapshot: look up keys of %s on the source: %w", m.SourceName(), err)
+			return nil, fmt.Errorf("resnapshot: look up keys of %s on the source: %w", m.TargetName(), err)
 		}
 		for _, r := range rows {
 			i, err := strconv.Atoi(asString(r[0]))
 			if err != nil || i < start || i >= start+len(batch) {
-				return nil, fmt.Errorf("resnapshot: look up keys of %s on the source: unexpected entry %v", m.SourceName(), r[0])
+				return nil, fmt.Errorf("resnapshot: look up keys of %s on the source: unexpected entry %v", m.TargetName(), r[0])
 			}
 			absent = append(absent, i)
 		}
@@ -386,12 +416,33 @@ func (p *Pipeline) absentOnSource(ctx context.Context, m *TableMap, plan prunePl
 // stopped; a table without one (a first copy) is left alone. Each batch
 // of target keys is looked up on the source and the absent ones deleted
 // in one target transaction with the pass's progress.
+//
+// When several source tables are mapped into m's target (sharded tables
+// merged), a target row stays when any of them holds its key: the pass
+// runs once, with the first of them in config order, before any of them
+// is copied; pruning per source table would delete, at the second one's
+// turn, every row the first had just copied.
 func (p *Pipeline) pruneTable(ctx context.Context, m *TableMap) error {
 	prog, ok, err := p.target.pruneProgress(ctx, m.SourceName())
 	if err != nil || !ok || prog.Done {
 		return err
 	}
-	plan, why, err := p.planPrune(ctx, m)
+	var group []*TableMap
+	for _, g := range p.order {
+		if strings.EqualFold(g.TargetName(), m.TargetName()) {
+			group = append(group, g)
+		}
+	}
+	if group[0] != m {
+		// The first of the group ran the pass for the whole target.
+		prog.Done = true
+		return savePrune(ctx, p.target.DB, p.target.Pipeline, prog)
+	}
+	var sources []string
+	for _, g := range group {
+		sources = append(sources, g.SourceName())
+	}
+	plan, why, err := p.planPrune(ctx, m, group)
 	if err != nil {
 		return err
 	}
@@ -435,7 +486,7 @@ func (p *Pipeline) pruneTable(ctx context.Context, m *TableMap) error {
 		if prog.Done {
 			bar.Done()
 			p.log.Info("cdc: resnapshot removed the target rows the source no longer has",
-				"table", m.SourceName(), "target", m.TargetName(), "checked", prog.Checked, "deleted", prog.Deleted)
+				"table", m.SourceName(), "target", m.TargetName(), "checked", prog.Checked, "deleted", prog.Deleted, "sources", strings.Join(sources, ","))
 			return nil
 		}
 	}
