@@ -26,9 +26,9 @@ import (
 // is the target's 'ABC' and 'abc ', and deleting those would delete a row
 // the source still has. The pass pages the target's keys in key order,
 // sends each batch to the source as a derived table and asks which
-// entries have no matching row (NOT EXISTS on the source table), then
-// deletes exactly those entries from the target, by the key as the target
-// holds it.
+// entries have no matching row (NOT EXISTS on each source table mapped
+// into the target), then deletes exactly those entries from the target,
+// by the key as the target holds it.
 //
 // Ordering. The position the stream resumes from is read (Run, before
 // Target.Reset) before the pass looks at the source, and nothing else
