@@ -183,6 +183,26 @@ type rawBackend struct {
 	conns atomic.Int64
 }
 
+// cannedBackend is a raw backend that answers each request with the bytes
+// answers holds for its path, byte for byte; keepAlive serves every
+// request of a connection, else only its first.
+func cannedBackend(tb testing.TB, answers map[string]string, keepAlive bool) *backend {
+	tb.Helper()
+	raw := newRawBackend(tb, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, _, err := readReq(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, answers[req.URL.Path])
+			if !keepAlive {
+				return
+			}
+		}
+	})
+	return &backend{name: "raw", URL: raw.URL}
+}
+
 func newRawBackend(tb testing.TB, handle func(c net.Conn, br *bufio.Reader)) *rawBackend {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -729,14 +749,7 @@ func TestServer_OddBackendAnswers(t *testing.T) {
 		"/status-101":     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
 		"/closes-quietly": "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
 	}
-	raw := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		req, _, err := readReq(br)
-		if err != nil {
-			return
-		}
-		io.WriteString(c, answers[req.URL.Path])
-	})
-	b := &backend{name: "raw", URL: raw.URL}
+	b := cannedBackend(t, answers, false)
 	fastP, _, fastReg := newProxy(t, oneRoute("raw"), b)
 	fastURL := serve(t, fastP, proxy.ServerOptions{})
 	netP, _, _ := newProxy(t, oneRoute("raw"), b)

@@ -1,10 +1,8 @@
 package proxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 
@@ -52,16 +50,7 @@ func TestServer_NoBareCRToClient(t *testing.T) {
 		"/reason":  "HTTP/1.1 200 OK\rSet-Cookie: session=attacker\r\nContent-Length: 2\r\n\r\nok",
 		"/trailer": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\rSet-Cookie: session=attacker\r\n folded: x\r\nX-Ok: yes\r\n\r\n",
 	}
-	raw := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, _, err := readReq(br)
-			if err != nil {
-				return
-			}
-			io.WriteString(c, answers[req.URL.Path])
-		}
-	})
-	b := &backend{name: "raw", URL: raw.URL}
+	b := cannedBackend(t, answers, true)
 	for _, netHTTP := range []bool{false, true} {
 		p, _, _ := newProxy(t, oneRoute("raw"), b)
 		base := serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP})
@@ -99,16 +88,7 @@ func TestServer_FoldedFramingHeaderFromBackend(t *testing.T) {
 		"/te": "HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
 		"/cl": "HTTP/1.1 200 OK\r\nContent-Length:\r\n\t2\r\n\r\nok",
 	}
-	raw := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
-		for {
-			req, _, err := readReq(br)
-			if err != nil {
-				return
-			}
-			io.WriteString(c, answers[req.URL.Path])
-		}
-	})
-	b := &backend{name: "raw", URL: raw.URL}
+	b := cannedBackend(t, answers, true)
 	for _, netHTTP := range []bool{false, true} {
 		p, _, _ := newProxy(t, oneRoute("raw"), b)
 		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))

@@ -24,16 +24,7 @@ import (
 func TestCDCCmd_ResnapshotLeavesTargetEqual(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
-	srcDB := testdb.TempDatabase(t, pair.Source)
-	dstDB := testdb.TempDatabase(t, pair.Target)
-	src, err := pair.Source.Open(ctx, srcDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := pair.Target.Open(ctx, dstDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, dst, srcDB, dstDB := tempDBs(t)
 	mustExecDB(t, src, `CREATE TABLE t_order (ord_id INT PRIMARY KEY, usr_id INT, amt DECIMAL(10,2), memo VARCHAR(50))`,
 		`INSERT INTO t_order VALUES (1, 7, 12.50, 'a'), (2, 8, 0.99, 'b'), (3, 9, 1.00, 'c'), (4, 9, 2.00, 'd'), (5, 9, 3.00, 'e')`)
 	mustExecDB(t, dst, `CREATE TABLE orders (id INT PRIMARY KEY, user_id INT, total_cents BIGINT)`)

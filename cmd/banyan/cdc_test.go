@@ -25,19 +25,28 @@ var pair *testdb.Pair
 
 func TestMain(m *testing.M) { os.Exit(testdb.RunWithPair(m, &pair)) }
 
+// tempDBs makes a fresh database on each server of the pair and opens a
+// pool on each (closed when the test ends).
+func tempDBs(t *testing.T) (src, dst *sql.DB, srcDB, dstDB string) {
+	t.Helper()
+	testdb.Need(t, pair)
+	srcDB, dstDB = testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	var err error
+	if src, err = pair.Source.Open(t.Context(), srcDB); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	if dst, err = pair.Target.Open(t.Context(), dstDB); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dst.Close() })
+	return src, dst, srcDB, dstDB
+}
+
 func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
-	srcDB := testdb.TempDatabase(t, pair.Source)
-	dstDB := testdb.TempDatabase(t, pair.Target)
-	src, err := pair.Source.Open(ctx, srcDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := pair.Target.Open(ctx, dstDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, dst, srcDB, dstDB := tempDBs(t)
 	exec := func(db *sql.DB, stmts ...string) {
 		t.Helper()
 		for _, s := range stmts {

@@ -33,17 +33,7 @@ const liveRows = 2000
 func TestCheckCmd_NoFalseAlarmsWhileCDCRuns(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
-	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
-	src, err := pair.Source.Open(ctx, srcDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := pair.Target.Open(ctx, dstDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	src, dst, srcDB, dstDB := tempDBs(t)
 	mustExecDB(t, src, `CREATE TABLE t_order (ord_id INT PRIMARY KEY, usr_id INT NOT NULL, amt DECIMAL(10,2), memo VARCHAR(50), note VARCHAR(50) NULL, created DATETIME(6))`)
 	mustExecDB(t, dst, `CREATE TABLE orders (id INT PRIMARY KEY, user_id INT NOT NULL, total_cents BIGINT, note VARCHAR(50) NULL, created DATETIME(6))`)
 	vals := make([]string, liveRows)
