@@ -215,14 +215,21 @@ func (p *Pipeline) run(ctx context.Context, resnapshot bool) error {
 	if cp.Phase == PhaseCopy {
 		// A lost connection during the copy is retried like one during
 		// streaming; the copy resumes at the chunk after the last one
-		// saved. A resnapshot first removes, table by table, the target
-		// rows whose key the source no longer has (prune.go), then copies
-		// the table.
+		// saved. A resnapshot first removes, from every table, the target
+		// rows whose key the source no longer has (prune.go), a table
+		// before the tables it references on the target, then copies the
+		// tables in config order.
 		err := retry(ctx, p.log, "copy", func() error {
-			for _, m := range p.order {
+			order, err := p.pruneOrder(ctx)
+			if err != nil {
+				return err
+			}
+			for _, m := range order {
 				if err := p.pruneTable(ctx, m); err != nil {
 					return err
 				}
+			}
+			for _, m := range p.order {
 				if err := p.copyTable(ctx, m); err != nil {
 					return err
 				}
@@ -299,8 +306,8 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 // Other columns (binary, BIT, spatial) keep their bytes.
 func textAsString(m *TableMap, row []any) {
 	for i, c := range m.Cols {
-		if b, ok := row[i].([]byte); ok && textColumnType(c.DataType) {
-			row[i] = string(b)
+		if b, ok := row[i].([]byte); ok {
+			row[i] = QueryArg(c.DataType, b)
 		}
 	}
 }

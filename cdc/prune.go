@@ -412,6 +412,56 @@ func (p *Pipeline) absentOnSource(ctx context.Context, m *TableMap, plan prunePl
 	return absent, nil
 }
 
+// pruneOrder is the order of the resnapshot's delete passes: a table
+// before every mapped table its target rows reference (a foreign key on
+// the target), otherwise the reverse of config order, which lists the
+// tables a first copy must fill first. Pruned in config order, a parent
+// whose key the source lost could not be deleted while its children,
+// pruned only later, still referenced it (error 1451), and every run
+// stopped there.
+func (p *Pipeline) pruneOrder(ctx context.Context) ([]*TableMap, error) {
+	byTarget := map[string][]*TableMap{}
+	schemas := map[string]bool{}
+	for _, m := range p.order {
+		byTarget[strings.ToLower(m.TargetName())] = append(byTarget[strings.ToLower(m.TargetName())], m)
+		schemas[m.TargetSchema] = true
+	}
+	// children[parent] are the mapped target tables referencing parent.
+	children := map[string][]string{}
+	for schema := range schemas {
+		rows, err := QueryRows(ctx, p.target.DB, `SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME
+			FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME IS NOT NULL
+			ORDER BY TABLE_SCHEMA, TABLE_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME`, schema)
+		if err != nil {
+			return nil, fmt.Errorf("resnapshot: read the target's foreign keys: %w", err)
+		}
+		for _, r := range rows {
+			child := strings.ToLower(asString(r[0]) + "." + asString(r[1]))
+			parent := strings.ToLower(asString(r[2]) + "." + asString(r[3]))
+			if child != parent && byTarget[child] != nil {
+				children[parent] = append(children[parent], child)
+			}
+		}
+	}
+	var out []*TableMap
+	seen := map[string]bool{}
+	var visit func(target string)
+	visit = func(target string) {
+		if seen[target] {
+			return
+		}
+		seen[target] = true
+		for _, c := range children[target] {
+			visit(c)
+		}
+		out = append(out, byTarget[target]...)
+	}
+	for i := len(p.order) - 1; i >= 0; i-- {
+		visit(strings.ToLower(p.order[i].TargetName()))
+	}
+	return out, nil
+}
+
 // pruneTable runs m's delete pass of a resnapshot, resuming where it
 // stopped; a table without one (a first copy) is left alone. Each batch
 // of target keys is looked up on the source and the absent ones deleted
