@@ -306,8 +306,8 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 // Other columns (binary, BIT, spatial) keep their bytes.
 func textAsString(m *TableMap, row []any) {
 	for i, c := range m.Cols {
-		if b, ok := row[i].([]byte); ok && textColumnType(c.DataType) {
-			row[i] = string(b)
+		if b, ok := row[i].([]byte); ok {
+			row[i] = QueryArg(c.DataType, b)
 		}
 	}
 }

@@ -185,21 +185,39 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 }
 
 // sourceKeyArgs makes a key read from the source (or saved from one) fit
-// to page by: a text value travels as a string, which the server converts
-// to the column's character set and compares by its collation. As the
-// []byte the driver reads it as, it went as a _binary literal, whose
-// UTF-8 bytes a latin1 column took for latin1 text ('Åsa' became
-// 'Ã\u0085sa', which sorts before it), so a chunk restarted at the row it
-// had ended with. Other columns (binary, BIT) keep their bytes.
+// to page by (see QueryArg): as the []byte the driver reads a text value
+// as, it went as a _binary literal, whose UTF-8 bytes a latin1 column
+// took for latin1 text ('Åsa' became 'Ã\u0085sa', which sorts before it),
+// so a chunk restarted at the row it had ended with.
 func sourceKeyArgs(m *TableMap, key []any) []any {
 	out := make([]any, len(key))
 	for i, v := range key {
-		out[i] = v
-		if b, ok := v.([]byte); ok && textColumnType(m.Cols[m.PK[i]].DataType) {
-			out[i] = string(b)
-		}
+		out[i] = QueryArg(m.Cols[m.PK[i]].DataType, v)
 	}
 	return out
+}
+
+// QueryArg turns v, a value as the driver reads it (or as a saved key
+// gives it back), into the query argument that a column of columnType
+// (information_schema COLUMN_TYPE) compares as its own type. Text travels
+// as a string, which the server converts to the column's character set
+// and compares by its collation: the driver sends []byte as a _binary
+// literal, which a latin1 column takes for latin1 (UTF-8 'Åsa' is
+// 'Ã\u0085sa' there) and a gbk column refuses ("Invalid gbk character
+// string"). Bytes of a binary column travel as bytes. Anything else is
+// left as it is.
+func QueryArg(columnType string, v any) any {
+	switch x := v.(type) {
+	case []byte:
+		if textColumnType(columnType) {
+			return string(x)
+		}
+	case string:
+		if binaryColumnType(columnType) {
+			return []byte(x)
+		}
+	}
+	return v
 }
 
 // textColumnType reports whether a COLUMN_TYPE holds text (a character
@@ -207,8 +225,17 @@ func sourceKeyArgs(m *TableMap, key []any) []any {
 // type (binary strings, BIT, spatial types and any type banyan does not
 // know) keeps its bytes.
 func textColumnType(columnType string) bool {
+	return columnTypeIn(columnType, "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json")
+}
+
+// binaryColumnType reports whether a COLUMN_TYPE holds bytes.
+func binaryColumnType(columnType string) bool {
+	return columnTypeIn(columnType, "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+}
+
+func columnTypeIn(columnType string, types ...string) bool {
 	t := strings.ToLower(columnType)
-	for _, p := range []string{"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"} {
+	for _, p := range types {
 		if t == p || strings.HasPrefix(t, p+"(") || strings.HasPrefix(t, p+" ") {
 			return true
 		}

@@ -312,7 +312,9 @@ func (c *Checker) checkTable(ctx context.Context, t *table, st *state) (*TableRe
 		if len(tr.Sample) < o.Sample {
 			tr.Sample = append(tr.Sample, d.RowDiff)
 		}
-		if o.Fix != nil {
+	}
+	if o.Fix != nil {
+		for _, d := range fixOrder(diffs) {
 			fmt.Fprintln(o.Fix, fixSQL(t, d))
 		}
 	}
@@ -555,6 +557,30 @@ func covers(flavor, appliedJSON string, want cdc.Position) bool {
 	return err1 == nil && err2 == nil && a.Contain(w)
 }
 
+// targetKeyArgs makes a key (read from the source, or saved) fit to
+// compare with the target's key columns, each as its own type: a text
+// value as a string, converted to the column's character set and
+// compared by its collation (cdc.QueryArg). As the []byte the driver
+// reads, it went as a _binary literal: a gbk target refused a non-ASCII
+// one (the check stopped), and a latin1 target took its UTF-8 bytes for
+// latin1 text, so each chunk of the target was read at the wrong range.
+func (t *table) targetKeyArgs(key []any) []any {
+	out := make([]any, len(key))
+	for i, idx := range t.m.PK {
+		out[i] = cdc.QueryArg(t.cols[idx].ColType, key[i])
+	}
+	return out
+}
+
+// sourceKeyArgs is targetKeyArgs for the source's key columns.
+func (t *table) sourceKeyArgs(key []any) []any {
+	out := make([]any, len(key))
+	for i, idx := range t.m.PK {
+		out[i] = cdc.QueryArg(t.m.Cols[idx].DataType, key[i])
+	}
+	return out
+}
+
 // targetRange reads target rows with key in (lo, hi]; nil bounds are open.
 // The target may not enforce the key: rows with a NULL in a key column
 // fall in no range, so the first range (lo nil) takes them all, and the
@@ -563,11 +589,11 @@ func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]
 	var where []string
 	var args []any
 	if lo != nil {
-		cond, a := cdc.KeyBound(t.pkNames, lo, true)
+		cond, a := cdc.KeyBound(t.pkNames, t.targetKeyArgs(lo), true)
 		where, args = append(where, cond), append(args, a...)
 	}
 	if hi != nil {
-		cond, a := cdc.KeyBound(t.pkNames, hi, false)
+		cond, a := cdc.KeyBound(t.pkNames, t.targetKeyArgs(hi), false)
 		where, args = append(where, cond), append(args, a...)
 	}
 	var isNull, notNull []string
@@ -583,14 +609,21 @@ func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]
 	return cdc.QueryRows(ctx, c.Target, q, args...)
 }
 
-// rowsByKey reads the rows with the given keys from one side.
+// rowsByKey reads the rows with the given keys from one side. Each key
+// value travels as its column's type (targetKeyArgs, sourceKeyArgs): a
+// key a check resumes with comes back from the state file as bytes. A
+// key of several columns is matched as ORs of ANDs, not as a row IN
+// list: MariaDB 10.11 matches no non-ASCII text of a latin1 (or any
+// non-utf8mb4) column in "(a, b) IN ((?, ?), (?, ?))" from a utf8mb4
+// session, so every suspect on such a key read as absent on both sides
+// and the check called differing tables consistent.
 func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source bool) ([][]any, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	names, keyNames, tbl, db := targetNames(t), t.pkNames, qualified(t.m.TargetSchema, t.m.TargetTable), c.Target
+	names, keyNames, tbl, db, keyArgs := targetNames(t), t.pkNames, qualified(t.m.TargetSchema, t.m.TargetTable), c.Target, t.targetKeyArgs
 	if source {
-		names, keyNames, tbl, db = nil, nil, qualified(t.m.SourceSchema, t.m.SourceTable), c.Source.DB
+		names, keyNames, tbl, db, keyArgs = nil, nil, qualified(t.m.SourceSchema, t.m.SourceTable), c.Source.DB, t.sourceKeyArgs
 		for _, col := range t.m.Cols {
 			names = append(names, col.Source)
 		}
@@ -601,30 +634,33 @@ func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source 
 	var out [][]any
 	for start := 0; start < len(keys); start += 500 {
 		batch := keys[start:min(start+500, len(keys))]
-		ph := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(keyNames)), ", ") + ")"
-		var phs, nullSafe []string
-		var args, nullArgs []any
+		var phs, conds []string
+		var args, condArgs []any
 		for _, k := range batch {
-			if !slices.Contains(k, nil) {
-				phs = append(phs, ph)
-				args = append(args, k...)
+			k = keyArgs(k)
+			if len(keyNames) == 1 && k[0] != nil {
+				phs = append(phs, "?")
+				args = append(args, k[0])
 				continue
 			}
-			// IN never matches NULL: a key with one (a target that does
+			// A key of several columns is matched column by column; IN
+			// never matches NULL, so a key with one (a target that does
 			// not enforce its key) is matched with <=>.
+			op := " = ?"
+			if slices.Contains(k, nil) {
+				op = " <=> ?"
+			}
 			eq := make([]string, len(keyNames))
 			for i, n := range quoteAll(keyNames) {
-				eq[i] = n + " <=> ?"
+				eq[i] = n + op
 			}
-			nullSafe = append(nullSafe, "("+strings.Join(eq, " AND ")+")")
-			nullArgs = append(nullArgs, k...)
+			conds = append(conds, "("+strings.Join(eq, " AND ")+")")
+			condArgs = append(condArgs, k...)
 		}
-		var conds []string
 		if len(phs) > 0 {
-			conds = append(conds, fmt.Sprintf("(%s) IN (%s)", strings.Join(quoteAll(keyNames), ", "), strings.Join(phs, ", ")))
+			conds = append([]string{fmt.Sprintf("%s IN (%s)", quoteIdent(keyNames[0]), strings.Join(phs, ", "))}, conds...)
 		}
-		conds = append(conds, nullSafe...)
-		args = append(args, nullArgs...)
+		args = append(args, condArgs...)
 		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(quoteAll(names), ", "), tbl, strings.Join(conds, " OR "))
 		rows, err := cdc.QueryRows(ctx, db, q, args...)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -140,6 +141,28 @@ func (s *state) save(path string) error {
 		return fmt.Errorf("save check state: %w", err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// fixOrder orders the differences for the fix SQL: every DELETE (extra,
+// duplicate) before the UPDATEs and the INSERTs (missing), each group in
+// key order. A target key that its collation calls equal to a source key
+// but that differs in bytes ('åsa' for 'Åsa', 'Bo ' for 'Bo') is an extra
+// row and a missing one; inserted first, the source's row was refused as
+// a duplicate of the target's, which the DELETE then removed, and the row
+// was gone.
+func fixOrder(diffs []rowDiff) []rowDiff {
+	rank := func(d rowDiff) int {
+		switch d.Kind {
+		case "extra", "duplicate":
+			return 0
+		case "missing":
+			return 2
+		}
+		return 1
+	}
+	out := slices.Clone(diffs)
+	slices.SortStableFunc(out, func(a, b rowDiff) int { return rank(a) - rank(b) })
+	return out
 }
 
 // fixSQL is the statement that makes the target row match the source, in

@@ -95,6 +95,10 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, f checkFlags) error
 		}
 		defer fix.Close()
 		fmt.Fprintf(fix, "-- banyan check %s: statements that make the target match the source. Review, then apply to the target.\n", time.Now().UTC().Format(time.RFC3339))
+		// The text below is UTF-8: a client whose default character set
+		// is another (latin1, or utf8mb3 without 4-byte characters) would
+		// otherwise store it garbled or refuse it.
+		fmt.Fprintln(fix, "SET NAMES utf8mb4;")
 	}
 	c := &check.Checker{Source: sdb, Target: dst, Maps: maps, Opts: check.Options{
 		ChunkSize: f.chunk, MaxRowsPerSec: f.maxRate, RecheckAfter: f.recheck, Sample: f.sample,

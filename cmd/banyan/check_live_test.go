@@ -124,8 +124,8 @@ func TestCheckCmd_NoFalseAlarmsWhileCDCRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFix := fmt.Sprintf("UPDATE `%s`.`orders` SET `user_id` = 1 WHERE `id` = 1;", dstDB)
-	if stmts := fixStatements(string(fix)); len(stmts) != 1 || stmts[0] != wantFix {
-		t.Errorf("fix SQL = %q, want only %q", stmts, wantFix)
+	if stmts := fixStatements(string(fix)); len(stmts) != 2 || stmts[0] != "SET NAMES utf8mb4;" || stmts[1] != wantFix {
+		t.Errorf("fix SQL = %q, want only SET NAMES utf8mb4 and %q", stmts, wantFix)
 	}
 
 	w.stop()
