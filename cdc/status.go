@@ -2,11 +2,17 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	driver "github.com/go-sql-driver/mysql"
+
 	"github.com/banyanhq/banyan/routes"
 )
+
+// errNoSuchTable is MySQL's ER_NO_SUCH_TABLE.
+const errNoSuchTable = 1146
 
 // Status is what `banyan cdc status` reports.
 type Status struct {
@@ -40,7 +46,12 @@ func ReadStatus(ctx context.Context, cfg routes.CDCConfig) (*Status, error) {
 	t := &Target{DB: dst, Pipeline: "default"}
 	cp, ok, err := t.Checkpoint(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w (has `banyan cdc run` ever run against this target?)", err)
+		// Only a missing checkpoint table means cdc run never ran here; an
+		// unreachable target or a refused login must not be blamed on that.
+		if me := (*driver.MySQLError)(nil); errors.As(err, &me) && me.Number == errNoSuchTable {
+			return nil, fmt.Errorf("%w (has `banyan cdc run` ever run against this target?)", err)
+		}
+		return nil, fmt.Errorf("cdc target: %w", err)
 	}
 	if !ok {
 		return nil, fmt.Errorf("no checkpoint in the target: `banyan cdc run` has not started yet")
