@@ -88,7 +88,7 @@ func newCDCStatusCmd() *cobra.Command {
 	var path, format string
 	cmd := &cobra.Command{
 		Use:   "status --config FILE",
-		Short: "Show the checkpoint, lag and rows applied per table",
+		Short: "Show the checkpoint, lag, each table's copy and resnapshot progress, and rows applied per table",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadCDCConfig(path)
