@@ -136,12 +136,80 @@ func savePrune(ctx context.Context, x execer, pipeline string, p PruneProgress) 
 // one side: how its values must travel so the server compares them as the
 // column's type.
 type keyColumn struct {
-	Name      string
-	DataType  string // information_schema DATA_TYPE, lower case
-	Charset   string // text columns
-	Collation string // text columns
-	Precision int64  // DECIMAL
-	Scale     int64  // DECIMAL
+	Name       string
+	DataType   string // information_schema DATA_TYPE, lower case
+	ColumnType string // information_schema COLUMN_TYPE, lower case
+	Charset    string // text columns
+	Collation  string // text columns
+	Precision  int64  // DECIMAL
+	Scale      int64  // DECIMAL
+	Length     int64  // CHARACTER_MAXIMUM_LENGTH: BINARY(n)
+	Fraction   int64  // DATETIME_PRECISION: DATETIME, TIMESTAMP, TIME
+}
+
+// keyClass groups the key types whose values the copy writes unchanged
+// from one into another.
+func (c keyColumn) keyClass() string {
+	switch {
+	case c.DataType == "enum" || c.DataType == "set":
+		return c.DataType
+	case c.text():
+		return "text"
+	case c.bytes():
+		return "bytes"
+	}
+	switch c.DataType {
+	case "tinyint", "smallint", "mediumint", "int", "bigint":
+		return "integer"
+	case "datetime", "timestamp":
+		return "datetime"
+	}
+	return c.DataType
+}
+
+// noPad reports whether a collation compares trailing spaces (MariaDB's
+// *_nopad_* collations, MySQL 8's *_0900_* ones).
+func noPad(collation string) bool {
+	c := strings.ToLower(collation)
+	return strings.Contains(c, "nopad") || strings.Contains(c, "_0900_")
+}
+
+// keyTypesDiffer returns why the value a target key column holds may not
+// be the value its source key column holds (the copy converted it into
+// another type), or "" when it is the same value. Asked for a converted
+// value, the source may say "absent" for a row it has: a legacy CHAR id
+// '007' is 7 in an INT target, a VARBINARY id 'a' is 'a\0\0\0' in a
+// BINARY(4) target, a DATETIME(6) rounded into DATETIME is another instant.
+func keyTypesDiffer(src, dst keyColumn) string {
+	sc, dc := src.keyClass(), dst.keyClass()
+	ok := false
+	switch {
+	case sc == "integer" && (dc == "integer" || dc == "decimal"):
+		ok = true
+	case sc == "decimal" && dc == "decimal":
+		ok = dst.Scale >= src.Scale
+	case sc == "decimal" && dc == "integer":
+		ok = src.Scale == 0
+	case sc == "year":
+		ok = dc == "year" || dc == "integer"
+	case (sc == "text" || sc == "enum" || sc == "set") && dc == "text":
+		// A CHAR target drops trailing spaces, which a NO PAD source
+		// collation tells apart.
+		ok = dst.DataType != "char" || src.DataType == "char" || !noPad(src.Collation)
+	case sc == "enum" || sc == "set":
+		ok = dc == sc && dst.ColumnType == src.ColumnType
+	case (sc == "text" || sc == "bytes") && dc == "bytes":
+		// BINARY(n) pads with zero bytes.
+		ok = dst.DataType != "binary" || (src.DataType == "binary" && src.Length == dst.Length)
+	case sc == "date":
+		ok = dc == "date" || dc == "datetime"
+	case sc == "datetime" || sc == "time":
+		ok = dc == sc && dst.Fraction >= src.Fraction
+	}
+	if ok {
+		return ""
+	}
+	return fmt.Sprintf("key column %s is %s on the source but %s on the target (%s), so the target may hold another value than the source", src.Name, src.ColumnType, dst.ColumnType, dst.Name)
 }
 
 func (c keyColumn) text() bool {
@@ -231,8 +299,8 @@ func (c keyColumn) match(ref string) (string, bool) {
 
 // keyColumns reads the key columns names of schema.table, in order.
 func keyColumns(ctx context.Context, db *sql.DB, schema, table string, names []string) ([]keyColumn, error) {
-	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, LOWER(DATA_TYPE), COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''),
-		COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0)
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''),
+		COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(DATETIME_PRECISION, 0)
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)
 	if err != nil {
 		return nil, fmt.Errorf("read key columns of %s.%s: %w", schema, table, err)
@@ -241,7 +309,7 @@ func keyColumns(ctx context.Context, db *sql.DB, schema, table string, names []s
 	byName := map[string]keyColumn{}
 	for rows.Next() {
 		var c keyColumn
-		if err := rows.Scan(&c.Name, &c.DataType, &c.Charset, &c.Collation, &c.Precision, &c.Scale); err != nil {
+		if err := rows.Scan(&c.Name, &c.DataType, &c.ColumnType, &c.Charset, &c.Collation, &c.Precision, &c.Scale, &c.Length, &c.Fraction); err != nil {
 			return nil, fmt.Errorf("read key columns of %s.%s: %w", schema, table, err)
 		}
 		byName[strings.ToLower(c.Name)] = c
@@ -312,6 +380,9 @@ func (p *Pipeline) planPrune(ctx context.Context, m *TableMap, group []*TableMap
 			expr, ok := c.match(fmt.Sprintf("d.k%d", i))
 			if !ok {
 				return plan, fmt.Sprintf("key column %s of %s is %s, whose equality banyan cannot ask the source about exactly", c.Name, g.SourceName(), c.DataType), nil
+			}
+			if why := keyTypesDiffer(c, plan.target[i]); why != "" {
+				return plan, fmt.Sprintf("%s: %s", g.SourceName(), why), nil
 			}
 			src.match = append(src.match, expr)
 		}
