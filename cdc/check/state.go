@@ -224,7 +224,7 @@ func (t *table) keyValue(d rowDiff, i int) Value {
 }
 
 // literal writes a normalised value as SQL: numbers bare, bytes as hex,
-// text as an escaped string.
+// text as a quoted string (or a hex literal, see below).
 func literal(k colKind, v Value) string {
 	if v.Null {
 		return "NULL"
@@ -246,6 +246,13 @@ func literal(k colKind, v Value) string {
 			return "X'" + v.Text + "'"
 		}
 	}
-	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`, "\n", `\n`, "\r", `\r`, "\x1a", `\Z`)
-	return "'" + r.Replace(v.Text) + "'"
+	// Written so that it means the same with and without the
+	// NO_BACKSLASH_ESCAPES sql_mode: a quote is doubled, and text holding a
+	// backslash or a control character is a hex literal with the utf8mb4
+	// introducer (a literal still, so it takes the column's collation,
+	// and one line of the fix file).
+	if strings.ContainsFunc(v.Text, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) {
+		return "_utf8mb4 X'" + hex.EncodeToString([]byte(v.Text)) + "'"
+	}
+	return "'" + strings.ReplaceAll(v.Text, "'", "''") + "'"
 }

@@ -246,13 +246,13 @@ func checkResult(tb testing.TB, out string) check.TableResult {
 // database db in one session whose client character set is charset, as
 // a mysql client with another default-character-set would; the file must
 // say which character set its text is in. It returns the file.
-func applyFixSQLAs(tb testing.TB, ctx context.Context, db, path, charset string) string {
+func applyFixSQLAs(tb testing.TB, ctx context.Context, db, path, charset string, session ...string) string {
 	tb.Helper()
 	fix, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	stmts := []string{"USE " + db, "SET NAMES " + charset}
+	stmts := append([]string{"USE " + db, "SET NAMES " + charset}, session...)
 	for _, stmt := range strings.Split(string(fix), "\n") {
 		if stmt = strings.TrimSpace(stmt); stmt != "" && !strings.HasPrefix(stmt, "--") {
 			stmts = append(stmts, stmt)
@@ -262,4 +262,25 @@ func applyFixSQLAs(tb testing.TB, ctx context.Context, db, path, charset string)
 		tb.Fatalf("fix SQL: %v\n%s", err, fix)
 	}
 	return string(fix)
+}
+
+// TestCheckCmd_FixSQLUnderNoBackslashEscapes: the fix SQL means the same
+// on a target session running with NO_BACKSLASH_ESCAPES, where '\\' is two
+// backslashes and '\” ends the string: text with backslashes and quotes
+// is written back exactly, and the next check is consistent.
+func TestCheckCmd_FixSQLUnderNoBackslashEscapes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	src, dst, srcDB, dstDB := tempDBs(t)
+	const table = `CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(50) NOT NULL)`
+	mustExecDB(t, src, table, `INSERT INTO t VALUES (1, 'C:\\new\\table'), (2, 'it''s'), (3, 'a\\''b'), (4, 'plain')`)
+	mustExecDB(t, dst, table, `INSERT INTO t VALUES (1, 'old'), (4, 'plain'), (5, 'gone\\')`)
+	fixPath := filepath.Join(t.TempDir(), "fix.sql")
+	if code, out, errb := checkTables(ctx, srcDB, dstDB, "--fix-sql", fixPath); code != exitFound {
+		t.Fatalf("first check: exit %d, want %d\n%s%s", code, exitFound, out, errb)
+	}
+	fix := applyFixSQLAs(t, ctx, dstDB, fixPath, "utf8mb4", "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+	if code, out, errb := checkTables(ctx, srcDB, dstDB); code != exitOK {
+		t.Errorf("check after the fix: exit %d, want %d\nfix SQL:\n%s\n%s%s", code, exitOK, fix, out, errb)
+	}
 }
