@@ -285,14 +285,16 @@ func (c keyColumn) match(ref string) (string, bool) {
 		return ref, true
 	case "decimal":
 		return fmt.Sprintf("CAST(%s AS DECIMAL(%d,%d))", ref, c.Precision, c.Scale), true
-	case "date":
-		return fmt.Sprintf("CAST(%s AS DATE)", ref), true
-	case "datetime", "timestamp":
-		// Both sessions run with time_zone '+00:00', so a TIMESTAMP
-		// reads and compares as the same UTC wall clock on both sides.
-		return fmt.Sprintf("CAST(%s AS DATETIME(6))", ref), true
-	case "time":
-		return fmt.Sprintf("CAST(%s AS TIME(6))", ref), true
+	case "date", "datetime", "timestamp", "time":
+		// The target's text is compared with the column as it is: the
+		// server reads it as the column's temporal type (and uses the
+		// key). A CAST was NULL for a legacy date with a zero month or
+		// day ('2019-05-00') when the source session's sql_mode had
+		// NO_ZERO_IN_DATE (MySQL 8's default), and the row was called
+		// absent. Both sessions run with time_zone '+00:00', so a
+		// TIMESTAMP reads and compares as the same UTC wall clock on both
+		// sides.
+		return ref, true
 	}
 	return "", false
 }
