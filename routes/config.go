@@ -287,11 +287,11 @@ func ParseSize(str string) (Size, error) {
 // MatchConfig selects requests. An empty match is the catch-all default
 // route and must come last.
 type MatchConfig struct {
-	Path         string            `yaml:"path"`
-	PathPrefix   string            `yaml:"path_prefix"`
-	PathTemplate string            `yaml:"path_template"`
-	Methods      []string          `yaml:"methods"`
-	Headers      map[string]string `yaml:"headers"`
+	Path         string            `yaml:"path" json:"path,omitempty"`
+	PathPrefix   string            `yaml:"path_prefix" json:"path_prefix,omitempty"`
+	PathTemplate string            `yaml:"path_template" json:"path_template,omitempty"`
+	Methods      []string          `yaml:"methods" json:"methods,omitempty"`
+	Headers      map[string]string `yaml:"headers" json:"headers,omitempty"`
 }
 
 // IsEmpty reports whether the match selects every request.
@@ -301,8 +301,8 @@ func (m MatchConfig) IsEmpty() bool {
 
 // StickyConfig names where the user's key is read from.
 type StickyConfig struct {
-	Cookie string `yaml:"cookie"`
-	Header string `yaml:"header"`
+	Cookie string `yaml:"cookie" json:"cookie,omitempty"`
+	Header string `yaml:"header" json:"header,omitempty"`
 }
 
 // Problem is one thing wrong with a config, naming the field.

@@ -1,7 +1,9 @@
 package routes
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -342,6 +344,34 @@ func TestAPI_CrossSiteEditRefused(t *testing.T) {
 		c := &Client{Base: srv.URL, Token: "s3cret"}
 		if _, err := c.Rollback(ctx, "orders", "from the CLI"); err != nil {
 			t.Errorf("tokens %v: CLI rollback: %v", len(tokens), err)
+		}
+	}
+}
+
+// TestAPI_RoutesJSONIsSnakeCase: GET /api/routes (and so `banyan routes
+// list --format json`) names every field in snake_case, the match and
+// sticky settings as the config file spells them, leaving out those not
+// set. They came out with Go's field names ("PathPrefix", "Cookie"),
+// beside "file_split".
+func TestAPI_RoutesJSONIsSnakeCase(t *testing.T) {
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	srv := httptest.NewServer(NewAPI(m, nil))
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/api/routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Routes []map[string]json.RawMessage `json:"routes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Routes) == 0 {
+		t.Fatalf("decode: %v, %d routes", err, len(body.Routes))
+	}
+	for field, want := range map[string]string{"match": `{"path_prefix":"/api/orders"}`, "sticky": `{"cookie":"uid"}`} {
+		var got bytes.Buffer
+		if err := json.Compact(&got, body.Routes[0][field]); err != nil || got.String() != want {
+			t.Errorf("%s = %s (%v), want %s", field, body.Routes[0][field], err, want)
 		}
 	}
 }
