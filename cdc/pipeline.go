@@ -53,13 +53,18 @@ type Pipeline struct {
 // on: UTC session time zone (TIMESTAMP values travel as UTC), temporal
 // values as text, and client-side interpolation (one round trip per
 // statement); the driver's default connection character set is utf8mb4.
-func OpenDB(dsn string) (*sql.DB, error) { return openDB(dsn, false) }
+func OpenDB(dsn string) (*sql.DB, error) { return openDB(dsn, false, false) }
 
 // openDB is OpenDB; strict adds STRICT_ALL_TABLES to the session's
 // sql_mode, for the pipeline's target: a value the target cannot hold is
 // an error, never silently cut or replaced, and upsert's guard relies on
-// it. Other uses (canary, check) keep the server's own mode.
-func openDB(dsn string, strict bool) (*sql.DB, error) {
+// it. utf8 makes the connection's character set utf8mb4 whatever the DSN
+// asks, for the pipeline's own sessions: they send and read text as
+// UTF-8. A source DSN with charset=latin1 (a legacy database's DSN often
+// has it) made the server read the resnapshot's UTF-8 key 'Åsa' as
+// 'Ã…sa', which the source lacks, and the row was deleted. Other uses
+// (canary, check) keep the server's own mode and the DSN's character set.
+func openDB(dsn string, strict, utf8 bool) (*sql.DB, error) {
 	cfg, err := driver.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("dsn: %w", err)
@@ -70,6 +75,21 @@ func openDB(dsn string, strict bool) (*sql.DB, error) {
 	cfg.Params["time_zone"] = "'+00:00'"
 	if strict {
 		cfg.Params["sql_mode"] = "CONCAT(@@sql_mode, ',STRICT_ALL_TABLES')"
+	}
+	if utf8 {
+		collation := ""
+		if strings.HasPrefix(strings.ToLower(cfg.Collation), "utf8mb4_") {
+			collation = cfg.Collation
+		}
+		if err := cfg.Apply(driver.Charset("utf8mb4", collation)); err != nil {
+			return nil, fmt.Errorf("dsn: %w", err)
+		}
+		for name := range cfg.Params {
+			switch strings.ToLower(name) {
+			case "character_set_client", "character_set_connection", "character_set_results", "collation_connection":
+				delete(cfg.Params, name)
+			}
+		}
 	}
 	cfg.InterpolateParams = true
 	// Temporal values as text, the way the binlog carries them: a DATETIME
@@ -95,11 +115,11 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	if err != nil {
 		return nil, err
 	}
-	src, err := OpenDB(cfg.Source.DSN)
+	src, err := openDB(cfg.Source.DSN, false, true)
 	if err != nil {
 		return nil, fmt.Errorf("cdc source: %w", err)
 	}
-	dst, err := openDB(cfg.Target.DSN, true)
+	dst, err := openDB(cfg.Target.DSN, true, true)
 	if err != nil {
 		src.Close()
 		return nil, fmt.Errorf("cdc target: %w", err)
