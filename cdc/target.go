@@ -38,10 +38,10 @@ const (
 
 // TableProgress is one table's initial copy progress.
 type TableProgress struct {
-	Table  string
-	LastPK []any // nil before the first chunk
-	Rows   int64
-	Done   bool
+	Table  string `json:"table"`
+	LastPK []any  `json:"last_pk"` // nil before the first chunk
+	Rows   int64  `json:"rows"`
+	Done   bool   `json:"done"`
 }
 
 const targetSchema = `

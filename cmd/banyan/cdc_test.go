@@ -85,6 +85,20 @@ func TestCDCCmd_RunStatusAndSchemaStop(t *testing.T) {
 		if err := json.Unmarshal(sout.Bytes(), &st); err != nil {
 			t.Fatalf("status JSON: %v\n%s", err, sout.String())
 		}
+		// Field names are snake_case, as everywhere else in the JSON.
+		var raw struct {
+			Copy []map[string]json.RawMessage `json:"copy"`
+		}
+		if err := json.Unmarshal(sout.Bytes(), &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range raw.Copy {
+			for _, k := range []string{"table", "last_pk", "rows", "done"} {
+				if _, ok := c[k]; !ok {
+					t.Fatalf("status JSON: a copy entry lacks %q:\n%s", k, sout.String())
+				}
+			}
+		}
 		return st, true
 	}
 	// Changes are made once the copy is done, so they travel by the stream.
