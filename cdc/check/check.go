@@ -118,6 +118,11 @@ func (c *Checker) Run(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A progress file that cannot be written is found now, not after the
+	// first chunk's reads.
+	if err := st.save(o.StatePath); err != nil {
+		return nil, err
+	}
 	res := &Result{Consistent: true}
 	for _, m := range c.Maps {
 		t, err := c.describe(ctx, m)

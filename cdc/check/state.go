@@ -138,10 +138,17 @@ func (s *state) save(path string) error {
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("save check state: %w", err)
+		return fmt.Errorf("%w to %s (give a writable path with --state): %w", ErrStateNotSaved, path, err)
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("%w to %s (give a writable path with --state): %w", ErrStateNotSaved, path, err)
+	}
+	return nil
 }
+
+// ErrStateNotSaved is returned when the progress file cannot be written:
+// the check cannot be resumed from it, so it stops before reading a row.
+var ErrStateNotSaved = errors.New("cannot save the check's progress")
 
 // fixOrder orders the differences for the fix SQL: every DELETE (extra,
 // duplicate) before the UPDATEs and the INSERTs (missing), each group in

@@ -108,7 +108,9 @@ func runCheck(ctx context.Context, stdout, stderr io.Writer, f checkFlags) error
 		c.Opts.Fix = fix
 	}
 	res, err := c.Run(ctx)
-	if err != nil {
+	if errors.Is(err, check.ErrStateNotSaved) {
+		return fmt.Errorf("check stopped: %w", err)
+	} else if err != nil {
 		return fmt.Errorf("check stopped (run again with --resume to continue): %w", err)
 	}
 	if f.format == "json" {
@@ -234,12 +236,12 @@ func printCheck(w io.Writer, res *check.Result, fixPath string) {
 		}
 	}
 	if res.Consistent {
-		fmt.Fprintf(w, "verdict: CONSISTENT — %d tables, every row equal\n", len(res.Tables))
+		fmt.Fprintf(w, "verdict: CONSISTENT — %d %s, every row equal\n", len(res.Tables), plural(len(res.Tables), "table", "tables"))
 		return
 	}
 	hint := ""
 	if fixPath != "" {
 		hint = "; fix SQL in " + fixPath
 	}
-	fmt.Fprintf(w, "verdict: DIFFERENT — %d of %d tables differ%s\n", differ, len(res.Tables), hint)
+	fmt.Fprintf(w, "verdict: DIFFERENT — %d of %d %s %s%s\n", differ, len(res.Tables), plural(len(res.Tables), "table", "tables"), plural(differ, "differs", "differ"), hint)
 }

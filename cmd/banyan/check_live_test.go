@@ -415,3 +415,22 @@ func TestCheckCmd_DoubleIntoFloatNoFalseAlarm(t *testing.T) {
 		t.Errorf("DOUBLE into FLOAT, same values: exit %d, want %d\n%s%s", code, exitOK, out.String(), errb.String())
 	}
 }
+
+// TestCheckCmd_UnwritableStateStopsAtOnce: a progress file that cannot be
+// written stops the check before it reads a row, with exit 2 and a message
+// that points at --state (it said to run again with --resume, which reads
+// the same unwritable place).
+func TestCheckCmd_UnwritableStateStopsAtOnce(t *testing.T) {
+	srcDB, dstDB := identicalTables(t, 10)
+	statePath := filepath.Join(t.TempDir(), "no-such-dir", "state.json")
+	code, out, errb := checkTables(t.Context(), srcDB, dstDB, "--state", statePath)
+	if code != exitCannotRun {
+		t.Errorf("exit %d, want %d\n%s%s", code, exitCannotRun, out, errb)
+	}
+	if !strings.Contains(errb, "--state") || strings.Contains(errb, "--resume") || !strings.Contains(errb, statePath) {
+		t.Errorf("stderr = %q, want the path and a pointer to --state, not to --resume", errb)
+	}
+	if strings.Contains(errb, "rows") || strings.Contains(out, "rows") {
+		t.Errorf("rows were read before the state was found unwritable:\n%s%s", out, errb)
+	}
+}
