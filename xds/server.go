@@ -64,12 +64,14 @@ type Server struct {
 	cancel context.CancelFunc
 
 	// pubMu serialises publishing and the seeding of new node groups.
-	pubMu  sync.Mutex
-	snap   *cachev3.Snapshot // last good snapshot, nil before the first
-	res    Resources         // what snap holds
-	seq    int64             // table version of snap
-	rev    int               // republishes of seq with other content
-	groups map[string]bool   // node groups that have the snapshot
+	pubMu sync.Mutex
+	snap  *cachev3.Snapshot // last good snapshot, nil before the first
+	res   Resources         // what snap holds
+	seq   int64             // table version of snap
+	rev   int               // republishes of seq with other content
+	// groups are the node groups that have the snapshot, with when a
+	// request from one of their nodes was last seen.
+	groups map[string]time.Time
 
 	mu       sync.Mutex // guards the status below
 	version  string
@@ -81,6 +83,8 @@ type Server struct {
 
 	grpcMu sync.Mutex
 	grpc   *grpc.Server
+
+	now func() time.Time // time.Now; tests move it on
 }
 
 // streamKey names an ADS stream. go-control-plane numbers state-of-the-
@@ -139,9 +143,10 @@ func NewServer(opts ServerOptions) *Server {
 	s := &Server{
 		opts:    opts,
 		log:     opts.Log,
-		groups:  map[string]bool{},
+		groups:  map[string]time.Time{},
 		streams: map[streamKey]*stream{},
 		nodes:   map[string]*nodeState{},
+		now:     time.Now,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.cache = cachev3.NewSnapshotCache(true, nodeHash(s.group), cplog.LoggerFuncs{
@@ -216,7 +221,7 @@ func (s *Server) Publish(t *routes.Table) error {
 	}
 	s.snap, s.res, s.seq, s.rev = snap, res, t.Version(), rev
 	s.mu.Lock()
-	s.version, s.pubAt, s.pubErr = version, time.Now(), ""
+	s.version, s.pubAt, s.pubErr = version, s.now(), ""
 	s.mu.Unlock()
 	s.log.Info("xds snapshot published", "version", version, "node_groups", len(s.groups),
 		"listeners", len(res.Listeners), "routes", len(res.Routes[0].GetVirtualHosts()[0].GetRoutes()), "clusters", len(res.Clusters))
@@ -241,14 +246,15 @@ func asResources[M types.Resource](ms []M) []types.Resource {
 }
 
 // seed gives a node group seen for the first time the current snapshot,
-// before its first watch is created.
+// before its first watch is created, and notes that the group is in use.
 func (s *Server) seed(group string) {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
-	if s.groups[group] {
+	_, known := s.groups[group]
+	s.groups[group] = s.now()
+	if known {
 		return
 	}
-	s.groups[group] = true
 	if s.snap != nil {
 		if err := s.cache.SetSnapshot(s.ctx, group, s.snap); err != nil {
 			s.log.Error("xds: seeding node group", "group", group, "err", err)
@@ -285,7 +291,7 @@ func (s *Server) observe(key streamKey, n *corev3.Node, typeURL, nonce, version 
 	}
 	s.seed(s.group(n))
 	typ := shortType(typeURL)
-	now := time.Now()
+	now := s.now()
 
 	s.mu.Lock()
 	st := s.streams[key]
@@ -378,6 +384,13 @@ func (s *Server) sent(key streamKey, typeURL, nonce, version string) {
 const forgetAfter = time.Hour
 
 func (s *Server) closed(key streamKey, n *corev3.Node) {
+	s.forget(key)
+	s.pruneGroups()
+}
+
+// forget drops a closed stream, and the nodes disconnected for longer
+// than forgetAfter.
+func (s *Server) forget(key streamKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.streams[key]
@@ -385,7 +398,7 @@ func (s *Server) closed(key streamKey, n *corev3.Node) {
 	if st == nil {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	if ns := s.nodes[st.node.GetId()]; ns != nil {
 		ns.streams--
 		if ns.streams <= 0 {
@@ -399,6 +412,33 @@ func (s *Server) closed(key streamKey, n *corev3.Node) {
 		}
 	}
 	s.log.Info("xds stream closed", "node", st.node.GetId(), "cluster", st.node.GetCluster(), "stream", key.id, "delta", key.delta)
+}
+
+// pruneGroups drops the node groups that no connected node is in and that
+// no request has come from for longer than forgetAfter, with their
+// snapshots: with node_group id, every Envoy pod ever started made a group
+// that each publish went on updating, for as long as banyan ran. A group
+// seen lately is kept even without a connected node, so a stream that has
+// just seeded its group (and is not counted as connected yet) is never
+// left without a snapshot.
+func (s *Server) pruneGroups() {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	s.mu.Lock()
+	inUse := map[string]bool{}
+	for _, ns := range s.nodes {
+		if ns.Connected {
+			inUse[ns.Group] = true
+		}
+	}
+	cutoff := s.now().Add(-forgetAfter)
+	s.mu.Unlock()
+	for g, seen := range s.groups {
+		if !inUse[g] && seen.Before(cutoff) {
+			delete(s.groups, g)
+			s.cache.ClearSnapshot(g)
+		}
+	}
 }
 
 // shortType names a resource type URL for logs, status and metrics.

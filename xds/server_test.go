@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,11 +48,14 @@ func (s *syncBuffer) String() string {
 }
 
 // startXDS runs a Server for the manager's table on a loopback listener.
-func startXDS(tb testing.TB, m *routes.Manager, opts ServerOptions) (*Server, string, *syncBuffer) {
+func startXDS(tb testing.TB, m *routes.Manager, opts ServerOptions, setup ...func(*Server)) (*Server, string, *syncBuffer) {
 	tb.Helper()
 	logs := &syncBuffer{}
 	opts.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	srv := NewServer(opts)
+	for _, f := range setup {
+		f(srv)
+	}
 	m.Subscribe(func(t *routes.Table) {
 		if err := srv.Publish(t); err != nil {
 			opts.Log.Error("publish", "err", err)
@@ -438,5 +443,63 @@ func TestServer_PublishKeepsLastGood(t *testing.T) {
 	}
 	if r := envoy.recv(resourcev3.ClusterType); r.GetVersionInfo() != "2.1" {
 		t.Errorf("Envoy got version %q, want 2.1", r.GetVersionInfo())
+	}
+}
+
+// TestServer_ForgetsGoneNodeGroups: with node_group id every Envoy pod is
+// a group of its own. The groups of pods gone for longer than forgetAfter
+// are dropped with their snapshots (they were kept, and updated on every
+// publish, for as long as banyan ran); a connected node's group is kept
+// however long it has been quiet, and still gets the next publish.
+func TestServer_ForgetsGoneNodeGroups(t *testing.T) {
+	m, _ := newManager(t, serverConfig)
+	var skew atomic.Int64
+	srv, addr, _ := startXDS(t, m, ServerOptions{NodeGroup: GroupByID}, func(s *Server) {
+		s.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	stays := dialADS(t, addr, &corev3.Node{Id: "stays", Cluster: "edge"})
+	stays.ack(stays.subscribe(resourcev3.ClusterType))
+	closeOne := func(id string) {
+		c := dialADS(t, addr, &corev3.Node{Id: id, Cluster: "edge"})
+		c.subscribe(resourcev3.ClusterType)
+		if err := c.stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, id+" to disconnect", func() bool {
+			for _, n := range statusOf(t, srv).Nodes {
+				if n.ID == id {
+					return !n.Connected
+				}
+			}
+			return false
+		})
+	}
+	hasSnapshot := func(id string) bool {
+		_, err := srv.cache.GetSnapshot("id/" + id)
+		return err == nil
+	}
+	for _, id := range []string{"pod-1", "pod-2"} {
+		closeOne(id)
+	}
+	if !hasSnapshot("pod-1") || !hasSnapshot("pod-2") {
+		t.Fatal("a group was dropped at once: a pod that reconnects soon keeps its group")
+	}
+	skew.Store(int64(2 * forgetAfter))
+	closeOne("pod-3") // a stream that ends looks for groups to drop
+	eventually(t, "the gone pods' groups to be dropped", func() bool { return !hasSnapshot("pod-1") && !hasSnapshot("pod-2") })
+	srv.pubMu.Lock()
+	groups := slices.Sorted(maps.Keys(srv.groups))
+	srv.pubMu.Unlock()
+	if got, want := strings.Join(groups, ","), "id/pod-3,id/stays"; got != want {
+		t.Errorf("node groups = %s, want %s", got, want)
+	}
+	if !hasSnapshot("stays") || !hasSnapshot("pod-3") {
+		t.Error("the connected node's group, or the group seen just now, was dropped")
+	}
+	if _, err := m.SetSplit(context.Background(), "orders", routes.Split{"legacy": 50, "new": 50}, "test", "ramp"); err != nil {
+		t.Fatal(err)
+	}
+	if r := stays.recv(resourcev3.ClusterType); r.GetVersionInfo() != "2" {
+		t.Errorf("connected node got version %q after the edit, want 2", r.GetVersionInfo())
 	}
 }
