@@ -33,6 +33,7 @@ func TestPipeline_ResnapshotSourceConnectionCharset(t *testing.T) {
 	if got, want := w.String(), "l:Öre"; got != want {
 		t.Errorf("the delete pass called absent %q, want %q", got, want)
 	}
+	untilStreaming(t, dst)
 	if got, want := strings.Join(dump(t, dst, "l", "k"), " "), `"Åsa"|"1"|"keep me" "Bo"|"2"|"keep me"`; got != want {
 		t.Errorf("target %s, want %s", got, want)
 	}
