@@ -408,7 +408,13 @@ func (p *Pipeline) targetKeys(ctx context.Context, m *TableMap, plan prunePlan, 
 			cols[i] = c.Name
 		}
 		var cond string
-		cond, args = KeyBound(cols, targetArgs(plan, last), true)
+		bound := targetArgs(plan, last)
+		for i, c := range plan.target {
+			if n, ok := enumNumber(c.ColumnType, bound[i]); ok {
+				bound[i] = n // as boundArg: ENUM and SET sort by number
+			}
+		}
+		cond, args = KeyBound(cols, bound, true)
 		q += " WHERE " + cond
 	}
 	q += fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(names, ", "), n)

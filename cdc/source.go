@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,9 +193,106 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 func sourceKeyArgs(m *TableMap, key []any) []any {
 	out := make([]any, len(key))
 	for i, v := range key {
-		out[i] = QueryArg(m.Cols[m.PK[i]].DataType, v)
+		out[i] = boundArg(m.Cols[m.PK[i]].DataType, v)
 	}
 	return out
+}
+
+// boundArg is QueryArg for a key bound to page by ("k > ?"): an ENUM or
+// SET value goes as the number the column sorts by (an ENUM's member
+// position, a SET's bit mask), which the server compares with the column
+// as that number. As a label it was compared as text while ORDER BY
+// sorted by position: with ENUM('z','a','m'), the page after 'z' asked
+// for labels after 'z' as text, and 'a' and 'm' were never copied (nor
+// looked up by a resnapshot's delete pass).
+func boundArg(columnType string, v any) any {
+	if n, ok := enumNumber(columnType, v); ok {
+		return n
+	}
+	return QueryArg(columnType, v)
+}
+
+// enumNumber returns the number an ENUM or SET column (columnType is its
+// COLUMN_TYPE, e.g. "enum('z','a')") holds for the label v; ok is false
+// for another column type or a label not among its members.
+func enumNumber(columnType string, v any) (uint64, bool) {
+	t := strings.ToLower(columnType)
+	isSet := strings.HasPrefix(t, "set(")
+	if !isSet && !strings.HasPrefix(t, "enum(") {
+		return 0, false
+	}
+	members, ok := enumMembers(columnType[strings.IndexByte(columnType, '(')+1:])
+	if !ok {
+		return 0, false
+	}
+	label := asString(v)
+	if label == "" {
+		return 0, true // the empty SET, or the ENUM's error value
+	}
+	if !isSet {
+		if i := slices.Index(members, label); i >= 0 {
+			return uint64(i + 1), true
+		}
+		return 0, false
+	}
+	var n uint64
+	for _, l := range strings.Split(label, ",") {
+		i := slices.Index(members, l)
+		if i < 0 || i >= 64 {
+			return 0, false
+		}
+		n |= 1 << i
+	}
+	return n, true
+}
+
+// enumMembers reads the rest of an ENUM or SET COLUMN_TYPE after its
+// opening parenthesis (quoted members, a quote in one doubled and a
+// backslash escaped, then the closing parenthesis) into its members; ok
+// is false for anything else.
+func enumMembers(s string) ([]string, bool) {
+	var out []string
+	for {
+		if !strings.HasPrefix(s, "'") {
+			return nil, false
+		}
+		s = s[1:]
+		var b strings.Builder
+		for {
+			if s == "" {
+				return nil, false
+			}
+			c := s[0]
+			switch {
+			case c == '\\' && len(s) > 1 && (s[1] == '\\' || s[1] == '\''):
+				b.WriteByte(s[1])
+				s = s[2:]
+				continue
+			case c == '\\':
+				return nil, false // another escape: not read here
+			case c == '\'' && len(s) > 1 && s[1] == '\'':
+				b.WriteByte('\'')
+				s = s[2:]
+				continue
+			case c == '\'':
+				s = s[1:]
+			default:
+				b.WriteByte(c)
+				s = s[1:]
+				continue
+			}
+			break
+		}
+		out = append(out, b.String())
+		switch {
+		case s == ")":
+			return out, true
+		case strings.HasPrefix(s, ","):
+			s = s[1:]
+		default:
+			return nil, false
+		}
+	}
 }
 
 // QueryArg turns v, a value as the driver reads it (or as a saved key
