@@ -684,6 +684,12 @@ func (ex *exchange) scanRespHead(head []byte, rh *respHead) error {
 	}
 	if rh.chunked {
 		rh.length = -1 // chunked wins, as in net/http
+		// With a Content-Length too, or in HTTP/1.0, the framing is
+		// faulty (RFC 9112 6.1, 6.3): relay it chunked, then close, so
+		// what the backend meant by the rest cannot start the next answer.
+		if lengths > 0 || head[7] == '0' {
+			rh.close = true
+		}
 	}
 	return nil
 }

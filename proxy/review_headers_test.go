@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 
@@ -97,6 +98,35 @@ func TestServer_FoldedFramingHeaderFromBackend(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || body != "ok" {
 				t.Errorf("net/http only %v: %s: status %d, body %q; want 200, %q", netHTTP, path, resp.StatusCode, body, "ok")
 			}
+		}
+	}
+}
+
+// TestServer_FaultyFramingClosesBackendConn: a backend answer with both
+// Transfer-Encoding and Content-Length, or with Transfer-Encoding in
+// HTTP/1.0, is relayed by its chunked framing and its connection is not
+// used again (RFC 9112 6.1 and 6.3: the framing is faulty, close after
+// it), so what the backend meant by its length cannot become the start
+// of the next customer's answer. The fast path kept such connections.
+func TestServer_FaultyFramingClosesBackendConn(t *testing.T) {
+	t.Parallel()
+	answers := map[string]string{
+		"/plain":     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+		"/te-and-cl": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"/te-in-1.0": "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+	}
+	for path, wantConns := range map[string]int64{"/plain": 1, "/te-and-cl": 2, "/te-in-1.0": 2} {
+		rb := answerEach(t, func(c net.Conn, req *http.Request) { io.WriteString(c, answers[req.URL.Path]) })
+		p, _, _ := newProxy(t, oneRoute("raw"), &backend{name: "raw", URL: rb.URL})
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{}))
+		for range 2 {
+			resp, body := rc.do("GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n")
+			if resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%s: %d %q, want 200 ok", path, resp.StatusCode, body)
+			}
+		}
+		if got := rb.conns.Load(); got != wantConns {
+			t.Errorf("%s: backend connections = %d, want %d", path, got, wantConns)
 		}
 	}
 }
