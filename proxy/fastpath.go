@@ -378,13 +378,16 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 	}
 	ex.sent = time.Now()
 	ex.headDeadline(uc, ex.sent)
-	for {
+	for informational := 0; ; informational++ {
 		code, err := ex.readResponseHead(uc)
 		if err != nil {
 			return 0, err
 		}
 		if code >= 200 {
 			break
+		}
+		if informational == maxInformational {
+			return 0, fmt.Errorf("more than %d 1xx answers before the final one", maxInformational)
 		}
 		// 1xx informational answers (103 Early Hints) go straight through.
 		if _, err := ex.relayHead(uc, code, true); err != nil {
@@ -395,6 +398,10 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 	code := statusOf(uc.head)
 	return code, ex.relayAnswer(uc, code)
 }
+
+// maxInformational is how many 1xx answers a backend may send before its
+// final one, as net/http's Transport allows.
+const maxInformational = 5
 
 // writeRequest writes the request head, rewritten for the backend, and
 // its body.

@@ -130,3 +130,28 @@ func TestServer_FaultyFramingClosesBackendConn(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_EndlessInformationalAnswers: a backend that sends 1xx answers
+// without end is cut off after five (net/http's limit too) and the client
+// connection closed, rather than the client being fed 103s until the
+// backend's timeout.
+func TestServer_EndlessInformationalAnswers(t *testing.T) {
+	t.Parallel()
+	rb := answerEach(t, func(c net.Conn, req *http.Request) {
+		for range 1000 {
+			if _, err := io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	p, _, _ := newProxy(t, oneRoute("raw"), &backend{name: "raw", URL: rb.URL})
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{}))
+	rc.send("GET / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
+	all, err := io.ReadAll(rc.br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(all, []byte("HTTP/1.1 103 ")); n > 5 {
+		t.Errorf("%d 103 answers reached the client, want at most 5", n)
+	}
+}
