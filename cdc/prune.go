@@ -270,7 +270,7 @@ var safeName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 // coercibility, so neither the connection's collation nor a binary literal
 // can win. ok is false for a type whose equality banyan cannot reproduce
 // exactly from the target's value (FLOAT, DOUBLE, BIT and the like).
-func (c keyColumn) match(ref string) (string, bool) {
+func (c keyColumn) match(ref string, target keyColumn) (string, bool) {
 	switch {
 	case c.text():
 		if !safeName.MatchString(c.Charset) || !safeName.MatchString(c.Collation) {
@@ -282,9 +282,28 @@ func (c keyColumn) match(ref string) (string, bool) {
 	}
 	switch c.DataType {
 	case "tinyint", "smallint", "mediumint", "int", "bigint", "year":
+		if target.DataType == "decimal" && target.Scale <= 30 {
+			// MySQL documents text compared with an integer as
+			// doubles (inexact above 2^53); the cast keeps it exact.
+			return fmt.Sprintf("CAST(%s AS DECIMAL(%d,%d))", ref, max(20, target.Precision-target.Scale)+target.Scale, target.Scale), true
+		}
 		return ref, true
 	case "decimal":
-		return fmt.Sprintf("CAST(%s AS DECIMAL(%d,%d))", ref, c.Precision, c.Scale), true
+		// Wide enough for the target's value too (keyTypesDiffer lets it
+		// have more digits and scale): cast to the source's own width,
+		// the target's 1000.00 and 12.345 became 99.99 and 12.35 of a
+		// DECIMAL(4,2) source, which held those, and stayed for good.
+		scale, digits := c.Scale, c.Precision-c.Scale
+		if target.DataType == "decimal" {
+			scale = max(scale, target.Scale)
+			digits = max(digits, target.Precision-target.Scale)
+		} else {
+			digits = max(digits, 20) // an integer target: BIGINT's digits
+		}
+		if scale > 30 || digits+scale > 65 {
+			return "", false
+		}
+		return fmt.Sprintf("CAST(%s AS DECIMAL(%d,%d))", ref, digits+scale, scale), true
 	case "date", "datetime", "timestamp", "time":
 		// The target's text is compared with the column as it is: the
 		// server reads it as the column's temporal type (and uses the
@@ -379,7 +398,7 @@ func (p *Pipeline) planPrune(ctx context.Context, m *TableMap, group []*TableMap
 			return plan, "", err
 		}
 		for i, c := range cols {
-			expr, ok := c.match(fmt.Sprintf("d.k%d", i))
+			expr, ok := c.match(fmt.Sprintf("d.k%d", i), plan.target[i])
 			if !ok {
 				return plan, fmt.Sprintf("key column %s of %s is %s, whose equality banyan cannot ask the source about exactly", c.Name, g.SourceName(), c.DataType), nil
 			}
