@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/banyanhq/banyan/internal/progress"
+	driver "github.com/go-sql-driver/mysql"
 )
 
 // A resnapshot (`banyan cdc run --resnapshot`, after the binlog at the
@@ -623,11 +624,23 @@ func (p *Pipeline) pruneTable(ctx context.Context, m *TableMap) error {
 		if len(keys) > 0 {
 			prog.LastKey = keys[len(keys)-1]
 		}
+		before := prog
 		prog.Checked += int64(len(keys))
 		prog.Deleted += int64(len(gone))
 		prog.Done = len(keys) < p.cfg.ChunkRows
 		if err := p.target.pruneChunk(ctx, m, gone, prog); err != nil {
-			return err
+			var me *driver.MySQLError
+			if !errors.As(err, &me) || me.Number != 1451 {
+				return err
+			}
+			// A row the pass does not delete first (of this table, or
+			// of a target table no source feeds) references one it
+			// deletes. Stopping would stop every run here; the page is
+			// rolled back and the rest of the table left to the check.
+			p.log.Warn("cdc: resnapshot cannot delete this table's rows the source no longer has: other target rows reference them; the rest of the table is copied but not pruned: run `banyan check --fix-sql` after the copy",
+				"table", m.SourceName(), "target", m.TargetName(), "checked", before.Checked, "deleted", before.Deleted, "err", err)
+			before.Done = true
+			return savePrune(ctx, p.target.DB, p.target.Pipeline, before)
 		}
 		bar.Add(int64(len(keys)))
 		p.Metrics.pruned(m.TargetName(), len(gone))
