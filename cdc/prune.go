@@ -442,7 +442,7 @@ func (p *Pipeline) targetKeys(ctx context.Context, m *TableMap, plan prunePlan, 
 		bound := targetArgs(plan, last)
 		for i, c := range plan.target {
 			if n, ok := enumNumber(c.ColumnType, bound[i]); ok {
-				bound[i] = n // as boundArg: ENUM and SET sort by number
+				bound[i] = n // as BoundArg: ENUM and SET sort by number
 			}
 		}
 		cond, args = KeyBound(cols, bound, true)

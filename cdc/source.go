@@ -193,19 +193,19 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 func sourceKeyArgs(m *TableMap, key []any) []any {
 	out := make([]any, len(key))
 	for i, v := range key {
-		out[i] = boundArg(m.Cols[m.PK[i]].DataType, v)
+		out[i] = BoundArg(m.Cols[m.PK[i]].DataType, v)
 	}
 	return out
 }
 
-// boundArg is QueryArg for a key bound to page by ("k > ?"): an ENUM or
+// BoundArg is QueryArg for a key bound to page by ("k > ?"): an ENUM or
 // SET value goes as the number the column sorts by (an ENUM's member
 // position, a SET's bit mask), which the server compares with the column
 // as that number. As a label it was compared as text while ORDER BY
 // sorted by position: with ENUM('z','a','m'), the page after 'z' asked
 // for labels after 'z' as text, and 'a' and 'm' were never copied (nor
 // looked up by a resnapshot's delete pass).
-func boundArg(columnType string, v any) any {
+func BoundArg(columnType string, v any) any {
 	if n, ok := enumNumber(columnType, v); ok {
 		return n
 	}

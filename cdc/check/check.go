@@ -577,6 +577,19 @@ func (t *table) targetKeyArgs(key []any) []any {
 	return out
 }
 
+// targetBoundArgs is targetKeyArgs for a range bound ("k > ?"): an ENUM or
+// SET key column sorts by member number, so the bound is that number
+// (cdc.BoundArg). As a label it was compared as text, every target row
+// of an ENUM-keyed table fell outside its chunk, and each was re-read by
+// key as a suspect.
+func (t *table) targetBoundArgs(key []any) []any {
+	out := make([]any, len(key))
+	for i, idx := range t.m.PK {
+		out[i] = cdc.BoundArg(t.cols[idx].ColType, key[i])
+	}
+	return out
+}
+
 // sourceKeyArgs is targetKeyArgs for the source's key columns.
 func (t *table) sourceKeyArgs(key []any) []any {
 	out := make([]any, len(key))
@@ -594,11 +607,11 @@ func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]
 	var where []string
 	var args []any
 	if lo != nil {
-		cond, a := cdc.KeyBound(t.pkNames, t.targetKeyArgs(lo), true)
+		cond, a := cdc.KeyBound(t.pkNames, t.targetBoundArgs(lo), true)
 		where, args = append(where, cond), append(args, a...)
 	}
 	if hi != nil {
-		cond, a := cdc.KeyBound(t.pkNames, t.targetKeyArgs(hi), false)
+		cond, a := cdc.KeyBound(t.pkNames, t.targetBoundArgs(hi), false)
 		where, args = append(where, cond), append(args, a...)
 	}
 	var isNull, notNull []string
