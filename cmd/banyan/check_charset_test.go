@@ -192,24 +192,42 @@ func TestCheckCmd_ResumeWithLatin1Keys(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.json")
 	args := []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
 		"--recheck-after", "10ms", "--state", state, "--chunk-size", "10", "--format", "json"}
+	tr := resumeAfterSuspect(t, ctx, args, state, "200")
+	var got []string
+	for _, d := range tr.Sample {
+		got = append(got, d.Kind+" "+d.Key["k"])
+	}
+	if want := []string{"changed Åa"}; !slices.Equal(got, want) || tr.Rows != int64(len(vals)) {
+		t.Errorf("resumed check: %d rows compared, differences %v; want %d rows and %v", tr.Rows, got, len(vals), want)
+	}
+}
+
+// resumeAfterSuspect runs the check args throttled to rate rows/s, stops
+// it once its state file holds a suspect (exit 2 expected), then runs it
+// again with --resume (exit 1 expected) and returns its only table.
+func resumeAfterSuspect(t *testing.T, ctx context.Context, args []string, state, rate string) check.TableResult {
+	t.Helper()
 	cctx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan int, 1)
 	go func() {
 		var out, errb bytes.Buffer
-		code := run(cctx, append(args, "--max-rows-per-sec", "200"), &out, &errb)
+		code := run(cctx, append(args, "--max-rows-per-sec", rate), &out, &errb)
 		if cctx.Err() == nil {
 			t.Logf("check ended before the stop: exit %d\n%s%s", code, out.String(), errb.String())
 		}
 		done <- code
 	}()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b, _ := os.ReadFile(state)
 		if bytes.Contains(b, []byte(`"suspects":[[`)) {
 			break
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || time.Now().After(deadline) {
 			stop()
-			t.Fatalf("no suspect saved; state: %s", b)
+			<-done
+			t.Fatalf("no suspect saved in 30 s; state: %s", b)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -222,14 +240,7 @@ func TestCheckCmd_ResumeWithLatin1Keys(t *testing.T) {
 	if code != exitFound {
 		t.Fatalf("resumed check: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
 	}
-	tr := checkResult(t, out.String())
-	var got []string
-	for _, d := range tr.Sample {
-		got = append(got, d.Kind+" "+d.Key["k"])
-	}
-	if want := []string{"changed Åa"}; !slices.Equal(got, want) || tr.Rows != int64(len(vals)) {
-		t.Errorf("resumed check: %d rows compared, differences %v; want %d rows and %v", tr.Rows, got, len(vals), want)
-	}
+	return checkResult(t, out.String())
 }
 
 // checkResult decodes the only table of a check's JSON output.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/banyanhq/banyan/cdc/check"
 	"github.com/banyanhq/banyan/internal/testdb"
@@ -95,42 +94,7 @@ func TestCheckCmd_ResumeWithBinaryKeys(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.json")
 	args := []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
 		"--recheck-after", "10ms", "--state", state, "--chunk-size", "10", "--format", "json"}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan int, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		code := run(cctx, append(args, "--max-rows-per-sec", "500"), &out, &errb)
-		if cctx.Err() == nil {
-			t.Logf("check ended before the stop: exit %d\n%s%s", code, out.String(), errb.String())
-		}
-		done <- code
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(state)
-		if bytes.Contains(b, []byte(`"suspects":[[`)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("no suspect saved in 30 s; state: %s", b)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if code := <-done; code != exitCannotRun {
-		t.Fatalf("stopped check: exit %d, want %d", code, exitCannotRun)
-	}
-	var out, errb bytes.Buffer
-	code := run(ctx, append(args, "--resume"), &out, &errb)
-	if code != exitFound {
-		t.Fatalf("resumed check: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
-	}
-	var res check.Result
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("JSON: %v\n%s", err, out.String())
-	}
-	tr := res.Tables[0]
+	tr := resumeAfterSuspect(t, ctx, args, state, "500")
 	var keys []string
 	for _, d := range tr.Sample {
 		keys = append(keys, d.Kind+" k="+d.Key["k"])
