@@ -390,18 +390,19 @@ func Parse(data []byte, checks ...Check) (*Config, error) {
 	if yaml.Unmarshal(data, &doc) == nil && dropDuplicateKeys(&doc) {
 		var again Config
 		err := doc.Decode(&again)
-		if errors.As(err, &te) {
+		var te2 *yaml.TypeError
+		if errors.As(err, &te2) {
 			reported := map[string]bool{}
 			for _, p := range ps {
 				reported[p.Why] = true
 			}
-			for _, e := range te.Errors {
+			for _, e := range te2.Errors {
 				if !reported[e] {
 					ps = append(ps, Problem{Field: "yaml", Why: e})
 				}
 			}
 		}
-		if err == nil || te != nil {
+		if err == nil || te2 != nil {
 			cfg = again
 		}
 	}
