@@ -425,11 +425,12 @@ func (s *Server) pruneGroups() {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	s.mu.Lock()
+	// A group is in use while a stream of one of its nodes is open. The
+	// group comes from the stream's node, not the node's status entry,
+	// which keeps the cluster the node first connected with.
 	inUse := map[string]bool{}
-	for _, ns := range s.nodes {
-		if ns.Connected {
-			inUse[ns.Group] = true
-		}
+	for _, st := range s.streams {
+		inUse[s.group(st.node)] = true
 	}
 	cutoff := s.now().Add(-forgetAfter)
 	s.mu.Unlock()

@@ -503,3 +503,63 @@ func TestServer_ForgetsGoneNodeGroups(t *testing.T) {
 		t.Errorf("connected node got version %q after the edit, want 2", r.GetVersionInfo())
 	}
 }
+
+// TestServer_KeepsGroupOfNodeBackInAnotherCluster: a node that reconnects
+// soon after under another cluster (same node id, new --service-cluster)
+// is in its new group, and that group is kept while it stays connected,
+// however quiet it is, and gets the next publish. The group a node is in
+// was read from its status entry, made when the node first connected, so
+// the new group counted as unused and was dropped with the connected
+// node's watches.
+func TestServer_KeepsGroupOfNodeBackInAnotherCluster(t *testing.T) {
+	m, _ := newManager(t, serverConfig)
+	var skew atomic.Int64
+	srv, addr, _ := startXDS(t, m, ServerOptions{NodeGroup: GroupByCluster}, func(s *Server) {
+		s.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	disconnected := func(id string) func() bool {
+		return func() bool {
+			for _, n := range statusOf(t, srv).Nodes {
+				if n.ID == id {
+					return !n.Connected
+				}
+			}
+			return false
+		}
+	}
+	old := dialADS(t, addr, &corev3.Node{Id: "envoy-1", Cluster: "blue"})
+	old.subscribe(resourcev3.ClusterType)
+	if err := old.stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "envoy-1 to disconnect", disconnected("envoy-1"))
+
+	back := dialADS(t, addr, &corev3.Node{Id: "envoy-1", Cluster: "green"})
+	back.ack(back.subscribe(resourcev3.ClusterType))
+	eventually(t, "envoy-1's ACK to be read", func() bool {
+		for _, n := range statusOf(t, srv).Nodes {
+			if n.ID == "envoy-1" {
+				return n.AckedVersion == "1"
+			}
+		}
+		return false
+	})
+
+	skew.Store(int64(2 * forgetAfter))
+	other := dialADS(t, addr, &corev3.Node{Id: "envoy-2", Cluster: "blue"})
+	other.subscribe(resourcev3.ClusterType)
+	if err := other.stream.CloseSend(); err != nil { // a stream that ends looks for groups to drop
+		t.Fatal(err)
+	}
+	eventually(t, "envoy-2 to disconnect", disconnected("envoy-2"))
+
+	if _, err := srv.cache.GetSnapshot("cluster/green"); err != nil {
+		t.Errorf("the group of connected node envoy-1 (cluster green) was dropped: %v", err)
+	}
+	if _, err := m.SetSplit(context.Background(), "orders", routes.Split{"legacy": 50, "new": 50}, "test", "ramp"); err != nil {
+		t.Fatal(err)
+	}
+	if r := back.recv(resourcev3.ClusterType); r.GetVersionInfo() != "2" {
+		t.Errorf("connected node got version %q after the edit, want 2", r.GetVersionInfo())
+	}
+}
