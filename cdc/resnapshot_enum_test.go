@@ -49,6 +49,7 @@ func TestEnumNumber(t *testing.T) {
 		{"enum('z','q','a','m')", []byte("z"), 1, true},
 		{"enum('z','q','a','m')", "m", 4, true},
 		{"enum('z','q','a','m')", []byte(""), 0, true},
+		{"enum('','a')", []byte(""), 1, true}, // '' is a member here, not the error value
 		{"enum('z','q','a','m')", "x", 0, false},
 		{"ENUM('it''s','a\\\\b','x,y')", "it's", 1, true},
 		{"enum('it''s','a\\\\b','x,y')", `a\b`, 2, true},

@@ -226,14 +226,19 @@ func enumNumber(columnType string, v any) (uint64, bool) {
 		return 0, false
 	}
 	label := asString(v)
-	if label == "" {
-		return 0, true // the empty SET, or the ENUM's error value
-	}
 	if !isSet {
+		// An ENUM that lists '' stores it as that member's number; the
+		// error value 0 also reads as '', but strict mode refuses it.
 		if i := slices.Index(members, label); i >= 0 {
 			return uint64(i + 1), true
 		}
+		if label == "" {
+			return 0, true // the ENUM's error value
+		}
 		return 0, false
+	}
+	if label == "" {
+		return 0, true // the empty SET
 	}
 	var n uint64
 	for _, l := range strings.Split(label, ",") {
