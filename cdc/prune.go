@@ -139,7 +139,7 @@ func savePrune(ctx context.Context, x execer, pipeline string, p PruneProgress) 
 type keyColumn struct {
 	Name       string
 	DataType   string // information_schema DATA_TYPE, lower case
-	ColumnType string // information_schema COLUMN_TYPE, lower case
+	ColumnType string // information_schema COLUMN_TYPE, as written: ENUM and SET members keep their case
 	Charset    string // text columns
 	Collation  string // text columns
 	Precision  int64  // DECIMAL
@@ -329,7 +329,7 @@ func (c keyColumn) match(ref string, target keyColumn) (string, bool) {
 
 // keyColumns reads the key columns names of schema.table, in order.
 func keyColumns(ctx context.Context, db *sql.DB, schema, table string, names []string) ([]keyColumn, error) {
-	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''),
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, LOWER(DATA_TYPE), COLUMN_TYPE, COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''),
 		COALESCE(NUMERIC_PRECISION, 0), COALESCE(NUMERIC_SCALE, 0), COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(DATETIME_PRECISION, 0)
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)
 	if err != nil {

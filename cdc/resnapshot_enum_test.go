@@ -39,6 +39,38 @@ func TestPipeline_ResnapshotEnumKey(t *testing.T) {
 	untilStreaming(t, dst)
 }
 
+// TestPipeline_ResnapshotEnumKeyUpperCaseMembers is
+// TestPipeline_ResnapshotEnumKey with members in capitals, as most legacy
+// ENUMs are written (ENUM("NEW", "PAID")). The delete pass read the
+// column's definition lower-cased, found no member for the label "Z" and
+// bounded the next page by the label as text, which no key after "Z"
+// passed: the target's "Q", which the source lacks, was never looked up
+// and stayed.
+func TestPipeline_ResnapshotEnumKeyUpperCaseMembers(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	ddl := `CREATE TABLE e (k ENUM('Z','Q','A','M') NOT NULL PRIMARY KEY, v INT)`
+	mustExec(t, src, ddl, `INSERT INTO e VALUES ('A', 1), ('Z', 2), ('M', 3)`)
+	mustExec(t, dst, ddl, `INSERT INTO e VALUES ('A', 0), ('Z', 0), ('M', 0), ('Q', 0)`)
+	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".e", Target: dstName + ".e"})
+	cfg.ChunkRows = 1
+	_, done := resnapshot(t, cfg, nil)
+	deadline := time.After(15 * time.Second)
+	want := `"Z"|"2" "A"|"1" "M"|"3"`
+	for {
+		got := strings.Join(dump(t, dst, "e", "k"), " ")
+		if got == want && copyDone(t, dst, srcName) {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended: %v (target %s)", err, got)
+		case <-deadline:
+			t.Fatalf("target %s, want %s", got, want)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func TestEnumNumber(t *testing.T) {
 	for _, tt := range []struct {
 		columnType string
