@@ -400,7 +400,9 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 }
 
 // maxInformational is how many 1xx answers a backend may send before its
-// final one, as net/http's Transport allows.
+// final one; past it the exchange fails. (net/http's Transport stopped at
+// five before Go 1.24; it now bounds only their header bytes, and not
+// those it relays, so this is banyan's own limit.)
 const maxInformational = 5
 
 // writeRequest writes the request head, rewritten for the backend, and

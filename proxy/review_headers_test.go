@@ -132,7 +132,7 @@ func TestServer_FaultyFramingClosesBackendConn(t *testing.T) {
 }
 
 // TestServer_EndlessInformationalAnswers: a backend that sends 1xx answers
-// without end is cut off after five (net/http's limit too) and the client
+// without end is cut off after five (banyan's own limit) and the client
 // connection closed, rather than the client being fed 103s until the
 // backend's timeout.
 func TestServer_EndlessInformationalAnswers(t *testing.T) {
