@@ -438,7 +438,7 @@ func dropDuplicateKeys(n *yaml.Node) bool {
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			id := fmt.Sprint(k.Kind, k.Tag, k.Value)
+			id := fmt.Sprint(k.Kind, k.Value) // as yaml.v3 tells duplicates: 1 and "1" are one key
 			if k.Kind == yaml.ScalarNode && seen[id] {
 				dropped = true
 				continue
