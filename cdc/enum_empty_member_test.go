@@ -1,9 +1,7 @@
 package cdc
 
 import (
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/banyanhq/banyan/routes"
 )
@@ -22,19 +20,5 @@ func TestPipeline_CopyEnumKeyWithEmptyMember(t *testing.T) {
 	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".e", Target: dstName + ".e"})
 	cfg.ChunkRows = 2
 	done := startRun(t, cfg)
-	want := `""|"1"|"1" ""|"2"|"2" ""|"3"|"3" "a"|"1"|"4"`
-	deadline := time.After(15 * time.Second)
-	for {
-		got := strings.Join(dump(t, dst, "e", "k, id"), " ")
-		if got == want && copyDone(t, dst, srcName) {
-			return
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("Run ended: %v (target %s)", err, got)
-		case <-deadline:
-			t.Fatalf("copy not done within 15s: target %s, want %s", got, want)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitCopied(t, dst, srcName, "e", "k, id", `""|"1"|"1" ""|"2"|"2" ""|"3"|"3" "a"|"1"|"4"`, done)
 }
