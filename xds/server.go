@@ -306,6 +306,8 @@ func (s *Server) observe(key streamKey, n *corev3.Node, typeURL, nonce, version 
 		ns.streams++
 		ns.Connected = true
 		ns.ConnectedAt = now
+		// A node id back under another cluster shows where it is now.
+		ns.Cluster, ns.Group = n.GetCluster(), s.group(n)
 		s.log.Info("xds node connected", "node", n.GetId(), "cluster", n.GetCluster(), "stream", key.id, "delta", key.delta)
 	}
 	ns := s.nodes[st.node.GetId()]

@@ -544,6 +544,12 @@ func TestServer_KeepsGroupOfNodeBackInAnotherCluster(t *testing.T) {
 		}
 		return false
 	})
+	// /api/xds shows where the node is now.
+	for _, n := range statusOf(t, srv).Nodes {
+		if n.ID == "envoy-1" && (n.Cluster != "green" || n.Group != "cluster/green") {
+			t.Errorf("envoy-1 back under green: status cluster %q group %q, want green and cluster/green", n.Cluster, n.Group)
+		}
+	}
 
 	skew.Store(int64(2 * forgetAfter))
 	other := dialADS(t, addr, &corev3.Node{Id: "envoy-2", Cluster: "blue"})
