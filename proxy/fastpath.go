@@ -746,27 +746,6 @@ func headerLines(head []byte, lines [][2][]byte) ([][2][]byte, error) {
 	return lines, nil
 }
 
-// validName reports whether b is a header name (an RFC 9110 token).
-func validName(b []byte) bool {
-	for _, c := range b {
-		if !isTokenChar(c) {
-			return false
-		}
-	}
-	return len(b) > 0
-}
-
-// plainText reports whether b holds no control byte but HTAB: nothing a
-// client could take for the end of a line.
-func plainText(b []byte) bool {
-	for _, c := range b {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // respHopByHop reports whether a response header stays with the backend
 // hop. Trailer stays with chunked answers, which are relayed chunked.
 func respHopByHop(name []byte, rh *respHead) bool {

@@ -74,10 +74,8 @@ func parseHead(buf []byte, h *reqHead) string {
 		return handoffMalformed
 	}
 	h.method = line[:sp]
-	for _, c := range h.method {
-		if !isTokenChar(c) {
-			return handoffMalformed
-		}
+	if !validName(h.method) {
+		return handoffMalformed
 	}
 	if string(h.method) == "CONNECT" || string(h.method) == "PRI" {
 		return handoffMalformed
@@ -104,10 +102,8 @@ func parseHead(buf []byte, h *reqHead) string {
 			return handoffMalformed
 		}
 		colon += pos
-		for _, c := range buf[pos:colon] {
-			if !isTokenChar(c) {
-				return handoffMalformed
-			}
+		if !validName(buf[pos:colon]) {
+			return handoffMalformed
 		}
 		vs, ve := colon+1, lineEnd
 		for vs < ve && (buf[vs] == ' ' || buf[vs] == '\t') {
@@ -116,10 +112,8 @@ func parseHead(buf []byte, h *reqHead) string {
 		for ve > vs && (buf[ve-1] == ' ' || buf[ve-1] == '\t') {
 			ve--
 		}
-		for _, c := range buf[vs:ve] {
-			if c < ' ' && c != '\t' || c == 0x7f {
-				return handoffMalformed
-			}
+		if !plainText(buf[vs:ve]) {
+			return handoffMalformed
 		}
 		if len(h.lines) == maxFastHeaders {
 			return handoffLarge
@@ -386,3 +380,24 @@ func isHex(c byte) bool {
 
 // isTokenChar reports whether c may appear in an RFC 9110 token.
 func isTokenChar(c byte) bool { return tokenChars[c] }
+
+// validName reports whether b is a header name (an RFC 9110 token).
+func validName(b []byte) bool {
+	for _, c := range b {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// plainText reports whether b holds no control byte but HTAB: nothing a
+// client could take for the end of a line.
+func plainText(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
