@@ -160,10 +160,10 @@ func NewServer(opts ServerOptions) *Server {
 	s.xds = serverv3.NewServer(s.ctx, s.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc:       s.onRequest,
 		StreamResponseFunc:      s.onResponse,
-		StreamClosedFunc:        func(id int64, n *corev3.Node) { s.closed(streamKey{id: id}, n) },
+		StreamClosedFunc:        func(id int64, _ *corev3.Node) { s.closed(streamKey{id: id}) },
 		StreamDeltaRequestFunc:  s.onDeltaRequest,
 		StreamDeltaResponseFunc: s.onDeltaResponse,
-		DeltaStreamClosedFunc:   func(id int64, n *corev3.Node) { s.closed(streamKey{delta: true, id: id}, n) },
+		DeltaStreamClosedFunc:   func(id int64, _ *corev3.Node) { s.closed(streamKey{delta: true, id: id}) },
 	})
 	return s
 }
@@ -300,13 +300,14 @@ func (s *Server) observe(key streamKey, n *corev3.Node, typeURL, nonce, version 
 		s.streams[key] = st
 		ns := s.nodes[n.GetId()]
 		if ns == nil {
-			ns = &nodeState{NodeStatus: NodeStatus{ID: n.GetId(), Cluster: n.GetCluster(), Group: s.group(n)}, types: map[string]*TypeStatus{}}
+			ns = &nodeState{NodeStatus: NodeStatus{ID: n.GetId()}, types: map[string]*TypeStatus{}}
 			s.nodes[n.GetId()] = ns
 		}
 		ns.streams++
 		ns.Connected = true
 		ns.ConnectedAt = now
-		// A node id back under another cluster shows where it is now.
+		// Set on every connect: a node id back under another cluster
+		// shows where it is now.
 		ns.Cluster, ns.Group = n.GetCluster(), s.group(n)
 		s.log.Info("xds node connected", "node", n.GetId(), "cluster", n.GetCluster(), "stream", key.id, "delta", key.delta)
 	}
@@ -385,7 +386,7 @@ func (s *Server) sent(key streamKey, typeURL, nonce, version string) {
 // forgetAfter is how long a disconnected node stays in the status.
 const forgetAfter = time.Hour
 
-func (s *Server) closed(key streamKey, n *corev3.Node) {
+func (s *Server) closed(key streamKey) {
 	s.forget(key)
 	s.pruneGroups()
 }
