@@ -78,19 +78,10 @@ func TestCheckCmd_TextKeysInTheirCharset(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
-			ins := "INSERT INTO t VALUES " + strings.Join(tc.rows, ", ")
-			if err := pair.Source.Exec(ctx, "USE "+srcDB, tc.ddl, ins); err != nil {
-				t.Fatal(err)
-			}
-			if err := pair.Target.Exec(ctx, "USE "+dstDB, tc.ddl, ins); err != nil {
-				t.Fatal(err)
-			}
+			sameTable(t, ctx, srcDB, dstDB, tc.ddl, "INSERT INTO t VALUES "+strings.Join(tc.rows, ", "))
 			dir := t.TempDir()
 			fixPath := filepath.Join(dir, "fix.sql")
-			runChk := func(extra ...string) (int, string, string) {
-				return checkTables(ctx, srcDB, dstDB, append([]string{"--chunk-size", "2", "--recheck-after", "10ms",
-					"--state", filepath.Join(dir, "state.json"), "--format", "json", "--sample", "20"}, extra...)...)
-			}
+			runChk := chunkedCheck(ctx, srcDB, dstDB, dir, "--format", "json", "--sample", "20")
 			code, out, stderr := runChk()
 			if code != exitOK {
 				t.Fatalf("equal tables: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
@@ -142,10 +133,7 @@ func TestCheckCmd_KeysEqualInTheTargetCollation(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := func(extra ...string) (int, string, string) {
-		return checkTables(ctx, srcDB, dstDB, append([]string{"--chunk-size", "2", "--recheck-after", "10ms",
-			"--state", filepath.Join(dir, "state.json"), "--format", "json", "--sample", "20"}, extra...)...)
-	}
+	runChk := chunkedCheck(ctx, srcDB, dstDB, dir, "--format", "json", "--sample", "20")
 	code, out, stderr := runChk("--fix-sql", fixPath)
 	if code != exitFound {
 		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
@@ -181,18 +169,9 @@ func TestCheckCmd_ResumeWithLatin1Keys(t *testing.T) {
 			vals = append(vals, "('"+p+strings.Repeat("a", j+1)+"', "+string(rune('0'+i))+")")
 		}
 	}
-	ins := "INSERT INTO t VALUES " + strings.Join(vals, ", ")
-	if err := pair.Source.Exec(ctx, "USE "+srcDB, ddl, ins); err != nil {
-		t.Fatal(err)
-	}
 	// 'Åa' is in the first chunk, found before the stop.
-	if err := pair.Target.Exec(ctx, "USE "+dstDB, ddl, ins, "UPDATE t SET v = 9 WHERE k = 'Åa'"); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(t.TempDir(), "state.json")
-	args := []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
-		"--recheck-after", "10ms", "--state", state, "--chunk-size", "10", "--format", "json"}
-	tr := resumeAfterSuspect(t, ctx, args, state, "200")
+	sameTable(t, ctx, srcDB, dstDB, ddl, "INSERT INTO t VALUES "+strings.Join(vals, ", "), "UPDATE t SET v = 9 WHERE k = 'Åa'")
+	tr := resumeAfterSuspect(t, ctx, srcDB, dstDB, "200")
 	var got []string
 	for _, d := range tr.Sample {
 		got = append(got, d.Kind+" "+d.Key["k"])
@@ -202,11 +181,15 @@ func TestCheckCmd_ResumeWithLatin1Keys(t *testing.T) {
 	}
 }
 
-// resumeAfterSuspect runs the check args throttled to rate rows/s, stops
-// it once its state file holds a suspect (exit 2 expected), then runs it
-// again with --resume (exit 1 expected) and returns its only table.
-func resumeAfterSuspect(t *testing.T, ctx context.Context, args []string, state, rate string) check.TableResult {
+// resumeAfterSuspect runs a check of t from srcDB to dstDB in chunks of
+// 10 with JSON output, throttled to rate rows/s, stops it once its state
+// file holds a suspect (exit 2 expected), then runs it again with
+// --resume (exit 1 expected) and returns its only table.
+func resumeAfterSuspect(t *testing.T, ctx context.Context, srcDB, dstDB, rate string) check.TableResult {
 	t.Helper()
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
+		"--recheck-after", "10ms", "--state", state, "--chunk-size", "10", "--format", "json"}
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan int, 1)
@@ -241,6 +224,28 @@ func resumeAfterSuspect(t *testing.T, ctx context.Context, args []string, state,
 		t.Fatalf("resumed check: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
 	}
 	return checkResult(t, out.String())
+}
+
+// sameTable creates table ddl holding the rows ins in srcDB on the source
+// and in dstDB on the target, then runs onTarget on the target only.
+func sameTable(tb testing.TB, ctx context.Context, srcDB, dstDB, ddl, ins string, onTarget ...string) {
+	tb.Helper()
+	if err := pair.Source.Exec(ctx, "USE "+srcDB, ddl, ins); err != nil {
+		tb.Fatal(err)
+	}
+	if err := pair.Target.Exec(ctx, append([]string{"USE " + dstDB, ddl, ins}, onTarget...)...); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// chunkedCheck returns a runner of `banyan check` of t from srcDB to
+// dstDB in chunks of 2, re-checking suspects after 10ms and keeping its
+// state in dir, with flags and then each run's extra flags.
+func chunkedCheck(ctx context.Context, srcDB, dstDB, dir string, flags ...string) func(extra ...string) (int, string, string) {
+	return func(extra ...string) (int, string, string) {
+		return checkTables(ctx, srcDB, dstDB, slices.Concat([]string{"--chunk-size", "2", "--recheck-after", "10ms",
+			"--state", filepath.Join(dir, "state.json")}, flags, extra)...)
+	}
 }
 
 // checkResult decodes the only table of a check's JSON output.

@@ -38,9 +38,7 @@ func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := func(extra ...string) (int, string, string) {
-		return checkTables(ctx, srcDB, dstDB, append([]string{"--chunk-size", "2", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)...)
-	}
+	runChk := chunkedCheck(ctx, srcDB, dstDB, dir)
 	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
 	if code != exitFound {
 		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
@@ -83,18 +81,9 @@ func TestCheckCmd_ResumeWithBinaryKeys(t *testing.T) {
 	for i := range 256 {
 		vals = append(vals, fmt.Sprintf("(X'%02X', %d)", i, i))
 	}
-	ins := "INSERT INTO t VALUES " + strings.Join(vals, ", ")
-	if err := pair.Source.Exec(ctx, "USE "+srcDB, ddl, ins); err != nil {
-		t.Fatal(err)
-	}
 	// 0x90 is found before the stop, 0xC0 after it.
-	if err := pair.Target.Exec(ctx, "USE "+dstDB, ddl, ins, "UPDATE t SET v = 999 WHERE k IN (X'90', X'C0')"); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(t.TempDir(), "state.json")
-	args := []string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t",
-		"--recheck-after", "10ms", "--state", state, "--chunk-size", "10", "--format", "json"}
-	tr := resumeAfterSuspect(t, ctx, args, state, "500")
+	sameTable(t, ctx, srcDB, dstDB, ddl, "INSERT INTO t VALUES "+strings.Join(vals, ", "), "UPDATE t SET v = 999 WHERE k IN (X'90', X'C0')")
+	tr := resumeAfterSuspect(t, ctx, srcDB, dstDB, "500")
 	var keys []string
 	for _, d := range tr.Sample {
 		keys = append(keys, d.Kind+" k="+d.Key["k"])
@@ -141,19 +130,13 @@ func TestCheckCmd_CompositeKey(t *testing.T) {
 			vals = append(vals, fmt.Sprintf("(%d, 's%02d', %d)", shop, i, shop*100+i))
 		}
 	}
-	ins := "INSERT INTO t VALUES " + strings.Join(vals, ", ")
-	if err := pair.Source.Exec(ctx, "USE "+srcDB, ddl, ins); err != nil {
-		t.Fatal(err)
-	}
 	// With 7 rows a chunk, (1,'s06') ends the first chunk and (2,'s03')
 	// the second.
-	if err := pair.Target.Exec(ctx, "USE "+dstDB, ddl, ins,
+	sameTable(t, ctx, srcDB, dstDB, ddl, "INSERT INTO t VALUES "+strings.Join(vals, ", "),
 		"UPDATE t SET qty = 0 WHERE (shop, sku) IN ((1, 's06'), (2, 's03'), (4, 's05'))",
 		"DELETE FROM t WHERE shop = 5 AND sku = 's09'",
 		"INSERT INTO t VALUES (3, 's05x', 1), (6, 's00', 1)",
-	); err != nil {
-		t.Fatal(err)
-	}
+	)
 	code, out, stderr := checkTables(ctx, srcDB, dstDB,
 		"--chunk-size", "7", "--recheck-after", "10ms", "--state", filepath.Join(t.TempDir(), "state.json"), "--format", "json", "--sample", "20")
 	if code != exitFound {
@@ -182,14 +165,7 @@ func TestCheckCmd_ResumeRefusesAnotherChecksState(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
 	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
-	for _, side := range []struct {
-		s  *testdb.Server
-		db string
-	}{{pair.Source, srcDB}, {pair.Target, dstDB}} {
-		if err := side.s.Exec(ctx, "USE "+side.db, "CREATE TABLE t (k INT PRIMARY KEY, v INT)", "INSERT INTO t VALUES (1, 1)"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sameTable(t, ctx, srcDB, dstDB, "CREATE TABLE t (k INT PRIMARY KEY, v INT)", "INSERT INTO t VALUES (1, 1)")
 	state := filepath.Join(t.TempDir(), "state.json")
 	// Another check's progress: t done and consistent.
 	name := srcDB + ".t"
