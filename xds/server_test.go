@@ -213,6 +213,32 @@ func statusOf(tb testing.TB, srv *Server) Status {
 	return st
 }
 
+// nodeStatus returns the first /api/xds entry of node id, if there is one.
+func nodeStatus(tb testing.TB, srv *Server, id string) (NodeStatus, bool) {
+	tb.Helper()
+	for _, n := range statusOf(tb, srv).Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return NodeStatus{}, false
+}
+
+// connectAndLeave connects node, subscribes it to clusters and closes its
+// stream, then waits until /api/xds shows it disconnected.
+func connectAndLeave(tb testing.TB, srv *Server, addr string, node *corev3.Node) {
+	tb.Helper()
+	c := dialADS(tb, addr, node)
+	c.subscribe(resourcev3.ClusterType)
+	if err := c.stream.CloseSend(); err != nil {
+		tb.Fatal(err)
+	}
+	eventually(tb, node.GetId()+" to disconnect", func() bool {
+		n, ok := nodeStatus(tb, srv, node.GetId())
+		return ok && !n.Connected
+	})
+}
+
 // eventually polls cond for up to five seconds.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
@@ -459,21 +485,7 @@ func TestServer_ForgetsGoneNodeGroups(t *testing.T) {
 	})
 	stays := dialADS(t, addr, &corev3.Node{Id: "stays", Cluster: "edge"})
 	stays.ack(stays.subscribe(resourcev3.ClusterType))
-	closeOne := func(id string) {
-		c := dialADS(t, addr, &corev3.Node{Id: id, Cluster: "edge"})
-		c.subscribe(resourcev3.ClusterType)
-		if err := c.stream.CloseSend(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, id+" to disconnect", func() bool {
-			for _, n := range statusOf(t, srv).Nodes {
-				if n.ID == id {
-					return !n.Connected
-				}
-			}
-			return false
-		})
-	}
+	closeOne := func(id string) { connectAndLeave(t, srv, addr, &corev3.Node{Id: id, Cluster: "edge"}) }
 	hasSnapshot := func(id string) bool {
 		_, err := srv.cache.GetSnapshot("id/" + id)
 		return err == nil
@@ -517,32 +529,13 @@ func TestServer_KeepsGroupOfNodeBackInAnotherCluster(t *testing.T) {
 	srv, addr, _ := startXDS(t, m, ServerOptions{NodeGroup: GroupByCluster}, func(s *Server) {
 		s.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	})
-	disconnected := func(id string) func() bool {
-		return func() bool {
-			for _, n := range statusOf(t, srv).Nodes {
-				if n.ID == id {
-					return !n.Connected
-				}
-			}
-			return false
-		}
-	}
-	old := dialADS(t, addr, &corev3.Node{Id: "envoy-1", Cluster: "blue"})
-	old.subscribe(resourcev3.ClusterType)
-	if err := old.stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "envoy-1 to disconnect", disconnected("envoy-1"))
+	connectAndLeave(t, srv, addr, &corev3.Node{Id: "envoy-1", Cluster: "blue"})
 
 	back := dialADS(t, addr, &corev3.Node{Id: "envoy-1", Cluster: "green"})
 	back.ack(back.subscribe(resourcev3.ClusterType))
 	eventually(t, "envoy-1's ACK to be read", func() bool {
-		for _, n := range statusOf(t, srv).Nodes {
-			if n.ID == "envoy-1" {
-				return n.AckedVersion == "1"
-			}
-		}
-		return false
+		n, ok := nodeStatus(t, srv, "envoy-1")
+		return ok && n.AckedVersion == "1"
 	})
 	// /api/xds shows where the node is now.
 	for _, n := range statusOf(t, srv).Nodes {
@@ -552,12 +545,7 @@ func TestServer_KeepsGroupOfNodeBackInAnotherCluster(t *testing.T) {
 	}
 
 	skew.Store(int64(2 * forgetAfter))
-	other := dialADS(t, addr, &corev3.Node{Id: "envoy-2", Cluster: "blue"})
-	other.subscribe(resourcev3.ClusterType)
-	if err := other.stream.CloseSend(); err != nil { // a stream that ends looks for groups to drop
-		t.Fatal(err)
-	}
-	eventually(t, "envoy-2 to disconnect", disconnected("envoy-2"))
+	connectAndLeave(t, srv, addr, &corev3.Node{Id: "envoy-2", Cluster: "blue"}) // a stream that ends looks for groups to drop
 
 	if _, err := srv.cache.GetSnapshot("cluster/green"); err != nil {
 		t.Errorf("the group of connected node envoy-1 (cluster green) was dropped: %v", err)
