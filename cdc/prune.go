@@ -3,7 +3,6 @@ package cdc
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -86,15 +85,8 @@ func (t *Target) pruneProgress(ctx context.Context, table string) (p PruneProgre
 	if err != nil {
 		return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
 	}
-	if last.Valid {
-		dec := json.NewDecoder(strings.NewReader(last.String))
-		dec.UseNumber()
-		if err := dec.Decode(&p.LastKey); err != nil {
-			return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
-		}
-		if p.LastKey, err = KeyFromJSON(p.LastKey); err != nil {
-			return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
-		}
+	if p.LastKey, err = loadKey(last); err != nil {
+		return p, false, fmt.Errorf("read resnapshot delete progress of %s: %w", table, err)
 	}
 	return p, true, nil
 }
@@ -119,14 +111,9 @@ func (t *Target) pruneChunk(ctx context.Context, m *TableMap, keys [][]any, p Pr
 }
 
 func savePrune(ctx context.Context, x execer, pipeline string, p PruneProgress) error {
-	var last any
-	if p.LastKey != nil {
-		b, _ := json.Marshal(KeyToJSON(p.LastKey))
-		last = string(b)
-	}
 	_, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_prune (pipeline, source_table, last_key, rows_checked, rows_deleted, done) VALUES (?,?,?,?,?,?)
 		ON DUPLICATE KEY UPDATE last_key=VALUES(last_key), rows_checked=VALUES(rows_checked), rows_deleted=VALUES(rows_deleted), done=VALUES(done)`,
-		pipeline, p.Table, last, p.Checked, p.Deleted, p.Done)
+		pipeline, p.Table, storedKey(p.LastKey), p.Checked, p.Deleted, p.Done)
 	if err != nil {
 		return fmt.Errorf("resnapshot %s: save progress: %w", p.Table, err)
 	}

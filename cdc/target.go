@@ -178,17 +178,34 @@ func (t *Target) Progress(ctx context.Context, table string) (TableProgress, err
 	if err != nil {
 		return p, fmt.Errorf("read copy progress of %s: %w", table, err)
 	}
-	if last.Valid {
-		dec := json.NewDecoder(strings.NewReader(last.String))
-		dec.UseNumber()
-		if err := dec.Decode(&p.LastPK); err != nil {
-			return p, fmt.Errorf("read copy progress of %s: %w", table, err)
-		}
-		if p.LastPK, err = KeyFromJSON(p.LastPK); err != nil {
-			return p, fmt.Errorf("read copy progress of %s: %w", table, err)
-		}
+	if p.LastPK, err = loadKey(last); err != nil {
+		return p, fmt.Errorf("read copy progress of %s: %w", table, err)
 	}
 	return p, nil
+}
+
+// storedKey is a key as a progress table keeps it: its KeyToJSON form as
+// JSON text, or NULL for none.
+func storedKey(key []any) any {
+	if key == nil {
+		return nil
+	}
+	b, _ := json.Marshal(KeyToJSON(key))
+	return string(b)
+}
+
+// loadKey reads back what storedKey wrote (nil for NULL).
+func loadKey(s sql.NullString) ([]any, error) {
+	if !s.Valid {
+		return nil, nil
+	}
+	var key []any
+	dec := json.NewDecoder(strings.NewReader(s.String))
+	dec.UseNumber()
+	if err := dec.Decode(&key); err != nil {
+		return nil, err
+	}
+	return KeyFromJSON(key)
 }
 
 // CopyChunk upserts one chunk of copied rows and records the progress in
@@ -204,14 +221,9 @@ func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p Tab
 			return fmt.Errorf("copy %s: %w", m.SourceName(), err)
 		}
 	}
-	var last any
-	if p.LastPK != nil {
-		b, _ := json.Marshal(KeyToJSON(p.LastPK))
-		last = string(b)
-	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO banyan_cdc_copy (pipeline, source_table, last_pk, rows_copied, done) VALUES (?,?,?,?,?)
 		ON DUPLICATE KEY UPDATE last_pk=VALUES(last_pk), rows_copied=VALUES(rows_copied), done=VALUES(done)`,
-		t.Pipeline, p.Table, last, p.Rows, p.Done); err != nil {
+		t.Pipeline, p.Table, storedKey(p.LastPK), p.Rows, p.Done); err != nil {
 		return fmt.Errorf("copy %s: save progress: %w", m.SourceName(), err)
 	}
 	return tx.Commit()
