@@ -25,6 +25,10 @@ const (
 	// sample only, or a value of another type): everything at and below
 	// the pattern is noise.
 	noiseSubtree
+	// noiseOrder: an ordered array at the pattern held the same elements
+	// in another order; only its order is noise, not what its elements
+	// hold.
+	noiseOrder
 )
 
 // lineNoise is what was learned of one text line: how many tokens it has
@@ -40,7 +44,8 @@ type lineNoise struct {
 //
 // A place counts as noise once MinSamples samples showed it varying.
 // What is never learned: the status code, the line count of a text body
-// ("body"), a whole text line that came or went, and anything from two
+// ("body"), a whole text line that came or went, what the elements of a
+// list whose order varies hold (only its order), and anything from two
 // answers whose status codes differ (an error or a flapping backend is not
 // noise). A text line learns only which of its tokens vary, so a line
 // that holds a request id and a total still differs when the total does.
@@ -96,6 +101,8 @@ func (n *Noise) Learn(diffs []Difference) {
 			r = noiseChanged
 		case (d.Kind == Missing || d.Kind == Extra) && strings.HasSuffix(p, "[*]"):
 			r = noisePresence
+		case d.Kind == Order:
+			r = noiseOrder
 		default:
 			r = noiseSubtree
 		}
@@ -214,6 +221,8 @@ func (n *Noise) isNoise(d Difference) bool {
 	case d.Kind == Changed && r&noiseChanged != 0:
 		return true
 	case (d.Kind == Missing || d.Kind == Extra) && r&noisePresence != 0:
+		return true
+	case d.Kind == Order && r&noiseOrder != 0:
 		return true
 	}
 	for _, anc := range ancestors(p) {

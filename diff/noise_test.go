@@ -186,6 +186,20 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: NoiseOnly, wantNoise: []string{"body:L1"},
 		},
 		{
+			// A list whose order varies between the samples: its order
+			// is noise, what its elements hold is not.
+			name:    "a list in varying order",
+			sample1: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), sample2: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`),
+			legacy: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), new: jsonResp(200, `{"items":[{"id":1,"price":12},{"id":2,"price":5}]}`),
+			wantVerdict: Diff, wantSignal: []string{"$.items[0].price"},
+		},
+		{
+			name:    "only the order of a list in varying order",
+			sample1: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), sample2: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`),
+			legacy: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), new: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`),
+			wantVerdict: NoiseOnly, wantNoise: []string{"$.items"},
+		},
+		{
 			// An optional key seen in one sample only: all below it varies.
 			name:    "a key there in one sample",
 			sample1: jsonResp(200, `{"id":7,"debug":{"ms":3}}`), sample2: jsonResp(200, `{"id":7}`),
