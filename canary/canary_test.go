@@ -679,3 +679,22 @@ func TestServers_writesCompared(t *testing.T) {
 		t.Errorf("data changed by --allow-writes runs: before %v, after %v", before, after)
 	}
 }
+
+// TestQueries_orderByNullIsUnordered: ORDER BY NULL promises no order,
+// so new returning the same rows in another order is the same answer.
+func TestQueries_orderByNullIsUnordered(t *testing.T) {
+	db, _ := shop(t)
+	rep, err := Queries(t.Context(), db,
+		`SELECT region, COUNT(*) AS n FROM customers GROUP BY region ORDER BY NULL`,
+		`SELECT region, COUNT(*) AS n FROM customers GROUP BY region ORDER BY region DESC`, nil, quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checks[0]
+	if c.Ordered {
+		t.Error("ORDER BY NULL compared in order")
+	}
+	if !rep.Pass {
+		t.Errorf("same rows in another order failed after ORDER BY NULL: %v; %+v", rep.Reasons, c.FirstFailure)
+	}
+}

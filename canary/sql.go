@@ -263,7 +263,8 @@ func Classify(stmt string) (Class, error) {
 
 // HasOrderBy reports whether the statement's outermost query has an ORDER
 // BY, so its rows come in a defined order. An ORDER BY inside a subquery or
-// a window's OVER (...) does not count.
+// a window's OVER (...) does not count, nor does ORDER BY NULL, which asks
+// for no order (the idiom that drops GROUP BY's sort).
 func HasOrderBy(stmt string) bool {
 	toks := code(lex(stmt))
 	depth := 0
@@ -275,7 +276,11 @@ func HasOrderBy(stmt string) bool {
 			depth--
 		case depth == 0 && t.kind == tWord && strings.EqualFold(t.text, "ORDER") &&
 			i+1 < len(toks) && strings.EqualFold(toks[i+1].text, "BY"):
-			return true
+			orderByNull := i+2 < len(toks) && toks[i+2].kind == tWord && strings.EqualFold(toks[i+2].text, "NULL") &&
+				(i+3 == len(toks) || toks[i+3].text != ",")
+			if !orderByNull {
+				return true
+			}
 		}
 	}
 	// (SELECT ... ORDER BY ...) wrapped in parentheses as a whole

@@ -133,6 +133,12 @@ func TestHasOrderBy(t *testing.T) {
 		{"SELECT a FROM t -- ORDER BY a", false},
 		{"(SELECT a FROM t ORDER BY a)", true},
 		{"SELECT a FROM t GROUP BY a", false},
+		// ORDER BY NULL asks for no order (the MySQL idiom that drops
+		// GROUP BY's implicit sort): rows come in any order.
+		{"SELECT a, COUNT(*) FROM t GROUP BY a ORDER BY NULL", false},
+		{"SELECT a FROM t order by null LIMIT 3", false},
+		{"SELECT a FROM t ORDER BY NULL, a", true},
+		{"SELECT a FROM t ORDER BY NULLIF(a, 0)", true},
 	}
 	for _, tc := range cases {
 		if got := HasOrderBy(tc.in); got != tc.want {
