@@ -31,11 +31,70 @@ var sensitiveHeaders = map[string]bool{
 }
 
 // credentialPaths are masked on every route, besides reports.redact:
-// members (and query parameters) named like a credential, at any depth.
+// members (and query parameters) named like a credential, at any depth;
+// isCredentialName also finds them in any case and spelling.
 var credentialPaths = []string{
 	"$..password", "$..passwd", "$..secret", "$..client_secret", "$..clientSecret",
 	"$..token", "$..access_token", "$..accessToken", "$..refresh_token", "$..refreshToken",
 	"$..id_token", "$..api_key", "$..apiKey", "$..apikey", "$..cvv", "$..cvc",
+}
+
+// credentialSuffixes end the names of members and query parameters that
+// hold a credential, compared without case and without '_' and '-'
+// ("Password", "ACCESS_TOKEN", "authToken", "x-api-key", "clientSecret",
+// "Authorization"); credentialWords are such names whole.
+var (
+	credentialSuffixes = []string{"password", "passwd", "secret", "token", "apikey", "authorization"}
+	credentialWords    = []string{"cvv", "cvc"}
+)
+
+// credentialRE matches the same names in text (a query string, an error,
+// a line of a text body), for the regular expressions of Redactor.
+const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|secret|token|api[_\-]?key|authorization)|cvv|cvc)`
+
+// isCredentialName reports whether a member or parameter name is named
+// like a credential (see credentialSuffixes).
+func isCredentialName(name string) bool {
+	for _, w := range credentialWords {
+		if n, ok := foldSuffix(name, w); ok && n == 0 {
+			return true
+		}
+	}
+	for _, suf := range credentialSuffixes {
+		if _, ok := foldSuffix(name, suf); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// foldSuffix reports whether name, read without case and without '_' and
+// '-', ends with the lower-case suf, and how many letters and digits come
+// before that suffix.
+func foldSuffix(name, suf string) (before int, ok bool) {
+	i := len(name) - 1
+	for j := len(suf) - 1; j >= 0; j-- {
+		for i >= 0 && (name[i] == '_' || name[i] == '-') {
+			i--
+		}
+		if i < 0 {
+			return 0, false
+		}
+		c := name[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != suf[j] {
+			return 0, false
+		}
+		i--
+	}
+	for ; i >= 0; i-- {
+		if name[i] != '_' && name[i] != '-' {
+			before++
+		}
+	}
+	return before, true
 }
 
 // Redactor masks secrets before anything is stored or logged: values at
@@ -81,11 +140,11 @@ func NewRedactor(paths []string) (*Redactor, error) {
 		return nil, err
 	}
 	if len(r.keys) > 0 {
-		alt := make([]string, len(r.keys))
+		alt := make([]string, len(r.keys), len(r.keys)+1)
 		for i, k := range r.keys {
 			alt[i] = regexp.QuoteMeta(k)
 		}
-		names := strings.Join(alt, "|")
+		names := strings.Join(append(alt, credentialRE), "|")
 		r.jsonKey = regexp.MustCompile(`("(?:` + names + `)"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)`)
 		r.query = regexp.MustCompile(`((?:^|[?&;])(?:` + names + `)=)([^&;#]*)`)
 	}
@@ -402,6 +461,9 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 }
 
 func (r *Redactor) selects(at []step) bool {
+	if n := len(at); n > 0 && !at[n-1].isIndex && isCredentialName(at[n-1].name) {
+		return true
+	}
 	if r == nil {
 		return false
 	}

@@ -336,3 +336,37 @@ func TestRedactor_CredentialsByDefault(t *testing.T) {
 		t.Errorf("more than the credentials masked: body %s, URL %s", body, url)
 	}
 }
+
+// TestRedactor_CredentialNamesAnyCase: a credential is found by its name
+// whatever its case and word separators ("Password", "ACCESS_TOKEN",
+// "authToken", "session-token", "Api-Key", "Authorization"), in a body,
+// a body cut short, a difference and a query string; names that merely
+// contain a credential word ("token_type", "tokens") are kept.
+func TestRedactor_CredentialNamesAnyCase(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"hunter2", "AT-1", "AUTH-2", "SESS-3", "KEY-4", "BEARER-5", "CSRF-6"}
+	body := string(r.Body([]byte(`{"Password":"hunter2","ACCESS_TOKEN":"AT-1","authToken":"AUTH-2","session-token":"SESS-3",` +
+		`"user":{"Api-Key":"KEY-4"},"headers":{"Authorization":"Bearer BEARER-5"},"csrfToken":"CSRF-6","token_type":"bearer","tokens":3}`)))
+	cut := string(r.Body([]byte(`{"token_type": "bearer", "Password": "hunter2", "csrfToken": "CSRF-6", "more": "ab`)))
+	url := r.URL("/cb?Token=AT-1&API_KEY=KEY-4&Session_Token=SESS-3&page=2&token_type=bearer")
+	d := r.Difference(diff.Difference{Path: "$.auth.AccessToken", Kind: diff.Changed, Legacy: "AT-1", New: "AUTH-2"})
+	dj, _ := json.Marshal(d)
+	for _, where := range []struct{ name, got string }{{"body", body}, {"cut body", cut}, {"URL", url}, {"difference", string(dj)}} {
+		for _, s := range secrets {
+			if strings.Contains(where.got, s) {
+				t.Errorf("%s keeps %q: %s", where.name, s, where.got)
+			}
+		}
+	}
+	for _, keep := range []string{`"token_type":"bearer"`, `"tokens":3`} {
+		if !strings.Contains(body, keep) {
+			t.Errorf("body lost %s: %s", keep, body)
+		}
+	}
+	if !strings.Contains(cut, `"token_type": "bearer"`) || !strings.Contains(url, "page=2&token_type=bearer") {
+		t.Errorf("more than the credentials masked: cut body %s, URL %s", cut, url)
+	}
+}
