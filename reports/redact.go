@@ -22,12 +22,20 @@ const Masked = "[redacted]"
 var ErrBadRedactPath = errors.New("bad redact path")
 
 // sensitiveHeaders are masked whole: they carry credentials, not data.
+// So is any header named like a credential (isSensitiveHeader).
 var sensitiveHeaders = map[string]bool{
 	"Authorization":       true,
 	"Proxy-Authorization": true,
 	"Cookie":              true,
 	"Set-Cookie":          true,
 	"X-Api-Key":           true,
+}
+
+// isSensitiveHeader reports whether a header, by its canonical name,
+// carries a credential: one of sensitiveHeaders, or named like one
+// (X-Auth-Token, X-Csrf-Token, X-Amz-Security-Token, X-Client-Secret).
+func isSensitiveHeader(name string) bool {
+	return sensitiveHeaders[name] || isCredentialName(name)
 }
 
 // credentialPaths are masked on every route, besides reports.redact:
@@ -208,7 +216,7 @@ func (r *Redactor) response(resp diff.Response) diff.Response {
 func (r *Redactor) Difference(d diff.Difference) diff.Difference {
 	d.Path = r.Text(d.Path)
 	if name, ok := strings.CutPrefix(d.Path, "header."); ok {
-		if name = http.CanonicalHeaderKey(name); sensitiveHeaders[name] {
+		if name = http.CanonicalHeaderKey(name); isSensitiveHeader(name) {
 			d.Legacy = maskCredential(name, d.Legacy)
 			d.New = maskCredential(name, d.New)
 			return d
@@ -279,7 +287,8 @@ func (r *Redactor) Body(b []byte) []byte {
 }
 
 // Header returns a redacted copy of h: credentials (Authorization, Cookie,
-// Set-Cookie...) are masked whole, other values get the built-in detection.
+// Set-Cookie, and headers named like a credential such as X-Auth-Token)
+// are masked whole, other values get the built-in detection.
 func (r *Redactor) Header(h map[string][]string) map[string][]string {
 	if h == nil {
 		return nil
@@ -288,7 +297,7 @@ func (r *Redactor) Header(h map[string][]string) map[string][]string {
 	for k, vs := range h {
 		c := make([]string, len(vs))
 		for i, v := range vs {
-			if sensitiveHeaders[http.CanonicalHeaderKey(k)] {
+			if isSensitiveHeader(http.CanonicalHeaderKey(k)) {
 				c[i] = Masked
 			} else {
 				c[i] = r.Text(v)

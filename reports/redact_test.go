@@ -370,3 +370,27 @@ func TestRedactor_CredentialNamesAnyCase(t *testing.T) {
 		t.Errorf("more than the credentials masked: cut body %s, URL %s", cut, url)
 	}
 }
+
+// TestRedactor_CredentialHeaders: headers named like a credential
+// (X-Auth-Token, X-Csrf-Token, X-Amz-Security-Token, X-Client-Secret)
+// are masked whole, stored and as a compared header's difference, as
+// Authorization is.
+func TestRedactor_CredentialHeaders(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Header(map[string][]string{"X-Auth-Token": {"TOK-1"}, "X-Csrf-Token": {"CSRF-2"}, "X-Amz-Security-Token": {"AMZ-3"},
+		"X-Client-Secret": {"SEC-4"}, "X-Request-Id": {"req-5"}})
+	hj, _ := json.Marshal(h)
+	d := r.Difference(diff.Difference{Path: "header.X-Auth-Token", Kind: diff.Changed, Legacy: "TOK-1", New: "TOK-6"})
+	dj, _ := json.Marshal(d)
+	for _, s := range []string{"TOK-1", "CSRF-2", "AMZ-3", "SEC-4", "TOK-6"} {
+		if strings.Contains(string(hj), s) || strings.Contains(string(dj), s) {
+			t.Errorf("%q kept: header %s, difference %s", s, hj, dj)
+		}
+	}
+	if got := h["X-Request-Id"]; len(got) != 1 || got[0] != "req-5" {
+		t.Errorf("X-Request-Id = %q, want it kept", got)
+	}
+}
