@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/banyanhq/banyan/diff"
@@ -26,6 +27,11 @@ import (
 // ErrWriteRefused is returned when a statement that is not read-only is
 // to be run without Options.AllowWrites.
 var ErrWriteRefused = errors.New("refusing to run a statement that is not SELECT/SHOW/EXPLAIN; pass --allow-writes to run it in a transaction that is rolled back")
+
+// ErrNotTransactional is returned when a write would change a table whose
+// engine cannot roll back (MyISAM, Aria, MEMORY...): the rollback that
+// keeps --allow-writes harmless would not undo it.
+var ErrNotTransactional = errors.New("refusing to write a table whose engine cannot roll back (the rollback would not undo the write); run the canary on a copy where the table is InnoDB")
 
 // Options tune a canary run. The zero value is not useful; start from
 // DefaultOptions.
@@ -229,7 +235,6 @@ func Servers(ctx context.Context, oldDB, newDB *sql.DB, stmts []Statement, o Opt
 			}
 			j.runs = append(j.runs, pairRun{oldSQL: s.SQL, newSQL: s.SQL, schema: s.Schema})
 		}
-		total += 2*len(j.runs) + 2*(o.Warmup+o.Runs)
 		jobs = append(jobs, j)
 	}
 	if len(jobs) == 0 {
@@ -245,6 +250,37 @@ func Servers(ctx context.Context, oldDB, newDB *sql.DB, stmts []Statement, o Opt
 		return nil, fmt.Errorf("connect --target-dsn: %w", err)
 	}
 	defer b.Close()
+	// A write to a table that cannot roll back on either server is
+	// skipped before anything runs: the rollback would not undo it.
+	runnable := jobs[:0]
+	for _, j := range jobs {
+		if j.class == Write {
+			var bad []string
+			for _, s := range []*session{a, b} {
+				if err := s.use(ctx, j.g.Schema); err != nil {
+					return nil, err
+				}
+				nt, err := s.nonTransactional(ctx, j.g.Statements[0].SQL)
+				if err != nil {
+					return nil, err
+				}
+				bad = append(bad, nt...)
+			}
+			if len(bad) > 0 {
+				slices.Sort(bad)
+				bad = slices.Compact(bad)
+				rep.Skipped = append(rep.Skipped, Skipped{Fingerprint: j.g.Fingerprint, Count: len(j.g.Statements),
+					Reason: fmt.Sprintf("%s: %s", ErrNotTransactional, strings.Join(bad, ", "))})
+				continue
+			}
+		}
+		total += 2*len(j.runs) + 2*(o.Warmup+o.Runs)
+		runnable = append(runnable, j)
+	}
+	jobs = runnable
+	if len(jobs) == 0 {
+		return nil, fmt.Errorf("none of the workload's %d statements can be run: %s", len(stmts), rep.Skipped[len(rep.Skipped)-1].Reason)
+	}
 	bar := progress.New(o.Progress, "canary", "executions", int64(total))
 	for _, j := range jobs {
 		first := j.g.Statements[0]

@@ -698,3 +698,103 @@ func TestQueries_orderByNullIsUnordered(t *testing.T) {
 		t.Errorf("same rows in another order failed after ORDER BY NULL: %v; %+v", rep.Reasons, c.FirstFailure)
 	}
 }
+
+// TestQueries_writesToNonTransactionalTableRefused: a MyISAM table cannot
+// roll back, so --allow-writes must refuse to write it (directly or in a
+// multi-table UPDATE) and leave its rows as they were; a write that
+// reaches one only through a trigger stops the run after the first
+// execution, saying the data changed.
+func TestQueries_writesToNonTransactionalTableRefused(t *testing.T) {
+	db, _ := shop(t)
+	for _, q := range []string{
+		`CREATE TABLE notes (id INT PRIMARY KEY, customer_id INT, body VARCHAR(20)) ENGINE=MyISAM`,
+		`INSERT INTO notes VALUES (1, 1, 'hello'), (2, 2, 'hi')`,
+		`CREATE TABLE audit (n INT) ENGINE=MyISAM`,
+		`CREATE TABLE tagged (id INT PRIMARY KEY, tag VARCHAR(10)) ENGINE=InnoDB`,
+		`INSERT INTO tagged VALUES (1, 'a')`,
+		`CREATE TRIGGER tagged_audit AFTER UPDATE ON tagged FOR EACH ROW INSERT INTO audit VALUES (NEW.id)`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes := func() string {
+		var s string
+		if err := db.QueryRowContext(t.Context(), `SELECT GROUP_CONCAT(id, body ORDER BY id) FROM notes`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	o := quick()
+	o.AllowWrites = true
+	for _, q := range []string{
+		`UPDATE notes SET body = 'x' WHERE customer_id = ?`,
+		`UPDATE customers c JOIN notes n ON n.customer_id = c.id SET n.body = 'x' WHERE c.id = ?`,
+	} {
+		_, err := Queries(t.Context(), db, q, q, ids(int64(1), int64(2)), o)
+		if !errors.Is(err, ErrNotTransactional) || !strings.Contains(err.Error(), "notes") {
+			t.Errorf("%s: err = %v, want ErrNotTransactional naming notes", q, err)
+		}
+		if got, want := notes(), "1hello,2hi"; got != want {
+			t.Fatalf("%s changed the MyISAM table: %s, want %s", q, got, want)
+		}
+	}
+	q := `UPDATE tagged SET tag = 'b' WHERE id = ?`
+	_, err := Queries(t.Context(), db, q, q, ids(int64(1)), o)
+	if !errors.Is(err, ErrNotTransactional) {
+		t.Errorf("write through a trigger into MyISAM: err = %v, want ErrNotTransactional", err)
+	}
+	var n int
+	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM audit`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n > 1 {
+		t.Errorf("the run went on after the first write that could not be rolled back: audit holds %d rows", n)
+	}
+}
+
+// TestServers_writesToNonTransactionalTableSkipped: in mode 2 a write to a
+// table that is MyISAM on one server is skipped and listed, not run (nor
+// fatal); the rest of the workload is compared.
+func TestServers_writesToNonTransactionalTableSkipped(t *testing.T) {
+	p := testdb.Need(t, pair)
+	const name = "canary_shop_myisam"
+	for i, s := range []*testdb.Server{p.Source, p.Target} {
+		engine := []string{"InnoDB", "MyISAM"}[i]
+		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name,
+			"CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20)) ENGINE=" + engine, "INSERT INTO notes VALUES (1, 'hello')"}, shopSchema...)...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+	}
+	oldDB, err := p.Source.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldDB.Close()
+	newDB, err := p.Target.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newDB.Close()
+	stmts := []Statement{
+		{SQL: "UPDATE notes SET body = 'x' WHERE id = 1", Schema: name, Line: 1},
+		{SQL: "SELECT COUNT(*) FROM orders WHERE status = 'paid'", Schema: name, Line: 2},
+	}
+	o := quick()
+	o.AllowWrites = true
+	rep, err := Servers(t.Context(), oldDB, newDB, stmts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checks) != 1 || len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0].Reason, "notes (MyISAM)") {
+		t.Errorf("%d checks, skipped %+v; want the UPDATE of notes skipped, naming notes (MyISAM)", len(rep.Checks), rep.Skipped)
+	}
+	var body string
+	if err := newDB.QueryRowContext(t.Context(), "SELECT body FROM notes WHERE id = 1").Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	if body != "hello" {
+		t.Errorf("the MyISAM table was written: body = %q", body)
+	}
+}

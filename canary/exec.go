@@ -20,6 +20,9 @@ type session struct {
 	home    string // the DSN's database, "" for none
 	current string
 	writes  bool // run each statement in a transaction that is rolled back
+	// checked caches nonTransactional's answer per schema and
+	// statement fingerprint.
+	checked map[string][]string
 }
 
 func newSession(ctx context.Context, db *sql.DB, allowWrites bool) (*session, error) {
@@ -94,7 +97,13 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 		if !s.writes {
 			return outcome{}, ErrWriteRefused
 		}
-		var err error
+		bad, err := s.nonTransactional(ctx, stmt)
+		if err != nil {
+			return outcome{}, err
+		}
+		if len(bad) > 0 {
+			return outcome{}, fmt.Errorf("%w: %s", ErrNotTransactional, strings.Join(bad, ", "))
+		}
 		if tx, err = s.conn.BeginTx(ctx, nil); err != nil {
 			return outcome{}, fmt.Errorf("begin: %w", err)
 		}
@@ -149,8 +158,84 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 		if err := tx.Rollback(); err != nil {
 			return o, fmt.Errorf("rollback: %w", err)
 		}
+		// A trigger, a view or a cascade may have written a table that
+		// cannot roll back; the server says so on the ROLLBACK.
+		w, err := warnings(ctx, s.conn)
+		if err != nil {
+			return o, fmt.Errorf("show warnings after rollback: %w", err)
+		}
+		for _, m := range w {
+			if strings.Contains(m, " 1196: ") {
+				return o, fmt.Errorf("%w: the write changed one through a trigger, a view or a cascade, and the rollback did not undo that (%s); stopped after this execution", ErrNotTransactional, m)
+			}
+		}
 	}
 	return o, nil
+}
+
+// nonTransactional returns the tables stmt names whose engine cannot roll
+// back, as "schema.table (ENGINE)". It looks at every identifier of the
+// statement (unqualified ones in the current database), so a column that
+// shares a name with such a table refuses the write too: better a refusal
+// than a write that stays.
+func (s *session) nonTransactional(ctx context.Context, stmt string) ([]string, error) {
+	key := s.current + "\x00" + Fingerprint(stmt)
+	if bad, ok := s.checked[key]; ok {
+		return bad, nil
+	}
+	toks := code(lex(stmt))
+	var conds []string
+	for i, t := range toks {
+		name, ok := identText(t)
+		if !ok {
+			continue
+		}
+		if s.current != "" {
+			conds = append(conds, "(t.TABLE_SCHEMA = "+quote(s.current)+" AND t.TABLE_NAME = "+quote(name)+")")
+		}
+		if i+2 < len(toks) && toks[i+1].text == "." {
+			if table, ok := identText(toks[i+2]); ok {
+				conds = append(conds, "(t.TABLE_SCHEMA = "+quote(name)+" AND t.TABLE_NAME = "+quote(table)+")")
+			}
+		}
+	}
+	var bad []string
+	if len(conds) > 0 {
+		rows, err := s.conn.QueryContext(ctx, "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.ENGINE FROM information_schema.TABLES t"+
+			" JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE COALESCE(e.TRANSACTIONS, 'NO') <> 'YES' AND ("+
+			strings.Join(conds, " OR ")+") ORDER BY t.TABLE_SCHEMA, t.TABLE_NAME")
+		if err != nil {
+			return nil, fmt.Errorf("check the written tables' engines: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var schema, table, engine string
+			if err := rows.Scan(&schema, &table, &engine); err != nil {
+				return nil, err
+			}
+			bad = append(bad, fmt.Sprintf("%s.%s (%s)", schema, table, engine))
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("check the written tables' engines: %w", err)
+		}
+	}
+	if s.checked == nil {
+		s.checked = map[string][]string{}
+	}
+	s.checked[key] = bad
+	return bad, nil
+}
+
+// identText returns the name a word or `quoted` identifier token stands
+// for.
+func identText(t token) (string, bool) {
+	switch t.kind {
+	case tIdent:
+		return strings.ReplaceAll(t.text[1:max(len(t.text)-1, 1)], "``", "`"), true
+	case tWord:
+		return t.text, true
+	}
+	return "", false
 }
 
 // snapshot reads the table stmt writes, before it runs. It returns a nil
