@@ -121,6 +121,7 @@ type Redactor struct {
 	keys    []string
 	jsonKey *regexp.Regexp // "key": value
 	query   *regexp.Regexp // key=value in a query string
+	textKV  *regexp.Regexp // key=value in text (a form body, an error, a header)
 }
 
 // NewRedactor parses JSON paths such as "$..card_number", "$..email",
@@ -155,6 +156,7 @@ func NewRedactor(paths []string) (*Redactor, error) {
 		names := strings.Join(append(alt, credentialRE), "|")
 		r.jsonKey = regexp.MustCompile(`("(?:` + names + `)"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)`)
 		r.query = regexp.MustCompile(`((?:^|[?&;])(?:` + names + `)=)([^&;#]*)`)
+		r.textKV = regexp.MustCompile(`((?:^|[?&;#\s,"'(])(?:` + names + `)=)([^&;#\s"',)]*)`)
 	}
 	return r, nil
 }
@@ -388,7 +390,8 @@ func (r *Redactor) URL(u string) string {
 
 // Text masks card numbers and e-mail addresses in free text, and the values
 // of JSON members named like the last member of a redact path ("email":
-// "x" in an error message or a line of a text body). Only the member's
+// "x" in an error message or a line of a text body), also when written
+// name=value (a form-encoded body, "token=abc" in an error). Only the member's
 // line is seen: a selected object or array spread over several lines is
 // not masked whole, which Body and Outcome do for JSON bodies.
 func (r *Redactor) Text(s string) string {
@@ -397,6 +400,9 @@ func (r *Redactor) Text(s string) string {
 	}
 	if r != nil && r.jsonKey != nil {
 		s = r.jsonKey.ReplaceAllString(s, `${1}"`+Masked+`"`)
+		if strings.IndexByte(s, '=') >= 0 {
+			s = r.textKV.ReplaceAllString(s, "${1}"+Masked)
+		}
 	}
 	s = maskEmails(s)
 	return maskCards(s)

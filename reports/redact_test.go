@@ -394,3 +394,32 @@ func TestRedactor_CredentialHeaders(t *testing.T) {
 		t.Errorf("X-Request-Id = %q, want it kept", got)
 	}
 }
+
+// TestRedactor_CredentialsInText: a credential written name=value in text
+// (a form-encoded body, an error, a line of a text body, a Location
+// header) is masked, as it is in a query string.
+func TestRedactor_CredentialsInText(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := r.Outcome(diff.Outcome{
+		Legacy: diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"application/x-www-form-urlencoded"}},
+			Body: []byte("access_token=GHO-1&scope=repo&token_type=bearer")},
+		New: diff.Response{Status: 302, Header: map[string][]string{"Location": {"https://app.example/cb#state=s&id_token=IDT-2"}},
+			Body: []byte("user=jo password=HUNTER-3\n"), Err: "login failed: api_key=KEY-4 refused"},
+		Differences: []diff.Difference{{Path: "body:L1", Kind: diff.Changed, Legacy: "access_token=GHO-1&scope=repo&token_type=bearer", New: "user=jo password=HUNTER-3"}},
+	})
+	all := strings.Join([]string{string(o.Legacy.Body), string(o.New.Body), o.New.Err, strings.Join(o.New.Header["Location"], ""),
+		o.Differences[0].Legacy.(string), o.Differences[0].New.(string)}, "\n")
+	for _, s := range []string{"GHO-1", "IDT-2", "HUNTER-3", "KEY-4"} {
+		if strings.Contains(all, s) {
+			t.Errorf("%q kept:\n%s", s, all)
+		}
+	}
+	for _, keep := range []string{"scope=repo&token_type=bearer", "user=jo", "state=s"} {
+		if !strings.Contains(all, keep) {
+			t.Errorf("%q masked too:\n%s", keep, all)
+		}
+	}
+}
