@@ -255,7 +255,8 @@ type exchange struct {
 	start, sent    time.Time // request read; request written to the backend
 	headDiscarded  bool
 	bodyForwarded  bool
-	wroteToClient  bool
+	wroteToClient  bool // the final answer's head went out
+	wroteInterim   bool // a 1xx head went out (a 502 may still follow it)
 	clientBroken   bool // the client connection is out of step or gone
 	closeClient    bool // the answer ends when the connection does
 	upstreamBroken bool
@@ -301,7 +302,7 @@ func (ex *exchange) run() (int, bool) {
 		return ex.fail(err)
 	}
 	code, err := ex.try(uc)
-	if err != nil && reused && !ex.wroteToClient && idempotent(ex.method) && ex.h.contentLength == 0 && staleConn(err) {
+	if err != nil && reused && !ex.wroteToClient && !ex.wroteInterim && idempotent(ex.method) && ex.h.contentLength == 0 && staleConn(err) {
 		// The backend closed a kept-alive connection as we sent on it,
 		// before answering anything: send again on a new one, as
 		// http.Transport does for idempotent requests.
@@ -319,6 +320,11 @@ func (ex *exchange) run() (int, bool) {
 	}
 	if err != nil {
 		uc.c.Close()
+		if errors.Is(err, errClient) {
+			// The client's connection failed while a 1xx went out; counted
+			// as a broken answer, as below.
+			return http.StatusBadGateway, false
+		}
 		if ex.wroteToClient {
 			// Part of the answer is out: all that is left is to break the
 			// connection so the client does not take it as whole.
@@ -387,7 +393,7 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 			break
 		}
 		if informational == maxInformational {
-			return 0, fmt.Errorf("more than %d 1xx answers before the final one", maxInformational)
+			return 0, errTooManyInformational
 		}
 		// 1xx informational answers (103 Early Hints) go straight through.
 		if _, err := ex.relayHead(uc, code, true); err != nil {
@@ -638,8 +644,10 @@ func (ex *exchange) relayHead(uc *upConn, code int, informational bool) (respHea
 	}
 	uc.lines = rh.lines
 	ex.writeHead(uc.head, &rh, code, informational)
-	ex.wroteToClient = true
-	if informational {
+	if !informational {
+		ex.wroteToClient = true
+	} else {
+		ex.wroteInterim = true
 		if err := ex.fc.w.Flush(); err != nil {
 			ex.clientBroken = true
 			return rh, errClient

@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -93,7 +95,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = tee
 		}
 	}
-	up.rp.ServeHTTP(rec, r)
+	up.rp.ServeHTTP(rec, withInformationalLimit(r))
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK
@@ -270,13 +272,14 @@ type recorder struct {
 	code           int
 	errText        string
 	capture        bodyCap
+	informational  int // 1xx answers relayed
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 
 func (r *recorder) reset(w http.ResponseWriter, route, backend string) {
 	r.ResponseWriter, r.route, r.backend = w, route, backend
-	r.code, r.errText = 0, ""
+	r.code, r.errText, r.informational = 0, "", 0
 	r.capture = bodyCap{buf: r.capture.buf[:0]}
 }
 
@@ -291,10 +294,46 @@ func (r *recorder) release() {
 func (r *recorder) setErr(code int, msg string) { r.code, r.errText = code, msg }
 
 func (r *recorder) WriteHeader(code int) {
+	if isInterim(code) {
+		// ReverseProxy relays each 1xx the backend sends; past the limit
+		// the exchange fails (withInformationalLimit) and the client gets
+		// a 502 after the ones it had.
+		if r.informational == maxInformational {
+			return
+		}
+		r.informational++
+	}
 	if r.code == 0 && code >= 200 {
 		r.code = code
 	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// isInterim reports whether code is an interim answer: a 1xx that
+// another answer follows (101 Switching Protocols is the last one).
+func isInterim(code int) bool {
+	return code >= 100 && code < 200 && code != http.StatusSwitchingProtocols
+}
+
+// errTooManyInformational fails an exchange whose backend sent more than
+// maxInformational 1xx answers.
+var errTooManyInformational = fmt.Errorf("more than %d 1xx answers before the final one", maxInformational)
+
+// withInformationalLimit returns r with a trace that fails its exchange
+// at the backend's 1xx answer past maxInformational, as the fast path
+// does; http.Transport no longer counts the 1xx answers it hands to a
+// trace, so without it a backend could send them until its timeout and
+// each would reach the client.
+func withInformationalLimit(r *http.Request) *http.Request {
+	n := 0 // one response's 1xx answers arrive one after another
+	return r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			if n++; n > maxInformational {
+				return errTooManyInformational
+			}
+			return nil
+		},
+	}))
 }
 
 func (r *recorder) Write(b []byte) (int, error) {

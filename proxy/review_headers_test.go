@@ -1,10 +1,12 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/banyanhq/banyan/proxy"
@@ -132,9 +134,9 @@ func TestServer_FaultyFramingClosesBackendConn(t *testing.T) {
 }
 
 // TestServer_EndlessInformationalAnswers: a backend that sends 1xx answers
-// without end is cut off after five (banyan's own limit) and the client
-// connection closed, rather than the client being fed 103s until the
-// backend's timeout.
+// without end is cut off after five (banyan's own limit), and the client,
+// which has had only interim answers, gets a final 502 rather than a
+// closed connection or 103s until the backend's timeout. On both paths.
 func TestServer_EndlessInformationalAnswers(t *testing.T) {
 	t.Parallel()
 	rb := answerEach(t, func(c net.Conn, req *http.Request) {
@@ -144,14 +146,55 @@ func TestServer_EndlessInformationalAnswers(t *testing.T) {
 			}
 		}
 	})
-	p, _, _ := newProxy(t, oneRoute("raw"), &backend{name: "raw", URL: rb.URL})
-	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{}))
-	rc.send("GET / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
-	all, err := io.ReadAll(rc.br)
-	if err != nil {
-		t.Fatal(err)
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("raw"), &backend{name: "raw", URL: rb.URL})
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+		rc.send("GET / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
+		all, err := io.ReadAll(rc.br)
+		if err != nil {
+			t.Errorf("net/http only %v: %v after %d 103s", netHTTP, err, bytes.Count(all, []byte("HTTP/1.1 103 ")))
+		}
+		if n := bytes.Count(all, []byte("HTTP/1.1 103 ")); n != 5 {
+			t.Errorf("net/http only %v: %d 103 answers reached the client, want 5", netHTTP, n)
+		}
+		i := bytes.Index(all, []byte("HTTP/1.1 502 "))
+		if i < 0 {
+			t.Errorf("net/http only %v: no final 502 after the 103s; the client got %q", netHTTP, tail(all, 200))
+			continue
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all[i:])), nil)
+		if err != nil {
+			t.Errorf("net/http only %v: the 502 does not parse: %v", netHTTP, err)
+		} else if body, _ := io.ReadAll(resp.Body); !bytes.Contains(body, []byte("raw")) {
+			t.Errorf("net/http only %v: the 502's body %q does not name the backend", netHTTP, body)
+		}
 	}
-	if n := bytes.Count(all, []byte("HTTP/1.1 103 ")); n > 5 {
-		t.Errorf("%d 103 answers reached the client, want at most 5", n)
+}
+
+// TestServer_FiveInformationalAnswers: five 1xx answers, the limit, and
+// then the final one all reach the client, on both paths.
+func TestServer_FiveInformationalAnswers(t *testing.T) {
+	t.Parallel()
+	rb := answerEach(t, func(c net.Conn, req *http.Request) {
+		io.WriteString(c, strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", 5)+
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("raw"), &backend{name: "raw", URL: rb.URL})
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+		rc.send("GET / HTTP/1.1\r\nHost: shop\r\n\r\n")
+		for i := range 5 {
+			if resp := rc.head(http.MethodGet); resp.StatusCode != http.StatusEarlyHints {
+				t.Fatalf("net/http only %v: answer %d is %d, want 103", netHTTP, i+1, resp.StatusCode)
+			}
+		}
+		if resp, body := rc.read(http.MethodGet); resp.StatusCode != 200 || body != "ok" {
+			t.Errorf("net/http only %v: final answer %d %q, want 200 ok", netHTTP, resp.StatusCode, body)
+		}
 	}
+}
+
+// tail is the last n bytes of b.
+func tail(b []byte, n int) []byte {
+	return b[max(0, len(b)-n):]
 }
