@@ -798,3 +798,44 @@ func TestServers_writesToNonTransactionalTableSkipped(t *testing.T) {
 		t.Errorf("the MyISAM table was written: body = %q", body)
 	}
 }
+
+// TestQueries_temporalValuesAsSent: the pool parses DATETIME into
+// time.Time (parseTime=true), which drops what the server sent: a
+// DATETIME(6) column's ".000000" and a DATE's missing time. Values must
+// compare as the text protocol sends them.
+func TestQueries_temporalValuesAsSent(t *testing.T) {
+	db, _ := shop(t)
+	cases := []struct{ name, old, new, wantOld, wantNew string }{
+		{"fractional seconds appear",
+			`SELECT CAST('2024-01-01 10:00:00' AS DATETIME) AS t`,
+			`SELECT CAST('2024-01-01 10:00:00' AS DATETIME(6)) AS t`,
+			"2024-01-01 10:00:00", "2024-01-01 10:00:00.000000"},
+		{"fractional digits kept",
+			`SELECT CAST('2024-01-01 10:00:00.5' AS DATETIME(1)) AS t`,
+			`SELECT CAST('2024-01-01 10:00:00.5' AS DATETIME(3)) AS t`,
+			"2024-01-01 10:00:00.5", "2024-01-01 10:00:00.500"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Queries(t.Context(), db, tc.old, tc.new, nil, quick())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := rep.Checks[0].FirstFailure
+			if rep.Pass || f == nil {
+				t.Fatalf("%s vs %s passed", tc.wantOld, tc.wantNew)
+			}
+			if d := f.Differences[len(f.Differences)-1]; d.Legacy != tc.wantOld || d.New != tc.wantNew {
+				t.Errorf("difference %+v, want old %q new %q", d, tc.wantOld, tc.wantNew)
+			}
+		})
+	}
+	rep, err := Queries(t.Context(), db, `SELECT DATE '2024-02-29' AS d, CAST('2024-01-01 10:00:00.25' AS DATETIME(2)) AS t`,
+		`SELECT DATE('2024-02-29 00:00:00') AS d, CAST('2024-01-01 10:00:00.250' AS DATETIME(2)) AS t`, nil, quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Pass {
+		t.Errorf("same dates failed: %v %+v", rep.Reasons, rep.Checks[0].FirstFailure)
+	}
+}

@@ -286,9 +286,13 @@ func eachRow(ctx context.Context, q querier, stmt string, fn func(vals []any)) (
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, ct := range cts {
+	fsp := make([]int64, len(cts))
+	for i, ct := range cts {
 		cols = append(cols, ct.Name())
 		types = append(types, ct.DatabaseTypeName())
+		if _, scale, ok := ct.DecimalSize(); ok {
+			fsp[i] = scale
+		}
 	}
 	// Scan into any, not RawBytes: a DSN with parseTime=true hands
 	// DATETIME over as time.Time, which RawBytes cannot hold.
@@ -306,15 +310,40 @@ func eachRow(ctx context.Context, q querier, stmt string, fn func(vals []any)) (
 		}
 		row := make([]any, len(raw))
 		for i, v := range raw {
-			if b, ok := v.([]byte); ok {
-				row[i] = string(b)
-			} else {
+			switch x := v.(type) {
+			case []byte:
+				row[i] = string(x)
+			case time.Time:
+				row[i] = temporalText(x, types[i], fsp[i])
+			default:
 				row[i] = v
 			}
 		}
 		fn(row)
 	}
 	return cols, types, rows.Err()
+}
+
+// temporalText writes a DATE, DATETIME or TIMESTAMP value that the driver
+// parsed (a DSN with parseTime=true) back as the text protocol sends it:
+// a DATE without a time, fsp fractional digits however many are zero,
+// and the zero date as zeros. (The driver parses '0000-00-00' and
+// '0001-01-01' in UTC to the same time.Time; the CLI's DSNs do not parse.)
+func temporalText(t time.Time, dbType string, fsp int64) string {
+	frac := ""
+	if fsp > 0 && fsp <= 6 {
+		frac = "." + strings.Repeat("0", int(fsp))
+	}
+	if t.IsZero() {
+		if dbType == "DATE" {
+			return "0000-00-00"
+		}
+		return "0000-00-00 00:00:00" + frac
+	}
+	if dbType == "DATE" {
+		return t.Format("2006-01-02")
+	}
+	return t.Format("2006-01-02 15:04:05" + frac) // ".000" is fsp fixed digits
 }
 
 func warnings(ctx context.Context, q querier) ([]string, error) {
