@@ -77,6 +77,9 @@ func headerValue(h map[string][]string, name string) (string, bool) {
 // normalizeMediaType lower-cases the type, the parameter names and the
 // charset value (charset names are case-insensitive), so
 // "Application/JSON;charset=UTF-8" equals "application/json; charset=utf-8".
+// A JSON type drops charset=utf-8: JSON is always UTF-8 and the parameter
+// has no effect on a client (RFC 8259 §11), so "application/json" equals
+// "application/json; charset=utf-8".
 func normalizeMediaType(v string) string {
 	mt, params, err := mime.ParseMediaType(v)
 	if err != nil {
@@ -84,6 +87,9 @@ func normalizeMediaType(v string) string {
 	}
 	if cs, ok := params["charset"]; ok {
 		params["charset"] = strings.ToLower(cs)
+		if isJSONType(mt) && (params["charset"] == "utf-8" || params["charset"] == "utf8") {
+			delete(params, "charset")
+		}
 	}
 	if f := mime.FormatMediaType(mt, params); f != "" {
 		return f
