@@ -19,17 +19,28 @@ var headerCell = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // as a header and skipped when every cell is an identifier and some later
 // record has a cell that is not one (so "id" above 1, 2, 3 is a header,
 // while a file of status names is all data).
+//
+// Errors name the line of the file where the bad record starts.
 func ReadParams(r io.Reader) ([][]any, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
-	records, err := cr.ReadAll()
-	if err != nil {
-		return nil, fmt.Errorf("params CSV: %w", err)
+	var records [][]string
+	var lines []int // the line each record starts on
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("params CSV: %w", err)
+		}
+		line, _ := cr.FieldPos(0)
+		records, lines = append(records, rec), append(lines, line)
 	}
 	if len(records) > 1 && allIdents(records[0]) {
 		for _, rec := range records[1:] {
 			if !allIdents(rec) {
-				records = records[1:]
+				records, lines = records[1:], lines[1:]
 				break
 			}
 		}
@@ -37,7 +48,7 @@ func ReadParams(r io.Reader) ([][]any, error) {
 	out := make([][]any, 0, len(records))
 	for i, rec := range records {
 		if i > 0 && len(rec) != len(records[0]) {
-			return nil, fmt.Errorf("params CSV: record %d has %d values, the first has %d", i+1, len(rec), len(records[0]))
+			return nil, fmt.Errorf("params CSV: line %d has %d values, the first parameter set (line %d) has %d", lines[i], len(rec), lines[0], len(records[0]))
 		}
 		set := make([]any, len(rec))
 		for j, v := range rec {

@@ -224,3 +224,22 @@ func fmtAny(x any) string {
 	}
 	return "?"
 }
+
+// TestReadParams_badRecordNamesItsLine: a record with the wrong number of
+// values is reported by its line in the file, counting the header and
+// lines inside quoted values.
+func TestReadParams_badRecordNamesItsLine(t *testing.T) {
+	cases := []struct{ name, csv, want string }{
+		{"after a header", "id,region\n1,eu\n2\n", "line 3"},
+		{"without a header", "1,eu\n2,us,x\n", "line 2"},
+		{"after a quoted newline", "id,note\n1,\"two\nlines\"\n2\n", "line 4"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadParams(strings.NewReader(tc.csv))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to name %s", err, tc.want)
+			}
+		})
+	}
+}
