@@ -163,6 +163,14 @@ func SourceZone(cfg routes.CDCConfig) (*time.Location, error) {
 	return z, nil
 }
 
+// sharedKeys is the settler of the copy and of the stream until it passes
+// the copy's end: the target's unique keys the source enforces too, read
+// from both sides when a collision happens (a source key dropped since is
+// not trusted).
+func (p *Pipeline) sharedKeys(ctx context.Context, m *TableMap) ([][]int, error) {
+	return sharedUniqueKeys(ctx, p.source.DB, p.target.DB, m)
+}
+
 // Close closes both database handles.
 func (p *Pipeline) Close() {
 	p.source.DB.Close()
@@ -259,7 +267,13 @@ func (p *Pipeline) run(ctx context.Context, resnapshot bool) error {
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
-		cp.Phase, cp.Applied = PhaseStream, cp.Start
+		// Read after the copy's last row: until the stream gets there, a
+		// target row may be in a later state than the replay (settle.go).
+		end, err := p.source.Position(ctx)
+		if err != nil {
+			return err
+		}
+		cp.Phase, cp.Applied, cp.CopyEnd = PhaseStream, cp.Start, end
 		if err := p.target.SetPhase(ctx, cp); err != nil {
 			return err
 		}
@@ -305,7 +319,7 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 		}
 		prog.Rows += int64(len(rows))
 		prog.Done = len(rows) < p.cfg.ChunkRows
-		if err := p.target.CopyChunk(ctx, m, mapped, prog); err != nil {
+		if err := p.target.CopyChunk(ctx, m, mapped, prog, p.sharedKeys); err != nil {
 			return err
 		}
 		bar.Add(int64(len(rows)))
@@ -474,10 +488,14 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 		if len(batch) == 0 {
 			return nil
 		}
-		counts, err := p.target.Apply(ctx, p.maps, batch, cp)
+		var shared settler
+		if !cp.CopyEnd.IsZero() && !reached(p.cfg.Source.Flavor, p.cfg.Source.Position == "gtid", saved, cp.CopyEnd) {
+			shared = p.sharedKeys
+		}
+		counts, err := p.target.Apply(ctx, p.maps, batch, cp, shared)
 		if err != nil {
 			if permanent(err) && ctx.Err() == nil {
-				return p.refused(ctx, batch, saved, err)
+				return p.refused(ctx, batch, saved, err, shared)
 			}
 			return err
 		}
@@ -540,10 +558,10 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 // source table and the row's key (for a refusal, found by refusedRow) and
 // where the checkpoint stays, so nothing is lost once the operator has
 // fixed the cause and runs again.
-func (p *Pipeline) refused(ctx context.Context, batch []*Tx, saved Position, err error) error {
+func (p *Pipeline) refused(ctx context.Context, batch []*Tx, saved Position, err error, shared settler) error {
 	var re *RowError
 	if !errors.As(err, &re) {
-		if table, key := p.refusedRow(ctx, batch, err); table != "" {
+		if table, key := p.refusedRow(ctx, batch, err, shared); table != "" {
 			err = fmt.Errorf("%s row %s: %w", table, key, err)
 		}
 	}
@@ -554,7 +572,7 @@ func (p *Pipeline) refused(ctx context.Context, batch []*Tx, saved Position, err
 // error as the batch, by applying the batch's changes one at a time in a
 // target transaction that is rolled back. It returns the change's source
 // table and key, or "" when no single change reproduces the error.
-func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error) (table, key string) {
+func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, shared settler) (table, key string) {
 	var want *driver.MySQLError
 	if !errors.As(batchErr, &want) {
 		return "", ""
@@ -571,7 +589,7 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error) 
 				continue
 			}
 			index := columnIndex(c.Columns)
-			err := applyChange(ctx, tx, m, index, c)
+			err := applyChange(ctx, tx, m, index, c, shared)
 			var me *driver.MySQLError
 			switch {
 			case errors.As(err, &me) && me.Number == want.Number:
@@ -589,12 +607,12 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error) 
 }
 
 // applyChange applies one row change on its own, as Target.Apply would.
-func applyChange(ctx context.Context, x execer, m *TableMap, index map[string]int, c Change) error {
+func applyChange(ctx context.Context, x execer, m *TableMap, index map[string]int, c Change, shared settler) error {
 	return eachWrite(m, index, c, func(op Op, row []any) error {
 		if op == Delete {
 			return deleteKeys(ctx, x, m, [][]any{row})
 		}
-		return upsert(ctx, x, m, [][]any{row})
+		return upsert(ctx, x, m, [][]any{row}, shared)
 	})
 }
 

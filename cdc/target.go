@@ -25,6 +25,10 @@ type Checkpoint struct {
 	Start Position
 	// Applied is the position after the last source transaction applied.
 	Applied Position
+	// CopyEnd is the source position read when the copy had read its last
+	// row (zero before). Until Applied reaches it, the stream replays
+	// onto rows the copy may have written in a later state (settle.go).
+	CopyEnd Position
 	// SourceTS is the commit time (unix seconds) of that transaction.
 	SourceTS  int64
 	UpdatedAt time.Time
@@ -50,6 +54,7 @@ CREATE TABLE IF NOT EXISTS banyan_cdc_checkpoint (
 	phase       VARCHAR(16) NOT NULL,
 	start_pos   TEXT NOT NULL,
 	applied_pos TEXT NOT NULL,
+	copy_end    TEXT NULL,
 	source_ts   BIGINT NOT NULL DEFAULT 0,
 	updated_at  DATETIME(6) NOT NULL
 ) ENGINE=InnoDB;
@@ -91,11 +96,22 @@ type Target struct {
 	Pipeline string
 }
 
-// Init creates banyan's bookkeeping tables when missing.
+// Init creates banyan's bookkeeping tables when missing, and adds the
+// columns later versions need to a checkpoint table made by an earlier one.
 func (t *Target) Init(ctx context.Context) error {
 	for _, stmt := range strings.Split(targetSchema, ";") {
 		if _, err := t.DB.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("create checkpoint tables in target: %w", err)
+		}
+	}
+	var n int
+	if err := t.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'banyan_cdc_checkpoint' AND COLUMN_NAME = 'copy_end'`).Scan(&n); err != nil {
+		return fmt.Errorf("read checkpoint table columns in target: %w", err)
+	}
+	if n == 0 {
+		if _, err := t.DB.ExecContext(ctx, `ALTER TABLE banyan_cdc_checkpoint ADD COLUMN copy_end TEXT NULL AFTER applied_pos`); err != nil {
+			return fmt.Errorf("add copy_end to the checkpoint table in target: %w", err)
 		}
 	}
 	return nil
@@ -105,8 +121,9 @@ func (t *Target) Init(ctx context.Context) error {
 func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 	var cp Checkpoint
 	var start, applied, updated string
-	err := t.DB.QueryRowContext(ctx, `SELECT phase, start_pos, applied_pos, source_ts, updated_at FROM banyan_cdc_checkpoint WHERE pipeline = ?`, t.Pipeline).
-		Scan(&cp.Phase, &start, &applied, &cp.SourceTS, &updated)
+	var copyEnd sql.NullString
+	err := t.DB.QueryRowContext(ctx, `SELECT phase, start_pos, applied_pos, copy_end, source_ts, updated_at FROM banyan_cdc_checkpoint WHERE pipeline = ?`, t.Pipeline).
+		Scan(&cp.Phase, &start, &applied, &copyEnd, &cp.SourceTS, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Checkpoint{}, false, nil
 	}
@@ -117,6 +134,11 @@ func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 	cp.UpdatedAt, _ = time.Parse("2006-01-02 15:04:05.999999", updated)
 	if err := errors.Join(json.Unmarshal([]byte(start), &cp.Start), json.Unmarshal([]byte(applied), &cp.Applied)); err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+	}
+	if copyEnd.Valid {
+		if err := json.Unmarshal([]byte(copyEnd.String), &cp.CopyEnd); err != nil {
+			return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
+		}
 	}
 	return cp, true, nil
 }
@@ -129,9 +151,14 @@ type execer interface {
 func (t *Target) saveCheckpoint(ctx context.Context, x execer, cp Checkpoint) error {
 	start, _ := json.Marshal(cp.Start)
 	applied, _ := json.Marshal(cp.Applied)
-	_, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_checkpoint (pipeline, phase, start_pos, applied_pos, source_ts, updated_at) VALUES (?,?,?,?,?,?)
-		ON DUPLICATE KEY UPDATE phase=VALUES(phase), start_pos=VALUES(start_pos), applied_pos=VALUES(applied_pos), source_ts=VALUES(source_ts), updated_at=VALUES(updated_at)`,
-		t.Pipeline, cp.Phase, string(start), string(applied), cp.SourceTS, time.Now().UTC())
+	var copyEnd any
+	if !cp.CopyEnd.IsZero() {
+		b, _ := json.Marshal(cp.CopyEnd)
+		copyEnd = string(b)
+	}
+	_, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_checkpoint (pipeline, phase, start_pos, applied_pos, copy_end, source_ts, updated_at) VALUES (?,?,?,?,?,?,?)
+		ON DUPLICATE KEY UPDATE phase=VALUES(phase), start_pos=VALUES(start_pos), applied_pos=VALUES(applied_pos), copy_end=VALUES(copy_end), source_ts=VALUES(source_ts), updated_at=VALUES(updated_at)`,
+		t.Pipeline, cp.Phase, string(start), string(applied), copyEnd, cp.SourceTS, time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -209,15 +236,16 @@ func loadKey(s sql.NullString) ([]any, error) {
 }
 
 // CopyChunk upserts one chunk of copied rows and records the progress in
-// the same transaction.
-func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p TableProgress) error {
+// the same transaction. shared, when set, settles collisions on the unique
+// keys it returns (settle.go).
+func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p TableProgress, shared settler) error {
 	tx, err := t.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", m.SourceName(), err)
 	}
 	defer tx.Rollback()
 	if len(rows) > 0 {
-		if err := upsert(ctx, tx, m, rows); err != nil {
+		if err := upsert(ctx, tx, m, rows, shared); err != nil {
 			return fmt.Errorf("copy %s: %w", m.SourceName(), err)
 		}
 	}
@@ -304,8 +332,10 @@ type Applied map[string]map[Op]int64
 // each such table costs one DELETE and one multi-row upsert per 500 rows
 // however many changes the batch holds. Other tables keep the binlog's
 // order exactly, merging only consecutive changes of the same kind, so a
-// unique key can never collide on a state the source never had.
-func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*Tx, cp Checkpoint) (Applied, error) {
+// unique key can never collide on a state the source never had. shared,
+// when set (the stream has not passed cp.CopyEnd yet), settles collisions
+// on the unique keys it returns (settle.go).
+func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*Tx, cp Checkpoint, shared settler) (Applied, error) {
 	tx, err := t.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
@@ -321,7 +351,7 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		if run.op == Delete {
 			err = deleteKeys(ctx, tx, run.m, run.rows)
 		} else {
-			err = upsert(ctx, tx, run.m, run.rows)
+			err = upsert(ctx, tx, run.m, run.rows, shared)
 		}
 		if err != nil {
 			return fmt.Errorf("apply to %s: %w", run.m.TargetName(), err)
@@ -453,7 +483,7 @@ func (f *finalState) apply(ctx context.Context, x execer, m *TableMap) error {
 		}
 	}
 	for start := 0; start < len(ups); start += 500 {
-		if err := upsert(ctx, x, m, ups[start:min(start+500, len(ups))]); err != nil {
+		if err := upsertRows(ctx, x, m, ups[start:min(start+500, len(ups))]); err != nil {
 			return err
 		}
 	}
@@ -498,10 +528,32 @@ func targetTable(m *TableMap) string {
 	return quoteIdent(m.TargetSchema) + "." + quoteIdent(m.TargetTable)
 }
 
-// upsert writes rows as one multi-row INSERT ... ON DUPLICATE KEY UPDATE.
-// Never REPLACE: it deletes and re-inserts, removing rows that collide on
-// a secondary unique key and firing deletes the source never made.
-func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
+// upsert writes rows as upsertRows does. When they meet another row on a
+// unique key and shared says the source enforces that key too, it writes
+// them one at a time, each after deleting the rows met on those keys
+// (settle.go); otherwise the collision is the error.
+func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any, shared settler) error {
+	err := upsertRows(ctx, x, m, rows)
+	if err == nil || shared == nil || !collision(m, err) {
+		return upsertError(m, err)
+	}
+	keys, kerr := shared(ctx, m)
+	if kerr != nil {
+		return errors.Join(upsertError(m, err), kerr)
+	}
+	if len(keys) == 0 {
+		return upsertError(m, err)
+	}
+	// The failed statement was rolled back on its own; the transaction
+	// goes on.
+	return upsertError(m, settle(ctx, x, m, rows, keys))
+}
+
+// upsertRows writes rows as one multi-row INSERT ... ON DUPLICATE KEY
+// UPDATE. Never REPLACE: it deletes and re-inserts, removing rows that
+// collide on a secondary unique key and firing deletes the source never
+// made.
+func upsertRows(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
 	b.WriteString(targetTable(m))
@@ -539,7 +591,7 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
 		fmt.Fprintf(&b, "%s = VALUES(%s)", quoteIdent(c.Target), quoteIdent(c.Target))
 	}
 	_, err := x.ExecContext(ctx, b.String(), args...)
-	return upsertError(m, err)
+	return err
 }
 
 // eachWrite hands fn the target writes one source change comes to, in
@@ -577,7 +629,7 @@ func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row [
 func upsertError(m *TableMap, err error) error {
 	var me *driver.MySQLError
 	if errors.As(err, &me) && me.Number == 1048 && strings.Contains(me.Message, "'"+m.Cols[m.PK[0]].Target+"'") {
-		return fmt.Errorf("a row collides with another row of %s on a unique key other than (%s), which the source does not enforce; banyan will not overwrite the other row: %w", m.TargetName(), strings.Join(keyTargets(m), ", "), err)
+		return fmt.Errorf("a row collides with another row of %s on a unique key other than (%s): a key the source does not enforce, or a target row the source does not have; banyan will not overwrite the other row: %w", m.TargetName(), strings.Join(keyTargets(m), ", "), err)
 	}
 	return err
 }

@@ -1,0 +1,224 @@
+package cdc
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	driver "github.com/go-sql-driver/mysql"
+)
+
+// Settling a unique-key collision while the target holds rows from
+// several moments.
+//
+// The copy reads each chunk at its own moment, and the stream then
+// replays from the position read before the copy: until the stream has
+// passed the position read when the copy ended (Checkpoint.CopyEnd), a
+// target row may hold a later state than the one being written. With a
+// secondary unique key, a value the source moved from one row to another
+// can then sit on two target rows at once: the replay writes row 1 with
+// 'v' (the source held it there for a while) onto a target whose row 2 the
+// copy wrote with 'v' (taken later). The source never held 'v' twice, and
+// before this, every run stopped on that row for good.
+//
+// When the source enforces the same unique key (same columns, no
+// converter, same collations, no prefix), the row met holds a state the
+// source had only later, or never: the stream re-creates it from the
+// change that gave it that value (every change carries the full row), or
+// the copy does when it reaches it. So, in the copy and in that window
+// only, the rows met on such a key under another primary key are deleted
+// before the row is written. A key the source does not enforce still
+// stops the stream, naming the row: there the source may really hold the
+// value twice, and deleting one row would lose it.
+
+// settler returns the unique keys of m's target (as indexes into m.Cols)
+// that the source enforces too, checked when a collision happens; nil
+// means collisions are errors.
+type settler func(ctx context.Context, m *TableMap) ([][]int, error)
+
+// collision reports whether err is a write meeting another row on a
+// unique key: a duplicate entry, or upsert's guard.
+func collision(m *TableMap, err error) bool {
+	var me *driver.MySQLError
+	if !errors.As(err, &me) {
+		return false
+	}
+	return me.Number == 1062 || me.Number == 1048 && strings.Contains(me.Message, "'"+m.Cols[m.PK[0]].Target+"'")
+}
+
+// settle writes rows one at a time after deleting, for each, the target
+// rows that hold its values of a key in keys under another primary key.
+func settle(ctx context.Context, x execer, m *TableMap, rows [][]any, keys [][]int) error {
+	for _, r := range rows {
+		for _, k := range keys {
+			if err := clearUnique(ctx, x, m, k, r); err != nil {
+				return err
+			}
+		}
+		if err := upsertRows(ctx, x, m, [][]any{r}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clearUnique deletes the target rows holding row's values of the unique
+// key cols under a primary key other than row's.
+func clearUnique(ctx context.Context, x execer, m *TableMap, cols []int, row []any) error {
+	var b strings.Builder
+	var args []any
+	b.WriteString("DELETE FROM ")
+	b.WriteString(targetTable(m))
+	b.WriteString(" WHERE ")
+	for i, c := range cols {
+		if row[c] == nil {
+			return nil // NULLs never collide
+		}
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[c].Target))
+		args = append(args, row[c])
+	}
+	b.WriteString(" AND NOT (")
+	for i, k := range m.PK {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[k].Target))
+		args = append(args, row[k])
+	}
+	b.WriteString(")")
+	if _, err := x.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("clear a unique value for %s: %w", m.TargetName(), err)
+	}
+	return nil
+}
+
+// sharedUniqueKeys returns the unique keys of m's target table, other
+// than the mapped key, that the source table enforces as well: every
+// column mapped without a converter, the source has a unique key on
+// exactly those columns, neither key has a prefix part, and each column
+// pair has the same collation.
+func sharedUniqueKeys(ctx context.Context, src, dst *sql.DB, m *TableMap) ([][]int, error) {
+	tkeys, err := uniqueKeys(ctx, dst, m.TargetSchema, m.TargetTable)
+	if err != nil {
+		return nil, err
+	}
+	skeys, err := uniqueKeys(ctx, src, m.SourceSchema, m.SourceTable)
+	if err != nil {
+		return nil, err
+	}
+	tcoll, err := collations(ctx, dst, m.TargetSchema, m.TargetTable)
+	if err != nil {
+		return nil, err
+	}
+	scoll, err := collations(ctx, src, m.SourceSchema, m.SourceTable)
+	if err != nil {
+		return nil, err
+	}
+	var pk []string
+	for _, k := range m.PK {
+		pk = append(pk, strings.ToLower(m.Cols[k].Target))
+	}
+	slices.Sort(pk)
+	var out [][]int
+next:
+	for _, tcols := range tkeys {
+		if slices.Equal(tcols, pk) {
+			continue
+		}
+		var idx []int
+		var scols []string
+		for _, tc := range tcols {
+			i := slices.IndexFunc(m.Cols, func(c ColMap) bool { return strings.EqualFold(c.Target, tc) })
+			if i < 0 || m.Cols[i].Convert != nil || tcoll[tc] != scoll[strings.ToLower(m.Cols[i].Source)] {
+				continue next
+			}
+			idx = append(idx, i)
+			scols = append(scols, strings.ToLower(m.Cols[i].Source))
+		}
+		slices.Sort(scols)
+		if slices.ContainsFunc(skeys, func(s []string) bool { return slices.Equal(s, scols) }) {
+			out = append(out, idx)
+		}
+	}
+	return out, nil
+}
+
+// uniqueKeys lists a table's unique keys without prefix parts, each as
+// its sorted lower-case column names.
+func uniqueKeys(ctx context.Context, db *sql.DB, schema, table string) ([][]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME, SUB_PART IS NOT NULL FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME`, schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("read unique keys of %s.%s: %w", schema, table, err)
+	}
+	defer rows.Close()
+	keys := map[string][]string{}
+	prefix := map[string]bool{}
+	for rows.Next() {
+		var index, col string
+		var part bool
+		if err := rows.Scan(&index, &col, &part); err != nil {
+			return nil, err
+		}
+		keys[index] = append(keys[index], strings.ToLower(col))
+		prefix[index] = prefix[index] || part
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out [][]string
+	for index, cols := range keys {
+		if !prefix[index] {
+			slices.Sort(cols)
+			out = append(out, cols)
+		}
+	}
+	return out, nil
+}
+
+// collations maps a table's lower-case column names to their collation
+// ("" for columns without one).
+func collations(ctx context.Context, db *sql.DB, schema, table string) (map[string]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(COLLATION_NAME, '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("read collations of %s.%s: %w", schema, table, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var col, coll string
+		if err := rows.Scan(&col, &coll); err != nil {
+			return nil, err
+		}
+		out[strings.ToLower(col)] = coll
+	}
+	return out, rows.Err()
+}
+
+// reached reports whether the stream at applied has passed end, by GTID
+// when the pipeline follows GTIDs, else by file and position.
+func reached(flavor string, gtid bool, applied, end Position) bool {
+	if gtid {
+		a, err1 := mysql.ParseGTIDSet(flavor, applied.GTID)
+		e, err2 := mysql.ParseGTIDSet(flavor, end.GTID)
+		return err1 == nil && err2 == nil && a.Contain(e)
+	}
+	if applied.File != end.File {
+		return binlogNumber(applied.File) > binlogNumber(end.File)
+	}
+	return applied.Pos >= end.Pos
+}
+
+// binlogNumber is the sequence number a binlog file name ends with.
+func binlogNumber(file string) int64 {
+	n, _ := strconv.ParseInt(file[strings.LastIndexByte(file, '.')+1:], 10, 64)
+	return n
+}
