@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"encoding/csv"
@@ -18,11 +19,16 @@ var headerCell = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // "LIMIT ?" works), everything else as strings. The first record is taken
 // as a header and skipped when every cell is an identifier and some later
 // record has a cell that is not one (so "id" above 1, 2, 3 is a header,
-// while a file of status names is all data).
+// while a file of status names is all data). A leading UTF-8 byte order
+// mark is dropped.
 //
 // Errors name the line of the file where the bad record starts.
 func ReadParams(r io.Reader) ([][]any, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	if head, err := br.Peek(3); err == nil && string(head) == "\ufeff" {
+		br.Discard(3) // a spreadsheet's UTF-8 byte order mark, not data
+	}
+	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1
 	var records [][]string
 	var lines []int // the line each record starts on

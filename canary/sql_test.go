@@ -243,3 +243,16 @@ func TestReadParams_badRecordNamesItsLine(t *testing.T) {
 		})
 	}
 }
+
+// TestReadParams_byteOrderMark: a spreadsheet's UTF-8 CSV starts with a
+// byte order mark; the header must still be recognised, not bound as a
+// parameter set.
+func TestReadParams_byteOrderMark(t *testing.T) {
+	got, err := ReadParams(strings.NewReader("\ufeffcustomer_id\n1\n2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, want := sprint(got), "[[1] [2]]"; s != want {
+		t.Errorf("got %s, want %s", s, want)
+	}
+}
