@@ -132,6 +132,9 @@ func reportVerdict(r *Report) string {
 			bad++
 		}
 	}
+	if len(r.Routes) == 0 {
+		return "verdict: none, nothing compared"
+	}
 	if bad == 0 {
 		return fmt.Sprintf("verdict: %d %s compared, no differences", len(r.Routes), plural(len(r.Routes), "route", "routes"))
 	}

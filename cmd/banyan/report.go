@@ -15,7 +15,7 @@ func newReportCmd() *cobra.Command {
 	var route, since, format, store, config string
 	cmd := &cobra.Command{
 		Use:   "report [--route R] [--since 1h] [--format text|json|html] [--store PATH | --config FILE]",
-		Short: "Summarise shadow comparisons per route; exit 0 when nothing differs, 1 on differences or errors",
+		Short: "Summarise shadow comparisons per route; exit 0 when nothing differs, 1 on differences or errors, 2 when nothing was compared",
 		Example: "  banyan report --config banyan.yaml --since 1h\n" +
 			"  banyan report --store banyan.db --route orders-read --format json",
 		Args: cobra.NoArgs,
@@ -59,6 +59,18 @@ func newReportCmd() *cobra.Command {
 			}
 			if err := write(cmd, rep); err != nil {
 				return err
+			}
+			if len(rep.Routes) == 0 {
+				// No pair compared proves nothing: not a clean report.
+				what := "any route"
+				if route != "" {
+					what = fmt.Sprintf("route %q", route)
+				}
+				window := "in the store"
+				if since != "" {
+					window = "in the last " + since
+				}
+				return fmt.Errorf("nothing compared for %s %s, so no verdict: check the route name (banyan routes) and that it has shadow: {percent: ...}, or widen --since", what, window)
 			}
 			if !rep.Clean() {
 				n := 0
