@@ -192,6 +192,12 @@ func Queries(ctx context.Context, db *sql.DB, oldQuery, newQuery string, params 
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer sess.Close()
+	if sess.noBackslash {
+		for i := range runs {
+			runs[i].oldSQL, _ = bind(oldQuery, runs[i].params, true)
+			runs[i].newSQL, _ = bind(newQuery, runs[i].params, true)
+		}
+	}
 	rep := newReport("queries", o)
 	bar := progress.New(o.Progress, "canary", "executions", int64(2*len(runs)+2*(o.Warmup+o.Runs)))
 	c := &Check{Name: "old vs new", OldSQL: oldQuery, NewSQL: newQuery, Ordered: HasOrderBy(oldQuery)}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/banyanhq/banyan/diff"
 	"github.com/banyanhq/banyan/internal/testdb"
+	"github.com/go-sql-driver/mysql"
 )
 
 var pair *testdb.Pair
@@ -837,5 +838,36 @@ func TestQueries_temporalValuesAsSent(t *testing.T) {
 	}
 	if !rep.Pass {
 		t.Errorf("same dates failed: %v %+v", rep.Reasons, rep.Checks[0].FirstFailure)
+	}
+}
+
+// TestQueries_paramsOnNoBackslashEscapesServer: under sql_mode
+// NO_BACKSLASH_ESCAPES a backslash in a string literal is itself, so
+// parameters must be bound without backslash escapes: O'Brien must not
+// become a syntax error, nor a\b a search for a\\b.
+func TestQueries_paramsOnNoBackslashEscapesServer(t *testing.T) {
+	_, name := shop(t)
+	p := testdb.Need(t, pair)
+	cfg, err := mysql.ParseDSN(p.Source.DSN(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Params = map[string]string{"sql_mode": "'NO_BACKSLASH_ESCAPES'"}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO customers VALUES (7, 'O''Brien', 'eu'), (8, 'a\b', 'eu')`); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Queries(t.Context(), db,
+		`SELECT name FROM customers WHERE name = ?`,
+		`SELECT ? AS name`, ids("O'Brien", `a\b`), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Checks[0]; !rep.Pass {
+		t.Errorf("each parameter is the stored name, yet: %v; %+v", rep.Reasons, c.FirstFailure)
 	}
 }

@@ -63,8 +63,8 @@ func takeSnapshot(ctx context.Context, q querier, t Table, current string) (*sna
 	schema := cmp.Or(t.Schema, current)
 	s := &snapshot{table: t, key: schema + "." + t.Name, rows: map[string]*counted{}, auto: -1}
 	var auto sql.NullInt64
-	err := q.QueryRowContext(ctx, "SELECT ORDINAL_POSITION - 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "+quote(schema)+
-		" AND TABLE_NAME = "+quote(t.Name)+" AND EXTRA LIKE '%auto_increment%'").Scan(&auto)
+	err := q.QueryRowContext(ctx, "SELECT ORDINAL_POSITION - 1 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?"+
+		" AND TABLE_NAME = ? AND EXTRA LIKE '%auto_increment%'", schema, t.Name).Scan(&auto)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, err
 	}

@@ -20,6 +20,9 @@ type session struct {
 	home    string // the DSN's database, "" for none
 	current string
 	writes  bool // run each statement in a transaction that is rolled back
+	// noBackslash: the session's sql_mode has NO_BACKSLASH_ESCAPES, so
+	// parameters are bound without backslash escapes.
+	noBackslash bool
 	// checked caches nonTransactional's answer per schema and
 	// statement fingerprint.
 	checked map[string][]string
@@ -31,11 +34,13 @@ func newSession(ctx context.Context, db *sql.DB, allowWrites bool) (*session, er
 		return nil, err
 	}
 	var home sql.NullString
-	if err := conn.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&home); err != nil {
+	var mode string
+	if err := conn.QueryRowContext(ctx, "SELECT DATABASE(), @@SESSION.sql_mode").Scan(&home, &mode); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	return &session{conn: conn, home: home.String, current: home.String, writes: allowWrites}, nil
+	return &session{conn: conn, home: home.String, current: home.String, writes: allowWrites,
+		noBackslash: slices.Contains(strings.Split(strings.ToUpper(mode), ","), "NO_BACKSLASH_ESCAPES")}, nil
 }
 
 func (s *session) Close() error { return s.conn.Close() }
@@ -185,17 +190,25 @@ func (s *session) nonTransactional(ctx context.Context, stmt string) ([]string, 
 	}
 	toks := code(lex(stmt))
 	var conds []string
+	var args []any
+	seen := map[[2]string]bool{}
+	add := func(schema, table string) {
+		if k := [2]string{schema, table}; !seen[k] {
+			seen[k] = true
+			conds, args = append(conds, "(t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?)"), append(args, schema, table)
+		}
+	}
 	for i, t := range toks {
 		name, ok := identText(t)
 		if !ok {
 			continue
 		}
 		if s.current != "" {
-			conds = append(conds, "(t.TABLE_SCHEMA = "+quote(s.current)+" AND t.TABLE_NAME = "+quote(name)+")")
+			add(s.current, name)
 		}
 		if i+2 < len(toks) && toks[i+1].text == "." {
 			if table, ok := identText(toks[i+2]); ok {
-				conds = append(conds, "(t.TABLE_SCHEMA = "+quote(name)+" AND t.TABLE_NAME = "+quote(table)+")")
+				add(name, table)
 			}
 		}
 	}
@@ -203,7 +216,7 @@ func (s *session) nonTransactional(ctx context.Context, stmt string) ([]string, 
 	if len(conds) > 0 {
 		rows, err := s.conn.QueryContext(ctx, "SELECT t.TABLE_SCHEMA, t.TABLE_NAME, t.ENGINE FROM information_schema.TABLES t"+
 			" JOIN information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE COALESCE(e.TRANSACTIONS, 'NO') <> 'YES' AND ("+
-			strings.Join(conds, " OR ")+") ORDER BY t.TABLE_SCHEMA, t.TABLE_NAME")
+			strings.Join(conds, " OR ")+") ORDER BY t.TABLE_SCHEMA, t.TABLE_NAME", args...)
 		if err != nil {
 			return nil, fmt.Errorf("check the written tables' engines: %w", err)
 		}

@@ -330,8 +330,14 @@ func Placeholders(stmt string) int {
 }
 
 // Bind replaces the ? placeholders of stmt, in order, with args written
-// as SQL literals: nil as NULL, int64 as a number, strings quoted.
-func Bind(stmt string, args []any) (string, error) {
+// as SQL literals: nil as NULL, int64 as a number, strings quoted with
+// backslash escapes (a server whose sql_mode has NO_BACKSLASH_ESCAPES
+// reads those differently; the canary binds for the session it runs on).
+func Bind(stmt string, args []any) (string, error) { return bind(stmt, args, false) }
+
+// bind is Bind; noBackslash writes strings for a session whose sql_mode
+// has NO_BACKSLASH_ESCAPES: a quote doubled, a backslash as itself.
+func bind(stmt string, args []any, noBackslash bool) (string, error) {
 	toks := lex(stmt)
 	n := 0
 	for _, t := range toks {
@@ -349,14 +355,18 @@ func Bind(stmt string, args []any) (string, error) {
 			b.WriteString(t.text)
 			continue
 		}
-		b.WriteString(literal(args[k]))
+		b.WriteString(literal(args[k], noBackslash))
 		k++
 	}
 	return b.String(), nil
 }
 
-// literal writes v as a SQL literal.
-func literal(v any) string {
+// literal writes v as a SQL literal (see bind for noBackslash).
+func literal(v any, noBackslash bool) string {
+	q := quote
+	if noBackslash {
+		q = func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	}
 	switch x := v.(type) {
 	case nil:
 		return "NULL"
@@ -365,11 +375,11 @@ func literal(v any) string {
 	case int:
 		return strconv.Itoa(x)
 	case []byte:
-		return quote(string(x))
+		return q(string(x))
 	case string:
-		return quote(x)
+		return q(x)
 	default:
-		return quote(fmt.Sprint(x))
+		return q(fmt.Sprint(x))
 	}
 }
 

@@ -220,7 +220,7 @@ func fmtAny(x any) string {
 	case string:
 		return v
 	case int64:
-		return literal(v)
+		return literal(v, false)
 	}
 	return "?"
 }
