@@ -147,6 +147,26 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			return ctx.Err()
 		}
 	}
+	// between moves a file:pos checkpoint over an event written between
+	// transactions: a rotation to the next file and the events that open
+	// a file. Otherwise, after a rotation, a quiet source left the
+	// checkpoint at the end of the old file: status showed a lag growing
+	// while nothing was behind, and once the old file was purged the next
+	// run stopped as if the binlog it needed were gone. It sends the
+	// position as a transaction without changes. By GTID the resume point
+	// does not depend on the file, so nothing is sent.
+	between := func(h *replication.EventHeader, pos uint32) error {
+		if s.UseGTID || tx != nil || inTx || h.Timestamp == 0 {
+			return nil // the server's own notes carry no time
+		}
+		if pos != 0 {
+			if pos <= cur.Pos {
+				return nil // a file's opening events sent again at the start
+			}
+			cur.Pos = pos
+		}
+		return send(Event{Tx: &Tx{End: cur, Timestamp: h.Timestamp}})
+	}
 	// endTx closes the current transaction at its commit event and sends it.
 	endTx := func(h *replication.EventHeader) error {
 		if err := commit(h); err != nil {
@@ -174,6 +194,13 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 		switch e := ev.Event.(type) {
 		case *replication.RotateEvent:
 			cur.File, cur.Pos = string(e.NextLogName), uint32(e.Position)
+			if err := between(ev.Header, 0); err != nil {
+				return err
+			}
+		case *replication.FormatDescriptionEvent, *replication.MariadbGTIDListEvent, *replication.MariadbBinlogCheckPointEvent, *replication.PreviousGTIDsEvent:
+			if err := between(ev.Header, ev.Header.LogPos); err != nil {
+				return err
+			}
 		case *replication.GenericEvent:
 			if ev.Header.EventType == replication.XA_PREPARE_LOG_EVENT {
 				// The rows are committed later, by an XA COMMIT in another
