@@ -46,7 +46,7 @@ func WriteText(w io.Writer, r *Report) error {
 		fmt.Fprintf(ew, "\n%s\n", rt.Route)
 		fmt.Fprintf(ew, "  compared %d, matched %d (%s), diffs %d (%s), noise-only %d (%s), errors %d (%s); match rate %s\n",
 			rt.Compared, rt.Matched, pct(rt.Matched, rt.Compared), rt.Diffs, pct(rt.Diffs, rt.Compared),
-			rt.NoiseOnly, pct(rt.NoiseOnly, rt.Compared), rt.Errors, pct(rt.Errors, rt.Compared), rate(rt.MatchRate))
+			rt.NoiseOnly, pct(rt.NoiseOnly, rt.Compared), rt.Errors, pct(rt.Errors, rt.Compared), matchPct(rt))
 		fmt.Fprintf(ew, "  %-10s %8s %8s\n", "latency ms", "p50", "p99")
 		fmt.Fprintf(ew, "  %-10s %8s %8s\n", "legacy", ms(rt.LatencyMS.Legacy.P50), ms(rt.LatencyMS.Legacy.P99))
 		fmt.Fprintf(ew, "  %-10s %8s %8s\n", "new", ms(rt.LatencyMS.New.P50), ms(rt.LatencyMS.New.P99))
@@ -185,14 +185,25 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
+// pct is n as a share of of, to one decimal; a share that is not none
+// never prints as 0.0% ("<0.1%") and one that is not all never as 100.0%
+// (">99.9%"), so one differing pair in 100,000 still shows.
 func pct(n, of int64) string {
 	if of == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f%%", float64(n)*100/float64(of))
+	s := fmt.Sprintf("%.1f%%", float64(n)*100/float64(of))
+	switch {
+	case n > 0 && s == "0.0%":
+		return "<0.1%"
+	case n < of && s == "100.0%":
+		return ">99.9%"
+	}
+	return s
 }
 
-func rate(r float64) string { return fmt.Sprintf("%.1f%%", r*100) }
+// matchPct is a route's match rate as pct shows it.
+func matchPct(rt RouteReport) string { return pct(rt.Matched+rt.NoiseOnly, rt.Compared) }
 
 func ms(v float64) string {
 	if v == 0 {
@@ -216,7 +227,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 
 var funcs = template.FuncMap{
 	"pct":           pct,
-	"rate":          rate,
+	"matchPct":      func(v any) string { return matchPct(routeOf(v)) },
 	"ms":            ms,
 	"verdict":       func(v any) string { return routeVerdict(routeOf(v)) },
 	"overall":       reportVerdict,
@@ -270,7 +281,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 <table>
 <tr><th>compared</th><th>matched</th><th>diffs</th><th>noise-only</th><th>errors</th><th>match rate</th></tr>
 <tr><td class="n">{{.Compared}}</td><td class="n">{{.Matched}} ({{pct .Matched .Compared}})</td><td class="n">{{.Diffs}} ({{pct .Diffs .Compared}})</td>
-<td class="n">{{.NoiseOnly}} ({{pct .NoiseOnly .Compared}})</td><td class="n">{{.Errors}} ({{pct .Errors .Compared}})</td><td class="n">{{rate .MatchRate}}</td></tr>
+<td class="n">{{.NoiseOnly}} ({{pct .NoiseOnly .Compared}})</td><td class="n">{{.Errors}} ({{pct .Errors .Compared}})</td><td class="n">{{matchPct .}}</td></tr>
 </table>
 <table>
 <tr><th>latency ms</th><th>p50</th><th>p99</th></tr>

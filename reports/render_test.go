@@ -294,3 +294,44 @@ func TestChart(t *testing.T) {
 		t.Errorf("empty chart does not say so:\n%s", empty)
 	}
 }
+
+// TestRender_SmallSharesAreNotRoundedAway: one differing pair in 100,000
+// is not "0.0%" of them, and the match rate is not "100.0%" (nor 1 in
+// JSON) while a pair differs; all and none still print as 100.0% and 0.0%.
+func TestRender_SmallSharesAreNotRoundedAway(t *testing.T) {
+	rt := RouteReport{Route: "orders-read", Compared: 100_000, Matched: 99_999, Diffs: 1, Fields: []FieldReport{}}
+	rt.MatchRate = matchRate(rt.Matched+rt.NoiseOnly, rt.Compared)
+	if rt.MatchRate >= 1 {
+		t.Errorf("match_rate = %v with a differing pair, want below 1", rt.MatchRate)
+	}
+	if got := matchRate(1, 100_000); got <= 0 {
+		t.Errorf("match_rate of 1 matching pair in 100,000 = %v, want above 0", got)
+	}
+	if got := matchRate(5, 5); got != 1 {
+		t.Errorf("match_rate of all = %v, want 1", got)
+	}
+	rep := &Report{Generated: testNow, Routes: []RouteReport{rt}}
+	var text, page bytes.Buffer
+	if err := WriteText(&text, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&page, rep); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"text": text.String(), "html": page.String()} {
+		for _, bad := range []string{"1 (0.0%)", "(0.0%) differ", "match rate 100.0%", ">100.0%<"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%s shows %q:\n%s", name, bad, out)
+			}
+		}
+		if !strings.Contains(out, "99999 (&gt;99.9%)") && !strings.Contains(out, "99999 (>99.9%)") {
+			t.Errorf("%s does not show 99999 matched as >99.9%%:\n%s", name, out)
+		}
+	}
+	if all := pct(20, 20); all != "100.0%" {
+		t.Errorf("pct(20, 20) = %q", all)
+	}
+	if none := pct(0, 20); none != "0.0%" {
+		t.Errorf("pct(0, 20) = %q", none)
+	}
+}

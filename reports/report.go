@@ -33,7 +33,8 @@ type Query struct {
 //	                  "new": {"p50": 9, "p99": 31}}}]}
 //
 // Rates share one denominator, compared (every pair, errors included);
-// match_rate counts matched and noise-only pairs as matching. A field's
+// match_rate counts matched and noise-only pairs as matching, to 4
+// decimals, and is 1 only when every pair matches. A field's
 // count is how many pairs differed at that path pattern (indices shown as
 // [*]) with that kind; noise fields differ between two answers of the same
 // side too and do not make a pair differ. Latencies are nearest-rank
@@ -125,9 +126,7 @@ func (s *Store) Report(ctx context.Context, q Query) (*Report, error) {
 			rows.Close()
 			return nil, fmt.Errorf("report: %w", err)
 		}
-		if r.Compared > 0 {
-			r.MatchRate = math.Round(float64(r.Matched+r.NoiseOnly)/float64(r.Compared)*1e4) / 1e4
-		}
+		r.MatchRate = matchRate(r.Matched+r.NoiseOnly, r.Compared)
 		r.Fields = []FieldReport{}
 		rep.Routes = append(rep.Routes, r)
 	}
@@ -180,6 +179,23 @@ func (s *Store) reportFields(ctx context.Context, q Query, minute int64, byRoute
 		slices.SortFunc(r.Fields, compareFields)
 	}
 	return nil
+}
+
+// matchRate is matching/compared rounded to 4 decimals (0 for nothing
+// compared), except that it is 1 only when every pair matches and 0 only
+// when none does: one differing pair in 100,000 is not rounded away.
+func matchRate(matching, compared int64) float64 {
+	if compared <= 0 {
+		return 0
+	}
+	r := math.Round(float64(matching)/float64(compared)*1e4) / 1e4
+	switch {
+	case matching < compared && r >= 1:
+		return 0.9999
+	case matching > 0 && r <= 0:
+		return 0.0001
+	}
+	return r
 }
 
 // compareFields orders differences before noise, then by count (highest
