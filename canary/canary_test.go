@@ -871,3 +871,27 @@ func TestQueries_paramsOnNoBackslashEscapesServer(t *testing.T) {
 		t.Errorf("each parameter is the stored name, yet: %v; %+v", rep.Reasons, c.FirstFailure)
 	}
 }
+
+// TestQueries_sameErrorDifferentWordingIsNotAWarningDiff: errors compare
+// by number; SHOW WARNINGS repeats the error with its text, which names
+// the expression as each query wrote it. The same error on both sides
+// must not come back as a warnings difference.
+func TestQueries_sameErrorDifferentWordingIsNotAWarningDiff(t *testing.T) {
+	db, _ := shop(t)
+	// id - 5 is out of range for BIGINT UNSIGNED for customers 1..4 (1690,
+	// whose message quotes the expression), fine for customer 6.
+	rep, err := Queries(t.Context(), db,
+		`SELECT CAST(id AS UNSIGNED) - 5 AS d FROM customers WHERE id = ?`,
+		`SELECT CAST(c.id AS UNSIGNED) - 5 AS d FROM customers c WHERE c.id = ?`,
+		ids(int64(1), int64(6)), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checks[0]
+	if c.BothErrors != 1 {
+		t.Fatalf("both errors = %d, want 1 (error %q)", c.BothErrors, c.BothError)
+	}
+	if !rep.Pass || c.WarningDiffs != 0 {
+		t.Errorf("same error on both sides failed: %v; %+v", rep.Reasons, c.FirstFailure)
+	}
+}
