@@ -145,15 +145,15 @@ func (c *Comparer) compareBody(diffs []Difference, legacy, new Response) []Diffe
 	return c.compareJSON(diffs, lb, nb, html)
 }
 
-// compareJSON compares two bodies as JSON when both parse; one parsing and
-// the other not is a Type difference at "body"; neither parsing falls back
-// to text.
+// compareJSON compares two bodies as JSON when both parse (after a UTF-8
+// byte order mark, which is skipped); one parsing and the other not is a
+// Type difference at "body"; neither parsing falls back to text.
 func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool) []Difference {
 	ld, nd := getDecoder(), getDecoder()
 	defer putDecoder(ld)
 	defer putDecoder(nd)
-	lroot, lok := ld.decode(lb)
-	nroot, nok := nd.decode(nb)
+	lroot, lok := ld.decode(trimBOM(lb))
+	nroot, nok := nd.decode(trimBOM(nb))
 	switch {
 	case lok && nok:
 		w := walker{c: c, ld: ld, nd: nd, diffs: diffs}
@@ -164,6 +164,13 @@ func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool) []D
 	default:
 		return compareText(diffs, string(lb), string(nb), html)
 	}
+}
+
+// trimBOM drops a UTF-8 byte order mark before a JSON body: RFC 8259
+// lets a parser ignore it, and clients (browsers' fetch, most JSON
+// libraries) do, so it is no difference and must not hide the fields.
+func trimBOM(b []byte) []byte {
+	return bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 }
 
 func bodyType(isJSON bool) string {
