@@ -201,7 +201,8 @@ func Queries(ctx context.Context, db *sql.DB, oldQuery, newQuery string, params 
 	rep := newReport("queries", o)
 	bar := progress.New(o.Progress, "canary", "executions", int64(2*len(runs)+2*(o.Warmup+o.Runs)))
 	c := &Check{Name: "old vs new", OldSQL: oldQuery, NewSQL: newQuery, Ordered: HasOrderBy(oldQuery)}
-	r := checker{o: o, a: sess, b: sess, bar: bar, classA: classes[0], classB: classes[1]}
+	r := checker{o: o, a: sess, b: sess, bar: bar, classA: classes[0], classB: classes[1],
+		orderDropped: c.Ordered && !HasOrderBy(newQuery) && classes[0] == ReadOnly && classes[1] == ReadOnly}
 	if err := r.run(ctx, c, runs); err != nil {
 		return nil, err
 	}
@@ -355,6 +356,10 @@ type checker struct {
 	a, b           *session
 	bar            *progress.Bar
 	classA, classB Class
+	// orderDropped: old has a top-level ORDER BY and new does not.
+	// multiRow counts the executions compared with more than one row.
+	orderDropped bool
+	multiRow     int
 }
 
 func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
@@ -393,6 +398,9 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 			}
 		default:
 			ok[i] = true
+			if max(len(oa.rows.Values), len(ob.rows.Values)) > 1 {
+				r.multiRow++
+			}
 			if d := diff.CompareRows(oa.rows, ob.rows, c.Ordered); len(d) > 0 {
 				c.ResultDiffs++
 				bad = true
@@ -518,6 +526,10 @@ func (r *checker) judge(c *Check) {
 	}
 	if c.WarningDiffs > 0 {
 		c.Reasons = append(c.Reasons, fmt.Sprintf("warnings differ for %d of %d %s", c.WarningDiffs, c.Executions, what))
+	}
+	if r.orderDropped && r.multiRow > 0 {
+		c.Reasons = append(c.Reasons, fmt.Sprintf("old has a top-level ORDER BY and new does not: new's row order is not guaranteed, whatever it was here (%d of %d %s returned more than one row); keep the ORDER BY",
+			r.multiRow, c.Executions, what))
 	}
 	if l := c.Latency; l != nil && l.Regressed {
 		c.Reasons = append(c.Reasons, fmt.Sprintf("latency: new p50 %s vs old %s (%+.0f%%, limit +%.0f%%), Mann-Whitney U p=%.2g < %g",

@@ -895,3 +895,29 @@ func TestQueries_sameErrorDifferentWordingIsNotAWarningDiff(t *testing.T) {
 		t.Errorf("same error on both sides failed: %v; %+v", rep.Reasons, c.FirstFailure)
 	}
 }
+
+// TestQueries_droppedOrderByFails: old promises an order (ORDER BY) and
+// new no longer asks for one; new may return the same order on today's
+// data by chance (here the primary key's), but nothing guarantees it, so
+// the rewrite fails — unless no execution returned more than one row.
+func TestQueries_droppedOrderByFails(t *testing.T) {
+	db, _ := shop(t)
+	rep, err := Queries(t.Context(), db,
+		`SELECT id, amount FROM orders WHERE customer_id = ? ORDER BY id`,
+		`SELECT id, amount FROM orders WHERE customer_id = ?`, ids(int64(1), int64(3)), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pass || !strings.Contains(strings.Join(rep.Reasons, ";"), "ORDER BY") {
+		t.Errorf("dropped ORDER BY passed: reasons %v", rep.Reasons)
+	}
+	rep, err = Queries(t.Context(), db,
+		`SELECT id, amount FROM orders WHERE id = ? ORDER BY id`,
+		`SELECT id, amount FROM orders WHERE id = ?`, ids(int64(1), int64(3)), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Pass {
+		t.Errorf("dropped ORDER BY on single rows failed: %v", rep.Reasons)
+	}
+}
