@@ -511,6 +511,16 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 	if r == nil || len(r.paths) == 0 {
 		return nil, false
 	}
+	if rest, found := bytes.CutPrefix(b, utf8BOM); found {
+		// Ranges are found in the JSON after the byte order mark and
+		// given as offsets in b.
+		ranges, ok = r.selectedRanges(rest)
+		for i := range ranges {
+			ranges[i][0] += len(utf8BOM)
+			ranges[i][1] += len(utf8BOM)
+		}
+		return ranges, ok
+	}
 	if t := bytes.TrimSpace(b); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
 		return nil, false
 	}
@@ -694,9 +704,14 @@ func (r *Redactor) lineValue(l *bodyLines, v any) any {
 // ("body:L12").
 func isLinePath(p string) bool { return strings.HasPrefix(p, "body:L") }
 
-// decodeJSON decodes exactly one JSON value, keeping numbers as written.
+// utf8BOM is the byte order mark some servers write before a JSON body;
+// the diff engine and JSON clients skip it, and so does redaction.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// decodeJSON decodes exactly one JSON value, keeping numbers as written;
+// a leading byte order mark is skipped.
 func decodeJSON(b []byte) (any, bool) {
-	t := bytes.TrimSpace(b)
+	t := bytes.TrimSpace(bytes.TrimPrefix(b, utf8BOM))
 	if len(t) == 0 || (t[0] != '{' && t[0] != '[' && t[0] != '"') {
 		// Bare numbers and literals are left to the text path, which
 		// treats them the same.

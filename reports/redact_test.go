@@ -423,3 +423,25 @@ func TestRedactor_CredentialsInText(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactor_BodyWithBOM: a JSON body that starts with a UTF-8 byte
+// order mark is still redacted as JSON, whole or cut short: a selected
+// object or array over several lines is masked whole.
+func TestRedactor_BodyWithBOM(t *testing.T) {
+	r, err := NewRedactor([]string{"$.customer.phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "\xef\xbb\xbf{\n  \"customer\": {\n    \"phone\": {\n      \"number\": \"555-0100\"\n    }\n  },\n  \"secret\": [\n    \"S-1\"\n  ],\n  \"note\": \"ok\"\n}"
+	for name, in := range map[string]string{"whole": body, "cut short": body[:len(body)-4]} {
+		got := string(r.Body([]byte(in)))
+		for _, s := range []string{"555-0100", "S-1"} {
+			if strings.Contains(got, s) {
+				t.Errorf("%s: %q kept:\n%s", name, s, got)
+			}
+		}
+		if !strings.Contains(got, `"note"`) {
+			t.Errorf("%s: more than the selected values masked:\n%s", name, got)
+		}
+	}
+}
