@@ -36,7 +36,10 @@ type BinlogSource struct {
 	// Watch reports whether a table's row changes are wanted; others are
 	// dropped right after decoding.
 	Watch func(schema, table string) bool
-	Log   *slog.Logger
+	// Mapped reports whether a table named in SQL text is mapped (names
+	// compared as the server may, without case); nil: every table is.
+	Mapped func(schema, table string) bool
+	Log    *slog.Logger
 
 	host     string
 	port     uint16
@@ -272,6 +275,18 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 					continue
 				}
 			}
+			if inTx && parseDDL(string(e.Schema), q).Verb == "" {
+				// A statement inside a transaction's group that is no table
+				// DDL: a change logged as SQL text, not rows, by a session
+				// whose binlog_format is STATEMENT or MIXED. Taken for a
+				// DDL, it ended the group and moved the checkpoint past
+				// rows never applied. On an unmapped table it is skipped,
+				// and the group goes on.
+				if table, ok := s.namesMapped(string(e.Schema), q); ok {
+					return &permanentError{fmt.Errorf("binlog at %s: a change to the mapped table %s was logged as an SQL statement, not as rows (the session that made it had binlog_format STATEMENT or MIXED); banyan cannot apply it and stops before its transaction\n  statement: %s\n  make every session that writes the mapped tables use binlog_format=ROW (a SET SESSION binlog_format in a job, or its SUPER or BINLOG ADMIN privilege), then run `banyan cdc run --resnapshot`", cur, table, q)}
+				}
+				continue
+			}
 			if err := commit(ev.Header); err != nil {
 				return err
 			}
@@ -281,6 +296,27 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			}
 		}
 	}
+}
+
+// namesMapped reports whether SQL text q, run with default database
+// schema, names a mapped table (as db.table or alone), and which. Any
+// identifier counts, so a column named like a mapped table stops too:
+// better than a change lost.
+func (s *BinlogSource) namesMapped(schema, q string) (string, bool) {
+	toks := ddlTokens(q)
+	for i, t := range toks {
+		if t.kind != 'w' && t.kind != '`' && t.kind != '"' {
+			continue
+		}
+		db := schema
+		if i >= 2 && toks[i-1].kind == '.' {
+			db = toks[i-2].text
+		}
+		if s.Mapped == nil || s.Mapped(db, t.text) {
+			return db + "." + t.text, true
+		}
+	}
+	return "", false
 }
 
 // savepoint applies SAVEPOINT, ROLLBACK TO [SAVEPOINT] and RELEASE

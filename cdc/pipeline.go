@@ -147,6 +147,7 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	}
 	p.binlog.Log = log
 	p.binlog.Watch = func(schema, table string) bool { return p.maps[schema+"."+table] != nil }
+	p.binlog.Mapped = func(schema, table string) bool { return p.mapped(schema+"."+table) != nil }
 	return p, nil
 }
 
