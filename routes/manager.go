@@ -67,9 +67,10 @@ func (m *Manager) Subscribe(fn func(*Table)) {
 }
 
 // Reload applies a validated config. Live edits of a route are kept while
-// the file's split for that route is unchanged; when the file's split
-// changes, the file wins and the change is recorded in the history as made
-// by who. On error the current table stays.
+// the file's weights for that route are unchanged (a backend the file adds
+// or drops at weight 0 joins or leaves the live split at 0); when the
+// file's weights change, the file wins and the change is recorded in the
+// history as made by who. On error the current table stays.
 func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -89,9 +90,19 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 			reason = "route added by config"
 		case !st.FileSplit.Equal(file):
 			old, reason = st.Split, "split changed in config file"
-		case validateSplit(st.Split, cfg.Backends) != nil:
-			old, reason = st.Split, "live split names a backend the config no longer has"
 		default:
+			// The file's weights are unchanged, but it may name a backend
+			// at weight 0 that the live split lacks (for testers to reach
+			// with the override header), or drop one at weight 0. Neither
+			// moves a user, so the live weights stay and no edit is made.
+			live := zeroBackends(st.Split, file, cfg.Backends)
+			if validateSplit(live, cfg.Backends) != nil {
+				old, reason = st.Split, "live split names a backend the config no longer has"
+				break
+			}
+			if !sameBackends(live, st.Split) || !sameBackends(file, st.FileSplit) {
+				changed[rc.Name] = routeState{Split: live, FileSplit: file, Assign: st.Assign}
+			}
 			continue
 		}
 		seq++
@@ -105,6 +116,37 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 		edits = append(edits, e)
 	}
 	return m.commit(ctx, cfg, changed, edits, seq)
+}
+
+// zeroBackends returns live with each backend of file it lacks added at
+// weight 0, and each backend at weight 0 that backends no longer has left
+// out.
+func zeroBackends(live, file Split, backends map[string]BackendConfig) Split {
+	out := live.Clone()
+	for name, w := range out {
+		if _, ok := backends[name]; !ok && w == 0 {
+			delete(out, name)
+		}
+	}
+	for name := range file {
+		if _, ok := out[name]; !ok {
+			out[name] = 0
+		}
+	}
+	return out
+}
+
+// sameBackends reports whether both splits name the same backends.
+func sameBackends(a, b Split) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name := range a {
+		if _, ok := b[name]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // commit persists changes, then builds and publishes the new table. Caller

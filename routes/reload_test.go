@@ -1,0 +1,98 @@
+package routes
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const zeroBackendConfig = `
+backends:
+  legacy: {url: http://127.0.0.1:1}
+  a:      {url: http://127.0.0.1:2}
+  b:      {url: http://127.0.0.1:3}
+routes:
+  - name: orders
+    match: {path_prefix: /api/orders}
+    split: SPLIT
+    sticky: {cookie: uid}
+`
+
+func zeroConfig(tb testing.TB, split string) *Config {
+	tb.Helper()
+	return mustParse(tb, strings.Replace(zeroBackendConfig, "SPLIT", split, 1))
+}
+
+// overridePick is the backend the override header reaches on route orders.
+func overridePick(m *Manager, backend string) (string, Decision) {
+	req := httptest.NewRequest("GET", "/api/orders/1", nil)
+	req.Header.Set(DefaultOverrideHeader, backend)
+	t := m.Table()
+	return t.Pick(t.Route("orders"), req)
+}
+
+// TestManager_ReloadZeroWeightBackends: a backend the file adds to a
+// route's split at weight 0 (so testers can reach it with the override
+// header before any user goes there) is in the live split after the
+// reload, and a live edit stays as it was; a backend at weight 0 the file
+// drops with its definition does not undo the live edit. Before the fix
+// the file split counted as unchanged (a missing backend weighs 0), so the
+// override header could not reach the added backend, and the dropped one
+// reset the live edit to the file's split.
+func TestManager_ReloadZeroWeightBackends(t *testing.T) {
+	ctx := context.Background()
+	t.Run("added", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "state.db")
+		m := openManager(t, path, zeroConfig(t, "{legacy: 100, a: 0}"))
+		if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 60, "a": 40}, "alice", "ramp"); err != nil {
+			t.Fatal(err)
+		}
+		before := m.Table().Route("orders").Assignment()
+		if err := m.Reload(ctx, zeroConfig(t, "{legacy: 100, a: 0, b: 0}"), "config file"); err != nil {
+			t.Fatal(err)
+		}
+		rt := m.Table().Route("orders")
+		if got, want := rt.Split(), (Split{"legacy": 60, "a": 40, "b": 0}); !got.Equal(want) || len(got) != 3 {
+			t.Errorf("live split = %s, want %s", got, want)
+		}
+		if got, want := len(rt.FileSplit()), 3; got != want {
+			t.Errorf("file split = %s, want the three backends of the file", rt.FileSplit())
+		}
+		if rt.Assignment() != before {
+			t.Error("adding a backend at weight 0 moved users")
+		}
+		if got, how := overridePick(m, "b"); got != "b" || how != DecidedOverride {
+			t.Errorf("override to b picks %s (%s), want b (override)", got, how)
+		}
+		// Also after a restart on the same state file.
+		m.store.Close()
+		m = openManager(t, path, zeroConfig(t, "{legacy: 100, a: 0, b: 0}"))
+		if got, how := overridePick(m, "b"); got != "b" || how != DecidedOverride {
+			t.Errorf("after restart: override to b picks %s (%s), want b (override)", got, how)
+		}
+		if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 60, "a": 40, "b": 0}); !got.Equal(want) {
+			t.Errorf("after restart: live split = %s, want %s", got, want)
+		}
+	})
+	t.Run("dropped", func(t *testing.T) {
+		m := openManager(t, filepath.Join(t.TempDir(), "state.db"), zeroConfig(t, "{legacy: 100, a: 0, b: 0}"))
+		if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 60, "a": 40, "b": 0}, "alice", "ramp"); err != nil {
+			t.Fatal(err)
+		}
+		before := m.Table().Route("orders").Assignment()
+		cfg := zeroConfig(t, "{legacy: 100, a: 0}")
+		delete(cfg.Backends, "b")
+		if err := m.Reload(ctx, cfg, "config file"); err != nil {
+			t.Fatal(err)
+		}
+		rt := m.Table().Route("orders")
+		if got, want := rt.Split(), (Split{"legacy": 60, "a": 40}); !got.Equal(want) || len(got) != 2 {
+			t.Errorf("live split = %s, want %s (the live edit kept, b gone)", got, want)
+		}
+		if rt.Assignment() != before {
+			t.Error("dropping a backend at weight 0 moved users")
+		}
+	})
+}
