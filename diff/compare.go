@@ -416,14 +416,38 @@ func (w *walker) unordered(a, b *node, key string) {
 				byKey[k] = append(byKey[k], j)
 			}
 		}
+		keys := make([]elemKey, len(ea))
+		hasKey := make([]bool, len(ea))
+		legacyCount := map[elemKey]int{}
 		for i := range ea {
-			k, ok := w.elementKey(w.ld, &ea[i], key)
-			if !ok {
+			if keys[i], hasKey[i] = w.elementKey(w.ld, &ea[i], key); hasKey[i] {
+				legacyCount[keys[i]]++
+			}
+		}
+		// A key that repeats (one sku on two lines): pair equal elements
+		// first, so the same lines in another order do not differ.
+		for i := range ea {
+			js := byKey[keys[i]]
+			if !hasKey[i] || len(js) == 0 || (len(js) == 1 && legacyCount[keys[i]] == 1) {
 				continue
 			}
-			if js := byKey[k]; len(js) > 0 {
+			w.push(seg{kind: segIndex, index: i})
+			for p, j := range js {
+				if w.equal(&ea[i], &eb[j]) {
+					pairA[i], usedB[j], keyed[i] = j, true, true
+					byKey[keys[i]] = append(js[:p:p], js[p+1:]...)
+					break
+				}
+			}
+			w.pop()
+		}
+		for i := range ea {
+			if !hasKey[i] || pairA[i] >= 0 {
+				continue
+			}
+			if js := byKey[keys[i]]; len(js) > 0 {
 				pairA[i], usedB[js[0]], keyed[i] = js[0], true, true
-				byKey[k] = js[1:]
+				byKey[keys[i]] = js[1:]
 			}
 		}
 	}

@@ -26,7 +26,8 @@ type Rules struct {
 	Ignore []string
 	// Unordered maps array path patterns to a key field. With an empty key
 	// the arrays compare as multisets of whole values; with a key ("sku")
-	// elements are paired by that field's value and each pair is compared,
+	// elements are paired by that field's value (when a value repeats, an
+	// equal element of that value first) and each pair is compared,
 	// with differences reported at the legacy element's index. Unpaired
 	// elements are Missing (at the legacy index) or Extra (at the new index).
 	Unordered map[string]string
