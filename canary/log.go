@@ -164,7 +164,8 @@ func parseSlow(text string) []Statement {
 }
 
 // parseGeneral parses a MySQL/MariaDB general query log, keeping Query
-// lines (and their continuation lines) and tracking each connection's
+// and Execute lines (and their continuation lines; Prepare lines, with
+// ?, are not statements run) and tracking each connection's
 // database from Connect ("... on db") and Init DB lines.
 func parseGeneral(text string) []Statement {
 	var (
@@ -211,7 +212,7 @@ func parseGeneral(text string) []Statement {
 			}
 		case "Init DB":
 			schemas[id] = strings.TrimSpace(arg)
-		case "Query":
+		case "Query", "Execute": // Execute: a prepared statement, its values bound
 			if um := useStatement.FindStringSubmatch(strings.TrimSpace(arg)); um != nil {
 				schemas[id] = um[1]
 				continue

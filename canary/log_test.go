@@ -138,3 +138,30 @@ func TestMannWhitneyGreater(t *testing.T) {
 		t.Errorf("interleaved: p = %g, want not significant", p)
 	}
 }
+
+// TestParseWorkload_generalLogPreparedStatements: an application using
+// server-side prepared statements leaves Prepare lines (with ?) and
+// Execute lines (with the values bound) in the general log; the Execute
+// lines are the statements it ran and must be in the workload.
+func TestParseWorkload_generalLogPreparedStatements(t *testing.T) {
+	log := "/usr/sbin/mariadbd, Version: 10.11.6-MariaDB-log (Debian 12). started with:\n" +
+		"Tcp port: 3306  Unix socket: /run/mysqld/mysqld.sock\n" +
+		"Time\t\t    Id Command\tArgument\n" +
+		"260101 10:00:00\t    5 Connect\tapp@localhost on shop using TCP/IP\n" +
+		"\t\t    5 Prepare\tSELECT a FROM t WHERE id = ?\n" +
+		"\t\t    5 Execute\tSELECT a FROM t WHERE id = 1\n" +
+		"\t\t    5 Execute\tSELECT a FROM t WHERE id = 2\n" +
+		"\t\t    5 Close stmt\t\n" +
+		"\t\t    5 Query\tSELECT 1\n"
+	_, stmts, err := ParseWorkload(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range stmts {
+		got = append(got, s.Schema+": "+s.SQL)
+	}
+	if want := []string{"shop: SELECT a FROM t WHERE id = 1", "shop: SELECT a FROM t WHERE id = 2", "shop: SELECT 1"}; strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("statements %q, want %q", got, want)
+	}
+}
