@@ -170,11 +170,15 @@ func valueText(k diff.Kind, v any, absent diff.Kind) string {
 	case k == diff.Order:
 		return "-"
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
+	// As sent: "<li>" and "&" are not turned into \u003c and \u0026 (the
+	// HTML pages escape what they show themselves).
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return fmt.Sprint(v)
 	}
-	return string(b)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func clip(s string, n int) string {

@@ -203,6 +203,7 @@ func TestValueText(t *testing.T) {
 		{"null changed", diff.Type, nil, json.Number("1"), `null -> 1`},
 		{"large integers as written", diff.Changed, json.Number("1234567890123456789"), json.Number("1e400"), `1234567890123456789 -> 1e400`},
 		{"order of rows carries no values", diff.Order, nil, nil, `- -> -`},
+		{"markup and ampersands as sent", diff.Changed, "<li>Tea & cake</li>", map[string]any{"a": "<b>"}, `"<li>Tea & cake</li>" -> {"a":"<b>"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,5 +334,25 @@ func TestRender_SmallSharesAreNotRoundedAway(t *testing.T) {
 	}
 	if none := pct(0, 20); none != "0.0%" {
 		t.Errorf("pct(0, 20) = %q", none)
+	}
+}
+
+// TestWriteHTML_EscapesValues: values are shown as sent in text, and the
+// HTML page escapes them: markup in a service's answer is never markup in
+// the report.
+func TestWriteHTML_EscapesValues(t *testing.T) {
+	rep := &Report{Generated: testNow, Routes: []RouteReport{{Route: "pages", Compared: 1, Diffs: 1, Fields: []FieldReport{{
+		Path: "body:L3", Count: 1, Kind: diff.Changed,
+		Example: &FieldExample{URL: "/p?a=1&b=2", Legacy: `<script>alert("x")</script>`, New: "<b>ok</b>", kind: diff.Changed},
+	}}}}}
+	var page bytes.Buffer
+	if err := WriteHTML(&page, rep); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(page.String(), "<script>") || strings.Contains(page.String(), "<b>ok") {
+		t.Errorf("markup from a value reached the page:\n%s", page.String())
+	}
+	if !strings.Contains(page.String(), "&lt;script&gt;") {
+		t.Errorf("the value is not shown escaped:\n%s", page.String())
 	}
 }
