@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -48,6 +49,24 @@ func IsLoopback(listen string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// localHost reports whether a request's Host names this machine the way a
+// DNS name someone else controls cannot: an IP address, localhost or a
+// name under .localhost (RFC 6761 keeps those on loopback).
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if i := strings.IndexByte(host, '%'); i >= 0 {
+		host = host[:i] // an IPv6 zone
+	}
+	return net.ParseIP(host) != nil
 }
 
 // authenticate returns who is calling, or "" when the call must be refused.
@@ -169,8 +188,18 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 
 // Require wraps h so that, when tokens are set, every call needs
 // "Authorization: Bearer TOKEN" and is refused with 401 otherwise.
+//
+// Without tokens, only requests addressed to localhost or an IP address are
+// served (403 otherwise): a web page on a name its author controls can
+// point that name at 127.0.0.1 (DNS rebinding), and the browser then counts
+// its calls as same-origin, so the cross-origin check alone lets them in.
 func (t Tokens) Require(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(t) == 0 && !localHost(r.Host) {
+			writeJSON(w, http.StatusForbidden, ErrorResponse{Error: fmt.Sprintf(
+				"request addressed to host %q refused: without an admin token the admin API answers only requests to localhost or an IP address; call it as http://127.0.0.1:PORT, or set an admin token to reach it by name", r.Host)})
+			return
+		}
 		who, ok := t.authenticate(r)
 		if !ok {
 			w.Header().Add("WWW-Authenticate", `Bearer realm="banyan admin"`)
