@@ -158,6 +158,9 @@ type pairRun struct {
 // returns ErrWriteRefused (wrapped) before running anything if either
 // query is not read-only and AllowWrites is off.
 func Queries(ctx context.Context, db *sql.DB, oldQuery, newQuery string, params [][]any, o Options) (*Report, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	classes := [2]Class{}
 	for i, q := range []string{oldQuery, newQuery} {
 		c, err := Classify(q)
@@ -215,6 +218,9 @@ func Queries(ctx context.Context, db *sql.DB, oldQuery, newQuery string, params 
 // newDB, grouped by fingerprint, at most Samples statements compared per
 // group and Runs timed runs per side per group.
 func Servers(ctx context.Context, oldDB, newDB *sql.DB, stmts []Statement, o Options) (*Report, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
 	if len(stmts) == 0 {
 		return nil, errors.New("the workload holds no statements")
 	}
@@ -308,6 +314,40 @@ func Servers(ctx context.Context, oldDB, newDB *sql.DB, stmts []Statement, o Opt
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("note: %d statements in %d fingerprints not run (see skipped)", count, n))
 	}
 	return rep, nil
+}
+
+// validate refuses options under which the verdict would mislead: a
+// significance level outside (0, 1), or so few timed runs that the
+// latency test could not fail even if every new run were slower than
+// every old one.
+func (o Options) validate() error {
+	if o.Runs < 0 || o.Warmup < 0 || o.Samples < 0 {
+		return errors.New("--runs, --warmup and --samples must not be negative")
+	}
+	if !(o.Alpha > 0 && o.Alpha < 1) {
+		return fmt.Errorf("--alpha %g: want a significance level between 0 and 1, such as 0.01", o.Alpha)
+	}
+	if o.Runs > 0 {
+		if best := bestPValue(o.Runs); best >= o.Alpha {
+			need := o.Runs
+			for need < 10_000 && bestPValue(need) >= o.Alpha {
+				need++
+			}
+			return fmt.Errorf("--runs %d: with %d timed runs per side the latency test cannot reach p < %g even when every new run is slower than every old one (best p = %.2g); use --runs %d or more, or --runs 0 to skip the latency check",
+				o.Runs, o.Runs, o.Alpha, best, need)
+		}
+	}
+	return nil
+}
+
+// bestPValue is the smallest p-value mannWhitneyGreater gives n runs per
+// side: every new run slower than every old one.
+func bestPValue(n int) float64 {
+	a, b := make([]time.Duration, n), make([]time.Duration, n)
+	for i := range n {
+		a[i], b[i] = time.Duration(i+1), time.Duration(n+i+1)
+	}
+	return mannWhitneyGreater(a, b)
 }
 
 func allowed(c Class, allowWrites bool) error {

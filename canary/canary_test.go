@@ -921,3 +921,38 @@ func TestQueries_droppedOrderByFails(t *testing.T) {
 		t.Errorf("dropped ORDER BY on single rows failed: %v", rep.Reasons)
 	}
 }
+
+// TestQueries_tooFewRunsForTheLatencyTest: with 3 timed runs per side the
+// one-sided Mann-Whitney U test cannot reach p < 0.01 even when every new
+// run is slower than every old one, so a 50 ms slowdown passed as "no
+// significant slowdown". A latency check that cannot fail must be
+// refused, saying how many runs it needs; --runs 0 (no latency check)
+// stays allowed, and so does an alpha the runs can reach.
+func TestQueries_tooFewRunsForTheLatencyTest(t *testing.T) {
+	db, _ := shop(t)
+	const old = `SELECT id FROM orders WHERE customer_id = ?`
+	const slow = `SELECT id FROM orders WHERE customer_id = ? AND SLEEP(0.05) = 0`
+	o := DefaultOptions()
+	o.Runs, o.Warmup = 3, 0
+	rep, err := Queries(t.Context(), db, old, slow, ids(int64(1)), o)
+	switch {
+	case err == nil && rep.Pass:
+		t.Errorf("a 50 ms slowdown passed with 3 runs per side (p = %.3g)", rep.Checks[0].Latency.PValue)
+	case err != nil && !strings.Contains(err.Error(), "--runs 5"):
+		t.Errorf("err = %v, want it to ask for --runs 5", err)
+	}
+	o.Runs = 0
+	if _, err := Queries(t.Context(), db, old, old, ids(int64(1)), o); err != nil {
+		t.Errorf("--runs 0: %v", err)
+	}
+	o.Runs, o.Alpha = 3, 0.06
+	if _, err := Queries(t.Context(), db, old, old, ids(int64(1)), o); err != nil {
+		t.Errorf("3 runs at alpha 0.06: %v", err)
+	}
+	for _, alpha := range []float64{0, -0.1, 1, 1.5} {
+		o.Runs, o.Alpha = 6, alpha
+		if _, err := Queries(t.Context(), db, old, old, ids(int64(1)), o); err == nil || !strings.Contains(err.Error(), "alpha") {
+			t.Errorf("alpha %g: err = %v, want it refused", alpha, err)
+		}
+	}
+}

@@ -58,7 +58,7 @@ func newCanarySQLCmd() *cobra.Command {
 	fl.StringVar(&f.targetDSN, "target-dsn", "", "the new server (mode 2)")
 	fl.StringVar(&f.queries, "queries", "", "workload for mode 2: a .sql file, a slow query log or a general query log")
 	fl.StringVar(&f.format, "format", "text", "output: text or json")
-	fl.IntVar(&f.runs, "runs", d.Runs, "timed runs per side and query, old and new interleaved (0 = no latency check)")
+	fl.IntVar(&f.runs, "runs", d.Runs, "timed runs per side and query, old and new interleaved (0 = no latency check; at --alpha 0.01 at least 5)")
 	fl.IntVar(&f.warmup, "warmup", d.Warmup, "untimed runs per side before timing")
 	fl.StringVar(&f.maxRegression, "max-latency-regression", "20%", "fail when new's median is slower than old's by more than this (and the difference is significant)")
 	fl.Float64Var(&f.alpha, "alpha", d.Alpha, "significance level of the one-sided Mann-Whitney U test")

@@ -40,7 +40,7 @@ func TestCanarySQLCmd(t *testing.T) {
 	params := write("params.csv", "customer_id\n2\n1\n")
 	canaryRun := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		code := run(ctx, append([]string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "4", "--warmup", "1"}, args...), &out, &errb)
+		code := run(ctx, append([]string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "5", "--warmup", "1"}, args...), &out, &errb)
 		return code, out.String(), errb.String()
 	}
 
@@ -132,7 +132,7 @@ func TestCanarySQLCmd_allExecutionsFailedFails(t *testing.T) {
 		"params.csv": "customer_id\n1\n2\n",
 	})
 	var out, errb bytes.Buffer
-	code := run(ctx, []string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "4", "--warmup", "1",
+	code := run(ctx, []string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "5", "--warmup", "1",
 		"--old", f["old.sql"], "--new", f["new.sql"], "--params", f["params.csv"]}, &out, &errb)
 	if code != exitFound {
 		t.Fatalf("table orders does not exist: exit %d, want %d\n%s%s", code, exitFound, out.String(), errb.String())
