@@ -529,14 +529,20 @@ func (r *checker) time(ctx context.Context, runs []pairRun) (*LatencyResult, err
 			oldT, newT = append(oldT, da), append(newT, db)
 		}
 	}
+	return compareLatency(oldT, newT, r.o), nil
+}
+
+// compareLatency summarises both sides' timed runs and judges whether new
+// regressed.
+func compareLatency(oldT, newT []time.Duration, o Options) *LatencyResult {
 	l := &LatencyResult{Old: summarise(oldT), New: summarise(newT), Test: "mann-whitney-u-one-sided"}
 	if l.Old.P50 > 0 {
 		l.Ratio = float64(l.New.P50) / float64(l.Old.P50)
 	}
 	l.PValue = mannWhitneyGreater(oldT, newT)
-	l.Regressed = l.Ratio > 1+r.o.MaxLatencyRegression && l.PValue < r.o.Alpha &&
-		l.New.P50-l.Old.P50 > r.o.MinLatencyDelta
-	return l, nil
+	l.Regressed = l.Ratio > 1+o.MaxLatencyRegression && l.PValue < o.Alpha &&
+		l.New.P50-l.Old.P50 > o.MinLatencyDelta
+	return l
 }
 
 // judge fills Pass and Reasons.
