@@ -57,8 +57,8 @@ type Options struct {
 	// MaxOutcomes keeps at most this many outcomes, dropping the oldest
 	// (default 1,000,000).
 	MaxOutcomes int
-	// Examples is how many full examples are kept per route and field
-	// path pattern (default 5).
+	// Examples is how many full examples are kept per route, field path
+	// pattern and kind of difference (default 5).
 	Examples int
 	// Queue is how many outcomes Record buffers for the writer (default
 	// 10,000); when it is full, Record drops and counts.
@@ -105,7 +105,7 @@ type Store struct {
 
 	// Owned by the writer goroutine.
 	count    int64          // outcomes in the table
-	examples map[string]int // examples kept per route + "\x00" + field pattern
+	examples map[string]int // examples kept per exampleKey (route, field pattern, kind)
 	writeErr error          // first write error since the last Flush
 }
 
@@ -257,19 +257,19 @@ func (s *Store) init() error {
 }
 
 func (s *Store) loadExampleCounts(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT route, field, count(*) FROM example_fields GROUP BY route, field`)
+	rows, err := s.db.QueryContext(ctx, `SELECT route, field, kind, count(*) FROM example_fields GROUP BY route, field, kind`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	counts := map[string]int{}
 	for rows.Next() {
-		var route, field string
+		var route, field, kind string
 		var n int
-		if err := rows.Scan(&route, &field, &n); err != nil {
+		if err := rows.Scan(&route, &field, &kind, &n); err != nil {
 			return err
 		}
-		counts[route+"\x00"+field] = n
+		counts[exampleKey(route, field, diff.Kind(kind))] = n
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -550,8 +550,17 @@ func verdictOf(o *diff.Outcome) diff.Verdict {
 	return v
 }
 
-// keepExample stores o as an example for each of its field patterns that
-// has fewer than Options.Examples examples.
+// exampleKey is what Options.Examples counts examples by: a route's field
+// pattern and the kind of its difference, so that a field that first
+// differed in one way (null vs a number) still gets examples of another
+// (two numbers) that the report shows for it.
+func exampleKey(route, field string, kind diff.Kind) string {
+	return route + "\x00" + field + "\x00" + string(kind)
+}
+
+// keepExample stores o as an example for each of its field patterns, by
+// the first of its differences there whose kind has fewer than
+// Options.Examples examples at that pattern.
 func (s *Store) keepExample(ctx context.Context, tx *sql.Tx, o *diff.Outcome, pending map[string]int) error {
 	if len(o.Differences) == 0 {
 		return nil
@@ -564,7 +573,7 @@ func (s *Store) keepExample(ctx context.Context, tx *sql.Tx, o *diff.Outcome, pe
 	seen := map[string]bool{}
 	for _, d := range o.Differences {
 		f := diff.Pattern(d.Path)
-		k := o.Route + "\x00" + f
+		k := exampleKey(o.Route, f, d.Kind)
 		if seen[f] || s.examples[k]+pending[k] >= s.opts.Examples {
 			continue
 		}
@@ -589,7 +598,7 @@ func (s *Store) keepExample(ctx context.Context, tx *sql.Tx, o *diff.Outcome, pe
 			o.Route, w.field, id, string(w.d.Kind), string(dj)); err != nil {
 			return err
 		}
-		pending[o.Route+"\x00"+w.field]++
+		pending[exampleKey(o.Route, w.field, w.d.Kind)]++
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package reports
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -473,5 +474,48 @@ func BenchmarkStore_Report(b *testing.B) {
 		if _, err := s.Report(ctx, Query{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestStore_ExampleOfEachKind: a field path that differed first in one
+// way (null vs a number) and later in another (two numbers) shows an
+// example of each kind: the "changed" row of the report is not
+// illustrated by a "type" difference because the type examples filled
+// the field's quota first.
+func TestStore_ExampleOfEachKind(t *testing.T) {
+	s, _ := openTestStore(t, Options{Examples: 2})
+	for i := range 3 {
+		record(t, s, outcome("orders", testNow.Add(time.Duration(i-10)*time.Minute), diff.Diff, 1, 1,
+			diff.Difference{Path: "$.total", Kind: diff.Type, Legacy: nil, New: json.Number("1")}))
+	}
+	record(t, s, outcome("orders", testNow.Add(-time.Minute), diff.Diff, 1, 1,
+		diff.Difference{Path: "$.total", Kind: diff.Changed, Legacy: json.Number("10"), New: json.Number("11")}))
+	flush(t, s)
+	rep, err := s.Report(context.Background(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, f := range rep.Routes[0].Fields {
+		ex := f.Example
+		if ex == nil {
+			t.Errorf("%s %s: no example", f.Path, f.Kind)
+			continue
+		}
+		switch f.Kind {
+		case diff.Changed:
+			found++
+			if fmt.Sprint(ex.Legacy) != "10" || fmt.Sprint(ex.New) != "11" {
+				t.Errorf("changed $.total example = %v -> %v, want 10 -> 11", ex.Legacy, ex.New)
+			}
+		case diff.Type:
+			found++
+			if ex.Legacy != nil || fmt.Sprint(ex.New) != "1" {
+				t.Errorf("type $.total example = %v -> %v, want null -> 1", ex.Legacy, ex.New)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("fields = %+v, want $.total changed and type", rep.Routes[0].Fields)
 	}
 }
