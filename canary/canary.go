@@ -540,7 +540,9 @@ func compareLatency(oldT, newT []time.Duration, o Options) *LatencyResult {
 		l.Ratio = float64(l.New.P50) / float64(l.Old.P50)
 	}
 	l.PValue = mannWhitneyGreater(oldT, newT)
-	l.Regressed = l.Ratio > 1+o.MaxLatencyRegression && l.PValue < o.Alpha &&
+	// Multiplied, not divided: an old median of 0 (below a coarse clock's
+	// resolution) leaves Ratio at 0 but must not hide a slowdown.
+	l.Regressed = float64(l.New.P50) > float64(l.Old.P50)*(1+o.MaxLatencyRegression) && l.PValue < o.Alpha &&
 		l.New.P50-l.Old.P50 > o.MinLatencyDelta
 	return l
 }
@@ -578,8 +580,12 @@ func (r *checker) judge(c *Check) {
 			r.multiRow, c.Executions, what))
 	}
 	if l := c.Latency; l != nil && l.Regressed {
-		c.Reasons = append(c.Reasons, fmt.Sprintf("latency: new p50 %s vs old %s (%+.0f%%, limit +%.0f%%), Mann-Whitney U p=%.2g < %g",
-			round(l.New.P50), round(l.Old.P50), (l.Ratio-1)*100, r.o.MaxLatencyRegression*100, l.PValue, r.o.Alpha))
+		change := fmt.Sprintf("%+.0f%%", (l.Ratio-1)*100)
+		if l.Old.P50 == 0 {
+			change = "old below the clock's resolution"
+		}
+		c.Reasons = append(c.Reasons, fmt.Sprintf("latency: new p50 %s vs old %s (%s, limit +%.0f%%), Mann-Whitney U p=%.2g < %g",
+			round(l.New.P50), round(l.Old.P50), change, r.o.MaxLatencyRegression*100, l.PValue, r.o.Alpha))
 	}
 	c.Pass = len(c.Reasons) == 0
 }

@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,29 @@ func TestParseWorkload_generalLogPreparedStatements(t *testing.T) {
 	}
 	if want := []string{"shop: SELECT a FROM t WHERE id = 1", "shop: SELECT a FROM t WHERE id = 2", "shop: SELECT 1"}; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("statements %q, want %q", got, want)
+	}
+}
+
+// TestCompareLatency_zeroOldMedian: on a coarse clock a fast old query
+// measures 0 ns more than half the time; new at 5 ms every run is a
+// regression all the same, not a ratio of 0 that can never exceed the
+// limit.
+func TestCompareLatency_zeroOldMedian(t *testing.T) {
+	o := DefaultOptions()
+	old := make([]time.Duration, 10)
+	old[9] = time.Millisecond
+	slow := make([]time.Duration, 10)
+	for i := range slow {
+		slow[i] = 5 * time.Millisecond
+	}
+	l := compareLatency(old, slow, o)
+	if !l.Regressed {
+		t.Errorf("0 ns → 5 ms not a regression: %+v", l)
+	}
+	if _, err := json.Marshal(l); err != nil {
+		t.Errorf("latency does not encode as JSON: %v", err)
+	}
+	if l := compareLatency(old, old, o); l.Regressed {
+		t.Errorf("same runs regressed: %+v", l)
 	}
 }
