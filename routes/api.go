@@ -178,6 +178,11 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 			writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
 			return
 		}
+		if route := r.URL.Query().Get("route"); len(h) == 0 && route != "" && m.Table().Route(route) == nil {
+			writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf(
+				"%v %q: it is not in the route table and has no history (routes: %s)", ErrUnknownRoute, route, strings.Join(routeNames(m.Table()), ", "))})
+			return
+		}
 		if h == nil {
 			h = []Edit{}
 		}
@@ -217,6 +222,14 @@ func (t Tokens) Require(h http.Handler) http.Handler {
 const whoHeader = "X-Banyan-Authenticated-Who"
 
 func whoOf(r *http.Request) string { return r.Header.Get(whoHeader) }
+
+func routeNames(t *Table) []string {
+	var names []string
+	for _, rt := range t.Routes() {
+		names = append(names, rt.Name)
+	}
+	return names
+}
 
 func writeEdit(w http.ResponseWriter, e Edit, err error) {
 	var ve *ValidationError

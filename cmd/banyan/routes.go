@@ -134,7 +134,7 @@ func newRoutesCmd() *cobra.Command {
 			}
 			resp, err := f.client().History(cmd.Context(), route)
 			if err != nil {
-				return err
+				return apiFailure(err)
 			}
 			return f.output(cmd.OutOrStdout(), resp, func(w io.Writer) {
 				fmt.Fprintln(w, "SEQ\tWHEN (UTC)\tWHO\tROUTE\tACTION\tOLD -> NEW\tREASON")
@@ -149,7 +149,8 @@ func newRoutesCmd() *cobra.Command {
 }
 
 // apiFailure maps the admin API's refusal of the edit itself (400 bad
-// split, 404 unknown route, 409 nothing to roll back) to exit 1. Anything
+// split, 404 unknown route, 409 nothing to roll back) to exit 1, and the
+// history of an unknown route (404) too. Anything
 // else could not run the edit and stays exit 2: an unreachable admin, a
 // refused token, a server error (5xx: the edit was not saved) or an answer
 // no banyan gives (--admin pointing at something else).

@@ -73,3 +73,29 @@ func TestRoutesCLI_AdminFailureIsExit2(t *testing.T) {
 		})
 	}
 }
+
+// routes history of a route the server does not know (a misspelt name) is
+// a refusal, exit 1 naming the route — it printed an empty table and
+// exited 0, as if the route had never been edited. A route that has left
+// the config still shows its history.
+func TestRoutesCLI_HistoryOfUnknownRoute(t *testing.T) {
+	e := newEstate(t)
+	code, out, stderr := e.cli(t, "routes", "history", "rr")
+	if code != exitFound || !strings.Contains(stderr, `unknown route "rr"`) {
+		t.Errorf("history rr: exit %d, stdout %q, stderr %q; want %d naming the route", code, out, stderr, exitFound)
+	}
+	code, out, stderr = e.cli(t, "routes", "history", "r")
+	if code != exitOK || !strings.Contains(out, "route added by config") {
+		t.Errorf("history r: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	// Renamed in the file: the old name keeps its history.
+	cfg := strings.Replace(configYAML(e.a.URL, e.b.URL, 100, 0), "name: r", "name: r2", 1)
+	writeAtomic(t, e.path, cfg)
+	if err := e.srv.reload(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr = e.cli(t, "routes", "history", "r")
+	if code != exitOK || !strings.Contains(out, "route added by config") {
+		t.Errorf("history of the route the file renamed: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+}
