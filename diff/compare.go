@@ -18,7 +18,8 @@ import (
 
 // Compare compares legacy and new: the status code ("status"), the compared
 // headers ("header.Content-Type") and the body (JSON paths such as
-// "$.items[2].price", or "body" / "body:L<n>" for non-JSON bodies). It
+// "$.items[2].price", or "body" / "body:L<n>" for non-JSON bodies, and
+// "body:L<n>.<k>" for the k-th piece of an HTML line split between tags). It
 // returns nil when they agree. Responses with Err set have no answer to
 // compare; Judge reports them as Error. Compare is safe for concurrent use.
 //

@@ -130,6 +130,10 @@ func jsonResp(status int, body string) Response {
 	return Response{Status: status, Header: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(body)}
 }
 
+func htmlResp(body string) Response {
+	return Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/html"}}, Body: []byte(body)}
+}
+
 func textResp(body string) Response {
 	return Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(body)}
 }
@@ -198,6 +202,25 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			sample1: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), sample2: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`),
 			legacy: jsonResp(200, `{"items":[{"id":1,"price":10},{"id":2,"price":5}]}`), new: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`),
 			wantVerdict: NoiseOnly, wantNoise: []string{"$.items"},
+		},
+		{
+			// A one-line (minified) HTML page whose request id and time
+			// vary in two elements: each piece of the line between tags
+			// learns its own varying words.
+			name:        "two varying elements of a one-line page",
+			sample1:     htmlResp("<html><body><p>req aaa</p><p>at 10:00:01</p><p>total 10</p></body></html>"),
+			sample2:     htmlResp("<html><body><p>req bbb</p><p>at 10:00:02</p><p>total 10</p></body></html>"),
+			legacy:      htmlResp("<html><body><p>req ccc</p><p>at 10:00:03</p><p>total 10</p></body></html>"),
+			new:         htmlResp("<html><body><p>req ddd</p><p>at 10:00:04</p><p>total 10</p></body></html>"),
+			wantVerdict: NoiseOnly,
+		},
+		{
+			name:        "a real change beside them in a one-line page",
+			sample1:     htmlResp("<html><body><p>req aaa</p><p>at 10:00:01</p><p>total 10</p></body></html>"),
+			sample2:     htmlResp("<html><body><p>req bbb</p><p>at 10:00:02</p><p>total 10</p></body></html>"),
+			legacy:      htmlResp("<html><body><p>req ccc</p><p>at 10:00:03</p><p>total 10</p></body></html>"),
+			new:         htmlResp("<html><body><p>req ddd</p><p>at 10:00:04</p><p>total 11</p></body></html>"),
+			wantVerdict: Diff, wantSignal: []string{"body:L1.5"},
 		},
 		{
 			// An optional key seen in one sample only: all below it varies.

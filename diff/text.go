@@ -13,10 +13,22 @@ const maxLineDiffs = 20
 // maxEdits bounds the Myers search; beyond it lines are paired by position.
 const maxEdits = 256
 
-// line is one normalised line and its line number in the original body.
+// line is one normalised line, its line number in the original body and,
+// for HTML split between tags, which piece of that line it is (1-based).
 type line struct {
-	text string
-	no   int
+	text  string
+	no    int
+	piece int
+}
+
+// path is the line's difference path: "body:L12", or "body:L12.3" for
+// the third piece of an HTML line split between tags, so that each piece
+// of a one-line (minified) page is its own place in reports and noise.
+func (l line) path() string {
+	if l.piece <= 1 {
+		return bodyLine(l.no)
+	}
+	return bodyLine(l.no) + "." + strconv.Itoa(l.piece)
 }
 
 // normalizeText splits a body into comparable lines: CRLF and CR become LF,
@@ -39,9 +51,9 @@ func normalizeText(s string, html bool) []line {
 			if t == "" {
 				continue
 			}
-			for t != "" {
+			for piece := 1; t != ""; piece++ {
 				i := tagBoundary(t)
-				out = append(out, line{text: t[:i], no: no})
+				out = append(out, line{text: t[:i], no: no, piece: piece})
 				t = strings.TrimLeft(t[i:], " \t")
 			}
 			continue
@@ -106,16 +118,16 @@ func compareText(diffs []Difference, a, b string, html bool) []Difference {
 			diffs = append(diffs, d)
 		}
 	}
-	// legacyNo is the legacy line number at edit position i: the line
+	// legacyPath is the legacy line's path at edit position ai: the line
 	// itself, or for an insertion the legacy line it comes before.
-	legacyNo := func(ai int) int {
+	legacyPath := func(ai int) string {
 		if ai < len(la) {
-			return la[ai].no
+			return la[ai].path()
 		}
 		if len(la) == 0 {
-			return 1
+			return bodyLine(1)
 		}
-		return la[len(la)-1].no + 1
+		return bodyLine(la[len(la)-1].no + 1)
 	}
 	for i := 0; i < len(edits); {
 		if edits[i].op == opEqual {
@@ -138,11 +150,11 @@ func compareText(diffs []Difference, a, b string, html bool) []Difference {
 		for k := 0; k < max(len(dels), len(ins)); k++ {
 			switch {
 			case k < len(dels) && k < len(ins):
-				add(Difference{Path: bodyLine(la[dels[k].a].no), Kind: Changed, Legacy: la[dels[k].a].text, New: lb[ins[k].b].text})
+				add(Difference{Path: la[dels[k].a].path(), Kind: Changed, Legacy: la[dels[k].a].text, New: lb[ins[k].b].text})
 			case k < len(dels):
-				add(Difference{Path: bodyLine(la[dels[k].a].no), Kind: Missing, Legacy: la[dels[k].a].text})
+				add(Difference{Path: la[dels[k].a].path(), Kind: Missing, Legacy: la[dels[k].a].text})
 			default:
-				add(Difference{Path: bodyLine(legacyNo(pos + len(dels))), Kind: Extra, New: lb[ins[k].b].text})
+				add(Difference{Path: legacyPath(pos + len(dels)), Kind: Extra, New: lb[ins[k].b].text})
 			}
 		}
 	}

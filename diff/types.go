@@ -21,7 +21,8 @@ const (
 // Difference is one place where legacy and new disagree.
 type Difference struct {
 	// Path is a JSON path into the body ("$.items[2].price"), "status",
-	// "header.Content-Type", or "body" / "body:L12" for non-JSON bodies.
+	// "header.Content-Type", or "body" / "body:L12" for non-JSON bodies
+	// ("body:L12.3": the third piece of an HTML line split between tags).
 	Path   string `json:"path"`
 	Kind   Kind   `json:"kind"`
 	Legacy any    `json:"legacy,omitempty"`
