@@ -174,7 +174,7 @@ func Queries(ctx context.Context, db *sql.DB, oldQuery, newQuery string, params 
 	}
 	if len(params) == 0 {
 		if Placeholders(oldQuery) > 0 || Placeholders(newQuery) > 0 {
-			return nil, errors.New("the queries have ? placeholders but no parameter sets were given")
+			return nil, errors.New("the queries have ? placeholders but no parameter sets were given: give --params FILE.csv or --params-query 'SELECT ...'")
 		}
 		params = [][]any{nil}
 	}

@@ -129,7 +129,7 @@ func runCanarySQL(ctx context.Context, stdout, stderr io.Writer, f canaryFlags) 
 			params, err = canary.ReadParams(pf)
 			pf.Close()
 			if err != nil {
-				return err
+				return fmt.Errorf("--params %s: %w", f.params, err)
 			}
 		case f.paramsQuery != "":
 			if params, err = canary.QueryParams(ctx, db, f.paramsQuery); err != nil {

@@ -143,3 +143,27 @@ func TestCanarySQLCmd_allExecutionsFailedFails(t *testing.T) {
 		}
 	}
 }
+
+// TestCanarySQLCmd_paramsErrorsSayWhatToDo: queries with ? and no
+// parameters, or a bad parameter file, end with exit 2 and a message
+// naming the flag and file to fix.
+func TestCanarySQLCmd_paramsErrorsSayWhatToDo(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := t.Context()
+	db := testdb.TempDatabase(t, pair.Source)
+	f := canaryFiles(t, map[string]string{
+		"q.sql":   "SELECT ? + 1 AS n",
+		"bad.csv": "n\n1\n2,3\n",
+	})
+	canaryRun := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(ctx, append([]string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "0", "--old", f["q.sql"], "--new", f["q.sql"]}, args...), &out, &errb)
+		return code, errb.String()
+	}
+	if code, stderr := canaryRun(); code != exitCannotRun || !strings.Contains(stderr, "--params") || !strings.Contains(stderr, "--params-query") {
+		t.Errorf("no parameters: exit %d, stderr %q; want exit 2 naming --params and --params-query", code, stderr)
+	}
+	if code, stderr := canaryRun("--params", f["bad.csv"]); code != exitCannotRun || !strings.Contains(stderr, f["bad.csv"]) || !strings.Contains(stderr, "line 3") {
+		t.Errorf("bad params file: exit %d, stderr %q; want exit 2 naming the file and line 3", code, stderr)
+	}
+}
