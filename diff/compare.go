@@ -347,6 +347,9 @@ const maxOrderCheck = 1000
 // difference at the array instead.
 func (w *walker) array(a, b *node) {
 	ea, eb := w.ld.kids(a), w.nd.kids(b)
+	if len(ea) != len(eb) && w.block(ea, eb) {
+		return
+	}
 	n := min(len(ea), len(eb))
 	mark := len(w.diffs)
 	var mismatched []int
@@ -398,6 +401,58 @@ func (w *walker) array(a, b *node) {
 	}
 	w.diffs = w.diffs[:mark]
 	w.emit(Order, a, b)
+}
+
+// block handles ordered arrays of different lengths that are equal but
+// for one block of elements added or removed in one place (a list,
+// newest first, that gained an element at the front): it reports those
+// elements only, Missing at their legacy index or Extra at their new
+// index, and returns true. Otherwise it reports nothing and returns
+// false. Without it, every element after the block would be compared with
+// its neighbour and differ, and noise learned from such a pair would
+// hide every field of the list.
+func (w *walker) block(ea, eb []node) bool {
+	n := min(len(ea), len(eb))
+	if n > maxOrderCheck {
+		return false
+	}
+	p := 0
+	for p < n && w.elemEqual(ea, eb, p, p) {
+		p++
+	}
+	s := 0
+	for p+s < n && w.elemEqual(ea, eb, len(ea)-1-s, len(eb)-1-s) {
+		s++
+	}
+	if p+s < n {
+		return false
+	}
+	for i := p; i < len(ea)-s; i++ {
+		w.push(seg{kind: segIndex, index: i})
+		w.emit(Missing, &ea[i], nil)
+		w.pop()
+		if w.stop() {
+			return true
+		}
+	}
+	for j := p; j < len(eb)-s; j++ {
+		w.push(seg{kind: segIndex, index: j})
+		w.emit(Extra, nil, &eb[j])
+		w.pop()
+		if w.stop() {
+			return true
+		}
+	}
+	return true
+}
+
+// elemEqual reports whether legacy element i equals new element j under
+// the rules, at legacy index i.
+func (w *walker) elemEqual(ea, eb []node, i, j int) bool {
+	w.push(seg{kind: segIndex, index: i})
+	eq := w.equal(&ea[i], &eb[j])
+	w.pop()
+	return eq
 }
 
 // unordered compares arrays as multisets, pairing elements by key when key

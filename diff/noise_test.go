@@ -170,6 +170,14 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: Diff, wantNoise: []string{"$.items[1]"}, wantSignal: []string{"$.items[0].price"},
 		},
 		{
+			// Newest first: the element came at the front, and what
+			// follows moved up one index. Only its presence is noise.
+			name:    "a list that grew at the front",
+			sample1: jsonResp(200, `{"items":[{"id":1,"price":10}]}`), sample2: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`),
+			legacy: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":10}]}`), new: jsonResp(200, `{"items":[{"id":2,"price":5},{"id":1,"price":12}]}`),
+			wantVerdict: Diff, wantSignal: []string{"$.items[1].price"},
+		},
+		{
 			name:    "a list of numbers that grew",
 			sample1: jsonResp(200, `{"ids":[1]}`), sample2: jsonResp(200, `{"ids":[1,2]}`),
 			legacy: jsonResp(200, `{"ids":[1,2]}`), new: jsonResp(200, `{"ids":[1,3]}`),
