@@ -119,6 +119,14 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 		}
 		streamer, err = syncer.StartSyncGTID(gset.Clone())
 	} else {
+		// The GTIDs are followed too, so that the checkpoint's GTID stays
+		// the same point as its file:pos (status shows both; it stayed at
+		// the copy's start). A source without GTIDs has none to follow.
+		if from.GTID != "" {
+			if gset, err = mysql.ParseGTIDSet(s.Flavor, from.GTID); err != nil {
+				gset, cur.GTID = nil, ""
+			}
+		}
 		streamer, err = syncer.StartSync(mysql.Position{Name: from.File, Pos: from.Pos})
 	}
 	if err != nil {
@@ -133,10 +141,14 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 	savepoints := map[string]int{}
 	commit := func(h *replication.EventHeader) error {
 		if pendingGTID != "" && gset != nil {
-			if err := gset.Update(pendingGTID); err != nil {
+			switch err := gset.Update(pendingGTID); {
+			case err == nil:
+				cur.GTID = gset.String()
+			case s.UseGTID:
 				return fmt.Errorf("gtid %s: %w", pendingGTID, err)
+			default: // by file:pos the GTID only informs: stop following it
+				gset, cur.GTID = nil, ""
 			}
-			cur.GTID = gset.String()
 		}
 		pendingGTID = ""
 		cur.Pos = h.LogPos
