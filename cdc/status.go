@@ -70,7 +70,9 @@ func ReadStatus(ctx context.Context, cfg routes.CDCConfig) (*Status, error) {
 		return nil, err
 	}
 	if cfg.Source.Position == "gtid" {
-		st.CaughtUp = st.Source.GTID == cp.Applied.GTID
+		// Compared as sets: MariaDB lists domains in its own order
+		// (0, 2, 10), which is not the text order banyan writes them in.
+		st.CaughtUp = reached(cfg.Source.Flavor, true, cp.Applied, st.Source)
 	} else {
 		st.CaughtUp = st.Source.File == cp.Applied.File && st.Source.Pos == cp.Applied.Pos
 	}
