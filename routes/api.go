@@ -38,6 +38,33 @@ func ParseTokens(v string) Tokens {
 	return t
 }
 
+// CheckTokens reports why a token variable's value v, when set, gives no
+// usable token list: it holds no token, an entry has a label but no token
+// ("ops:"), or a list of several has an entry without a label (a secret
+// with a comma in it is cut in two, each piece a token on its own). The
+// error never shows a token.
+func CheckTokens(v string) error {
+	var entries []string
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			entries = append(entries, part)
+		}
+	}
+	if len(entries) == 0 {
+		return errors.New("holds no token: write TOKEN or label:TOKEN,label2:TOKEN2")
+	}
+	for i, part := range entries {
+		label, tok, labelled := strings.Cut(part, ":")
+		switch {
+		case labelled && tok == "":
+			return fmt.Errorf("entry %q has no token after the colon: write label:TOKEN", label)
+		case !labelled && len(entries) > 1:
+			return fmt.Errorf("entry %d of %d has no label: a list needs label:TOKEN for every entry (a token with a comma in it is read as a list; use one without)", i+1, len(entries))
+		}
+	}
+	return nil
+}
+
 // IsLoopback reports whether a listen address only accepts local clients.
 func IsLoopback(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)

@@ -86,7 +86,13 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	if len(cfg.Routes) == 0 {
 		return nil, fmt.Errorf("%s has no routes to serve (it configures only cdc: run `banyan cdc run` with it, or add backends and routes)", path)
 	}
-	tokens := routes.ParseTokens(os.Getenv(cfg.Admin.TokenEnv))
+	tokenVar := os.Getenv(cfg.Admin.TokenEnv)
+	if tokenVar != "" {
+		if err := routes.CheckTokens(tokenVar); err != nil {
+			return nil, fmt.Errorf("admin token: %s %w", cfg.Admin.TokenEnv, err)
+		}
+	}
+	tokens := routes.ParseTokens(tokenVar)
 	if len(tokens) == 0 && !routes.IsLoopback(cfg.Admin.Listen) {
 		return nil, fmt.Errorf("%w: admin.listen is %s; export %s=<secret> (or label:<secret>) or listen on 127.0.0.1",
 			errAdminExposed, cfg.Admin.Listen, cfg.Admin.TokenEnv)
