@@ -956,3 +956,96 @@ func TestQueries_tooFewRunsForTheLatencyTest(t *testing.T) {
 		}
 	}
 }
+
+// TestQueries_readThatWritesIsRefused: a SELECT may write through a
+// stored function; without AllowWrites nothing may be written, so such a
+// query is refused (it runs in a READ ONLY transaction); with AllowWrites
+// it runs in a transaction that is rolled back. Either way the table
+// holds what it held.
+func TestQueries_readThatWritesIsRefused(t *testing.T) {
+	db, _ := shop(t)
+	for _, q := range []string{
+		`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
+		`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hits := func() int {
+		var n int
+		if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const q = `SELECT id, touch(id) AS t FROM customers WHERE id = ?`
+	_, err := Queries(t.Context(), db, q, q, ids(int64(1), int64(2)), quick())
+	if !errors.Is(err, ErrWriteRefused) {
+		t.Errorf("a SELECT that writes, without AllowWrites: err = %v, want ErrWriteRefused", err)
+	}
+	if n := hits(); n != 0 {
+		t.Fatalf("a SELECT run without AllowWrites wrote %d rows", n)
+	}
+	o := quick()
+	o.AllowWrites = true
+	rep, err := Queries(t.Context(), db, q, q, ids(int64(1), int64(2)), o)
+	if err != nil || !rep.Pass {
+		t.Fatalf("with AllowWrites: err %v, reasons %v", err, rep)
+	}
+	if n := hits(); n != 0 {
+		t.Errorf("with AllowWrites the SELECT's writes stayed: %d rows", n)
+	}
+	// A locking read is a read: the READ ONLY transaction refuses it, so
+	// it runs in one that is rolled back.
+	const lock = `SELECT id FROM orders WHERE customer_id = ? FOR UPDATE`
+	if rep, err := Queries(t.Context(), db, lock, lock, ids(int64(1)), quick()); err != nil || !rep.Pass {
+		t.Errorf("SELECT ... FOR UPDATE: err %v, report %+v", err, rep)
+	}
+}
+
+// TestServers_readThatWritesIsSkipped: in mode 2 a SELECT that writes
+// through a stored function is skipped and listed, and writes nothing;
+// the rest of the workload is compared.
+func TestServers_readThatWritesIsSkipped(t *testing.T) {
+	p := testdb.Need(t, pair)
+	const name = "canary_shop_fn"
+	for _, s := range []*testdb.Server{p.Source, p.Target} {
+		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name,
+			"CREATE TABLE hits (customer_id INT) ENGINE=InnoDB",
+			"CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END"}, shopSchema...)...); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+	}
+	oldDB, err := p.Source.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldDB.Close()
+	newDB, err := p.Target.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newDB.Close()
+	stmts := []Statement{
+		{SQL: "SELECT id, touch(id) FROM customers WHERE id = 1", Schema: name, Line: 1},
+		{SQL: "SELECT COUNT(*) FROM orders WHERE status = 'paid'", Schema: name, Line: 2},
+	}
+	rep, err := Servers(t.Context(), oldDB, newDB, stmts, quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checks) != 1 || len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0].Fingerprint, "touch") {
+		t.Errorf("%d checks, skipped %+v; want the SELECT touch(...) skipped", len(rep.Checks), rep.Skipped)
+	}
+	for _, db := range []*sql.DB{oldDB, newDB} {
+		var n int
+		if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM hits").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("the SELECT wrote %d rows", n)
+		}
+	}
+}

@@ -91,7 +91,9 @@ func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``")
 // writes is read before and after it inside that transaction, so that
 // outcome.effects holds the rows it deleted and inserted. A statement
 // error is returned in outcome.err; a connection-level failure (context
-// cancelled, connection lost) as the error.
+// cancelled, connection lost) as the error. A read runs in a READ ONLY
+// transaction (see below), so a read that tries to write returns
+// ErrWriteRefused.
 func (s *session) run(ctx context.Context, schema, stmt string, class Class, keep bool) (outcome, error) {
 	if err := s.use(ctx, schema); err != nil {
 		return outcome{}, err
@@ -110,6 +112,18 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 			return outcome{}, fmt.Errorf("%w: %s", ErrNotTransactional, strings.Join(bad, ", "))
 		}
 		if tx, err = s.conn.BeginTx(ctx, nil); err != nil {
+			return outcome{}, fmt.Errorf("begin: %w", err)
+		}
+		defer tx.Rollback()
+		q = tx
+	} else {
+		// A read may still write, through a stored function. Without
+		// AllowWrites it runs in a READ ONLY transaction, where the
+		// server refuses that; with AllowWrites, or when it is a locking
+		// read (FOR UPDATE, which READ ONLY refuses too), in one that is
+		// rolled back like a write.
+		var err error
+		if tx, err = s.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.writes && !lockingRead(stmt)}); err != nil {
 			return outcome{}, fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback()
@@ -139,6 +153,10 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 	}
 	if o.err != nil && !isStatementError(o.err) {
 		return o, o.err
+	}
+	var me *mysql.MySQLError
+	if class != Write && errors.As(o.err, &me) && me.Number == errReadOnlyTransaction {
+		return o, fmt.Errorf("it tried to write (a stored function or a sequence?), which the READ ONLY transaction a read runs in refused (%v): %w", o.err, ErrWriteRefused)
 	}
 	if keep {
 		w, err := warnings(ctx, q)
@@ -267,6 +285,20 @@ func (s *session) snapshot(ctx context.Context, q querier, stmt string) (*snapsh
 	}
 	return snap, "", nil
 }
+
+// lockingRead reports whether stmt has FOR UPDATE anywhere.
+func lockingRead(stmt string) bool {
+	toks := code(lex(stmt))
+	for i := 0; i+1 < len(toks); i++ {
+		if toks[i].kind == tWord && strings.EqualFold(toks[i].text, "FOR") && strings.EqualFold(toks[i+1].text, "UPDATE") {
+			return true
+		}
+	}
+	return false
+}
+
+// errReadOnlyTransaction is ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
+const errReadOnlyTransaction = 1792
 
 // isStatementError reports whether err is the server refusing the
 // statement (syntax, unknown column...) rather than a broken connection.
