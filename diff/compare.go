@@ -347,8 +347,11 @@ const maxOrderCheck = 1000
 // difference at the array instead.
 func (w *walker) array(a, b *node) {
 	ea, eb := w.ld.kids(a), w.nd.kids(b)
-	if len(ea) != len(eb) && w.block(ea, eb) {
-		return
+	if len(ea) != len(eb) {
+		if gone, came, ok := w.align(ea, eb); ok {
+			w.aligned(ea, eb, gone, came)
+			return
+		}
 	}
 	n := min(len(ea), len(eb))
 	mark := len(w.diffs)
@@ -384,6 +387,21 @@ func (w *walker) array(a, b *node) {
 	if w.check || len(mismatched) < 2 || len(ea) != len(eb) || len(mismatched) > maxOrderCheck {
 		return
 	}
+	if w.reordered(ea, eb, mismatched) {
+		w.diffs = w.diffs[:mark]
+		w.emit(Order, a, b)
+		return
+	}
+	// Not the same elements: maybe the same list moved along.
+	if gone, came, ok := w.align(ea, eb); ok {
+		w.diffs = w.diffs[:mark]
+		w.aligned(ea, eb, gone, came)
+	}
+}
+
+// reordered reports whether the mismatched elements of two ordered
+// arrays of one length are the same multiset in another order.
+func (w *walker) reordered(ea, eb []node, mismatched []int) bool {
 	used := make([]bool, len(mismatched))
 	for _, i := range mismatched {
 		found := false
@@ -396,25 +414,30 @@ func (w *walker) array(a, b *node) {
 		}
 		w.pop()
 		if !found {
-			return
+			return false
 		}
 	}
-	w.diffs = w.diffs[:mark]
-	w.emit(Order, a, b)
+	return true
 }
 
-// block handles ordered arrays of different lengths that are equal but
-// for one block of elements added or removed in one place (a list,
-// newest first, that gained an element at the front): it reports those
-// elements only, Missing at their legacy index or Extra at their new
-// index, and returns true. Otherwise it reports nothing and returns
-// false. Without it, every element after the block would be compared with
-// its neighbour and differ, and noise learned from such a pair would
-// hide every field of the list.
-func (w *walker) block(ea, eb []node) bool {
+// maxShift is how many places align looks for a list that moved along.
+const maxShift = 32
+
+// align finds how two ordered arrays that differ are the same list with
+// elements added or removed: one block added or removed in one place (a
+// list, newest first, that gained an element at the front), or, after the
+// common beginning and end, up to maxShift elements gone at the front and
+// others come at the back or the other way round (a fixed-size page,
+// newest first, after a new element came in). gone are legacy index
+// ranges whose elements are not in new, came new index ranges whose
+// elements are not in legacy. ok is false when no such alignment exists;
+// the arrays are then compared index by index. Without it, every element
+// after the change would be compared with its neighbour and differ, and
+// noise learned from such a pair would hide every field of the list.
+func (w *walker) align(ea, eb []node) (gone, came [2]int, ok bool) {
 	n := min(len(ea), len(eb))
-	if n > maxOrderCheck {
-		return false
+	if max(len(ea), len(eb)) > maxOrderCheck {
+		return gone, came, false
 	}
 	p := 0
 	for p < n && w.elemEqual(ea, eb, p, p) {
@@ -424,26 +447,53 @@ func (w *walker) block(ea, eb []node) bool {
 	for p+s < n && w.elemEqual(ea, eb, len(ea)-1-s, len(eb)-1-s) {
 		s++
 	}
-	if p+s < n {
-		return false
+	la, lb := len(ea)-s, len(eb)-s // the middles are ea[p:la] and eb[p:lb]
+	if p == la || p == lb {
+		return [2]int{p, la}, [2]int{p, lb}, true
 	}
-	for i := p; i < len(ea)-s; i++ {
+	ma, mb := la-p, lb-p
+	for k := 1; k <= maxShift; k++ {
+		// k came at the front; legacy's middle follows them, its end gone.
+		if m := mb - k; m >= 1 && m <= ma && w.rangeEqual(ea, eb, p, p+k, m) {
+			return [2]int{p + m, la}, [2]int{p, p + k}, true
+		}
+		// k went from the front; new's middle follows, its end came.
+		if m := ma - k; m >= 1 && m <= mb && w.rangeEqual(ea, eb, p+k, p, m) {
+			return [2]int{p, p + k}, [2]int{p + m, lb}, true
+		}
+	}
+	return gone, came, false
+}
+
+// rangeEqual reports whether ea[i:i+m] equals eb[j:j+m] element by element.
+func (w *walker) rangeEqual(ea, eb []node, i, j, m int) bool {
+	for d := range m {
+		if !w.elemEqual(ea, eb, i+d, j+d) {
+			return false
+		}
+	}
+	return true
+}
+
+// aligned reports what align found: legacy elements gone as Missing at
+// their legacy index, new ones as Extra at their new index.
+func (w *walker) aligned(ea, eb []node, gone, came [2]int) {
+	for i := gone[0]; i < gone[1]; i++ {
 		w.push(seg{kind: segIndex, index: i})
 		w.emit(Missing, &ea[i], nil)
 		w.pop()
 		if w.stop() {
-			return true
+			return
 		}
 	}
-	for j := p; j < len(eb)-s; j++ {
+	for j := came[0]; j < came[1]; j++ {
 		w.push(seg{kind: segIndex, index: j})
 		w.emit(Extra, nil, &eb[j])
 		w.pop()
 		if w.stop() {
-			return true
+			return
 		}
 	}
-	return true
 }
 
 // elemEqual reports whether legacy element i equals new element j under

@@ -178,6 +178,16 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: Diff, wantSignal: []string{"$.items[1].price"},
 		},
 		{
+			// A page of the latest orders, newest first: one came in, one
+			// dropped off the end. Only presence is noise.
+			name:        "a fixed-size page that moved on",
+			sample1:     jsonResp(200, `{"items":[{"id":3,"price":30},{"id":2,"price":20},{"id":1,"price":10}]}`),
+			sample2:     jsonResp(200, `{"items":[{"id":4,"price":40},{"id":3,"price":30},{"id":2,"price":20}]}`),
+			legacy:      jsonResp(200, `{"items":[{"id":4,"price":40},{"id":3,"price":30},{"id":2,"price":20}]}`),
+			new:         jsonResp(200, `{"items":[{"id":4,"price":40},{"id":3,"price":33},{"id":2,"price":20}]}`),
+			wantVerdict: Diff, wantSignal: []string{"$.items[1].price"},
+		},
+		{
 			name:    "a list of numbers that grew",
 			sample1: jsonResp(200, `{"ids":[1]}`), sample2: jsonResp(200, `{"ids":[1,2]}`),
 			legacy: jsonResp(200, `{"ids":[1,2]}`), new: jsonResp(200, `{"ids":[1,3]}`),
