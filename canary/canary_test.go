@@ -1049,3 +1049,30 @@ func TestServers_readThatWritesIsSkipped(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryParams_readThatWritesIsRefused: the parameter query is a read
+// and must not write either, even through a stored function.
+func TestQueryParams_readThatWritesIsRefused(t *testing.T) {
+	db, _ := shop(t)
+	for _, q := range []string{
+		`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
+		`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := QueryParams(t.Context(), db, `SELECT touch(id) FROM customers`); !errors.Is(err, ErrWriteRefused) {
+		t.Errorf("err = %v, want ErrWriteRefused", err)
+	}
+	var n int
+	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("the parameter query wrote %d rows", n)
+	}
+	if p, err := QueryParams(t.Context(), db, `SELECT id FROM customers WHERE id < 3 ORDER BY id`); err != nil || len(p) != 2 {
+		t.Errorf("plain parameter query: %v, %v", p, err)
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 var headerCell = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -89,9 +92,9 @@ func typed(v string) any {
 	return v
 }
 
-// QueryParams runs query (which must be read-only) on db and returns its
-// rows as parameter sets, in column order, with the same typing as
-// ReadParams.
+// QueryParams runs query (which must be read-only) on db, in a READ ONLY
+// transaction, and returns its rows as parameter sets, in column order,
+// with the same typing as ReadParams.
 func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error) {
 	c, err := Classify(query)
 	if err != nil {
@@ -100,9 +103,15 @@ func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error)
 	if c != ReadOnly {
 		return nil, fmt.Errorf("params query: %w", ErrWriteRefused)
 	}
-	rows, err := db.QueryContext(ctx, query)
+	// In a READ ONLY transaction: a stored function it calls cannot write.
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("params query: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, query)
+	if err != nil {
+		return nil, paramsQueryError(err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
@@ -128,7 +137,15 @@ func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error)
 		out = append(out, set)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("params query: %w", err)
+		return nil, paramsQueryError(err)
 	}
 	return out, nil
+}
+
+func paramsQueryError(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == errReadOnlyTransaction {
+		return fmt.Errorf("params query: it tried to write (a stored function or a sequence?), which the READ ONLY transaction it runs in refused (%v): %w", err, ErrWriteRefused)
+	}
+	return fmt.Errorf("params query: %w", err)
 }
