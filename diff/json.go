@@ -88,7 +88,8 @@ func putDecoder(d *decoder) {
 
 // decode parses data as one JSON value; ok is false when data is not valid
 // JSON (RFC 8259; as json.Valid, except that duplicate keys keep the last
-// value, as json.Unmarshal does).
+// value and invalid UTF-8 in a string reads as U+FFFD, as json.Unmarshal
+// does).
 func (d *decoder) decode(data []byte) (root node, ok bool) {
 	d.data, d.pos, d.depth = data, 0, 0
 	d.nodes, d.stack = d.nodes[:0], d.stack[:0]
@@ -298,15 +299,24 @@ func (d *decoder) array() (node, bool) {
 	}
 }
 
-// string decodes the string starting at the opening quote.
+// string decodes the string starting at the opening quote. Invalid UTF-8
+// reads as U+FFFD, one per bad byte, as encoding/json and JSON clients
+// read it, so a raw bad byte and the escape \ufffd are the same text.
 func (d *decoder) string() (string, bool) {
 	start := d.pos + 1
 	i := start
+	ascii := true
 	for i < len(d.data) {
 		c := d.data[i]
 		if c == '"' {
 			d.pos = i + 1
+			if s := d.data[start:i]; !ascii && !utf8.Valid(s) {
+				return string(validUTF8(nil, s)), true
+			}
 			return view(d.data[start:i]), true
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
 		}
 		if c == '\\' {
 			return d.escaped(start)
@@ -329,6 +339,9 @@ func (d *decoder) escaped(start int) (string, bool) {
 		case c == '"':
 			d.pos = i + 1
 			d.esc = b
+			if !utf8.Valid(b) {
+				return string(validUTF8(nil, b)), true
+			}
 			return string(b), true
 		case c < 0x20:
 			return "", false
@@ -379,6 +392,21 @@ func (d *decoder) escaped(start int) (string, bool) {
 		i++
 	}
 	return "", false
+}
+
+// validUTF8 appends s to dst with every byte that is not part of valid
+// UTF-8 replaced by U+FFFD.
+func validUTF8(dst, s []byte) []byte {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRune(s)
+		if r == utf8.RuneError && n == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, s[:n]...)
+		}
+		s = s[n:]
+	}
+	return dst
 }
 
 func hex4(b []byte) (rune, bool) {
