@@ -256,7 +256,22 @@ func printCanary(w io.Writer, rep *canary.Report) {
 		fmt.Fprintf(w, "SKIP  %s (%d statements): %s\n", s.Fingerprint, s.Count, s.Reason)
 	}
 	if rep.Pass {
-		fmt.Fprintf(w, "verdict: PASS — %d %s, same answers, no significant slowdown\n", len(rep.Checks), plural(len(rep.Checks), "query", "queries"))
+		untimed := 0
+		for _, c := range rep.Checks {
+			if c.Latency == nil {
+				untimed++
+			}
+		}
+		latency := "no significant slowdown"
+		switch {
+		case untimed == len(rep.Checks) && rep.Options.Runs == 0:
+			latency = "latency not measured (--runs 0)"
+		case untimed == len(rep.Checks):
+			latency = "latency not measured"
+		case untimed > 0:
+			latency += fmt.Sprintf(" (latency not measured for %d)", untimed)
+		}
+		fmt.Fprintf(w, "verdict: PASS — %d %s, same answers, %s\n", len(rep.Checks), plural(len(rep.Checks), "query", "queries"), latency)
 		for _, r := range rep.Reasons {
 			fmt.Fprintf(w, "  %s\n", r)
 		}

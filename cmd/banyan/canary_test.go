@@ -167,3 +167,20 @@ func TestCanarySQLCmd_paramsErrorsSayWhatToDo(t *testing.T) {
 		t.Errorf("bad params file: exit %d, stderr %q; want exit 2 naming the file and line 3", code, stderr)
 	}
 }
+
+// TestCanarySQLCmd_passWithoutLatencySaysSo: with --runs 0 nothing was
+// timed, so the PASS verdict must not claim "no significant slowdown".
+func TestCanarySQLCmd_passWithoutLatencySaysSo(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := t.Context()
+	db := testdb.TempDatabase(t, pair.Source)
+	f := canaryFiles(t, map[string]string{"q.sql": "SELECT 1 AS n"})
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--runs", "0", "--old", f["q.sql"], "--new", f["q.sql"]}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if s := out.String(); strings.Contains(s, "no significant slowdown") || !strings.Contains(s, "latency not measured") {
+		t.Errorf("verdict with --runs 0:\n%s", s)
+	}
+}
