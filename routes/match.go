@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 )
 
@@ -79,6 +80,9 @@ func compileTemplate(t string) ([]segment, error) {
 // /api/ordersX.
 func (m *matcher) matches(r *http.Request) bool {
 	path := r.URL.Path
+	if strings.Contains(path, "/.") {
+		path = resolveDots(r.URL)
+	}
 	switch {
 	case m.exact != "":
 		if path != m.exact {
@@ -126,6 +130,40 @@ func (m *matcher) matches(r *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// resolveDots returns u's path with its "." and ".." segments resolved as
+// RFC 3986 (5.2.4) does, so that /api/orders/../checkout is routed as the
+// /api/checkout a backend serves for it. Segments are cut at the slashes
+// sent, so an escaped slash (%2F) does not start one; dots sent escaped
+// (%2E) count as dots, as RFC 3986 makes them equivalent.
+func resolveDots(u *url.URL) string {
+	raw := strings.Split(u.EscapedPath(), "/")
+	out := make([]string, 0, len(raw))
+	for i, seg := range raw {
+		if i == 0 {
+			continue // before the leading slash
+		}
+		dec, err := url.PathUnescape(seg)
+		if err != nil {
+			dec = seg
+		}
+		last := i == len(raw)-1
+		switch dec {
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			fallthrough
+		case ".":
+			if last {
+				out = append(out, "") // a/b/.. is a/, not a
+			}
+		default:
+			out = append(out, dec)
+		}
+	}
+	return "/" + strings.Join(out, "/")
 }
 
 func matchTemplate(segs []segment, path string) bool {
