@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	driver "github.com/go-sql-driver/mysql"
@@ -36,6 +37,40 @@ import (
 // stops the stream, naming the row: there the source may really hold the
 // value twice, and deleting one row would lose it.
 
+// A foreign key on the target meets the same window: an item placed on
+// order 2 after the copy's start and removed with its order before the
+// copy read either table is replayed onto a target where order 2 never
+// arrived (error 1452, at every run). In the window, a row whose
+// referenced row is missing is written without the check, that statement
+// alone (deletes keep the check, so the target's cascades still run): the
+// source later removes it or brings the row it references, as it did
+// before the copy read them.
+
+// missingReferenced reports whether err is a foreign key refusing a row
+// whose referenced row is missing.
+func missingReferenced(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 1452 || me.Number == 1216)
+}
+
+// unchecked runs write with the session's foreign key checks off, then
+// on again. Called inside a transaction on a connection that checks them
+// (the copy's connection has them off already and never gets here). When
+// turning them on fails, the connection is broken and the pool drops it.
+func unchecked(ctx context.Context, x execer, write func() error) error {
+	if _, err := x.ExecContext(ctx, "SET SESSION foreign_key_checks = 0"); err != nil {
+		return err
+	}
+	werr := write()
+	// Even when ctx has ended, but not for ever on a target gone silent.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := x.ExecContext(rctx, "SET SESSION foreign_key_checks = 1"); err != nil {
+		return errors.Join(werr, fmt.Errorf("turn foreign key checks back on: %w", err))
+	}
+	return werr
+}
+
 // settler returns the unique keys of m's target (as indexes into m.Cols)
 // that the source enforces too, checked when a collision happens; nil
 // means collisions are errors.
@@ -60,7 +95,11 @@ func settle(ctx context.Context, x execer, m *TableMap, rows [][]any, keys [][]i
 				return err
 			}
 		}
-		if err := upsertRows(ctx, x, m, [][]any{r}); err != nil {
+		err := upsertRows(ctx, x, m, [][]any{r})
+		if missingReferenced(err) {
+			err = unchecked(ctx, x, func() error { return upsertRows(ctx, x, m, [][]any{r}) })
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -259,7 +259,10 @@ func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p Tab
 	defer func() {
 		// The connection goes back to the pool checking foreign keys
 		// again, or not at all.
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), "SET SESSION foreign_key_checks = 1"); err != nil {
+		// Even when ctx has ended, but not for ever on a target gone silent.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(rctx, "SET SESSION foreign_key_checks = 1"); err != nil {
 			conn.Raw(func(any) error { return sqldriver.ErrBadConn })
 		}
 	}()
@@ -552,13 +555,23 @@ func targetTable(m *TableMap) string {
 	return quoteIdent(m.TargetSchema) + "." + quoteIdent(m.TargetTable)
 }
 
-// upsert writes rows as upsertRows does. When they meet another row on a
-// unique key and shared says the source enforces that key too, it writes
-// them one at a time, each after deleting the rows met on those keys
-// (settle.go); otherwise the collision is the error.
+// upsert writes rows as upsertRows does. With shared set (the copy, and
+// the stream until it passes the copy's end; settle.go), a row whose
+// referenced row is missing is written without the foreign key check,
+// and rows that meet another row on a unique key the source enforces too
+// are written one at a time, each after deleting the rows met; otherwise
+// the collision is the error.
 func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any, shared settler) error {
 	err := upsertRows(ctx, x, m, rows)
-	if err == nil || shared == nil || !collision(m, err) {
+	if err == nil || shared == nil {
+		return upsertError(m, err)
+	}
+	// The failed statement was rolled back on its own; the transaction
+	// goes on.
+	if missingReferenced(err) {
+		err = unchecked(ctx, x, func() error { return upsertRows(ctx, x, m, rows) })
+	}
+	if err == nil || !collision(m, err) {
 		return upsertError(m, err)
 	}
 	keys, kerr := shared(ctx, m)
@@ -568,8 +581,6 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any, shared set
 	if len(keys) == 0 {
 		return upsertError(m, err)
 	}
-	// The failed statement was rolled back on its own; the transaction
-	// goes on.
 	return upsertError(m, settle(ctx, x, m, rows, keys))
 }
 
