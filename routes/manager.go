@@ -187,7 +187,9 @@ func (m *Manager) SetSplit(ctx context.Context, route string, split Split, who, 
 // that has not been rolled back yet; repeated rollbacks walk further back.
 // Every user goes back to the backend they were on before that edit (the
 // edit's stored assignment), even when the edit moved users off several
-// backends at once.
+// backends at once. A backend the config has dropped since is left out of
+// the restored split when it had weight 0 there; when it had users, the
+// rollback is refused with ErrNothingToRollback naming it.
 func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit, error) {
 	return m.edit(ctx, route, who, reason, ActionRollback, func(Split) (Split, int64, *Assignment, error) {
 		hist, err := m.store.History(ctx, route, 0)
@@ -206,7 +208,19 @@ func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit
 			if e.Old == nil {
 				break
 			}
-			return e.Old, e.Seq, e.prior, nil
+			// A backend the config has dropped since is left out when it
+			// carried no user; one that did cannot come back.
+			target := e.Old.Clone()
+			for _, name := range sortedKeys(target) {
+				if _, ok := m.cfg.Backends[name]; ok {
+					continue
+				}
+				if w := target[name]; w > 0 {
+					return nil, 0, nil, fmt.Errorf("route %s: %w: the split before edit #%d gave %d%% to backend %q, which the config no longer has; set the split you want with `banyan routes set`", route, ErrNothingToRollback, e.Seq, w, name)
+				}
+				delete(target, name)
+			}
+			return target, e.Seq, e.prior, nil
 		}
 		return nil, 0, nil, fmt.Errorf("route %s: %w: no earlier split in its history", route, ErrNothingToRollback)
 	})

@@ -2,6 +2,7 @@ package routes
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,54 @@ func TestManager_ReloadZeroWeightBackends(t *testing.T) {
 		}
 		if rt.Assignment() != before {
 			t.Error("dropping a backend at weight 0 moved users")
+		}
+	})
+}
+
+// TestManager_RollbackAcrossRemovedBackend: a rollback to a split that
+// held a backend the config has since dropped at weight 0 leaves that
+// backend out (it carried no user) — it was refused as an invalid split
+// naming the backend, and every later rollback of the route with it. A
+// split that gave users to a dropped backend cannot come back: the refusal
+// names the edit and the backend and says what to do instead.
+func TestManager_RollbackAcrossRemovedBackend(t *testing.T) {
+	ctx := context.Background()
+	t.Run("dropped at weight 0", func(t *testing.T) {
+		m := openManager(t, filepath.Join(t.TempDir(), "state.db"), zeroConfig(t, "{legacy: 100, a: 0, b: 0}"))
+		if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 60, "a": 40}, "alice", "ramp a"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := zeroConfig(t, "{legacy: 100, a: 0}")
+		delete(cfg.Backends, "b")
+		if err := m.Reload(ctx, cfg, "config file"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Rollback(ctx, "orders", "bob", "a errors"); err != nil {
+			t.Fatalf("rollback: %v", err)
+		}
+		if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 100, "a": 0}); !got.Equal(want) || len(got) != 2 {
+			t.Errorf("split after rollback = %s, want %s", got, want)
+		}
+	})
+	t.Run("users on the dropped backend", func(t *testing.T) {
+		m := openManager(t, filepath.Join(t.TempDir(), "state.db"), zeroConfig(t, "{legacy: 100, a: 0, b: 0}"))
+		if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 60, "b": 40}, "alice", "ramp b"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 60, "a": 40, "b": 0}, "alice", "a instead"); err != nil {
+			t.Fatal(err)
+		}
+		cfg := zeroConfig(t, "{legacy: 100, a: 0}")
+		delete(cfg.Backends, "b")
+		if err := m.Reload(ctx, cfg, "config file"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := m.Rollback(ctx, "orders", "bob", "")
+		if !errors.Is(err, ErrNothingToRollback) || !strings.Contains(err.Error(), `"b"`) || !strings.Contains(err.Error(), "routes set") {
+			t.Errorf("rollback to a split with users on a dropped backend: err = %v; want ErrNothingToRollback naming b and saying to use routes set", err)
+		}
+		if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 60, "a": 40}); !got.Equal(want) {
+			t.Errorf("split after the refused rollback = %s, want %s", got, want)
 		}
 	})
 }
