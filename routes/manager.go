@@ -184,7 +184,9 @@ func (m *Manager) SetSplit(ctx context.Context, route string, split Split, who, 
 }
 
 // Rollback returns a route to the split it had before its most recent edit
-// that has not been rolled back yet; repeated rollbacks walk further back.
+// that has not been rolled back yet and changed a weight (a reload that
+// wrote the live split into the file changed none); repeated rollbacks
+// walk further back.
 // Every user goes back to the backend they were on before that edit (the
 // edit's stored assignment), even when the edit moved users off several
 // backends at once. A backend the config has dropped since is left out of
@@ -204,6 +206,9 @@ func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit
 			}
 			if reverted[e.Seq] {
 				continue
+			}
+			if e.Old != nil && e.Old.Equal(e.New) {
+				continue // moved no weight (the file caught up with the live split)
 			}
 			if e.Old == nil {
 				break

@@ -145,3 +145,26 @@ func TestManager_RollbackAcrossRemovedBackend(t *testing.T) {
 		}
 	})
 }
+
+// TestManager_RollbackSkipsFileCatchingUp: once the engineer writes the
+// live split into the config file, the reload is history but moves no one;
+// a rollback then undoes the ramp step before it. It undid the reload
+// instead, "changing" 80/20 to 80/20, so the engineer who rolled back
+// because of errors still had 20 % on the new backend.
+func TestManager_RollbackSkipsFileCatchingUp(t *testing.T) {
+	ctx := context.Background()
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 80, "new": 20}, "alice", "ramp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reload(ctx, mustParse(t, strings.Replace(managerConfig, "{legacy: 100, new: 0}", "{legacy: 80, new: 20}", 1)), "config file"); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := m.Rollback(ctx, "orders", "bob", "errors up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 100, "new": 0}); !got.Equal(want) {
+		t.Errorf("split after rollback = %s, want %s (rollback edit %+v)", got, want, rb)
+	}
+}
