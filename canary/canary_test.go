@@ -1076,3 +1076,35 @@ func TestQueryParams_readThatWritesIsRefused(t *testing.T) {
 		t.Errorf("plain parameter query: %v, %v", p, err)
 	}
 }
+
+// TestQueryParams_textColumnsStayText: a VARCHAR holding digits ('0123',
+// '123') is text; bound as the number 123 it compares numerically — it
+// matches '0123' too and cannot use the column's index, so the canary
+// would time a full scan the application never runs. Integer columns
+// still bind as numbers.
+func TestQueryParams_textColumnsStayText(t *testing.T) {
+	db, _ := shop(t)
+	for _, q := range []string{
+		`CREATE TABLE products (id INT PRIMARY KEY, sku VARCHAR(20) NOT NULL, UNIQUE KEY (sku)) ENGINE=InnoDB`,
+		`INSERT INTO products VALUES (1, '123'), (2, '0123'), (3, 'x-1')`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	params, err := QueryParams(t.Context(), db, `SELECT sku, id FROM products WHERE id = 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(params) != 1 || params[0][0] != "123" || params[0][1] != int64(1) {
+		t.Fatalf("params = %#v, want [[\"123\" 1]]", params)
+	}
+	const q = `SELECT id FROM products WHERE sku = ?`
+	rep, err := Queries(t.Context(), db, q, q, [][]any{{params[0][0]}}, quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.Checks[0].Explain.Old.Rows[0]; r.Key != "sku" || r.Type != "const" {
+		t.Errorf("sku = ? bound from a VARCHAR is not a lookup in the sku index: explain %+v", r)
+	}
+}

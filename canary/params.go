@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/banyanhq/banyan/diff"
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -93,8 +94,9 @@ func typed(v string) any {
 }
 
 // QueryParams runs query (which must be read-only) on db, in a READ ONLY
-// transaction, and returns its rows as parameter sets, in column order,
-// with the same typing as ReadParams.
+// transaction, and returns its rows as parameter sets, in column order:
+// integers of a numeric column as numbers, NULL as nil, everything else
+// as strings (a VARCHAR's digits too).
 func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error) {
 	c, err := Classify(query)
 	if err != nil {
@@ -114,9 +116,16 @@ func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error)
 		return nil, paramsQueryError(err)
 	}
 	defer rows.Close()
-	cols, err := rows.Columns()
+	cols, err := rows.ColumnTypes()
 	if err != nil {
 		return nil, err
+	}
+	// A text column's digits stay text: '0123' and '123' are different
+	// values, and the number 123 would compare a VARCHAR numerically,
+	// past its index.
+	numeric := make([]bool, len(cols))
+	for i, c := range cols {
+		numeric[i] = diff.IsNumericType(c.DatabaseTypeName())
 	}
 	raw := make([]sql.RawBytes, len(cols))
 	ptrs := make([]any, len(cols))
@@ -130,8 +139,12 @@ func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error)
 		}
 		set := make([]any, len(raw))
 		for i, b := range raw {
-			if b != nil {
+			switch {
+			case b == nil:
+			case numeric[i]:
 				set[i] = typed(string(b))
+			default:
+				set[i] = string(b)
 			}
 		}
 		out = append(out, set)
