@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -182,7 +183,7 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 	})
 	mux.HandleFunc("PUT /api/routes/{name}/split", func(w http.ResponseWriter, r *http.Request) {
 		var req SplitRequest
-		if !decodeJSON(w, r, &req) {
+		if !decodeJSON(w, r, &req, splitShape, false) {
 			return
 		}
 		e, err := m.SetSplit(r.Context(), r.PathValue("name"), req.Split, whoOf(r), req.Reason)
@@ -192,14 +193,22 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 		var req struct {
 			Reason string `json:"reason"`
 		}
-		if r.ContentLength != 0 && !decodeJSON(w, r, &req) {
+		if !decodeJSON(w, r, &req, rollbackShape, true) {
 			return
 		}
 		e, err := m.Rollback(r.Context(), r.PathValue("name"), whoOf(r), req.Reason)
 		writeEdit(w, e, err)
 	})
 	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, r *http.Request) {
-		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		limit := 0
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: fmt.Sprintf("limit %q: give a whole number of entries, 1 or more (or leave it out for the whole history)", v)})
+				return
+			}
+			limit = n
+		}
 		h, err := m.History(r.Context(), r.URL.Query().Get("route"), limit)
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
@@ -274,14 +283,42 @@ func writeEdit(w http.ResponseWriter, e Edit, err error) {
 	}
 }
 
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+// maxBody caps an admin API request body.
+const maxBody = 1 << 20
+
+// Request body shapes, as the errors show them.
+const (
+	splitShape    = `{"split": {"BACKEND": WEIGHT, ...}, "reason": "..."} (weights sum to 100)`
+	rollbackShape = `{"reason": "..."} (or no body)`
+)
+
+// decodeJSON reads one JSON object of the given shape into v, or answers
+// the error (413 over maxBody, 400 otherwise) saying what to send. An
+// optional body may be empty.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, shape string, optional bool) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "bad request body: " + err.Error()})
-		return false
+	err := dec.Decode(v)
+	if optional && errors.Is(err, io.EOF) {
+		return true
 	}
-	return true
+	if err == nil {
+		if _, tail := dec.Token(); tail != io.EOF {
+			err = errors.New("more than one JSON object")
+		}
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooLarge):
+		writeJSON(w, http.StatusRequestEntityTooLarge, ErrorResponse{Error: fmt.Sprintf("request body is over the 1 MiB limit; send one JSON object %s", shape)})
+	case errors.Is(err, io.EOF):
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "request body is empty; send one JSON object " + shape})
+	default:
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: fmt.Sprintf("bad request body (%v); send one JSON object %s", err, shape)})
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
