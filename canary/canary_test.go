@@ -999,7 +999,7 @@ func TestQueries_readThatWritesIsRefused(t *testing.T) {
 	// A locking read is a read: the READ ONLY transaction refuses it, so
 	// it runs in one that is rolled back.
 	const lock = `SELECT id FROM orders WHERE customer_id = ? FOR UPDATE`
-	if rep, err := Queries(t.Context(), db, lock, lock, ids(int64(1)), quick()); err != nil || !rep.Pass {
+	if rep, err := Queries(t.Context(), db, lock, lock, ids(int64(1)), quick()); err != nil || !rep.Pass || len(rep.Checks[0].Explain.Old.Rows) == 0 {
 		t.Errorf("SELECT ... FOR UPDATE: err %v, report %+v", err, rep)
 	}
 }
@@ -1106,5 +1106,37 @@ func TestQueryParams_textColumnsStayText(t *testing.T) {
 	}
 	if r := rep.Checks[0].Explain.Old.Rows[0]; r.Key != "sku" || r.Type != "const" {
 		t.Errorf("sku = ? bound from a VARCHAR is not a lookup in the sku index: explain %+v", r)
+	}
+}
+
+// TestQueries_explainWritesNothing: MariaDB evaluates a constant stored
+// function call while it plans, so EXPLAIN of a write that calls one
+// writes; EXPLAIN must run inside the rolled-back transaction too.
+func TestQueries_explainWritesNothing(t *testing.T) {
+	db, _ := shop(t)
+	for _, q := range []string{
+		`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
+		`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := quick()
+	o.AllowWrites = true
+	const q = `UPDATE customers SET region = 'xx' WHERE id = touch(?)`
+	rep, err := Queries(t.Context(), db, q, q, ids(int64(1)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Checks[0].Explain.Old.Rows) == 0 {
+		t.Errorf("no EXPLAIN: %+v", rep.Checks[0].Explain)
+	}
+	var n int
+	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("the run left %d rows written by the stored function", n)
 	}
 }

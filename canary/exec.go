@@ -429,7 +429,15 @@ func (s *session) explain(ctx context.Context, schema, stmt string) Explain {
 	if err := s.use(ctx, schema); err != nil {
 		return Explain{Error: err.Error()}
 	}
-	rows, err := s.conn.QueryContext(ctx, "EXPLAIN "+stmt)
+	// Planning may call a stored function (a constant argument is
+	// evaluated while planning), which may write: EXPLAIN runs in a
+	// transaction that is rolled back, READ ONLY as the statement runs.
+	tx, err := s.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.writes && !lockingRead(stmt)})
+	if err != nil {
+		return Explain{Error: err.Error()}
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "EXPLAIN "+stmt)
 	if err != nil {
 		return Explain{Error: err.Error()}
 	}
