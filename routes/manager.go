@@ -45,6 +45,10 @@ func NewManager(ctx context.Context, cfg *Config, store *Store) (*Manager, error
 	return m, nil
 }
 
+// stamp is an edit's time as the history stores and shows it: UTC, so
+// the answer to an edit shows the same entry as the history later.
+func (m *Manager) stamp() time.Time { return m.now().UTC() }
+
 // Table returns the current table. It never blocks.
 func (m *Manager) Table() *Table { return m.table.Load() }
 
@@ -106,7 +110,7 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 			continue
 		}
 		seq++
-		e := Edit{Seq: seq, At: m.now(), Who: who, Route: rc.Name, Action: ActionConfig, Old: old, New: file, Reason: reason}
+		e := Edit{Seq: seq, At: m.stamp(), Who: who, Route: rc.Name, Action: ActionConfig, Old: old, New: file, Reason: reason}
 		if ok {
 			prior := st.Assign
 			e.prior = &prior
@@ -263,7 +267,7 @@ func (m *Manager) edit(ctx context.Context, route, who, reason, action string, t
 	}
 	seq := m.seq + 1
 	prior := st.Assign
-	e := Edit{Seq: seq, At: m.now(), Who: who, Route: route, Action: action, Old: st.Split, New: next, Reason: reason, Reverts: reverts, prior: &prior}
+	e := Edit{Seq: seq, At: m.stamp(), Who: who, Route: route, Action: action, Old: st.Split, New: next, Reason: reason, Reverts: reverts, prior: &prior}
 	assign := Rebalance(st.Assign, next, seq)
 	if restore != nil && restorable(st.Assign, *restore, next) {
 		assign = *restore
