@@ -532,7 +532,7 @@ func (w *walker) unordered(a, b *node, key string) {
 	for i := range pairA {
 		pairA[i] = -1
 	}
-	keyed := make([]bool, len(ea)) // paired by key: compare the pair
+	keyed := make([]bool, len(ea)) // paired by key or by shared members: compare the pair
 	if key != "" {
 		byKey := map[elemKey][]int{}
 		for j := range eb {
@@ -593,6 +593,11 @@ func (w *walker) unordered(a, b *node, key string) {
 		}
 		w.pop()
 	}
+	if key == "" && !w.check {
+		// With a key, leftovers hold other keys: other elements, not
+		// changed ones.
+		w.pairLeftovers(ea, eb, pairA, usedB, keyed)
+	}
 	for i := range ea {
 		w.push(seg{kind: segIndex, index: i})
 		switch {
@@ -617,6 +622,83 @@ func (w *walker) unordered(a, b *node, key string) {
 			return
 		}
 	}
+}
+
+// maxLeftoverPairs bounds the element pairs pairLeftovers scores.
+const maxLeftoverPairs = 10_000
+
+// pairLeftovers pairs the objects an unordered comparison left unmatched
+// on both sides that are each other's best match by members they share
+// with equal values (an element whose price changed, or whose time varies
+// as noise), and marks them in keyed to be compared field by field.
+// Otherwise such an element is reported missing and extra whole, and noise
+// learned from two answers whose elements hold a varying time would make
+// every element's presence noise: a real change in one would be hidden.
+func (w *walker) pairLeftovers(ea, eb []node, pairA []int, usedB, keyed []bool) {
+	var ls, rs []int
+	for i := range ea {
+		if pairA[i] < 0 && ea[i].kind == vObject {
+			ls = append(ls, i)
+		}
+	}
+	for j := range eb {
+		if !usedB[j] && eb[j].kind == vObject {
+			rs = append(rs, j)
+		}
+	}
+	if len(ls) == 0 || len(rs) == 0 || len(ls)*len(rs) > maxLeftoverPairs {
+		return
+	}
+	score := make([][]int, len(ls))
+	for a, i := range ls {
+		score[a] = make([]int, len(rs))
+		w.push(seg{kind: segIndex, index: i})
+		for b, j := range rs {
+			score[a][b] = w.shared(&ea[i], &eb[j])
+		}
+		w.pop()
+	}
+	for a, i := range ls {
+		best := -1
+		for b := range rs {
+			if score[a][b] > 0 && (best < 0 || score[a][b] > score[a][best]) {
+				best = b
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		mutual := true
+		for a2 := range ls {
+			if score[a2][best] > score[a][best] || (score[a2][best] == score[a][best] && a2 < a) {
+				mutual = false
+				break
+			}
+		}
+		if j := rs[best]; mutual && !usedB[j] {
+			pairA[i], usedB[j], keyed[i] = j, true, true
+		}
+	}
+}
+
+// shared counts the members of object a that object b has with an equal
+// value, under the rules.
+func (w *walker) shared(a, b *node) int {
+	ka, kb := w.ld.kids(a), w.nd.kids(b)
+	ib := keyIndex(kb)
+	n := 0
+	for i := range ka {
+		j := lookup(kb, i, ka[i].key, ib)
+		if j < 0 {
+			continue
+		}
+		w.push(seg{kind: segKey, key: ka[i].key})
+		if w.equal(&ka[i], &kb[j]) {
+			n++
+		}
+		w.pop()
+	}
+	return n
 }
 
 // elementKey returns the value of an object element's key field as a map

@@ -25,7 +25,9 @@ type Rules struct {
 	// "$.items[*].etag", "$.*.debug", `$["odd key"]`.
 	Ignore []string
 	// Unordered maps array path patterns to a key field. With an empty key
-	// the arrays compare as multisets of whole values; with a key ("sku")
+	// the arrays compare as multisets of whole values, and objects left
+	// unmatched on both sides that are each other's best match by the
+	// members they share are compared field by field; with a key ("sku")
 	// elements are paired by that field's value (when a value repeats, an
 	// equal element of that value first) and each pair is compared,
 	// with differences reported at the legacy element's index. Unpaired
