@@ -408,7 +408,31 @@ type checker struct {
 
 func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 	ok := make([]bool, len(runs)) // both sides answered without error
+	sessions := []*session{r.a}
+	if r.b != r.a {
+		sessions = append(sessions, r.b)
+	}
+	// Both sides of a pair see one clock (NOW(), CURRENT_TIMESTAMP
+	// defaults and ON UPDATE columns): run a moment apart, they would
+	// differ on every execution.
+	defer func() {
+		for _, s := range sessions {
+			s.setClock(context.WithoutCancel(ctx), time.Time{})
+		}
+	}()
+	// The old side's server clock, advanced by the client's.
+	serverNow, err := r.a.serverClock(ctx)
+	if err != nil {
+		return fmt.Errorf("read the server's clock: %w", err)
+	}
+	start := time.Now()
 	for i, p := range runs {
+		now := serverNow.Add(time.Since(start))
+		for _, s := range sessions {
+			if err := s.setClock(ctx, now); err != nil {
+				return fmt.Errorf("set the session clock: %w", err)
+			}
+		}
 		oa, err := r.a.run(ctx, p.schema, p.oldSQL, r.classA, true)
 		if err != nil {
 			return fmt.Errorf("old side: %w", err)
@@ -474,6 +498,11 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 		}
 		if bad && c.FirstFailure == nil {
 			c.FirstFailure = &f
+		}
+	}
+	for _, s := range sessions {
+		if err := s.setClock(ctx, time.Time{}); err != nil {
+			return fmt.Errorf("reset the session clock: %w", err)
 		}
 	}
 	c.Explain.Old = r.a.explain(ctx, runs[0].schema, runs[0].oldSQL)

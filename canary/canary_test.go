@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/banyanhq/banyan/diff"
 	"github.com/banyanhq/banyan/internal/testdb"
@@ -1138,5 +1139,37 @@ func TestQueries_explainWritesNothing(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("the run left %d rows written by the stored function", n)
+	}
+}
+
+// TestQueries_sameClockOnBothSides: old and new run a moment apart, so
+// NOW(6), and an ON UPDATE CURRENT_TIMESTAMP(6) column a write touches,
+// differed on every execution and failed identical queries; both sides
+// of a comparison must see the same clock.
+func TestQueries_sameClockOnBothSides(t *testing.T) {
+	db, _ := shop(t)
+	if _, err := db.ExecContext(t.Context(), `ALTER TABLE orders ADD updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)`); err != nil {
+		t.Fatal(err)
+	}
+	o := quick()
+	o.AllowWrites = true
+	for _, q := range []string{
+		`SELECT id, NOW(6) AS at FROM orders WHERE customer_id = ?`,
+		`UPDATE orders SET status = 'void' WHERE customer_id = ?`,
+	} {
+		rep, err := Queries(t.Context(), db, q, q, ids(int64(1), int64(3)), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.Pass {
+			t.Errorf("%s against itself failed: %v; %+v", q, rep.Reasons, rep.Checks[0].FirstFailure)
+		}
+	}
+	var at time.Time
+	if err := db.QueryRowContext(t.Context(), `SELECT NOW()`).Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(at); d > time.Minute || d < -time.Minute {
+		t.Errorf("the server's clock is off after the run: NOW() = %s", at)
 	}
 }

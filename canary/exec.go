@@ -45,6 +45,26 @@ func newSession(ctx context.Context, db *sql.DB, allowWrites bool) (*session, er
 
 func (s *session) Close() error { return s.conn.Close() }
 
+// serverClock reads the server's clock.
+func (s *session) serverClock(ctx context.Context) (time.Time, error) {
+	var us int64
+	if err := s.conn.QueryRowContext(ctx, "SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)").Scan(&us); err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMicro(us), nil
+}
+
+// setClock pins the session's clock (NOW(), CURRENT_TIMESTAMP) at t, to
+// the microsecond; the zero t gives it back the server's clock.
+func (s *session) setClock(ctx context.Context, t time.Time) error {
+	v := "DEFAULT"
+	if !t.IsZero() {
+		v = fmt.Sprintf("%d.%06d", t.Unix(), t.Nanosecond()/1000)
+	}
+	_, err := s.conn.ExecContext(ctx, "SET @@SESSION.timestamp = "+v)
+	return err
+}
+
 // outcome is what one execution returned.
 type outcome struct {
 	rows     diff.Rows
