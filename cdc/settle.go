@@ -54,18 +54,17 @@ func missingReferenced(err error) bool {
 }
 
 // unchecked runs write with the session's foreign key checks off, then
-// on again. Called inside a transaction on a connection that checks them
-// (the copy's connection has them off already and never gets here). When
-// turning them on fails, the connection is broken and the pool drops it.
+// puts back what they were (the copy's connection has them off already).
+// When that fails, the connection is broken and the pool drops it.
 func unchecked(ctx context.Context, x execer, write func() error) error {
-	if _, err := x.ExecContext(ctx, "SET SESSION foreign_key_checks = 0"); err != nil {
+	if _, err := x.ExecContext(ctx, "SET @banyan_fk_checks = @@SESSION.foreign_key_checks, SESSION foreign_key_checks = 0"); err != nil {
 		return err
 	}
 	werr := write()
 	// Even when ctx has ended, but not for ever on a target gone silent.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if _, err := x.ExecContext(rctx, "SET SESSION foreign_key_checks = 1"); err != nil {
+	if _, err := x.ExecContext(rctx, "SET SESSION foreign_key_checks = @banyan_fk_checks"); err != nil {
 		return errors.Join(werr, fmt.Errorf("turn foreign key checks back on: %w", err))
 	}
 	return werr
@@ -90,12 +89,21 @@ func collision(m *TableMap, err error) bool {
 // rows that hold its values of a key in keys under another primary key.
 func settle(ctx context.Context, x execer, m *TableMap, rows [][]any, keys [][]int) error {
 	for _, r := range rows {
-		for _, k := range keys {
-			if err := clearUnique(ctx, x, m, k, r); err != nil {
-				return err
+		// Without the foreign key checks: the rows deleted here come back
+		// (settle.go's comment), but nothing would bring back the rows a
+		// cascade took with them, and a RESTRICT would stop the stream.
+		err := unchecked(ctx, x, func() error {
+			for _, k := range keys {
+				if err := clearUnique(ctx, x, m, k, r); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		err := upsertRows(ctx, x, m, [][]any{r})
+		err = upsertRows(ctx, x, m, [][]any{r})
 		if missingReferenced(err) {
 			err = unchecked(ctx, x, func() error { return upsertRows(ctx, x, m, [][]any{r}) })
 		}
