@@ -115,6 +115,30 @@ func (n *Noise) Learn(diffs []Difference) {
 
 func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }
 
+// Common returns the differences of a that b also has at the same path
+// and of the same kind. A caller that learns twice from three answers of
+// one request (a, b, c) learns Compare(a, b) and Common(Compare(b, c),
+// Compare(a, c)): a place that varies in all three counts twice, while
+// one odd answer b, which differs from a and c alike, counts once, as
+// does a change that happened between two of the answers.
+func Common(a, b []Difference) []Difference {
+	type at struct {
+		path string
+		kind Kind
+	}
+	in := make(map[at]bool, len(b))
+	for _, d := range b {
+		in[at{d.Path, d.Kind}] = true
+	}
+	var out []Difference
+	for _, d := range a {
+		if in[at{d.Path, d.Kind}] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // learnLine learns which tokens of a changed text line vary.
 func (n *Noise) learnLine(d Difference) bool {
 	lv, lok := d.Legacy.(string)

@@ -402,14 +402,15 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 		if again.Err == "" && j.resp.Err == "" {
 			rs.noise.Learn(rs.cmp.Compare(j.resp, again))
 			// A place is noise once two samples show it varying. The
-			// route's first sample takes a second one at once, between
-			// the two re-fetched answers (not against the customer's, so
-			// a change made between that and the first re-fetch does not
-			// count twice): what always varies is noise from the first
-			// pair on.
+			// route's first sample takes a second one at once: what
+			// varies between the two re-fetched answers and also between
+			// the customer's and the third, so that neither a change made
+			// between two answers nor one odd answer (a busy legacy
+			// answering {"error":"busy"}) counts twice: what always
+			// varies is noise from the first pair on.
 			if rs.samples.Add(1) == 1 {
 				if third := diff.Decoded(p.fetch(ctx, j, j.primary), limit); third.Err == "" {
-					rs.noise.Learn(rs.cmp.Compare(again, third))
+					rs.noise.Learn(diff.Common(rs.cmp.Compare(again, third), rs.cmp.Compare(j.resp, third)))
 				}
 			}
 		}
