@@ -10,7 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
+	"modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Edit is one entry of the weight history.
@@ -40,7 +41,7 @@ const (
 
 // Store keeps live splits, bucket assignments and the edit history in an
 // embedded SQLite file, so edits survive a restart. One process owns a
-// store at a time.
+// store at a time: the file stays locked while it is open.
 type Store struct {
 	db *sql.DB
 }
@@ -70,6 +71,10 @@ CREATE INDEX IF NOT EXISTS route_history_route ON route_history(route, seq);
 // before it existed get it added.
 const priorColumn = "prior_assignment"
 
+// ErrStateInUse is returned by OpenStore when another process holds the
+// state file.
+var ErrStateInUse = errors.New("state file is in use by another banyan")
+
 // OpenStore opens (creating if needed) the state file at path.
 func OpenStore(path string) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
@@ -77,13 +82,27 @@ func OpenStore(path string) (*Store, error) {
 			return nil, fmt.Errorf("open state %s: %w", path, err)
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	// Exclusive locking: the one connection keeps the write lock it takes
+	// below until it closes, so a second banyan (whose edits would take
+	// history numbers this one uses) cannot open the file. The busy
+	// timeout lets a restart wait for the process it replaces to let go.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=locking_mode(EXCLUSIVE)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	if err := migrate(db); err != nil {
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	err = migrate(db)
+	if err == nil {
+		_, err = db.Exec(`BEGIN IMMEDIATE; COMMIT`)
+	}
+	if err != nil {
 		db.Close()
+		var se *sqlite.Error
+		if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
+			return nil, fmt.Errorf("%w: %s (a running banyan serve keeps its state file; stop it, or give this config its own state:)", ErrStateInUse, path)
+		}
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
