@@ -364,7 +364,7 @@ func allowed(c Class, allowWrites bool) error {
 		}
 		return ErrWriteRefused
 	}
-	return errors.New("refusing to run DDL, SET, CALL, LOCK or LOAD statements, even with --allow-writes (DDL commits implicitly and cannot be rolled back)")
+	return errors.New("refusing to run DDL, SET, CALL, LOCK, LOAD, transaction control (BEGIN, COMMIT...) or SELECT ... INTO, even with --allow-writes: DDL and COMMIT end the transaction the canary rolls back, a procedure may commit, INTO writes a file or a variable")
 }
 
 func newReport(mode string, o Options) *Report {

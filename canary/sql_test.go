@@ -256,3 +256,20 @@ func TestReadParams_byteOrderMark(t *testing.T) {
 		t.Errorf("got %s, want %s", s, want)
 	}
 }
+
+// TestQueries_refusalNamesTheStatement: a statement that is never run is
+// refused with a reason that fits it: SELECT ... INTO and COMMIT are not
+// DDL.
+func TestQueries_refusalNamesTheStatement(t *testing.T) {
+	cases := map[string]string{
+		"SELECT id INTO @x FROM t LIMIT 1": "INTO",
+		"COMMIT":                           "transaction",
+		"DROP TABLE t":                     "DDL",
+	}
+	for q, want := range cases {
+		_, err := Queries(t.Context(), nil, q, q, nil, DefaultOptions())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want it to mention %s", q, err, want)
+		}
+	}
+}
