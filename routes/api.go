@@ -106,7 +106,9 @@ func (t Tokens) authenticate(r *http.Request) (string, bool) {
 		}
 		return user, true
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	ok = ok && strings.EqualFold(scheme, "Bearer") // schemes are case-insensitive
+	got = strings.TrimSpace(got)
 	if !ok {
 		// Browsers (the dashboard) send the token as a basic-auth password.
 		if _, pw, basic := r.BasicAuth(); basic {

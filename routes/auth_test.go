@@ -78,3 +78,31 @@ func TestAPI_TokenlessRefusesForeignHost(t *testing.T) {
 		t.Errorf("with a token, Host banyan-admin.internal: status %d, want %d", got, want)
 	}
 }
+
+// TestAPI_BearerSchemeAnyCase: the auth scheme is case-insensitive (RFC
+// 9110 11.1), so "bearer TOKEN" as curl users and some HTTP libraries send
+// it is accepted; it was refused with 401. A wrong token in any case is
+// still refused.
+func TestAPI_BearerSchemeAnyCase(t *testing.T) {
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	srv := httptest.NewServer(NewAPI(m, ParseTokens("ops:s3cret")))
+	t.Cleanup(srv.Close)
+	for header, want := range map[string]int{
+		"Bearer s3cret": http.StatusOK, "bearer s3cret": http.StatusOK, "BEARER s3cret": http.StatusOK,
+		"bearer wrong": http.StatusUnauthorized, "bearer": http.StatusUnauthorized, "s3cret": http.StatusUnauthorized,
+	} {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/routes", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", header)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization: %s: status %d, want %d", header, resp.StatusCode, want)
+		}
+	}
+}
