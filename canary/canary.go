@@ -404,6 +404,22 @@ type checker struct {
 	// multiRow counts the executions compared with more than one row.
 	orderDropped bool
 	multiRow     int
+	// The executions whose errors differ: only new failed, only old
+	// failed, both failed with different errors.
+	newOnly, oldOnly, different tally
+}
+
+// tally counts occurrences and keeps the first one's text.
+type tally struct {
+	n     int
+	first string
+}
+
+func (t *tally) add(s string) {
+	if t.n == 0 {
+		t.first = s
+	}
+	t.n++
 }
 
 func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
@@ -460,6 +476,14 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 				}
 			} else {
 				c.ErrorDiffs++
+				switch {
+				case oa.err == nil:
+					r.newOnly.add(errorText(ob.err))
+				case ob.err == nil:
+					r.oldOnly.add(errorText(oa.err))
+				default:
+					r.different.add("old " + errorText(oa.err) + ", new " + errorText(ob.err))
+				}
 				bad = true
 				f.OldError, f.NewError = errorText(oa.err), errorText(ob.err)
 				f.Differences = append(f.Differences, diff.Difference{Path: "error", Kind: diff.Changed, Legacy: nilIfEmpty(f.OldError), New: nilIfEmpty(f.NewError)})
@@ -586,14 +610,13 @@ func (r *checker) judge(c *Check) {
 	if c.Fingerprint != "" {
 		what = "statements"
 	}
-	if c.ErrorDiffs > 0 {
-		reason := fmt.Sprintf("errors differ for %d of %d %s", c.ErrorDiffs, c.Executions, what)
-		if f := c.FirstFailure; f != nil && f.NewError != "" && f.OldError == "" {
-			reason = fmt.Sprintf("new failed for %d of %d %s: %s", c.NewErrors, c.Executions, what, f.NewError)
-		} else if f != nil && f.OldError != "" && f.NewError == "" {
-			reason = fmt.Sprintf("old failed for %d of %d %s (new did not): %s", c.OldErrors, c.Executions, what, f.OldError)
+	for _, e := range []struct {
+		t    tally
+		what string
+	}{{r.newOnly, "new failed where old did not"}, {r.oldOnly, "old failed where new did not"}, {r.different, "old and new failed with different errors"}} {
+		if e.t.n > 0 {
+			c.Reasons = append(c.Reasons, fmt.Sprintf("%s for %d of %d %s: %s", e.what, e.t.n, c.Executions, what, e.t.first))
 		}
-		c.Reasons = append(c.Reasons, reason)
 	}
 	switch compared := c.Executions - c.ErrorDiffs - c.BothErrors; {
 	case c.BothErrors == 0:

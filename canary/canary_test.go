@@ -188,7 +188,7 @@ func TestQueries_errorInNewQuery(t *testing.T) {
 	if rep.Pass || c.NewErrors != 2 || c.OldErrors != 0 {
 		t.Fatalf("pass=%v new errors=%d old errors=%d", rep.Pass, c.NewErrors, c.OldErrors)
 	}
-	if r := strings.Join(c.Reasons, ";"); !strings.Contains(r, "new failed for 2 of 2") || !strings.Contains(r, "Unknown column 'nmae'") {
+	if r := strings.Join(c.Reasons, ";"); !strings.Contains(r, "new failed where old did not for 2 of 2") || !strings.Contains(r, "Unknown column 'nmae'") {
 		t.Errorf("reasons = %q", r)
 	}
 	if c.FirstFailure == nil || !strings.Contains(c.FirstFailure.NewError, "1054") {
@@ -1171,5 +1171,26 @@ func TestQueries_sameClockOnBothSides(t *testing.T) {
 	}
 	if d := time.Since(at); d > time.Minute || d < -time.Minute {
 		t.Errorf("the server's clock is off after the run: NOW() = %s", at)
+	}
+}
+
+// TestQueries_errorReasonsCountEachSide: the reasons must say how often
+// each side failed where the other did not; they described only the
+// first failure's kind, so old failing where new did not went unnamed.
+func TestQueries_errorReasonsCountEachSide(t *testing.T) {
+	db, _ := shop(t)
+	// x - 5 is out of range for x < 5 on old; 10 - x for x > 10 on new.
+	rep, err := Queries(t.Context(), db,
+		`SELECT CAST(? AS UNSIGNED) - 5 AS d`,
+		`SELECT 10 - CAST(? AS UNSIGNED) AS d`, ids(int64(12), int64(4), int64(2), int64(7)), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Checks[0]
+	r := strings.Join(c.Reasons, ";")
+	for _, want := range []string{"new failed where old did not for 1 of 4 parameter sets", "old failed where new did not for 2 of 4 parameter sets"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("reasons %q lack %q", r, want)
+		}
 	}
 }
