@@ -42,7 +42,10 @@ type lineNoise struct {
 // answers of the same side to the same request already differ. It is safe
 // for concurrent use; the zero value is not usable, use NewNoise.
 //
-// A place counts as noise once MinSamples samples showed it varying.
+// A place counts as noise once MinSamples samples showed it varying, and
+// at least MinSharePercent of all samples: a few odd answers among
+// thousands (a busy legacy answering 200 {"error":"busy"}, which lacks
+// every field) do not make the fields they lack noise.
 // What is never learned: the status code, the line count of a text body
 // ("body"), a whole text line that came or went, what the elements of a
 // list whose order varies hold (only its order), and anything from two
@@ -54,15 +57,21 @@ type Noise struct {
 	patterns map[string]noiseRule
 	lines    map[string]*lineNoise
 	// samples counts, per pattern or line, the samples it varied in; it
-	// is noise from MinSamples on, so one change that happened to fall
-	// between the two answers of one sample (an order updated meanwhile)
-	// does not hide that field for good.
+	// is noise from MinSamples on, and while that is MinSharePercent of
+	// total, so one change that happened to fall between the two answers
+	// of one sample (an order updated meanwhile) does not hide that field
+	// for good, nor do a few odd answers.
 	samples map[string]int
+	total   int // samples learned from (calls of Learn)
 }
 
 // MinSamples is how many samples (calls of Learn) must show a place
 // varying before its differences count as noise.
 const MinSamples = 2
+
+// MinSharePercent is the share of all samples that must show a place
+// varying for its differences to count as noise.
+const MinSharePercent = 5
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
@@ -81,6 +90,7 @@ func (n *Noise) Learn(diffs []Difference) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.total++
 	seen := map[string]bool{}
 	defer func() {
 		for k := range seen {
@@ -169,8 +179,12 @@ func (n *Noise) learnLine(d Difference) bool {
 	return true
 }
 
-// confirmed reports whether enough samples showed k varying.
-func (n *Noise) confirmed(k string) bool { return n.samples[k] >= MinSamples }
+// confirmed reports whether enough samples, and a large enough share of
+// them, showed k varying.
+func (n *Noise) confirmed(k string) bool {
+	c := n.samples[k]
+	return c >= MinSamples && c*100 >= n.total*MinSharePercent
+}
 
 // lineTokens splits a text line into runs of letters, digits and '_', and
 // single other characters; spaces only separate.
