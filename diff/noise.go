@@ -71,7 +71,7 @@ const MinSamples = 2
 
 // MinSharePercent is the share of all samples that must show a place
 // varying for its differences to count as noise.
-const MinSharePercent = 5
+const MinSharePercent = 1
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
