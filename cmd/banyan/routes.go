@@ -25,19 +25,25 @@ type routesFlags struct {
 	format string
 }
 
-func (f *routesFlags) client() *routes.Client {
+func (f *routesFlags) client() (*routes.Client, error) {
 	who := os.Getenv("USER")
 	if u, err := user.Current(); err == nil {
 		who = u.Username
 	}
 	// The variable may hold the server's "label:TOKEN" form; send the token.
+	// A list of several (the server's own setting) names no one token.
 	tok := os.Getenv(routes.DefaultTokenEnv)
-	if ts := routes.ParseTokens(tok); len(ts) == 1 {
+	switch ts := routes.ParseTokens(tok); {
+	case len(ts) == 1:
 		for t := range ts {
 			tok = t
 		}
+	case len(ts) > 1:
+		labels := slices.Sorted(maps.Values(ts))
+		return nil, fmt.Errorf("%s holds %d tokens (labels %s), as the server's setting does; set it to the one token this command should use, e.g. %s=%s:TOKEN",
+			routes.DefaultTokenEnv, len(ts), strings.Join(labels, ", "), routes.DefaultTokenEnv, labels[0])
 	}
-	return &routes.Client{Base: f.v.GetString("admin"), Token: tok, User: who}
+	return &routes.Client{Base: f.v.GetString("admin"), Token: tok, User: who}, nil
 }
 
 func (f *routesFlags) output(w io.Writer, v any, text func(io.Writer)) error {
@@ -79,7 +85,11 @@ func newRoutesCmd() *cobra.Command {
 		Short: "Show every route with its live split",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := f.client().Routes(cmd.Context())
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.Routes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -102,7 +112,11 @@ func newRoutesCmd() *cobra.Command {
 			if err != nil {
 				return failed(fmt.Errorf("%w; write e.g. legacy=80 orders-svc=20", err))
 			}
-			resp, err := f.client().SetSplit(cmd.Context(), args[0], split, reason)
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.SetSplit(cmd.Context(), args[0], split, reason)
 			if err != nil {
 				return apiFailure(err)
 			}
@@ -115,7 +129,11 @@ func newRoutesCmd() *cobra.Command {
 		Short: "Return a route to the split it had before its latest edit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			resp, err := f.client().Rollback(cmd.Context(), args[0], reason)
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.Rollback(cmd.Context(), args[0], reason)
 			if err != nil {
 				return apiFailure(err)
 			}
@@ -132,7 +150,11 @@ func newRoutesCmd() *cobra.Command {
 			if len(args) == 1 {
 				route = args[0]
 			}
-			resp, err := f.client().History(cmd.Context(), route)
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.History(cmd.Context(), route)
 			if err != nil {
 				return apiFailure(err)
 			}

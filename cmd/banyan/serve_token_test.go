@@ -44,3 +44,23 @@ func TestServe_RefusesUnusableToken(t *testing.T) {
 		})
 	}
 }
+
+// The routes CLI run where BANYAN_ADMIN_TOKEN holds the server's list of
+// labelled tokens cannot tell which one is its own: it says so, naming the
+// labels, and calls nothing. It sent the whole list as one token and got a
+// 401 telling it to set BANYAN_ADMIN_TOKEN, which was set.
+func TestRoutesCLI_TokenListIsAsked(t *testing.T) {
+	t.Setenv(routes.DefaultTokenEnv, "ops:s3cret,ci:other")
+	e := newEstate(t)
+	code, _, stderr := e.cli(t, "routes", "set", "r", "a=90", "b=10")
+	if code != exitCannotRun || !strings.Contains(stderr, "ci, ops") || strings.Contains(stderr, "s3cret") {
+		t.Errorf("exit %d, stderr %q; want %d naming the labels ci, ops and no token", code, stderr, exitCannotRun)
+	}
+	if got := e.srv.mgr.Table().Route("r").Split(); got["b"] != 0 {
+		t.Errorf("split changed to %s", got)
+	}
+	t.Setenv(routes.DefaultTokenEnv, "ci:other")
+	if code, out, stderr := e.cli(t, "routes", "set", "r", "a=90", "b=10"); code != exitOK || !strings.Contains(out, "by ci (") {
+		t.Errorf("with one labelled token: exit %d, out %q, err %q", code, out, stderr)
+	}
+}
