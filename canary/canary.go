@@ -493,7 +493,11 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 			if max(len(oa.rows.Values), len(ob.rows.Values)) > 1 {
 				r.multiRow++
 			}
-			if d := diff.CompareRows(oa.rows, ob.rows, c.Ordered); len(d) > 0 {
+			d := diff.CompareRows(oa.rows, ob.rows, c.Ordered)
+			if c.Ordered && onlyOrder(d) && tiesOnly(oa.rows, ob.rows, OrderKeys(c.OldSQL)) {
+				d = nil // rows that tie on every ORDER BY key, in another order
+			}
+			if len(d) > 0 {
 				c.ResultDiffs++
 				bad = true
 				f.Differences = append(f.Differences, d...)
@@ -679,6 +683,58 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// onlyOrder reports whether d says only "same rows, different order".
+func onlyOrder(d []diff.Difference) bool {
+	return len(d) == 1 && d[0].Kind == diff.Order
+}
+
+// tiesOnly reports whether two results holding the same rows in a
+// different order agree on the sequence of their ORDER BY keys, so that
+// only rows that tie on every key moved. It is false when a key is not a
+// result column (by name, alias or position) or keys is nil.
+func tiesOnly(a, b diff.Rows, keys []OrderKey) bool {
+	if len(keys) == 0 || !slices.Equal(a.Columns, b.Columns) {
+		return false
+	}
+	var cols []int
+	for _, k := range keys {
+		i := k.Pos - 1
+		if k.Pos == 0 {
+			i = -1
+			for j, c := range a.Columns {
+				if strings.EqualFold(c, k.Name) {
+					if i >= 0 {
+						return false // two result columns of that name
+					}
+					i = j
+				}
+			}
+		}
+		if i < 0 || i >= len(a.Columns) {
+			return false
+		}
+		cols = append(cols, i)
+	}
+	project := func(r diff.Rows) diff.Rows {
+		p := diff.Rows{}
+		for _, i := range cols {
+			p.Columns = append(p.Columns, r.Columns[i])
+			if i < len(r.Types) {
+				p.Types = append(p.Types, r.Types[i])
+			}
+		}
+		for _, v := range r.Values {
+			row := make([]any, len(cols))
+			for j, i := range cols {
+				row[j] = v[i]
+			}
+			p.Values = append(p.Values, row)
+		}
+		return p
+	}
+	return len(diff.CompareRows(project(a), project(b), true)) == 0
 }
 
 // notErrors drops the Error-level lines of SHOW WARNINGS.

@@ -1194,3 +1194,32 @@ func TestQueries_errorReasonsCountEachSide(t *testing.T) {
 		}
 	}
 }
+
+// TestQueries_orderByTiesMayComeInAnyOrder: ORDER BY status leaves the
+// order of orders with the same status open; new returning them in
+// another order (here by a tie-breaker) is the same answer. The order of
+// the ORDER BY key itself still counts.
+func TestQueries_orderByTiesMayComeInAnyOrder(t *testing.T) {
+	db, _ := shop(t)
+	cases := []struct {
+		name, old, new string
+		pass           bool
+	}{
+		{"ties reordered", `SELECT id, status FROM orders ORDER BY status`, `SELECT id, status FROM orders ORDER BY status, id DESC`, true},
+		{"by position and alias", `SELECT o.id, o.status AS s FROM orders o ORDER BY 2`, `SELECT o.id, o.status AS s FROM orders o ORDER BY s, o.id DESC`, true},
+		{"qualified key", `SELECT o.id, o.status FROM orders o ORDER BY o.status ASC`, `SELECT o.id, o.status FROM orders o ORDER BY o.status, o.id DESC`, true},
+		{"key order reversed", `SELECT id, status FROM orders ORDER BY status`, `SELECT id, status FROM orders ORDER BY status DESC, id`, false},
+		{"expression key stays strict", `SELECT id, status FROM orders ORDER BY LENGTH(status)`, `SELECT id, status FROM orders ORDER BY LENGTH(status), id DESC`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Queries(t.Context(), db, tc.old, tc.new, nil, quick())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Pass != tc.pass {
+				t.Errorf("pass = %v, want %v: %v %+v", rep.Pass, tc.pass, rep.Reasons, rep.Checks[0].FirstFailure)
+			}
+		})
+	}
+}

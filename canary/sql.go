@@ -3,6 +3,7 @@ package canary
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -299,6 +300,99 @@ func HasOrderBy(stmt string) bool {
 		}
 	}
 	return false
+}
+
+// OrderKey is one key of a top-level ORDER BY that names a result
+// column: by name or alias (Name, a qualified name's last part) or by
+// position (Pos, 1-based).
+type OrderKey struct {
+	Name string
+	Pos  int
+}
+
+// OrderKeys returns the keys of the statement's top-level ORDER BY when
+// each is a plain column name, alias or position (ASC/DESC allowed;
+// NULL keys, which order nothing, left out), and nil otherwise: for an
+// expression key, or no ORDER BY.
+func OrderKeys(stmt string) []OrderKey {
+	toks := code(lex(stmt))
+	start, depth := -1, 0
+	for i, t := range toks {
+		switch {
+		case t.text == "(":
+			depth++
+		case t.text == ")":
+			depth--
+		case depth == 0 && t.kind == tWord && strings.EqualFold(t.text, "ORDER") &&
+			i+1 < len(toks) && strings.EqualFold(toks[i+1].text, "BY"):
+			start = i + 2
+		}
+	}
+	if start < 0 {
+		return nil
+	}
+	var keys []OrderKey
+	var item []token
+	flush := func() bool {
+		if n := len(item); n > 0 && item[n-1].kind == tWord && (strings.EqualFold(item[n-1].text, "ASC") || strings.EqualFold(item[n-1].text, "DESC")) {
+			item = item[:n-1]
+		}
+		defer func() { item = item[:0] }()
+		switch {
+		case len(item) == 1 && item[0].kind == tWord && strings.EqualFold(item[0].text, "NULL"):
+			return true
+		case len(item) == 1 && item[0].kind == tNumber:
+			n, err := strconv.Atoi(item[0].text)
+			if err != nil || n < 1 {
+				return false
+			}
+			keys = append(keys, OrderKey{Pos: n})
+			return true
+		}
+		// name, or qualifier . name (. name)
+		for j, t := range item {
+			if j%2 == 1 {
+				if t.text != "." {
+					return false
+				}
+				continue
+			}
+			if t.kind != tWord && t.kind != tIdent {
+				return false
+			}
+		}
+		if len(item)%2 == 0 || len(item) > 5 {
+			return false
+		}
+		name, _ := identText(item[len(item)-1])
+		keys = append(keys, OrderKey{Name: name})
+		return true
+	}
+	depth = 0
+	for _, t := range toks[start:] {
+		if depth == 0 {
+			if t.text == ";" || t.text == ")" || t.kind == tWord && slices.ContainsFunc([]string{"LIMIT", "OFFSET", "FETCH", "FOR", "LOCK", "INTO", "PROCEDURE"}, func(w string) bool { return strings.EqualFold(t.text, w) }) {
+				break
+			}
+			if t.text == "," {
+				if !flush() {
+					return nil
+				}
+				continue
+			}
+		}
+		switch t.text {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		}
+		item = append(item, t)
+	}
+	if !flush() || len(keys) == 0 {
+		return nil
+	}
+	return keys
 }
 
 // matching reports whether the first token's "(" closes at the last token.

@@ -2,6 +2,7 @@ package canary
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -270,6 +271,23 @@ func TestQueries_refusalNamesTheStatement(t *testing.T) {
 		_, err := Queries(t.Context(), nil, q, q, nil, DefaultOptions())
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want it to mention %s", q, err, want)
+		}
+	}
+}
+
+func TestOrderKeys(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"SELECT a, b FROM t ORDER BY a DESC LIMIT 3", "[{a 0}]"},
+		{"SELECT a, b FROM t ORDER BY `t`.`b`, 1 FOR UPDATE", "[{b 0} { 1}]"},
+		{"SELECT a FROM t ORDER BY NULL, s.t.a ASC", "[{a 0}]"},
+		{"SELECT a FROM t ORDER BY a COLLATE utf8mb4_bin", "[]"},
+		{"SELECT a FROM t ORDER BY a + 1", "[]"},
+		{"SELECT a FROM (SELECT a FROM t ORDER BY a) x", "[]"},
+		{"SELECT a FROM t", "[]"},
+	}
+	for _, tc := range cases {
+		if got := fmt.Sprint(OrderKeys(tc.in)); got != tc.want {
+			t.Errorf("OrderKeys(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
 }
