@@ -1,8 +1,10 @@
 package diff
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -340,5 +342,51 @@ func TestNoise_rareOddAnswersAreNotNoise(t *testing.T) {
 		if want := d.Path == "$.request_id"; d.Noise != want {
 			t.Errorf("%s noise = %v, want %v (learned %v)", d.Path, d.Noise, want, n.Paths())
 		}
+	}
+}
+
+// TestNoise_manyVaryingLines: a text page with more than 20 lines that
+// each carry a per-request value (a CSP nonce on every script tag) is
+// learned line by line past the 20th, so two answers that differ only in
+// it are noise-only; a real change on line 23 still differs and is shown,
+// and what is not shown is summed up in one difference at "body".
+func TestNoise_manyVaryingLines(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(nonce string, total int) Response {
+		var b strings.Builder
+		for i := 1; i <= 30; i++ {
+			v := i
+			if i == 23 {
+				v = total
+			}
+			fmt.Fprintf(&b, "script nonce=%s item %d\n", nonce, v)
+		}
+		return textResp(b.String())
+	}
+	n := NewNoise()
+	n.Learn(c.Compare(page("aaa", 23), page("bbb", 23)))
+	n.Learn(c.Compare(page("ccc", 23), page("ddd", 23)))
+	got, v := Judge(page("eee", 23), page("fff", 23), c.Compare(page("eee", 23), page("fff", 23)), n)
+	if v != NoiseOnly {
+		t.Errorf("nonces only: verdict %s, want noise-only\n%s", v, formatDiffs(got))
+	}
+	if last := got[len(got)-1]; len(got) != maxShownLines+1 || last.Path != "body" || last.Legacy != "10 more differing lines" || !last.Noise {
+		t.Errorf("nonces only: want %d lines shown and the other 10 summed up at body as noise:\n%s", maxShownLines, formatDiffs(got))
+	}
+	got, v = Judge(page("eee", 23), page("fff", 99), c.Compare(page("eee", 23), page("fff", 99)), n)
+	if v != Diff {
+		t.Errorf("line 23 changed: verdict %s, want diff\n%s", v, formatDiffs(got))
+	}
+	shown := false
+	for _, d := range got {
+		if d.Path == "body:L23" && !d.Noise {
+			shown = true
+		}
+	}
+	if !shown || len(got) > 2*maxShownLines+1 {
+		t.Errorf("want body:L23 shown as a difference among at most %d:\n%s", 2*maxShownLines+1, formatDiffs(got))
 	}
 }

@@ -7,8 +7,14 @@ import (
 )
 
 // maxLineDiffs is how many line differences a text comparison reports
-// before summing up the rest in one difference at "body".
-const maxLineDiffs = 20
+// before summing up the rest in one difference at "body". It is well above
+// what a report shows (maxShownLines) so that noise is learned, and
+// judged, line by line on long pages too.
+const maxLineDiffs = 1000
+
+// maxShownLines is how many line differences, of those that are noise and
+// of those that are not, Judge keeps; it sums up the rest at "body".
+const maxShownLines = 20
 
 // maxEdits bounds the Myers search; beyond it lines are paired by position.
 const maxEdits = 256
@@ -159,7 +165,7 @@ func compareText(diffs []Difference, a, b string, html bool) []Difference {
 		}
 	}
 	if total > reported {
-		diffs = append(diffs, Difference{Path: "body", Kind: Changed, Legacy: fmt.Sprintf("%d more differing lines", total-reported)})
+		diffs = append(diffs, Difference{Path: "body", Kind: Changed, Legacy: fmt.Sprintf("%d%s", total-reported, moreLines)})
 	}
 	return diffs
 }
