@@ -239,7 +239,9 @@ func (p *Pipeline) run(ctx context.Context, resnapshot bool) error {
 			return fmt.Errorf("start copy: %w", err)
 		}
 		p.log.Info("cdc: initial copy starts; the stream will replay from the position read before it", "position", start.String(), "resnapshot", resnapshot)
-		cp = Checkpoint{Phase: PhaseCopy, Start: start, Applied: start}
+		if cp, _, err = p.target.Checkpoint(ctx); err != nil {
+			return err
+		}
 	}
 	if cp.Phase == PhaseCopy {
 		// A lost connection during the copy is retried like one during

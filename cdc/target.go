@@ -188,7 +188,10 @@ func (t *Target) Reset(ctx context.Context, start Position, prune []string) erro
 			return err
 		}
 	}
-	if err := t.saveCheckpoint(ctx, tx, Checkpoint{Phase: PhaseCopy, Start: start, Applied: start}); err != nil {
+	// The source time of start is now, as near as banyan can tell: until
+	// the stream applies a transaction, the lag counts from here (it
+	// showed 0 for the whole copy).
+	if err := t.saveCheckpoint(ctx, tx, Checkpoint{Phase: PhaseCopy, Start: start, Applied: start, SourceTS: time.Now().Unix()}); err != nil {
 		return err
 	}
 	return tx.Commit()
