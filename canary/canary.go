@@ -404,6 +404,9 @@ type checker struct {
 	// multiRow counts the executions compared with more than one row.
 	orderDropped bool
 	multiRow     int
+	// compared counts the executions whose answers were compared, empty
+	// those among them where both sides returned no rows.
+	compared, empty int
 	// The executions whose errors differ: only new failed, only old
 	// failed, both failed with different errors.
 	newOnly, oldOnly, different tally
@@ -493,6 +496,10 @@ func (r *checker) run(ctx context.Context, c *Check, runs []pairRun) error {
 			if max(len(oa.rows.Values), len(ob.rows.Values)) > 1 {
 				r.multiRow++
 			}
+			if len(oa.rows.Values) == 0 && len(ob.rows.Values) == 0 {
+				r.empty++
+			}
+			r.compared++
 			d := diff.CompareRows(oa.rows, ob.rows, c.Ordered)
 			if c.Ordered && onlyOrder(d) && tiesOnly(oa.rows, ob.rows, OrderKeys(c.OldSQL)) {
 				d = nil // rows that tie on every ORDER BY key, in another order
@@ -631,6 +638,9 @@ func (r *checker) judge(c *Check) {
 	}
 	if c.ResultDiffs > 0 {
 		c.Reasons = append(c.Reasons, fmt.Sprintf("results differ for %d of %d %s", c.ResultDiffs, c.Executions, what))
+	}
+	if r.compared > 0 && r.empty == r.compared && r.classA == ReadOnly && r.classB == ReadOnly {
+		c.note(fmt.Sprintf("every compared execution returned no rows on both sides: only empty results were compared; check the %s", what))
 	}
 	if c.WarningDiffs > 0 {
 		c.Reasons = append(c.Reasons, fmt.Sprintf("warnings differ for %d of %d %s", c.WarningDiffs, c.Executions, what))

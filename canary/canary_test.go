@@ -1223,3 +1223,26 @@ func TestQueries_orderByTiesMayComeInAnyOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestQueries_nothingReturnedIsNoted: parameters that match nothing (a
+// stray space, the wrong column) make every execution return no rows on
+// both sides; that passes, but the check must say it compared only
+// empty results.
+func TestQueries_nothingReturnedIsNoted(t *testing.T) {
+	db, _ := shop(t)
+	const q = `SELECT id FROM customers WHERE region = ?`
+	rep, err := Queries(t.Context(), db, q, q, ids(" eu", " us"), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Join(rep.Checks[0].Notes, ";"); !strings.Contains(n, "no rows") {
+		t.Errorf("notes %q do not say every execution returned no rows", n)
+	}
+	rep, err = Queries(t.Context(), db, q, q, ids("eu", "nowhere"), quick())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Join(rep.Checks[0].Notes, ";"); strings.Contains(n, "no rows") {
+		t.Errorf("notes %q, yet one execution returned rows", n)
+	}
+}
