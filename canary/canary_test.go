@@ -1246,3 +1246,35 @@ func TestQueries_nothingReturnedIsNoted(t *testing.T) {
 		t.Errorf("notes %q, yet one execution returned rows", n)
 	}
 }
+
+// TestQueries_writeEffectsBigintUnsignedAutoIncrement: the driver hands
+// a BIGINT UNSIGNED over as uint64; its generated AUTO_INCREMENT ids
+// (old gets 3, new 4: InnoDB does not roll the counter back) must compare
+// as "(generated)" like an INT's.
+func TestQueries_writeEffectsBigintUnsignedAutoIncrement(t *testing.T) {
+	db, _ := shop(t)
+	for _, q := range []string{
+		`CREATE TABLE notes (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL, body VARCHAR(20) NOT NULL) ENGINE=InnoDB`,
+		`INSERT INTO notes (customer_id, body) VALUES (1, 'a'), (2, 'b')`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := quick()
+	o.AllowWrites = true
+	const insert = `INSERT INTO notes (customer_id, body) VALUES (?, 'hi')`
+	for _, limit := range []int64{effectRowLimit, 1} {
+		t.Run(fmt.Sprintf("row limit %d", limit), func(t *testing.T) {
+			defer func(n int64) { effectRowLimit = n }(effectRowLimit)
+			effectRowLimit = limit
+			rep, err := Queries(t.Context(), db, insert, insert, ids(int64(1), int64(2)), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Pass {
+				t.Errorf("the same insert failed: %v; first failure %+v", rep.Reasons, rep.Checks[0].FirstFailure)
+			}
+		})
+	}
+}

@@ -164,6 +164,8 @@ func autoValue(vals []any, i int) (uint64, bool) {
 		return v, err == nil
 	case int64:
 		return uint64(x), x >= 0
+	case uint64: // BIGINT UNSIGNED
+		return x, true
 	}
 	return 0, false
 }
