@@ -74,6 +74,7 @@ type Report struct {
 		Alpha                float64 `json:"alpha"`
 		MinLatencyDeltaNS    int64   `json:"min_latency_delta_ns"`
 		AllowWrites          bool    `json:"allow_writes"`
+		Samples              int     `json:"samples"` // mode 2; 0 = every statement
 	} `json:"options"`
 }
 
@@ -372,6 +373,7 @@ func newReport(mode string, o Options) *Report {
 	r.Options.Runs, r.Options.Warmup = o.Runs, o.Warmup
 	r.Options.MaxLatencyRegression, r.Options.Alpha = o.MaxLatencyRegression, o.Alpha
 	r.Options.MinLatencyDeltaNS, r.Options.AllowWrites = int64(o.MinLatencyDelta), o.AllowWrites
+	r.Options.Samples = o.Samples
 	return r
 }
 

@@ -3,6 +3,7 @@ package canary
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -1276,5 +1277,25 @@ func TestQueries_writeEffectsBigintUnsignedAutoIncrement(t *testing.T) {
 				t.Errorf("the same insert failed: %v; first failure %+v", rep.Reasons, rep.Checks[0].FirstFailure)
 			}
 		})
+	}
+}
+
+// TestServers_optionsRecordSamples: --samples decides how many statements
+// per fingerprint were compared, so the report's options must record it.
+func TestServers_optionsRecordSamples(t *testing.T) {
+	db, _ := shop(t)
+	o := quick()
+	o.Samples = 1
+	stmts := []Statement{{SQL: "SELECT 1", Line: 1}, {SQL: "SELECT 2", Line: 2}}
+	rep, err := Servers(t.Context(), db, db, stmts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"samples":1`) || rep.Checks[0].Executions != 1 {
+		t.Errorf("options %s, executions %d; want samples 1 recorded and 1 execution", b[strings.Index(string(b), `"options"`):], rep.Checks[0].Executions)
 	}
 }
