@@ -123,8 +123,17 @@ func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 	var cp Checkpoint
 	var start, applied, updated string
 	var copyEnd sql.NullString
-	err := t.DB.QueryRowContext(ctx, `SELECT phase, start_pos, applied_pos, copy_end, source_ts, updated_at FROM banyan_cdc_checkpoint WHERE pipeline = ?`, t.Pipeline).
-		Scan(&cp.Phase, &start, &applied, &copyEnd, &cp.SourceTS, &updated)
+	read := func(copyEndCol string) error {
+		return t.DB.QueryRowContext(ctx, `SELECT phase, start_pos, applied_pos, `+copyEndCol+`, source_ts, updated_at FROM banyan_cdc_checkpoint WHERE pipeline = ?`, t.Pipeline).
+			Scan(&cp.Phase, &start, &applied, &copyEnd, &cp.SourceTS, &updated)
+	}
+	err := read("copy_end")
+	if me := (*driver.MySQLError)(nil); errors.As(err, &me) && me.Number == 1054 {
+		// A checkpoint table made by an earlier banyan, which Init has not
+		// brought up to date yet: `cdc status` after an upgrade, before
+		// the next run.
+		err = read("NULL")
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Checkpoint{}, false, nil
 	}
