@@ -111,6 +111,17 @@ func (c *Config) Validate() error {
 		if r.Match.IsEmpty() && i != len(c.Routes)-1 {
 			add(f+".match", "an empty match catches every request, so it must be the last route (routes after it can never match)")
 		}
+		for j, e := range c.Routes[:i] {
+			if e.Match.IsEmpty() || len(validateMatch(e.Match)) > 0 || len(validateMatch(r.Match)) > 0 || !e.Match.takesAll(r.Match) {
+				continue // an empty match is reported above
+			}
+			ef := fmt.Sprintf("routes[%d]", j)
+			if e.Name != "" {
+				ef = fmt.Sprintf("routes[%s]", e.Name)
+			}
+			add(f+".match", "never matches: %s comes first and takes every request this match selects (first match wins); move this route above it, or narrow %s", ef, ef)
+			break
+		}
 		for _, p := range validateSplit(r.Split, c.Backends) {
 			add(f+".split"+p.Field, "%s", p.Why)
 		}
@@ -273,6 +284,14 @@ func validateMatch(m MatchConfig) []Problem {
 	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 		ps = append(ps, Problem{".path_prefix", fmt.Sprintf("%q must start with /", m.PathPrefix)})
 	}
+	for _, p := range []struct{ field, v string }{{".path", m.Path}, {".path_prefix", m.PathPrefix}, {".path_template", m.PathTemplate}} {
+		switch {
+		case strings.ContainsAny(p.v, "?#"):
+			ps = append(ps, Problem{p.field, fmt.Sprintf("%q never matches: a request path holds no query (?) or fragment (#); match the path alone", p.v)})
+		case hasDotSegment(p.v):
+			ps = append(ps, Problem{p.field, fmt.Sprintf("%q never matches: requests are matched with their . and .. segments resolved; write the path they resolve to", p.v)})
+		}
+	}
 	if m.PathTemplate != "" {
 		if _, err := compileTemplate(m.PathTemplate); err != nil {
 			ps = append(ps, Problem{".path_template", err.Error()})
@@ -289,6 +308,93 @@ func validateMatch(m MatchConfig) []Problem {
 		}
 	}
 	return ps
+}
+
+func hasDotSegment(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// takesAll reports whether every request m selects is also selected by
+// e, so that a route with m placed after one with e never matches. It
+// answers for the cases a config can be seen to hold without requests:
+// paths under a prefix, equal paths and templates of the same shape.
+func (e MatchConfig) takesAll(m MatchConfig) bool {
+	for name, v := range e.Headers {
+		mv, ok := headerOf(m.Headers, name)
+		if !ok || (v != "*" && v != mv) {
+			return false
+		}
+	}
+	if len(e.Methods) > 0 {
+		if len(m.Methods) == 0 {
+			return false
+		}
+		for _, meth := range m.Methods {
+			if !slices.Contains(e.Methods, meth) {
+				return false
+			}
+		}
+	}
+	switch {
+	case e.Path == "" && e.PathTemplate == "" && (e.PathPrefix == "" || e.PathPrefix == "/"):
+		return true
+	case e.PathPrefix != "":
+		p := strings.TrimSuffix(e.PathPrefix, "/")
+		switch {
+		case m.Path != "":
+			return underPrefix(m.Path, p)
+		case m.PathPrefix != "" && m.PathPrefix != "/":
+			return underPrefix(strings.TrimSuffix(m.PathPrefix, "/"), p)
+		case m.PathTemplate != "":
+			segs, err := compileTemplate(m.PathTemplate)
+			if err != nil {
+				return false
+			}
+			var lit []string
+			for _, s := range segs {
+				if s.isVar {
+					break
+				}
+				lit = append(lit, s.literal)
+			}
+			return len(lit) > 0 && underPrefix("/"+strings.Join(lit, "/"), p)
+		}
+	case e.Path != "":
+		return m.Path == e.Path
+	case e.PathTemplate != "":
+		segs, err := compileTemplate(e.PathTemplate)
+		if err != nil {
+			return false
+		}
+		switch {
+		case m.Path != "":
+			return matchTemplate(segs, m.Path)
+		case m.PathTemplate != "":
+			other, err := compileTemplate(m.PathTemplate)
+			return err == nil && slices.Equal(segs, other)
+		}
+	}
+	return false
+}
+
+// underPrefix reports whether path is prefix or under it, whole segments.
+func underPrefix(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// headerOf looks a header up in a match's headers, whatever the case.
+func headerOf(h map[string]string, name string) (string, bool) {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // validateSplit checks a split against the known backends: every name
