@@ -100,6 +100,10 @@ func runCanarySQL(ctx context.Context, stdout, stderr io.Writer, f canaryFlags) 
 		return errors.New("give --old and --new (mode 1) or --target-dsn and --queries (mode 2)")
 	case f.params != "" && f.paramsQuery != "":
 		return errors.New("give --params or --params-query, not both")
+	case mode2 && f.params != "":
+		return errors.New("--params binds the ? of --old and --new (mode 1); a --queries workload carries its own values: drop --params")
+	case mode2 && f.paramsQuery != "":
+		return errors.New("--params-query binds the ? of --old and --new (mode 1); a --queries workload carries its own values: drop --params-query")
 	}
 	db, err := cdc.OpenDB(f.dsn)
 	if err != nil {

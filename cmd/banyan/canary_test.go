@@ -184,3 +184,21 @@ func TestCanarySQLCmd_passWithoutLatencySaysSo(t *testing.T) {
 		t.Errorf("verdict with --runs 0:\n%s", s)
 	}
 }
+
+// TestCanarySQLCmd_paramsInMode2Refused: --params binds ? of --old/--new;
+// given with --queries it was silently ignored, so the user believed
+// parameters were used. It is refused, saying which mode takes it.
+func TestCanarySQLCmd_paramsInMode2Refused(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := t.Context()
+	db := testdb.TempDatabase(t, pair.Source)
+	f := canaryFiles(t, map[string]string{"w.sql": "SELECT 1;\n", "p.csv": "1\n"})
+	for _, extra := range [][]string{{"--params", f["p.csv"]}, {"--params-query", "SELECT 1"}} {
+		var out, errb bytes.Buffer
+		code := run(ctx, append([]string{"canary", "sql", "--dsn", pair.Source.DSN(db), "--target-dsn", pair.Source.DSN(db),
+			"--queries", f["w.sql"], "--runs", "0"}, extra...), &out, &errb)
+		if code != exitCannotRun || !strings.Contains(errb.String(), extra[0]) || !strings.Contains(errb.String(), "--old") {
+			t.Errorf("%s with --queries: exit %d, stderr %q; want exit 2 saying it goes with --old/--new", extra[0], code, errb.String())
+		}
+	}
+}
