@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"os/user"
 	"slices"
@@ -43,7 +44,11 @@ func (f *routesFlags) client() (*routes.Client, error) {
 		return nil, fmt.Errorf("%s holds %d tokens (labels %s), as the server's setting does; set it to the one token this command should use, e.g. %s=%s:TOKEN",
 			routes.DefaultTokenEnv, len(ts), strings.Join(labels, ", "), routes.DefaultTokenEnv, labels[0])
 	}
-	return &routes.Client{Base: f.v.GetString("admin"), Token: tok, User: who}, nil
+	base := f.v.GetString("admin")
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--admin %q is not an admin URL: write it as http://HOST:PORT, e.g. --admin http://%s", base, strings.TrimPrefix(base, "//"))
+	}
+	return &routes.Client{Base: base, Token: tok, User: who}, nil
 }
 
 func (f *routesFlags) output(w io.Writer, v any, text func(io.Writer)) error {

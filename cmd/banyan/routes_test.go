@@ -99,3 +99,18 @@ func TestRoutesCLI_HistoryOfUnknownRoute(t *testing.T) {
 		t.Errorf("history of the route the file renamed: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 }
+
+// An --admin written without its scheme (host:port, as admin.listen is
+// written) is named and the URL to write is shown. It was reported as
+// "admin API unreachable ... is banyan serve running?" for localhost:9901,
+// and as a URL parse error for 127.0.0.1:9901.
+func TestRoutesCLI_AdminWithoutScheme(t *testing.T) {
+	e := newEstate(t)
+	for _, admin := range []string{e.srv.adminAddr(), strings.Replace(e.srv.adminAddr(), "127.0.0.1", "localhost", 1)} {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), []string{"routes", "list", "--admin", admin}, &out, &errb)
+		if want := "http://" + admin; code != exitCannotRun || !strings.Contains(errb.String(), want) || strings.Contains(errb.String(), "unreachable") {
+			t.Errorf("--admin %s: exit %d, stderr %q; want %d showing %s", admin, code, errb.String(), exitCannotRun, want)
+		}
+	}
+}
