@@ -388,7 +388,8 @@ func (r *Redactor) URL(u string) string {
 	return r.Text(u)
 }
 
-// Text masks card numbers and e-mail addresses in free text, and the values
+// Text masks card numbers and e-mail addresses in free text, the value of
+// an HTML element named like a credential (a csrf-token meta tag), and the values
 // of JSON members named like the last member of a redact path ("email":
 // "x" in an error message or a line of a text body), also when written
 // name=value (a form-encoded body, "token=abc" in an error). Only the member's
@@ -404,8 +405,47 @@ func (r *Redactor) Text(s string) string {
 			s = r.textKV.ReplaceAllString(s, "${1}"+Masked)
 		}
 	}
+	s = maskHTMLCredentials(s)
 	s = maskEmails(s)
 	return maskCards(s)
+}
+
+// htmlTagRE finds a start tag, htmlAttrRE each name=value attribute in it.
+var (
+	htmlTagRE  = regexp.MustCompile(`<[A-Za-z][^<>]*>`)
+	htmlAttrRE = regexp.MustCompile(`([\s/])([A-Za-z_:][-A-Za-z0-9_:.]*)(\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)`)
+)
+
+// maskHTMLCredentials masks the value (or content) of an HTML element
+// whose name or id is named like a credential: the anti-forgery tokens web
+// apps put on every page (<meta name="csrf-token" content="...">, a hidden
+// <input name="_token" value="...">).
+func maskHTMLCredentials(s string) string {
+	if !strings.Contains(s, "<") {
+		return s
+	}
+	return htmlTagRE.ReplaceAllStringFunc(s, func(tag string) string {
+		named := false
+		for _, a := range htmlAttrRE.FindAllStringSubmatch(tag, -1) {
+			if n := strings.ToLower(a[2]); (n == "name" || n == "id") && isCredentialName(strings.Trim(a[4], `"'`)) {
+				named = true
+			}
+		}
+		if !named {
+			return tag
+		}
+		return htmlAttrRE.ReplaceAllStringFunc(tag, func(m string) string {
+			a := htmlAttrRE.FindStringSubmatch(m)
+			if n := strings.ToLower(a[2]); n != "value" && n != "content" {
+				return m
+			}
+			q := ""
+			if c := a[4][0]; c == '"' || c == '\'' {
+				q = string(c)
+			}
+			return a[1] + a[2] + a[3] + q + Masked + q
+		})
+	})
 }
 
 // walk returns v with selected paths masked and every string, number and

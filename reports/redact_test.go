@@ -445,3 +445,32 @@ func TestRedactor_BodyWithBOM(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactor_CredentialsInHTML: the anti-forgery tokens legacy web apps
+// put on every page (Rails' <meta name="csrf-token" content>, Django's
+// csrfmiddlewaretoken and Laravel's _token hidden inputs) are masked in a
+// stored HTML body and in its line differences; other attributes stay.
+func TestRedactor_CredentialsInHTML(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := `<html><head><meta name="csrf-token" content="RAILS-1"><meta name="viewport" content="width=device-width"></head>` + "\n" +
+		`<form><input type="hidden" name="csrfmiddlewaretoken" value="DJANGO-2"><input type='hidden' value='LARAVEL-3' name='_token'>` +
+		`<input name="q" value="shoes"></form></html>`
+	o := r.Outcome(diff.Outcome{
+		Legacy:      diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/html"}}, Body: []byte(page)},
+		Differences: []diff.Difference{{Path: "body:L1", Kind: diff.Changed, Legacy: `<meta name="csrf-token" content="RAILS-1">`, New: `<meta name="csrf-token" content="RAILS-9">`}},
+	})
+	all := string(o.Legacy.Body) + "\n" + o.Differences[0].Legacy.(string) + "\n" + o.Differences[0].New.(string)
+	for _, s := range []string{"RAILS-1", "DJANGO-2", "LARAVEL-3", "RAILS-9"} {
+		if strings.Contains(all, s) {
+			t.Errorf("%q kept:\n%s", s, all)
+		}
+	}
+	for _, keep := range []string{`content="width=device-width"`, `name="q" value="shoes"`, `name="csrf-token"`} {
+		if !strings.Contains(all, keep) {
+			t.Errorf("%q masked too:\n%s", keep, all)
+		}
+	}
+}
