@@ -3,8 +3,10 @@ package cdc
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"net"
 	"slices"
@@ -249,6 +251,14 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			if err := appendChanges(tx, e, schema, table, charsets); err != nil {
 				return err
 			}
+		case *replication.ExecuteLoadQueryEvent:
+			// LOAD DATA logged as a statement (binlog_format STATEMENT or
+			// MIXED in its session): the file's bytes and the statement,
+			// not rows. Passed over, the rows were lost.
+			schema, q := loadQuery(ev.RawData, e)
+			if table, ok := s.namesMapped(schema, q); ok {
+				return &permanentError{fmt.Errorf("binlog at %s: rows loaded into the mapped table %s were logged as a LOAD DATA statement, not as rows (the session that ran it had binlog_format STATEMENT or MIXED); banyan cannot apply it and stops before its transaction\n  statement: %s\n  make every session that writes the mapped tables use binlog_format=ROW, then run `banyan cdc run --resnapshot`", cur, table, q)}
+			}
 		case *replication.XIDEvent:
 			inTx = false
 			if err := endTx(ev.Header); err != nil {
@@ -329,6 +339,23 @@ func (s *BinlogSource) namesMapped(schema, q string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// loadQuery reads the default database and the statement of an
+// Execute_load_query event from its raw bytes (go-mysql decodes only the
+// fixed part): header, 26 fixed bytes, status variables, the database and
+// a NUL, then the statement, followed by a CRC32 when the binlog has
+// checksums.
+func loadQuery(raw []byte, e *replication.ExecuteLoadQueryEvent) (schema, query string) {
+	if n := len(raw); n > 4 && crc32.ChecksumIEEE(raw[:n-4]) == binary.LittleEndian.Uint32(raw[n-4:]) {
+		raw = raw[:n-4]
+	}
+	at := replication.EventHeaderSize + 26 + int(e.StatusVars)
+	end := at + int(e.SchemaLength)
+	if end+1 > len(raw) {
+		return "", ""
+	}
+	return string(raw[at:end]), strings.TrimSpace(string(raw[end+1:]))
 }
 
 // savepoint applies SAVEPOINT, ROLLBACK TO [SAVEPOINT] and RELEASE
