@@ -1299,3 +1299,50 @@ func TestServers_optionsRecordSamples(t *testing.T) {
 		t.Errorf("options %s, executions %d; want samples 1 recorded and 1 execution", b[strings.Index(string(b), `"options"`):], rep.Checks[0].Executions)
 	}
 }
+
+// TestQueries_latencyWithQueryCacheOn: on a server whose query cache is
+// on (a legacy default), each repeated timed run of old and new is
+// answered from the cache, so a full scan replacing an index lookup
+// timed like it and passed the latency gate. The timed runs must reach
+// the tables.
+func TestQueries_latencyWithQueryCacheOn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts its own server")
+	}
+	testdb.Need(t, pair)
+	srv, err := testdb.Start(t.Context(), testdb.Options{Name: "qcache", ExtraArgs: []string{"--query-cache-type=1", "--query-cache-size=16777216"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	const name = "qc"
+	if err := srv.Exec(t.Context(), "CREATE DATABASE "+name, "USE "+name,
+		`CREATE TABLE big (id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL, pad CHAR(100) NOT NULL, KEY (k)) ENGINE=InnoDB`,
+		`SET SESSION max_recursive_iterations = 1000000`,
+		`INSERT INTO big (k, pad) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 50000) SELECT n, REPEAT('x', 100) FROM seq`,
+		`ANALYZE TABLE big`,
+	); err != nil {
+		t.Fatal(err)
+	}
+	db, err := srv.Open(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var qc string
+	if err := db.QueryRowContext(t.Context(), "SELECT @@GLOBAL.query_cache_type").Scan(&qc); err != nil || qc != "ON" {
+		t.Fatalf("query cache not on: %q %v", qc, err)
+	}
+	o := DefaultOptions()
+	o.Runs, o.Warmup = 15, 2
+	rep, err := Queries(t.Context(), db, `SELECT id, k, pad FROM big WHERE k = ?`, `SELECT id, k, pad FROM big WHERE k + 0 = ?`,
+		ids(int64(17), int64(49_000), int64(25_001)), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rep.Checks[0].Latency
+	t.Logf("old p50 %s, new p50 %s, p=%.2g", l.Old.P50, l.New.P50, l.PValue)
+	if rep.Pass || !l.Regressed {
+		t.Errorf("a full scan passed the latency gate with the query cache on: %+v", l)
+	}
+}
