@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,7 +76,9 @@ func (m *Manager) Subscribe(fn func(*Table)) {
 // the file's weights for that route are unchanged (a backend the file adds
 // or drops at weight 0 joins or leaves the live split at 0); when the
 // file's weights change, the file wins and the change is recorded in the
-// history as made by who. On error the current table stays.
+// history as made by who. A route renamed in the file (a new name with
+// the match of a route the file no longer has) keeps that route's live
+// split and users. On error the current table stays.
 func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -84,9 +88,14 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 	changed := map[string]routeState{}
 	var edits []Edit
 	seq := m.seq
+	renamed := m.renamedRoutes(cfg)
 	for _, rc := range cfg.Routes {
 		file := Split(rc.Split).Clone()
 		st, ok := m.states[rc.Name]
+		from, isRename := renamed[rc.Name]
+		if isRename {
+			st, ok = m.states[from], true
+		}
 		var old Split
 		reason := ""
 		switch {
@@ -94,6 +103,23 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 			reason = "route added by config"
 		case !st.FileSplit.Equal(file):
 			old, reason = st.Split, "split changed in config file"
+			if isRename {
+				reason = fmt.Sprintf("route renamed from %q in config, and its split changed there", from)
+			}
+		case isRename:
+			// The same traffic under a new name: the live split and every
+			// user's backend carry over, as they would without the rename.
+			live := zeroBackends(st.Split, file, cfg.Backends)
+			if validateSplit(live, cfg.Backends) != nil {
+				old, reason = st.Split, fmt.Sprintf("route renamed from %q in config; its live split names a backend the config no longer has", from)
+				break
+			}
+			seq++
+			prior := st.Assign
+			edits = append(edits, Edit{Seq: seq, At: m.stamp(), Who: who, Route: rc.Name, Action: ActionConfig, Old: st.Split, New: live,
+				Reason: fmt.Sprintf("route renamed from %q in config; live split and users kept", from), prior: &prior})
+			changed[rc.Name] = routeState{Split: live, FileSplit: file, Assign: st.Assign}
+			continue
 		default:
 			// The file's weights are unchanged, but it may name a backend
 			// at weight 0 that the live split lacks (for testers to reach
@@ -120,6 +146,46 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 		edits = append(edits, e)
 	}
 	return m.commit(ctx, cfg, changed, edits, seq)
+}
+
+// renamedRoutes pairs each route of cfg that has no state with the route
+// of the current config that cfg no longer has and that has the same
+// match: the same traffic under a new name. It returns new name -> old
+// name; nothing before the first config (a rename made while banyan was
+// down is a new route). Caller holds m.mu.
+func (m *Manager) renamedRoutes(cfg *Config) map[string]string {
+	if m.cfg == nil {
+		return nil
+	}
+	kept := map[string]bool{}
+	for _, rc := range cfg.Routes {
+		kept[rc.Name] = true
+	}
+	var gone []RouteConfig
+	for _, rc := range m.cfg.Routes {
+		if _, has := m.states[rc.Name]; has && !kept[rc.Name] {
+			gone = append(gone, rc)
+		}
+	}
+	out := map[string]string{}
+	for _, rc := range cfg.Routes {
+		if _, has := m.states[rc.Name]; has {
+			continue
+		}
+		for i, g := range gone {
+			if sameMatch(g.Match, rc.Match) {
+				out[rc.Name] = g.Name
+				gone = slices.Delete(gone, i, i+1)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func sameMatch(a, b MatchConfig) bool {
+	return a.Path == b.Path && a.PathPrefix == b.PathPrefix && a.PathTemplate == b.PathTemplate &&
+		slices.Equal(a.Methods, b.Methods) && maps.Equal(a.Headers, b.Headers)
 }
 
 // zeroBackends returns live with each backend of file it lacks added at

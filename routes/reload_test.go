@@ -168,3 +168,50 @@ func TestManager_RollbackSkipsFileCatchingUp(t *testing.T) {
 		t.Errorf("split after rollback = %s, want %s (rollback edit %+v)", got, want, rb)
 	}
 }
+
+// TestManager_ReloadRenamedRouteKeepsLiveEdit: a route renamed in the
+// file (same match, new name) keeps its live split and every user's
+// backend, and the history says so under the new name. It was taken for
+// a new route: the file's split replaced the live ramp and the buckets
+// were dealt afresh, so users the ramp had moved to the new backend went
+// back to legacy, recorded only as "route added by config".
+func TestManager_ReloadRenamedRouteKeepsLiveEdit(t *testing.T) {
+	ctx := context.Background()
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 80, "new": 20}, "alice", "step 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 50, "new": 50}, "alice", "step 2"); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Table().Route("orders").Assignment()
+	renamed := strings.Replace(managerConfig, "name: orders", "name: orders-read", 1)
+	if err := m.Reload(ctx, mustParse(t, renamed), "config file"); err != nil {
+		t.Fatal(err)
+	}
+	rt := m.Table().Route("orders-read")
+	if got, want := rt.Split(), (Split{"legacy": 50, "new": 50}); !got.Equal(want) {
+		t.Errorf("split of the renamed route = %s, want the live %s", got, want)
+	}
+	moved := 0
+	for b := range Buckets {
+		if rt.Assignment().Owner[b] != before.Owner[b] {
+			moved++
+		}
+	}
+	if moved > 0 {
+		t.Errorf("the rename moved %d of %d buckets to another backend", moved, Buckets)
+	}
+	hist, err := m.History(ctx, "orders-read", 1)
+	if err != nil || len(hist) != 1 || !strings.Contains(hist[0].Reason, `renamed from "orders"`) {
+		t.Errorf("history of orders-read = %+v, %v; want an entry saying it was renamed from orders", hist, err)
+	}
+	// A route whose match changed too is a new route.
+	other := strings.Replace(strings.Replace(managerConfig, "name: orders", "name: carts", 1), "/api/orders", "/api/carts", 1)
+	if err := m.Reload(ctx, mustParse(t, other), "config file"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("carts").Split(), (Split{"legacy": 100, "new": 0}); !got.Equal(want) {
+		t.Errorf("split of a new route with another match = %s, want the file's %s", got, want)
+	}
+}
