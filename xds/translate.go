@@ -289,6 +289,12 @@ func httpListener(addr string) (*listenerv3.Listener, error) {
 			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 		}},
 		UseRemoteAddress: wrapperspb.Bool(true),
+		// Route by the path with its . and .. segments resolved, as banyan's
+		// own proxy does (routes.resolveDots): otherwise
+		// /api/orders/../checkout takes the orders route and its weights,
+		// and the backend serves checkout. Escaped slashes stay as sent
+		// (Envoy's default), as they do in banyan.
+		NormalizePath: wrapperspb.Bool(true),
 	})
 	if err != nil {
 		return nil, err
