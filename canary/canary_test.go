@@ -1346,3 +1346,31 @@ func TestQueries_latencyWithQueryCacheOn(t *testing.T) {
 		t.Errorf("a full scan passed the latency gate with the query cache on: %+v", l)
 	}
 }
+
+// TestQueries_noBackslashEscapesCannotHideAStatement: under sql_mode
+// NO_BACKSLASH_ESCAPES 'C:\' is a whole string, so the text below is a
+// SELECT, then DROP TABLE, then a comment. Classified with backslash
+// escapes it looked like one SELECT and ran on a DSN allowing several
+// statements: the table was dropped. It must be refused.
+func TestQueries_noBackslashEscapesCannotHideAStatement(t *testing.T) {
+	_, name := shop(t)
+	p := testdb.Need(t, pair)
+	cfg, err := mysql.ParseDSN(p.Source.DSN(name)) // MultiStatements on
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Params = map[string]string{"sql_mode": "'NO_BACKSLASH_ESCAPES'"}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const q = `SELECT id FROM customers WHERE name = 'C:\'; DROP TABLE orders; -- '`
+	if _, err := Queries(t.Context(), db, q, q, nil, quick()); !errors.Is(err, ErrMultiStatement) {
+		t.Errorf("err = %v, want ErrMultiStatement", err)
+	}
+	var n int
+	if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM orders").Scan(&n); err != nil {
+		t.Fatalf("orders is gone: %v", err)
+	}
+}

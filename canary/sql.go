@@ -30,7 +30,12 @@ type token struct {
 // lex splits s into tokens. It never fails: an unterminated string or
 // comment runs to the end of s. MySQL executable comments (/*! ... */,
 // /*M! ... */) are lexed as code, since the server runs them.
-func lex(s string) []token {
+func lex(s string) []token { return lexMode(s, false) }
+
+// lexMode is lex; noBackslash lexes strings as a server whose sql_mode
+// has NO_BACKSLASH_ESCAPES reads them: a backslash is an ordinary
+// character, so 'C:' ends at its second quote.
+func lexMode(s string, noBackslash bool) []token {
 	var toks []token
 	i := 0
 	for i < len(s) {
@@ -63,7 +68,7 @@ func lex(s string) []token {
 					i = len(s)
 				}
 				toks = append(toks, token{tSpace, " "})
-				toks = append(toks, lex(inner)...)
+				toks = append(toks, lexMode(inner, noBackslash)...)
 				toks = append(toks, token{tSpace, " "})
 				continue
 			}
@@ -75,14 +80,14 @@ func lex(s string) []token {
 			}
 			toks = append(toks, token{tComment, s[start:i]})
 		case c == '\'' || c == '"' || c == '`':
-			i = quoted(s, i)
+			i = quoted(s, i, noBackslash)
 			k := tString
 			if c == '`' {
 				k = tIdent
 			}
 			toks = append(toks, token{k, s[start:i]})
 		case (c == 'x' || c == 'X' || c == 'b' || c == 'B') && i+1 < len(s) && s[i+1] == '\'':
-			i = quoted(s, i+1)
+			i = quoted(s, i+1, noBackslash)
 			toks = append(toks, token{tNumber, s[start:i]})
 		case c >= '0' && c <= '9' || (c == '.' && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9'):
 			i = number(s, i)
@@ -121,14 +126,14 @@ func isWordByte(c byte) bool {
 }
 
 // quoted returns the index after the quoted token starting at s[i]
-// (backslash escapes and doubled quotes both allowed).
-func quoted(s string, i int) int {
+// (backslash escapes, unless noBackslash, and doubled quotes allowed).
+func quoted(s string, i int, noBackslash bool) int {
 	q := s[i]
 	i++
 	for i < len(s) {
 		switch s[i] {
 		case '\\':
-			if q != '`' {
+			if q != '`' && !noBackslash {
 				i += 2
 				continue
 			}
@@ -208,8 +213,22 @@ var ErrMultiStatement = errors.New("more than one statement")
 // else, after stripping comments. SELECT ... INTO OUTFILE/DUMPFILE and
 // SELECT ... INTO @var count as Other; a WITH clause counts as what its
 // statement does. Text holding more than one statement is an error.
+// The text is read both as a default server and as one with
+// NO_BACKSLASH_ESCAPES reads it ('C:\' ends differently), and the more
+// dangerous answer wins, so a backslash cannot hide a statement.
 func Classify(stmt string) (Class, error) {
-	toks := code(lex(stmt))
+	a, err := classify(code(lex(stmt)))
+	if err != nil {
+		return a, err
+	}
+	b, err := classify(code(lexMode(stmt, true)))
+	if err != nil {
+		return b, err
+	}
+	return max(a, b), nil
+}
+
+func classify(toks []token) (Class, error) {
 	for len(toks) > 0 && toks[len(toks)-1].text == ";" {
 		toks = toks[:len(toks)-1]
 	}
@@ -432,7 +451,7 @@ func Bind(stmt string, args []any) (string, error) { return bind(stmt, args, fal
 // bind is Bind; noBackslash writes strings for a session whose sql_mode
 // has NO_BACKSLASH_ESCAPES: a quote doubled, a backslash as itself.
 func bind(stmt string, args []any, noBackslash bool) (string, error) {
-	toks := lex(stmt)
+	toks := lexMode(stmt, noBackslash)
 	n := 0
 	for _, t := range toks {
 		if t.kind == tPlace {
