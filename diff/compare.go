@@ -29,6 +29,21 @@ import (
 // labelled text/html by one side). A truncated body is never parsed as JSON: both bodies
 // are cut to the shortest truncated length and compared as text.
 func (c *Comparer) Compare(legacy, new Response) []Difference {
+	return c.CompareWithNoise(legacy, new, nil)
+}
+
+// CompareWithNoise is Compare for a route whose noise n has learned (n
+// may be nil). Where the engine decides which elements of two arrays are
+// the same (a reordering, elements added or removed, unordered arrays),
+// elements that differ only where n has learned noise count as the same:
+// a newest-first page whose items each carry a signed URL that varies is
+// still seen to have moved along. The differences returned are not marked;
+// Judge does that. Safe for concurrent use with n's Learn.
+func (c *Comparer) CompareWithNoise(legacy, new Response, n *Noise) []Difference {
+	if n != nil {
+		n.mu.RLock()
+		defer n.mu.RUnlock()
+	}
 	var diffs []Difference
 	if legacy.Status != new.Status {
 		diffs = append(diffs, Difference{Path: "status", Kind: Changed, Legacy: legacy.Status, New: new.Status})
@@ -48,7 +63,7 @@ func (c *Comparer) Compare(legacy, new Response) []Difference {
 			diffs = append(diffs, Difference{Path: "header." + h, Kind: Changed, Legacy: lv, New: nv})
 		}
 	}
-	return c.compareBody(diffs, legacy, new)
+	return c.compareBody(diffs, legacy, new, n)
 }
 
 // headerValue returns the header's values joined by ", ", looking the name
@@ -120,7 +135,7 @@ func isHTMLType(mt string) bool {
 	return mt == "text/html" || mt == "application/xhtml+xml"
 }
 
-func (c *Comparer) compareBody(diffs []Difference, legacy, new Response) []Difference {
+func (c *Comparer) compareBody(diffs []Difference, legacy, new Response, n *Noise) []Difference {
 	lb, nb := legacy.Body, new.Body
 	lt, nt := mediaType(legacy.Header), mediaType(new.Header)
 	html := isHTMLType(lt) || isHTMLType(nt)
@@ -146,11 +161,11 @@ func (c *Comparer) compareBody(diffs []Difference, legacy, new Response) []Diffe
 		// bodies are JSON (a legacy app that labels its JSON text/html),
 		// clients parse it as JSON whatever the label: compare fields.
 		if (isJSONType(lt) || isJSONType(nt)) && bothJSON(lb, nb) {
-			return c.compareJSON(diffs, lb, nb, html)
+			return c.compareJSONNoise(diffs, lb, nb, html, n)
 		}
 		return compareText(diffs, string(lb), string(nb), html)
 	}
-	return c.compareJSON(diffs, lb, nb, html)
+	return c.compareJSONNoise(diffs, lb, nb, html, n)
 }
 
 // bothJSON reports whether both bodies are JSON.
@@ -168,6 +183,13 @@ func bothJSON(lb, nb []byte) bool {
 // byte order mark, which is skipped); one parsing and the other not is a
 // Type difference at "body"; neither parsing falls back to text.
 func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool) []Difference {
+	return c.compareJSONNoise(diffs, lb, nb, html, nil)
+}
+
+// compareJSONNoise is compareJSON with the route's learned noise (nil for
+// none), read-locked by the caller, for deciding which array elements
+// are the same.
+func (c *Comparer) compareJSONNoise(diffs []Difference, lb, nb []byte, html bool, n *Noise) []Difference {
 	ld, nd := getDecoder(), getDecoder()
 	defer putDecoder(ld)
 	defer putDecoder(nd)
@@ -175,7 +197,7 @@ func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool) []D
 	nroot, nok := nd.decode(trimBOM(nb))
 	switch {
 	case lok && nok:
-		w := walker{c: c, ld: ld, nd: nd, diffs: diffs}
+		w := walker{c: c, ld: ld, nd: nd, diffs: diffs, noise: n}
 		w.walk(&lroot, &nroot)
 		return w.diffs
 	case lok != nok:
@@ -209,6 +231,7 @@ type walker struct {
 	diffs  []Difference
 	check  bool
 	found  bool
+	noise  *Noise // learned noise, read-locked; in check mode what it covers is no difference
 }
 
 func (w *walker) push(s seg) { w.segs = append(w.segs, s) }
@@ -221,6 +244,9 @@ func (w *walker) emit(kind Kind, a, b *node) {
 		return
 	}
 	if w.check {
+		if w.noise != nil && w.noise.isNoise(Difference{Path: renderPath(w.segs), Kind: kind}) {
+			return // the same element, but for learned noise
+		}
 		w.found = true
 		return
 	}
@@ -466,6 +492,9 @@ func (w *walker) align(ea, eb []node) (gone, came [2]int, ok bool) {
 		s++
 	}
 	la, lb := len(ea)-s, len(eb)-s // the middles are ea[p:la] and eb[p:lb]
+	if p == la && p == lb {
+		return gone, came, false // the same but for learned noise: compare index by index
+	}
 	if p == la || p == lb {
 		return [2]int{p, la}, [2]int{p, lb}, true
 	}
@@ -494,8 +523,28 @@ func (w *walker) rangeEqual(ea, eb []node, i, j, m int) bool {
 }
 
 // aligned reports what align found: legacy elements gone as Missing at
-// their legacy index, new ones as Extra at their new index.
+// their legacy index, new ones as Extra at their new index. The others
+// correspond in order; with learned noise they may differ in it, and
+// are compared (at the legacy index) so that it is still shown.
 func (w *walker) aligned(ea, eb []node, gone, came [2]int) {
+	if w.noise != nil {
+		j := 0
+		for i := range ea {
+			if i >= gone[0] && i < gone[1] {
+				continue
+			}
+			for j >= came[0] && j < came[1] {
+				j++
+			}
+			w.push(seg{kind: segIndex, index: i})
+			w.walk(&ea[i], &eb[j])
+			w.pop()
+			if w.stop() {
+				return
+			}
+			j++
+		}
+	}
 	for i := gone[0]; i < gone[1]; i++ {
 		w.push(seg{kind: segIndex, index: i})
 		w.emit(Missing, &ea[i], nil)
@@ -532,7 +581,7 @@ func (w *walker) unordered(a, b *node, key string) {
 	for i := range pairA {
 		pairA[i] = -1
 	}
-	keyed := make([]bool, len(ea)) // paired by key or by shared members: compare the pair
+	keyed := make([]bool, len(ea)) // compare the pair: paired by key, by shared members, or equal but for noise
 	if key != "" {
 		byKey := map[elemKey][]int{}
 		for j := range eb {
@@ -581,12 +630,13 @@ func (w *walker) unordered(a, b *node, key string) {
 			continue
 		}
 		w.push(seg{kind: segIndex, index: i})
+		// Equal but for learned noise: compared, so that it is shown.
 		if i < len(eb) && !usedB[i] && w.equal(&ea[i], &eb[i]) {
-			pairA[i], usedB[i] = i, true
+			pairA[i], usedB[i], keyed[i] = i, true, w.noise != nil
 		} else {
 			for j := range eb {
 				if !usedB[j] && j != i && w.equal(&ea[i], &eb[j]) {
-					pairA[i], usedB[j] = j, true
+					pairA[i], usedB[j], keyed[i] = j, true, w.noise != nil
 					break
 				}
 			}

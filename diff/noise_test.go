@@ -390,3 +390,45 @@ func TestNoise_manyVaryingLines(t *testing.T) {
 		t.Errorf("want body:L23 shown as a difference among at most %d:\n%s", 2*maxShownLines+1, formatDiffs(got))
 	}
 }
+
+// TestNoise_listThatMovedWithVaryingField: a newest-first page whose
+// items each carry a signed image URL that differs on every answer. Once
+// the URL is noise, a page that moved along is still seen as the same
+// items that came and went, so only presence is learned from it: a real
+// price change stays a difference. (Compared element by element, every
+// id and price would have been learned as noise.)
+func TestNoise_listThatMovedWithVaryingField(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := 0
+	page := func(price3 int, ids ...int) Response {
+		var items []string
+		for _, id := range ids {
+			sig++
+			price := id * 10
+			if id == 3 {
+				price = price3
+			}
+			items = append(items, fmt.Sprintf(`{"id":%d,"price":%d,"img":"/i/%d.png?sig=%d"}`, id, price, id, sig))
+		}
+		return jsonResp(200, `{"items":[`+strings.Join(items, ",")+`]}`)
+	}
+	n := NewNoise()
+	learn := func(a, b Response) { n.Learn(c.CompareWithNoise(a, b, n)) }
+	learn(page(30, 3, 2, 1), page(30, 3, 2, 1)) // the URLs vary
+	learn(page(30, 3, 2, 1), page(30, 3, 2, 1))
+	learn(page(30, 3, 2, 1), page(30, 4, 3, 2)) // an order came in meanwhile
+	learn(page(30, 4, 3, 2), page(30, 5, 4, 3))
+	legacy, newer := page(30, 5, 4, 3), page(33, 5, 4, 3)
+	got, v := Judge(legacy, newer, c.CompareWithNoise(legacy, newer, n), n)
+	if v != Diff {
+		t.Errorf("learned %v; verdict %s, want diff\n%s", n.Paths(), v, formatDiffs(got))
+	}
+	for _, d := range got {
+		if d.Path == "$.items[2].price" && d.Noise {
+			t.Errorf("the price change is marked noise (learned %v)\n%s", n.Paths(), formatDiffs(got))
+		}
+	}
+}

@@ -400,7 +400,7 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	if sample {
 		again := diff.Decoded(p.fetch(ctx, j, j.primary), limit)
 		if again.Err == "" && j.resp.Err == "" {
-			rs.noise.Learn(rs.cmp.Compare(j.resp, again))
+			rs.noise.Learn(rs.cmp.CompareWithNoise(j.resp, again, rs.noise))
 			// A place is noise once two samples show it varying. The
 			// route's first sample takes a second one at once: what
 			// varies between the two re-fetched answers and also between
@@ -410,7 +410,7 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 			// varies is noise from the first pair on.
 			if rs.samples.Add(1) == 1 {
 				if third := diff.Decoded(p.fetch(ctx, j, j.primary), limit); third.Err == "" {
-					rs.noise.Learn(diff.Common(rs.cmp.Compare(again, third), rs.cmp.Compare(j.resp, third)))
+					rs.noise.Learn(diff.Common(rs.cmp.CompareWithNoise(again, third, rs.noise), rs.cmp.CompareWithNoise(j.resp, third, rs.noise)))
 				}
 			}
 		}
@@ -426,7 +426,7 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	}
 	var diffs []diff.Difference
 	if legacy.Err == "" && newer.Err == "" {
-		diffs = rs.cmp.Compare(legacy, newer)
+		diffs = rs.cmp.CompareWithNoise(legacy, newer, rs.noise)
 	}
 	diffs, verdict := diff.Judge(legacy, newer, diffs, rs.noise)
 	p.metrics.compared(rt.Name, verdict)
