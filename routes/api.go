@@ -150,6 +150,14 @@ type SplitRequest struct {
 	Reason string `json:"reason"`
 }
 
+// RollbackRequest is POST /api/routes/{name}/rollback; the body is
+// optional. Edit, when set, is the history number of the edit meant to be
+// undone: when another is next in line the rollback is refused (409).
+type RollbackRequest struct {
+	Reason string `json:"reason"`
+	Edit   int64  `json:"edit,omitempty"`
+}
+
 // EditResponse answers an edit; Changed is false when the split was
 // already the requested one.
 type EditResponse struct {
@@ -192,13 +200,11 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 		writeEdit(w, e, err)
 	})
 	mux.HandleFunc("POST /api/routes/{name}/rollback", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Reason string `json:"reason"`
-		}
+		var req RollbackRequest
 		if !decodeJSON(w, r, &req, rollbackShape, true) {
 			return
 		}
-		e, err := m.Rollback(r.Context(), r.PathValue("name"), whoOf(r), req.Reason)
+		e, err := m.RollbackEdit(r.Context(), r.PathValue("name"), req.Edit, whoOf(r), req.Reason)
 		writeEdit(w, e, err)
 	})
 	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, r *http.Request) {
@@ -278,7 +284,7 @@ func writeEdit(w http.ResponseWriter, e Edit, err error) {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "invalid split", Problems: ve.Problems})
 	case errors.Is(err, ErrUnknownRoute):
 		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: err.Error()})
-	case errors.Is(err, ErrNothingToRollback):
+	case errors.Is(err, ErrNothingToRollback), errors.Is(err, ErrNotLatestEdit):
 		writeJSON(w, http.StatusConflict, ErrorResponse{Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
@@ -291,7 +297,7 @@ const maxBody = 1 << 20
 // Request body shapes, as the errors show them.
 const (
 	splitShape    = `{"split": {"BACKEND": WEIGHT, ...}, "reason": "..."} (weights sum to 100)`
-	rollbackShape = `{"reason": "..."} (or no body)`
+	rollbackShape = `{"reason": "...", "edit": SEQ} (both optional, or no body)`
 )
 
 // decodeJSON reads one JSON object of the given shape into v, or answers

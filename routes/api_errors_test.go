@@ -32,7 +32,7 @@ func TestAPI_ErrorsSayWhatToDo(t *testing.T) {
 		{"mistyped field", http.MethodPut, "/api/routes/orders/split", `{"splits":{"legacy":100}}`, http.StatusBadRequest, `{"split": {"BACKEND": WEIGHT`},
 		{"empty body", http.MethodPut, "/api/routes/orders/split", "", http.StatusBadRequest, `{"split": {"BACKEND": WEIGHT`},
 		{"two documents", http.MethodPut, "/api/routes/orders/split", `{"split":{"legacy":90,"new":10}} {"split":{"legacy":0,"new":100}}`, http.StatusBadRequest, "one JSON object"},
-		{"rollback body", http.MethodPost, "/api/routes/orders/rollback", `{"why":"x"}`, http.StatusBadRequest, `{"reason": "..."}`},
+		{"rollback body", http.MethodPost, "/api/routes/orders/rollback", `{"why":"x"}`, http.StatusBadRequest, `{"reason": "..."`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))

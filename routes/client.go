@@ -56,8 +56,14 @@ func (c *Client) SetSplit(ctx context.Context, route string, split Split, reason
 
 // Rollback undoes a route's latest edit.
 func (c *Client) Rollback(ctx context.Context, route, reason string) (EditResponse, error) {
+	return c.RollbackEdit(ctx, route, 0, reason)
+}
+
+// RollbackEdit undoes the route's edit with history number seq, refused
+// (409) when another edit is next in line; seq 0 is Rollback.
+func (c *Client) RollbackEdit(ctx context.Context, route string, seq int64, reason string) (EditResponse, error) {
 	var out EditResponse
-	body := map[string]string{"reason": reason}
+	body := RollbackRequest{Reason: reason, Edit: seq}
 	return out, c.do(ctx, http.MethodPost, "/api/routes/"+url.PathEscape(route)+"/rollback", body, &out)
 }
 

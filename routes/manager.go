@@ -15,6 +15,9 @@ import (
 var (
 	ErrUnknownRoute      = errors.New("unknown route")
 	ErrNothingToRollback = errors.New("nothing to roll back")
+	// ErrNotLatestEdit refuses a rollback of a named edit that is no
+	// longer the one a rollback would undo.
+	ErrNotLatestEdit = errors.New("not the latest edit left to roll back")
 )
 
 // Manager owns the live route table: it applies config reloads, weight
@@ -263,6 +266,14 @@ func (m *Manager) SetSplit(ctx context.Context, route string, split Split, who, 
 // the restored split when it had weight 0 there; when it had users, the
 // rollback is refused with ErrNothingToRollback naming it.
 func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit, error) {
+	return m.RollbackEdit(ctx, route, 0, who, reason)
+}
+
+// RollbackEdit is Rollback of the edit with history number seq: when that
+// is not the edit a rollback would undo (it was rolled back already, or a
+// newer edit came after it), it is refused with ErrNotLatestEdit, so two
+// people rolling back the same step undo it once. seq 0 is any edit.
+func (m *Manager) RollbackEdit(ctx context.Context, route string, seq int64, who, reason string) (Edit, error) {
 	return m.edit(ctx, route, who, reason, ActionRollback, func(Split) (Split, int64, *Assignment, error) {
 		hist, err := m.store.History(ctx, route, 0)
 		if err != nil {
@@ -282,6 +293,10 @@ func (m *Manager) Rollback(ctx context.Context, route, who, reason string) (Edit
 			}
 			if e.Old == nil {
 				break
+			}
+			if seq != 0 && e.Seq != seq {
+				return nil, 0, nil, fmt.Errorf("route %s: edit #%d is %w (that is #%d: %s %s -> %s by %s at %s); it was rolled back already or a newer edit came after it: check `banyan routes history %s`",
+					route, seq, ErrNotLatestEdit, e.Seq, e.Action, e.Old, e.New, e.Who, e.At.UTC().Format(time.DateTime), route)
 			}
 			// A backend the config has dropped since is left out when it
 			// carried no user; one that did cannot come back.

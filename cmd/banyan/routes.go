@@ -129,8 +129,9 @@ func newRoutesCmd() *cobra.Command {
 		},
 	}
 	set.Flags().StringVar(&reason, "reason", "", "why, recorded in the history")
+	var rollbackEdit int64
 	rollback := &cobra.Command{
-		Use:   "rollback ROUTE",
+		Use:   "rollback ROUTE [--edit SEQ]",
 		Short: "Return a route to the split it had before its latest edit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -138,7 +139,7 @@ func newRoutesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := c.Rollback(cmd.Context(), args[0], reason)
+			resp, err := c.RollbackEdit(cmd.Context(), args[0], rollbackEdit, reason)
 			if err != nil {
 				return apiFailure(err)
 			}
@@ -146,6 +147,7 @@ func newRoutesCmd() *cobra.Command {
 		},
 	}
 	rollback.Flags().StringVar(&reason, "reason", "", "why, recorded in the history")
+	rollback.Flags().Int64Var(&rollbackEdit, "edit", 0, "history number (SEQ in routes history) of the edit to undo; refused, exit 1, when another is next in line (someone rolled it back already)")
 	history := &cobra.Command{
 		Use:   "history [ROUTE]",
 		Short: "Show who changed which weights, when and why (newest first)",

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/banyanhq/banyan/routes"
 )
 
 // A bad --format is a bad flag: the command exits 2 before it calls the
@@ -112,5 +115,52 @@ func TestRoutesCLI_AdminWithoutScheme(t *testing.T) {
 		if want := "http://" + admin; code != exitCannotRun || !strings.Contains(errb.String(), want) || strings.Contains(errb.String(), "unreachable") {
 			t.Errorf("--admin %s: exit %d, stderr %q; want %d showing %s", admin, code, errb.String(), exitCannotRun, want)
 		}
+	}
+}
+
+// Two engineers who see the same alarm and both roll back the same step
+// undo it once: with --edit N (the history number of the step they mean,
+// shown by routes history) the second rollback is refused, exit 1, naming
+// the edit that would be undone instead. Without it, the second rollback
+// walked a step further back than either meant.
+func TestRoutesCLI_RollbackOfAnEditIsDoneOnce(t *testing.T) {
+	e := newEstate(t)
+	for _, split := range [][]string{{"a=80", "b=20"}, {"a=50", "b=50"}} {
+		if code, _, stderr := e.cli(t, append([]string{"routes", "set", "r"}, split...)...); code != exitOK {
+			t.Fatalf("routes set: exit %d: %s", code, stderr)
+		}
+	}
+	step := e.srv.mgr.Table().Version() // the 50/50 step
+	seq := fmt.Sprint(step)
+	codes := make(chan int, 2)
+	stderrs := make(chan string, 2)
+	for range 2 {
+		go func() {
+			code, _, stderr := e.cli(t, "routes", "rollback", "r", "--edit", seq, "--reason", "errors up")
+			codes <- code
+			stderrs <- stderr
+		}()
+	}
+	got := map[int]int{}
+	var refusal string
+	for range 2 {
+		code, stderr := <-codes, <-stderrs
+		got[code]++
+		if code == exitFound {
+			refusal = stderr
+		}
+	}
+	if got[exitOK] != 1 || got[exitFound] != 1 {
+		t.Fatalf("exit codes %v; want one 0 and one 1", got)
+	}
+	if !strings.Contains(refusal, "#"+seq) || !strings.Contains(refusal, "routes history") {
+		t.Errorf("refusal %q does not name edit #%s and the history", refusal, seq)
+	}
+	if got, want := e.srv.mgr.Table().Route("r").Split(), (routes.Split{"a": 80, "b": 20}); !got.Equal(want) {
+		t.Errorf("split after both rollbacks = %s, want %s (one step back)", got, want)
+	}
+	// --edit naming an edit that is next in line still works.
+	if code, _, stderr := e.cli(t, "routes", "rollback", "r", "--edit", fmt.Sprint(step-1)); code != exitOK {
+		t.Errorf("rollback --edit %d: exit %d: %s", step-1, code, stderr)
 	}
 }
