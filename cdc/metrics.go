@@ -20,7 +20,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "banyan_cdc_lag_seconds",
-			Help: "Age of the newest source transaction applied to the target (0 when caught up and idle).",
+			Help: "Age of the newest source transaction applied to the target (0 when caught up and idle); while the stream cannot run, the time since it was last caught up.",
 		}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "banyan_cdc_rows_applied_total",
@@ -63,6 +63,15 @@ func (m *Metrics) idle(sourceTS int64, caughtUp bool) {
 	} else if sourceTS > 0 {
 		m.lag.Set(max(0, time.Since(time.Unix(sourceTS, 0)).Seconds()))
 	}
+}
+
+// stalled sets the lag while the stream cannot run: the time since it
+// was last known to be caught up.
+func (m *Metrics) stalled(fresh time.Time) {
+	if m == nil {
+		return
+	}
+	m.lag.Set(max(0, time.Since(fresh).Seconds()))
 }
 
 func (m *Metrics) copied(table string, n int) {

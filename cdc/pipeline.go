@@ -43,6 +43,10 @@ type Pipeline struct {
 	Progress io.Writer
 	// Metrics, when set, are updated as batches land.
 	Metrics *Metrics
+	// fresh is when the stream last had nothing waiting, or the source
+	// commit time of the last batch applied: while it cannot stream, the
+	// lag metric counts from there.
+	fresh time.Time
 	// pruneLookedUp, when set (tests), sees each batch of a resnapshot's
 	// delete pass after the source said which keys it lacks, before they
 	// are deleted from the target.
@@ -434,6 +438,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) e
 // backoff after connection failures and other transient errors.
 func (p *Pipeline) stream(ctx context.Context) error {
 	backoff := 500 * time.Millisecond
+	p.fresh = time.Now()
 	for {
 		progressed, err := p.streamOnce(ctx)
 		if ctx.Err() != nil {
@@ -458,11 +463,26 @@ func (p *Pipeline) stream(ctx context.Context) error {
 			backoff = 500 * time.Millisecond
 		}
 		p.log.Warn("cdc: stream interrupted; resuming from the checkpoint", "err", err, "retry_in", backoff)
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil
+		// The lag grows while the stream is down (it stayed at its last
+		// value, 0 for a pipeline that was caught up, however long the
+		// target or the source was gone).
+		p.Metrics.stalled(p.fresh)
+		wait := time.NewTimer(backoff)
+		tick := time.NewTicker(time.Second)
+	waiting:
+		for {
+			select {
+			case <-wait.C:
+				break waiting
+			case <-tick.C:
+				p.Metrics.stalled(p.fresh)
+			case <-ctx.Done():
+				wait.Stop()
+				tick.Stop()
+				return nil
+			}
 		}
+		tick.Stop()
 		backoff = min(2*backoff, 30*time.Second)
 	}
 }
@@ -504,6 +524,9 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 		}
 		saved = cp.Applied
 		progressed = true
+		if t := time.Unix(cp.SourceTS, 0); t.After(p.fresh) {
+			p.fresh = t
+		}
 		p.Metrics.applied(counts, cp.SourceTS)
 		batch, rows, lastApply = batch[:0], 0, time.Now()
 		return nil
@@ -542,6 +565,9 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 		case <-tick.C:
 			if err := apply(); err != nil {
 				return progressed, err
+			}
+			if len(events) == 0 {
+				p.fresh = time.Now()
 			}
 			p.Metrics.idle(cp.SourceTS, len(events) == 0)
 		case err := <-errc:
