@@ -80,8 +80,8 @@ func compileTemplate(t string) ([]segment, error) {
 // /api/ordersX.
 func (m *matcher) matches(r *http.Request) bool {
 	path := r.URL.Path
-	if strings.Contains(path, "/.") {
-		path = resolveDots(r.URL)
+	if strings.Contains(path, "/.") || (r.URL.RawPath != "" && hasEscapedSlash(r.URL.RawPath)) {
+		path = routingPath(r.URL)
 	}
 	switch {
 	case m.exact != "":
@@ -132,12 +132,14 @@ func (m *matcher) matches(r *http.Request) bool {
 	return true
 }
 
-// resolveDots returns u's path with its "." and ".." segments resolved as
-// RFC 3986 (5.2.4) does, so that /api/orders/../checkout is routed as the
-// /api/checkout a backend serves for it. Segments are cut at the slashes
-// sent, so an escaped slash (%2F) does not start one; dots sent escaped
-// (%2E) count as dots, as RFC 3986 makes them equivalent.
-func resolveDots(u *url.URL) string {
+// routingPath returns u's path as routes match it: cut into segments at
+// the slashes sent, each segment unescaped but an escaped slash (%2F) kept
+// escaped, so it stays inside its segment as backends' routers read it
+// (/api/orders/a%2Fb is one id under /api/orders/{id}); and "." and ".."
+// segments resolved as RFC 3986 (5.2.4) does, so /api/orders/../checkout
+// is routed as the /api/checkout a backend serves for it (dots sent as
+// %2E count, as RFC 3986 makes them equivalent).
+func routingPath(u *url.URL) string {
 	raw := strings.Split(u.EscapedPath(), "/")
 	out := make([]string, 0, len(raw))
 	for i, seg := range raw {
@@ -160,10 +162,20 @@ func resolveDots(u *url.URL) string {
 				out = append(out, "") // a/b/.. is a/, not a
 			}
 		default:
-			out = append(out, dec)
+			out = append(out, strings.ReplaceAll(dec, "/", "%2F"))
 		}
 	}
 	return "/" + strings.Join(out, "/")
+}
+
+// hasEscapedSlash reports whether a raw path holds %2F (in any case).
+func hasEscapedSlash(raw string) bool {
+	for i := 0; i+2 < len(raw); i++ {
+		if raw[i] == '%' && raw[i+1] == '2' && (raw[i+2] == 'F' || raw[i+2] == 'f') {
+			return true
+		}
+	}
+	return false
 }
 
 func matchTemplate(segs []segment, path string) bool {

@@ -80,3 +80,55 @@ func backendOf(tb testing.TB, addr, target string) string {
 	}
 	return fmt.Sprintf("status %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 }
+
+// An escaped slash (%2F) is part of its segment, as backends' routers
+// read it: /api/orders/a%2Fb is one order id under a /api/orders/{id}
+// template, and /api%2Fcarts/1 is not under a /api/carts prefix. The
+// slash was decoded before matching, so the id missed its route (and went
+// to the default route's backend) and the other path took one it is not
+// under.
+func TestServe_EscapedSlashStaysInItsSegment(t *testing.T) {
+	for _, fast := range []string{"on", "off"} {
+		t.Run("fast_path "+fast, func(t *testing.T) {
+			orders, legacy := namedBackend(t, "orders-svc"), namedBackend(t, "legacy")
+			path := filepath.Join(t.TempDir(), "banyan.yaml")
+			writeAtomic(t, path, fmt.Sprintf(`listen: 127.0.0.1:0
+fast_path: %s
+admin: {listen: 127.0.0.1:0}
+state: state.db
+backends:
+  legacy: {url: %s}
+  orders-svc: {url: %s}
+routes:
+  - name: order
+    match: {path_template: "/api/orders/{id}"}
+    split: {legacy: 0, orders-svc: 100}
+  - name: carts
+    match: {path_prefix: /api/carts}
+    split: {legacy: 0, orders-svc: 100}
+  - name: exact
+    match: {path: /api/me}
+    split: {legacy: 0, orders-svc: 100}
+  - name: rest
+    split: {legacy: 100}
+`, fast, legacy.URL, orders.URL))
+			srv, _ := startServer(t, path, io.Discard)
+			for target, want := range map[string]string{
+				"/api/orders/7":          "orders-svc",
+				"/api/orders/a%2Fb":      "orders-svc",
+				"/api/orders/a%2fb":      "orders-svc",
+				"/api/orders/a/b":        "legacy",
+				"/api/carts/1":           "orders-svc",
+				"/api%2Fcarts/1":         "legacy",
+				"/api/me":                "orders-svc",
+				"/api%2Fme":              "legacy",
+				"/api/%6De":              "orders-svc",
+				"/api/orders/x%2F..%2Fy": "orders-svc",
+			} {
+				if got := backendOf(t, srv.proxyAddr(), target); got != want {
+					t.Errorf("GET %s answered by %s, want %s", target, got, want)
+				}
+			}
+		})
+	}
+}
