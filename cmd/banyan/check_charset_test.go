@@ -81,7 +81,7 @@ func TestCheckCmd_TextKeysInTheirCharset(t *testing.T) {
 			sameTable(t, ctx, srcDB, dstDB, tc.ddl, "INSERT INTO t VALUES "+strings.Join(tc.rows, ", "))
 			dir := t.TempDir()
 			fixPath := filepath.Join(dir, "fix.sql")
-			runChk := chunkedCheck(ctx, srcDB, dstDB, dir, "--format", "json", "--sample", "20")
+			runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir, "--format", "json", "--sample", "20")
 			code, out, stderr := runChk()
 			if code != exitOK {
 				t.Fatalf("equal tables: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
@@ -133,7 +133,7 @@ func TestCheckCmd_KeysEqualInTheTargetCollation(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(ctx, srcDB, dstDB, dir, "--format", "json", "--sample", "20")
+	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir, "--format", "json", "--sample", "20")
 	code, out, stderr := runChk("--fix-sql", fixPath)
 	if code != exitFound {
 		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
@@ -241,9 +241,9 @@ func sameTable(tb testing.TB, ctx context.Context, srcDB, dstDB, ddl, ins string
 // chunkedCheck returns a runner of `banyan check` of t from srcDB to
 // dstDB in chunks of 2, re-checking suspects after 10ms and keeping its
 // state in dir, with flags and then each run's extra flags.
-func chunkedCheck(ctx context.Context, srcDB, dstDB, dir string, flags ...string) func(extra ...string) (int, string, string) {
+func chunkedCheck(tb testing.TB, ctx context.Context, srcDB, dstDB, dir string, flags ...string) func(extra ...string) (int, string, string) {
 	return func(extra ...string) (int, string, string) {
-		return checkTables(ctx, srcDB, dstDB, slices.Concat([]string{"--chunk-size", "2", "--recheck-after", "10ms",
+		return checkTables(tb, ctx, srcDB, dstDB, slices.Concat([]string{"--chunk-size", "2", "--recheck-after", "10ms",
 			"--state", filepath.Join(dir, "state.json")}, flags, extra)...)
 	}
 }
@@ -292,11 +292,11 @@ func TestCheckCmd_FixSQLUnderNoBackslashEscapes(t *testing.T) {
 	mustExecDB(t, src, table, `INSERT INTO t VALUES (1, 'C:\\new\\table'), (2, 'it''s'), (3, 'a\\''b'), (4, 'plain')`)
 	mustExecDB(t, dst, table, `INSERT INTO t VALUES (1, 'old'), (4, 'plain'), (5, 'gone\\')`)
 	fixPath := filepath.Join(t.TempDir(), "fix.sql")
-	if code, out, errb := checkTables(ctx, srcDB, dstDB, "--fix-sql", fixPath); code != exitFound {
+	if code, out, errb := checkTables(t, ctx, srcDB, dstDB, "--fix-sql", fixPath); code != exitFound {
 		t.Fatalf("first check: exit %d, want %d\n%s%s", code, exitFound, out, errb)
 	}
 	fix := applyFixSQLAs(t, ctx, dstDB, fixPath, "utf8mb4", "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')")
-	if code, out, errb := checkTables(ctx, srcDB, dstDB); code != exitOK {
+	if code, out, errb := checkTables(t, ctx, srcDB, dstDB); code != exitOK {
 		t.Errorf("check after the fix: exit %d, want %d\nfix SQL:\n%s\n%s%s", code, exitOK, fix, out, errb)
 	}
 }
@@ -315,7 +315,7 @@ func TestCheckCmd_EnumAndSetKeys(t *testing.T) {
 			table := "CREATE TABLE t (k " + col + " NOT NULL PRIMARY KEY, v INT NOT NULL)"
 			mustExecDB(t, src, table, `INSERT INTO t VALUES ('z', 1), ('q', 2), ('a', 3), ('m', 4)`)
 			mustExecDB(t, dst, table, `INSERT INTO t VALUES ('z', 1), ('q', 2), ('a', 30)`)
-			code, out, errb := checkTables(ctx, srcDB, dstDB, "--chunk-size", "1", "--format", "json")
+			code, out, errb := checkTables(t, ctx, srcDB, dstDB, "--chunk-size", "1", "--format", "json")
 			if code != exitFound {
 				t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, errb)
 			}

@@ -38,7 +38,7 @@ func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
 	}
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(ctx, srcDB, dstDB, dir)
+	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
 	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
 	if code != exitFound {
 		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
@@ -137,7 +137,7 @@ func TestCheckCmd_CompositeKey(t *testing.T) {
 		"DELETE FROM t WHERE shop = 5 AND sku = 's09'",
 		"INSERT INTO t VALUES (3, 's05x', 1), (6, 's00', 1)",
 	)
-	code, out, stderr := checkTables(ctx, srcDB, dstDB,
+	code, out, stderr := checkTables(t, ctx, srcDB, dstDB,
 		"--chunk-size", "7", "--recheck-after", "10ms", "--state", filepath.Join(t.TempDir(), "state.json"), "--format", "json", "--sample", "20")
 	if code != exitFound {
 		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
@@ -173,7 +173,7 @@ func TestCheckCmd_ResumeRefusesAnotherChecksState(t *testing.T) {
 	if err := os.WriteFile(state, []byte(other), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, stderr := checkTables(ctx, srcDB, dstDB, "--recheck-after", "10ms", "--state", state, "--resume")
+	code, out, stderr := checkTables(t, ctx, srcDB, dstDB, "--recheck-after", "10ms", "--state", state, "--resume")
 	if code != exitCannotRun || !strings.Contains(stderr, "belongs to another check") {
 		t.Errorf("exit %d, want %d saying the state belongs to another check\nstdout: %s\nstderr: %s", code, exitCannotRun, out, stderr)
 	}

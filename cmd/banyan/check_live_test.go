@@ -423,7 +423,7 @@ func TestCheckCmd_DoubleIntoFloatNoFalseAlarm(t *testing.T) {
 func TestCheckCmd_UnwritableStateStopsAtOnce(t *testing.T) {
 	srcDB, dstDB := identicalTables(t, 10)
 	statePath := filepath.Join(t.TempDir(), "no-such-dir", "state.json")
-	code, out, errb := checkTables(t.Context(), srcDB, dstDB, "--state", statePath)
+	code, out, errb := checkTables(t, t.Context(), srcDB, dstDB, "--state", statePath)
 	if code != exitCannotRun {
 		t.Errorf("exit %d, want %d\n%s%s", code, exitCannotRun, out, errb)
 	}

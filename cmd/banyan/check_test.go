@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,7 +58,7 @@ func TestCheckCmd_FindsEveryKindOfDifference(t *testing.T) {
 	dir := t.TempDir()
 	fixPath := filepath.Join(dir, "fix.sql")
 	runChk := func(extra ...string) (int, string, string) {
-		return checkTables(ctx, srcDB, dstDB, append([]string{"--chunk-size", "3", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)...)
+		return checkTables(t, ctx, srcDB, dstDB, append([]string{"--chunk-size", "3", "--recheck-after", "10ms", "--state", filepath.Join(dir, "state.json")}, extra...)...)
 	}
 	if code, out, stderr := runChk(); code != exitOK || !strings.Contains(out, "verdict: CONSISTENT") {
 		t.Fatalf("identical tables: exit %d\n%s%s", code, out, stderr)
@@ -150,9 +151,14 @@ func applyFixSQL(tb testing.TB, ctx context.Context, db, path string) (string, *
 
 // checkTables runs `banyan check` of table t from srcDB on the source to
 // dstDB on the target, with flags; it returns the exit code, stdout and
-// stderr.
-func checkTables(ctx context.Context, srcDB, dstDB string, flags ...string) (int, string, string) {
+// stderr. Without --state in flags the progress file goes in a temp dir
+// of tb's, not in the current folder (this package's source folder, shared
+// by every test running beside it).
+func checkTables(tb testing.TB, ctx context.Context, srcDB, dstDB string, flags ...string) (int, string, string) {
 	var out, errb bytes.Buffer
+	if !slices.Contains(flags, "--state") {
+		flags = append(flags, "--state", filepath.Join(tb.TempDir(), "state.json"))
+	}
 	args := append([]string{"check", "--source", pair.Source.DSN(srcDB), "--target", pair.Target.DSN(dstDB), "--tables", "t"}, flags...)
 	code := run(ctx, args, &out, &errb)
 	return code, out.String(), errb.String()
