@@ -165,9 +165,21 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 // The reports store is what the proxy records compared pairs into.
 var _ proxy.Recorder = (*reports.Store)(nil)
 
-// loadConfig reads a config with every package's checks.
-func loadConfig(path string) (*routes.Config, error) {
-	return routes.Load(path, proxy.CheckDiffRules, checkRedact, cdc.CheckConfig)
+// loadConfig reads a config with every package's checks and the extra
+// ones given.
+func loadConfig(path string, extra ...routes.Check) (*routes.Config, error) {
+	return routes.Load(path, append([]routes.Check{proxy.CheckDiffRules, checkRedact, cdc.CheckConfig}, extra...)...)
+}
+
+// checkAdminToken refuses, as serve does, an admin token variable that is
+// set but holds no usable token. The token is never shown.
+func checkAdminToken(cfg *routes.Config) []routes.Problem {
+	if v := os.Getenv(cfg.Admin.TokenEnv); v != "" {
+		if err := routes.CheckTokens(v); err != nil {
+			return []routes.Problem{{Field: "admin.token_env", Why: fmt.Sprintf("the variable %s %v (serve would refuse to start)", cfg.Admin.TokenEnv, err)}}
+		}
+	}
+	return nil
 }
 
 // checkRedact refuses redact paths the reports store cannot apply.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/banyanhq/banyan/routes"
@@ -17,11 +18,13 @@ func newValidateCmd() *cobra.Command {
 		Short: "Check a config file; exit 0 when valid, 1 listing every problem",
 		Long: `Checks a config file the way serve loads it: every problem is listed
 with its field. With xds.listen set, the route table is also translated
-into Envoy resources, as serve does before it starts.
+into Envoy resources, as serve does before it starts. The admin token
+variable (admin.token_env), when set, must hold a token serve accepts; an
+admin listener off loopback with no token set is noted.
 Exit 0 valid, 1 problems found, 2 could not run (unreadable file).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(path)
+			cfg, err := loadConfig(path, checkAdminToken)
 			if err != nil {
 				if errors.Is(err, routes.ErrInvalidConfig) {
 					return failed(err)
@@ -37,6 +40,9 @@ Exit 0 valid, 1 problems found, 2 could not run (unreadable file).`,
 				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid (%d routes, %d backends)\n", path, len(cfg.Routes), len(cfg.Backends))
+			if len(cfg.Routes) > 0 && os.Getenv(cfg.Admin.TokenEnv) == "" && !routes.IsLoopback(cfg.Admin.Listen) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: admin.listen %s is off loopback: serve starts only with %s set to a token (it is not set here)\n", cfg.Admin.Listen, cfg.Admin.TokenEnv)
+			}
 			return nil
 		},
 	}

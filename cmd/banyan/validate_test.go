@@ -108,3 +108,28 @@ cdc:
 		}
 	}
 }
+
+// An admin token variable serve would refuse (set, but no usable token in
+// it) is a problem validate lists too, naming the variable and never the
+// secret; validate called the file valid and serve then would not start.
+// With no token, an admin listener off loopback is noted: serve needs the
+// token where it runs.
+func TestValidateCmd_AdminTokenAsServeReadsIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "banyan.yaml")
+	writeAtomic(t, path, configYAML("http://127.0.0.1:1", "http://127.0.0.1:2", 100, 0))
+	t.Setenv("BANYAN_ADMIN_TOKEN", "ops:s3cret,ci:")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+	if code != exitFound || !strings.Contains(errb.String(), "admin.token_env") || !strings.Contains(errb.String(), "BANYAN_ADMIN_TOKEN") || strings.Contains(errb.String(), "s3cret") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d naming admin.token_env and BANYAN_ADMIN_TOKEN, not the secret", code, out.String(), errb.String(), exitFound)
+	}
+
+	t.Setenv("BANYAN_ADMIN_TOKEN", "")
+	writeAtomic(t, path, strings.Replace(configYAML("http://127.0.0.1:1", "http://127.0.0.1:2", 100, 0), "admin: {listen: 127.0.0.1:0}", "admin: {listen: 0.0.0.0:9901}", 1))
+	out.Reset()
+	errb.Reset()
+	code = run(context.Background(), []string{"validate", "--config", path}, &out, &errb)
+	if code != exitOK || !strings.Contains(out.String()+errb.String(), "BANYAN_ADMIN_TOKEN") {
+		t.Errorf("off loopback without a token: exit %d, stdout %q, stderr %q; want %d and a note naming BANYAN_ADMIN_TOKEN", code, out.String(), errb.String(), exitOK)
+	}
+}
