@@ -232,7 +232,43 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, HistoryResponse{History: h})
 	})
-	return http.NewCrossOriginProtection().Handler(tokens.Require(mux))
+	// Calls the API does not have, or methods a call does not take,
+	// answer a JSON error too.
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: fmt.Sprintf("%s %s: this call takes %s", r.Method, r.URL.Path, allow)})
+			return
+		}
+		writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf("no admin API call %s %s; the calls are %s", r.Method, r.URL.Path, apiCalls)})
+	})
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusForbidden, ErrorResponse{Error: "edit refused: it was sent by a page of another site (cross-origin); edit with `banyan routes` or from the dashboard"})
+	}))
+	return cop.Handler(tokens.Require(mux))
+}
+
+// apiCalls lists the admin API for error messages.
+const apiCalls = "GET /api/routes, PUT /api/routes/{name}/split, POST /api/routes/{name}/rollback, GET /api/history"
+
+// allowedMethods returns the methods a known admin API path takes, or "".
+func allowedMethods(path string) string {
+	switch path {
+	case "/api/routes", "/api/history":
+		return "GET, HEAD"
+	}
+	if rest, ok := strings.CutPrefix(path, "/api/routes/"); ok {
+		name, call, _ := strings.Cut(rest, "/")
+		switch {
+		case name == "" || strings.Contains(call, "/"):
+		case call == "split":
+			return "PUT"
+		case call == "rollback":
+			return "POST"
+		}
+	}
+	return ""
 }
 
 // Require wraps h so that, when tokens are set, every call needs

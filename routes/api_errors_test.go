@@ -77,3 +77,45 @@ func TestAPI_ErrorsSayWhatToDo(t *testing.T) {
 		t.Errorf("rollback with an empty chunked body: status %d, want %d", got, want)
 	}
 }
+
+// TestAPI_EveryRefusalIsJSON: a call the API does not have (404), a
+// method a call does not take (405, with Allow) and a cross-site edit
+// (403) answer a JSON error like every other refusal, saying what to do;
+// they were net/http's plain-text pages, which the CLI printed raw.
+func TestAPI_EveryRefusalIsJSON(t *testing.T) {
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	srv := httptest.NewServer(NewAPI(m, nil))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		method, path string
+		header       map[string]string
+		status       int
+		says, allow  string
+	}{
+		{http.MethodGet, "/api/route", nil, http.StatusNotFound, "GET /api/routes", ""},
+		{http.MethodDelete, "/api/routes/orders/split", nil, http.StatusMethodNotAllowed, "PUT", "PUT"},
+		{http.MethodPost, "/api/history", nil, http.StatusMethodNotAllowed, "GET", "GET, HEAD"},
+		{http.MethodPost, "/api/routes/orders/rollback", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, http.StatusForbidden, "another site", ""},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e ErrorResponse
+		if err := json.Unmarshal(data, &e); err != nil || resp.StatusCode != tc.status || !strings.Contains(e.Error, tc.says) {
+			t.Errorf("%s %s: status %d, body %q; want %d, a JSON error saying %q", tc.method, tc.path, resp.StatusCode, data, tc.status, tc.says)
+		}
+		if got := resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+}
