@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,12 +93,24 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 	var edits []Edit
 	seq := m.seq
 	renamed := m.renamedRoutes(cfg)
+	var wasIn map[string]bool // nil before the first config
+	if m.cfg != nil {
+		wasIn = routeSet(m.cfg)
+	}
 	for _, rc := range cfg.Routes {
 		file := Split(rc.Split).Clone()
 		st, ok := m.states[rc.Name]
 		from, isRename := renamed[rc.Name]
 		if isRename {
 			st, ok = m.states[from], true
+		}
+		// A route with state that the last config did not have is back.
+		back := false
+		if ok && !isRename && !wasIn[rc.Name] {
+			var err error
+			if back, err = m.leftConfig(ctx, rc.Name); err != nil {
+				return err
+			}
 		}
 		var old Split
 		reason := ""
@@ -108,19 +121,26 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 			old, reason = st.Split, "split changed in config file"
 			if isRename {
 				reason = fmt.Sprintf("route renamed from %q in config, and its split changed there", from)
+			} else if back {
+				reason = "route back in config, with its split changed there"
 			}
-		case isRename:
-			// The same traffic under a new name: the live split and every
-			// user's backend carry over, as they would without the rename.
+		case isRename || back:
+			// The same traffic under a new name, or the route back: the
+			// live split and every user's backend carry over, and the
+			// history says so.
+			what := "route back in config"
+			if isRename {
+				what = fmt.Sprintf("route renamed from %q in config", from)
+			}
 			live := zeroBackends(st.Split, file, cfg.Backends)
 			if validateSplit(live, cfg.Backends) != nil {
-				old, reason = st.Split, fmt.Sprintf("route renamed from %q in config; its live split names a backend the config no longer has", from)
+				old, reason = st.Split, what+"; its live split names a backend the config no longer has"
 				break
 			}
 			seq++
 			prior := st.Assign
 			edits = append(edits, Edit{Seq: seq, At: m.stamp(), Who: who, Route: rc.Name, Action: ActionConfig, Old: st.Split, New: live,
-				Reason: fmt.Sprintf("route renamed from %q in config; live split and users kept", from), prior: &prior})
+				Reason: what + "; live split and users kept", prior: &prior})
 			changed[rc.Name] = routeState{Split: live, FileSplit: file, Assign: st.Assign}
 			continue
 		default:
@@ -148,7 +168,60 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 		changed[rc.Name] = st
 		edits = append(edits, e)
 	}
+	// A route that leaves the file keeps its state for when it comes back;
+	// its leaving is history (once: at the first config, a route already
+	// gone says so in its newest entry).
+	isIn := routeSet(cfg)
+	renamedTo := map[string]string{}
+	for to, from := range renamed {
+		renamedTo[from] = to
+	}
+	for _, name := range sortedKeys(m.states) {
+		if isIn[name] || (wasIn != nil && !wasIn[name]) {
+			continue
+		}
+		if wasIn == nil {
+			gone, err := m.leftConfig(ctx, name)
+			if err != nil {
+				return err
+			}
+			if gone {
+				continue
+			}
+		}
+		reason := reasonRemoved
+		if to, ok := renamedTo[name]; ok {
+			reason = fmt.Sprintf("%s %q in config", reasonRenamedTo, to)
+		}
+		seq++
+		st := m.states[name]
+		edits = append(edits, Edit{Seq: seq, At: m.stamp(), Who: who, Route: name, Action: ActionConfig, Old: st.Split, New: st.Split, Reason: reason})
+	}
 	return m.commit(ctx, cfg, changed, edits, seq)
+}
+
+// Reasons of the history entries that say a route left the config.
+const (
+	reasonRemoved   = "route removed from config; its live split is kept for when it comes back"
+	reasonRenamedTo = "route renamed to"
+)
+
+// leftConfig reports whether route's newest history entry says it left
+// the config. Caller holds m.mu.
+func (m *Manager) leftConfig(ctx context.Context, route string) (bool, error) {
+	h, err := m.store.History(ctx, route, 1)
+	if err != nil {
+		return false, err
+	}
+	return len(h) == 1 && h[0].Action == ActionConfig && (h[0].Reason == reasonRemoved || strings.HasPrefix(h[0].Reason, reasonRenamedTo+" ")), nil
+}
+
+func routeSet(cfg *Config) map[string]bool {
+	names := make(map[string]bool, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		names[rc.Name] = true
+	}
+	return names
 }
 
 // renamedRoutes pairs each route of cfg that has no state with the route

@@ -215,3 +215,67 @@ func TestManager_ReloadRenamedRouteKeepsLiveEdit(t *testing.T) {
 		t.Errorf("split of a new route with another match = %s, want the file's %s", got, want)
 	}
 }
+
+// TestManager_RouteLeavingAndComingBackIsHistory: a route the file drops
+// keeps its live split (for when it comes back), and both its leaving and
+// its coming back are in its history — also when it left while banyan was
+// stopped. Before, neither was: a route re-added weeks later came back at
+// its old 50/50 ramp, sending half its users to the new backend at once,
+// while its newest history entry was alice's edit of weeks ago.
+func TestManager_RouteLeavingAndComingBackIsHistory(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	withOther := managerConfig + "  - {name: other, match: {path: /x}, split: {legacy: 100}}\n"
+	withoutOrders := mustParse(t, withOther)
+	withoutOrders.Routes = withoutOrders.Routes[1:]
+	m := openManager(t, path, mustParse(t, withOther))
+	if _, err := m.SetSplit(ctx, "orders", Split{"legacy": 50, "new": 50}, "alice", "ramp"); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Table().Route("orders").Assignment()
+	newest := func(m *Manager) Edit {
+		t.Helper()
+		h, err := m.History(ctx, "orders", 1)
+		if err != nil || len(h) != 1 {
+			t.Fatalf("history: %v, %d entries", err, len(h))
+		}
+		return h[0]
+	}
+	if err := m.Reload(ctx, withoutOrders, "config file"); err != nil {
+		t.Fatal(err)
+	}
+	if e := newest(m); !strings.Contains(e.Reason, "removed from config") || e.Who != "config file" {
+		t.Errorf("newest entry after the route left the file = %+v, want one saying it was removed", e)
+	}
+	// A restart without it records nothing more.
+	m.store.Close()
+	m = openManager(t, path, withoutOrders)
+	h, _ := m.History(ctx, "orders", 0)
+	removed := 0
+	for _, e := range h {
+		if strings.Contains(e.Reason, "removed from config") {
+			removed++
+		}
+	}
+	if removed != 1 {
+		t.Errorf("%d entries say the route was removed, want 1", removed)
+	}
+	// Back in the file (after a restart, too): the live split and users
+	// are kept, and it is history.
+	m.store.Close()
+	m = openManager(t, path, mustParse(t, withOther))
+	rt := m.Table().Route("orders")
+	if got, want := rt.Split(), (Split{"legacy": 50, "new": 50}); !got.Equal(want) || rt.Assignment() != before {
+		t.Errorf("split back in the file = %s (users kept: %v), want %s", got, rt.Assignment() == before, want)
+	}
+	if e := newest(m); !strings.Contains(e.Reason, "back in config") || !e.New.Equal(Split{"legacy": 50, "new": 50}) {
+		t.Errorf("newest entry after the route came back = %+v, want one saying it is back at legacy=50 new=50", e)
+	}
+	// Rolling back walks past both to the ramp.
+	if _, err := m.Rollback(ctx, "orders", "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Table().Route("orders").Split(), (Split{"legacy": 100, "new": 0}); !got.Equal(want) {
+		t.Errorf("after rollback split = %s, want %s", got, want)
+	}
+}
