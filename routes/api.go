@@ -158,11 +158,13 @@ type RollbackRequest struct {
 	Edit   int64  `json:"edit,omitempty"`
 }
 
-// EditResponse answers an edit; Changed is false when the split was
-// already the requested one.
+// EditResponse answers an edit. Changed is false, and Edit left out, when
+// the split was already the requested one; Split is the route's live
+// split after the call either way.
 type EditResponse struct {
-	Changed bool `json:"changed"`
-	Edit    Edit `json:"edit"`
+	Changed bool  `json:"changed"`
+	Edit    *Edit `json:"edit,omitempty"`
+	Split   Split `json:"split"`
 }
 
 // HistoryResponse is GET /api/history.
@@ -197,7 +199,7 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 			return
 		}
 		e, err := m.SetSplit(r.Context(), r.PathValue("name"), req.Split, whoOf(r), req.Reason)
-		writeEdit(w, e, err)
+		writeEdit(w, m, r.PathValue("name"), e, err)
 	})
 	mux.HandleFunc("POST /api/routes/{name}/rollback", func(w http.ResponseWriter, r *http.Request) {
 		var req RollbackRequest
@@ -205,7 +207,7 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 			return
 		}
 		e, err := m.RollbackEdit(r.Context(), r.PathValue("name"), req.Edit, whoOf(r), req.Reason)
-		writeEdit(w, e, err)
+		writeEdit(w, m, r.PathValue("name"), e, err)
 	})
 	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, r *http.Request) {
 		limit := 0
@@ -311,11 +313,18 @@ func routeNames(t *Table) []string {
 	return names
 }
 
-func writeEdit(w http.ResponseWriter, e Edit, err error) {
+func writeEdit(w http.ResponseWriter, m *Manager, route string, e Edit, err error) {
 	var ve *ValidationError
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, EditResponse{Changed: e.Seq != 0, Edit: e})
+		resp := EditResponse{Changed: e.Seq != 0}
+		switch rt := m.Table().Route(route); {
+		case resp.Changed:
+			resp.Edit, resp.Split = &e, e.New
+		case rt != nil:
+			resp.Split = rt.Split()
+		}
+		writeJSON(w, http.StatusOK, resp)
 	case errors.As(err, &ve):
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: "invalid split", Problems: ve.Problems})
 	case errors.Is(err, ErrUnknownRoute):

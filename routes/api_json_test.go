@@ -65,3 +65,47 @@ func compact(tb testing.TB, m json.RawMessage) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// TestAPI_UnchangedEditAnswer: a set to the split the route already has
+// answers changed false, no edit, and the live split — it answered an
+// empty edit dated 0001-01-01 with no route and null splits, which a
+// script logging the answer recorded as an edit of year 1. Every answer
+// carries the route's live split after the call.
+func TestAPI_UnchangedEditAnswer(t *testing.T) {
+	m := openManager(t, filepath.Join(t.TempDir(), "state.db"), mustParse(t, managerConfig))
+	srv := httptest.NewServer(NewAPI(m, nil))
+	t.Cleanup(srv.Close)
+	put := func() map[string]json.RawMessage {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPut, srv.URL+"/api/routes/orders/split", strings.NewReader(`{"split":{"legacy":80,"new":20}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]json.RawMessage
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	first := put()
+	if _, ok := first["edit"]; !ok || string(first["changed"]) != "true" {
+		t.Errorf("first set answered %v, want changed true with the edit", first)
+	}
+	again := put()
+	if string(again["changed"]) != "false" {
+		t.Errorf("second set changed = %s, want false", again["changed"])
+	}
+	if e, ok := again["edit"]; ok {
+		t.Errorf("an unchanged set answered an edit: %s", e)
+	}
+	for name, ans := range map[string]map[string]json.RawMessage{"first": first, "second": again} {
+		if got, want := compact(t, ans["split"]), `{"legacy":80,"new":20}`; got != want {
+			t.Errorf("%s answer: split %s, want the live %s", name, got, want)
+		}
+	}
+}
