@@ -224,19 +224,17 @@ func routeSet(cfg *Config) map[string]bool {
 	return names
 }
 
-// renamedRoutes pairs each route of cfg that has no state with the route
-// of the current config that cfg no longer has and that has the same
-// match: the same traffic under a new name. It returns new name -> old
+// renamedRoutes pairs each route of cfg that the current config does not
+// have with the route of the current config that cfg no longer has and
+// that has the same match: the same traffic under a new name (also a name
+// the route had before, whose state is older). It returns new name -> old
 // name; nothing before the first config (a rename made while banyan was
 // down is a new route). Caller holds m.mu.
 func (m *Manager) renamedRoutes(cfg *Config) map[string]string {
 	if m.cfg == nil {
 		return nil
 	}
-	kept := map[string]bool{}
-	for _, rc := range cfg.Routes {
-		kept[rc.Name] = true
-	}
+	kept, was := routeSet(cfg), routeSet(m.cfg)
 	var gone []RouteConfig
 	for _, rc := range m.cfg.Routes {
 		if _, has := m.states[rc.Name]; has && !kept[rc.Name] {
@@ -245,7 +243,7 @@ func (m *Manager) renamedRoutes(cfg *Config) map[string]string {
 	}
 	out := map[string]string{}
 	for _, rc := range cfg.Routes {
-		if _, has := m.states[rc.Name]; has {
+		if was[rc.Name] {
 			continue
 		}
 		for i, g := range gone {

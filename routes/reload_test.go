@@ -206,6 +206,18 @@ func TestManager_ReloadRenamedRouteKeepsLiveEdit(t *testing.T) {
 	if err != nil || len(hist) != 1 || !strings.Contains(hist[0].Reason, `renamed from "orders"`) {
 		t.Errorf("history of orders-read = %+v, %v; want an entry saying it was renamed from orders", hist, err)
 	}
+	// Renamed back after an edit under the new name: the edit comes along,
+	// not the state the old name had before the first rename.
+	if _, err := m.SetSplit(ctx, "orders-read", Split{"legacy": 30, "new": 70}, "alice", "step 3"); err != nil {
+		t.Fatal(err)
+	}
+	at70 := m.Table().Route("orders-read").Assignment()
+	if err := m.Reload(ctx, mustParse(t, managerConfig), "config file"); err != nil {
+		t.Fatal(err)
+	}
+	if rt := m.Table().Route("orders"); !rt.Split().Equal(Split{"legacy": 30, "new": 70}) || rt.Assignment() != at70 {
+		t.Errorf("renamed back: split %s (users kept: %v), want legacy=30 new=70 with the users of orders-read", rt.Split(), rt.Assignment() == at70)
+	}
 	// A route whose match changed too is a new route.
 	other := strings.Replace(strings.Replace(managerConfig, "name: orders", "name: carts", 1), "/api/orders", "/api/carts", 1)
 	if err := m.Reload(ctx, mustParse(t, other), "config file"); err != nil {
