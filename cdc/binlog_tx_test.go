@@ -22,6 +22,23 @@ func untilStreaming(tb testing.TB, dst *sql.DB) {
 	time.Sleep(300 * time.Millisecond)
 }
 
+// execOnOneConn runs stmts in order on one connection of db, so that
+// session settings and transactions the first ones start hold for the
+// rest.
+func execOnOneConn(tb testing.TB, db *sql.DB, stmts ...string) {
+	tb.Helper()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			tb.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // TestStream_TransactionWithSavepoints: MariaDB logs SAVEPOINT, ROLLBACK TO
 // and RELEASE SAVEPOINT inside a transaction's group (Django's atomic(),
 // Rails' requires_new and JTA nesting use them). They are not DDL: every
@@ -73,16 +90,7 @@ func TestStream_XAPrepareStops(t *testing.T) {
 	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`)
 	done := startRun(t, cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"}))
 	untilStreaming(t, dst)
-	conn, err := src.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, q := range []string{`XA START 'x1'`, `INSERT INTO t VALUES (1, 1)`, `XA END 'x1'`, `XA PREPARE 'x1'`, `XA COMMIT 'x1'`} {
-		if _, err := conn.ExecContext(context.Background(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	execOnOneConn(t, src, `XA START 'x1'`, `INSERT INTO t VALUES (1, 1)`, `XA END 'x1'`, `XA PREPARE 'x1'`, `XA COMMIT 'x1'`)
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "XA") {

@@ -145,6 +145,67 @@ func waitEqual(tb testing.TB, d time.Duration, src, dst func() []string) {
 	}
 }
 
+// resetToSourcePosition makes the target's bookkeeping tables and resets
+// its checkpoint to a copy starting at the source's current position, as
+// a first run does before it copies: what the source commits after this
+// is replayed by the stream onto what the copy writes.
+func resetToSourcePosition(tb testing.TB, src, dst *sql.DB) {
+	tb.Helper()
+	ctx := context.Background()
+	target := &Target{DB: dst, Pipeline: "default"}
+	if err := target.Init(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	start, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := target.Reset(ctx, start, nil); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// untilApplied waits until the pipeline's checkpoint is streaming at gtid,
+// failing if Run ends first or it takes over 20 seconds; a failure shows
+// the target's tables.
+func untilApplied(tb testing.TB, dst *sql.DB, done <-chan error, gtid string, tables ...string) {
+	tb.Helper()
+	shown := func() string {
+		var b strings.Builder
+		for _, table := range tables {
+			fmt.Fprintf(&b, "\ntarget %s %v", table, dump(tb, dst, table, "id"))
+		}
+		return b.String()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			tb.Fatalf("Run stopped: %v%s", err, shown())
+		default:
+		}
+		cp, ok, err := (&Target{DB: dst, Pipeline: "default"}).Checkpoint(context.Background())
+		if err == nil && ok && cp.Phase == PhaseStream && cp.Applied.GTID == gtid {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("checkpoint %+v (%v), want streaming at %s%s", cp, err, gtid, shown())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkSameRows fails the test for each table whose rows in the target
+// differ from the source's.
+func checkSameRows(tb testing.TB, src, dst *sql.DB, tables ...string) {
+	tb.Helper()
+	for _, table := range tables {
+		if got, want := strings.Join(dump(tb, dst, table, "id"), " "), strings.Join(dump(tb, src, table, "id"), " "); got != want {
+			tb.Errorf("target %s = %s, want %s", table, got, want)
+		}
+	}
+}
+
 const allTypesDDL = `CREATE TABLE t (
 	id INT PRIMARY KEY,
 	i BIGINT UNSIGNED,

@@ -4,9 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/banyanhq/banyan/routes"
 )
@@ -56,27 +54,8 @@ func TestPipeline_CopyChildOfParentAddedAfterItsCopy(t *testing.T) {
 	mustExec(t, src, `INSERT INTO orders VALUES (2, 2)`, `INSERT INTO items VALUES (20, 2)`)
 	at := gtidPos(t, src)
 	done := startRun(t, cfg)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			t.Fatalf("Run stopped: %v\ntarget orders %v, items %v", err, dump(t, dst, "orders", "id"), dump(t, dst, "items", "id"))
-		default:
-		}
-		cp, ok, err := (&Target{DB: dst, Pipeline: "default"}).Checkpoint(ctx)
-		if err == nil && ok && cp.Phase == PhaseStream && cp.Applied.GTID == at {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("checkpoint %+v (%v), want streaming at %s; target items %v", cp, err, at, dump(t, dst, "items", "id"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for _, table := range []string{"orders", "items"} {
-		if got, want := strings.Join(dump(t, dst, table, "id"), " "), strings.Join(dump(t, src, table, "id"), " "); got != want {
-			t.Errorf("target %s = %s, want %s", table, got, want)
-		}
-	}
+	untilApplied(t, dst, done, at, "orders", "items")
+	checkSameRows(t, src, dst, "orders", "items")
 }
 
 // TestPipeline_HandoffReplayChildOfDeletedParent: the stream replays from
@@ -96,54 +75,16 @@ func TestPipeline_HandoffReplayChildOfDeletedParent(t *testing.T) {
 	cfg := cdcConfig(srcName, dstName,
 		routes.TableMapping{Source: srcName + ".orders", Target: dstName + ".orders"},
 		routes.TableMapping{Source: srcName + ".items", Target: dstName + ".items"})
-	ctx := context.Background()
-	target := &Target{DB: dst, Pipeline: "default"}
-	if err := target.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	start, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := target.Reset(ctx, start, nil); err != nil {
-		t.Fatal(err)
-	}
+	resetToSourcePosition(t, src, dst)
 	mustExec(t, src, `INSERT INTO items VALUES (20, 2)`, `DELETE FROM items WHERE id = 20`, `DELETE FROM orders WHERE id = 2`)
 	at := gtidPos(t, src)
 	done := startRun(t, cfg)
-	waitApplied := func(at string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			select {
-			case err := <-done:
-				t.Fatalf("Run stopped: %v\ntarget orders %v, items %v", err, dump(t, dst, "orders", "id"), dump(t, dst, "items", "id"))
-			default:
-			}
-			cp, ok, err := target.Checkpoint(ctx)
-			if err == nil && ok && cp.Phase == PhaseStream && cp.Applied.GTID == at {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("checkpoint %+v (%v), want streaming at %s", cp, err, at)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	equal := func() {
-		t.Helper()
-		for _, table := range []string{"orders", "items"} {
-			if got, want := strings.Join(dump(t, dst, table, "id"), " "), strings.Join(dump(t, src, table, "id"), " "); got != want {
-				t.Errorf("target %s = %s, want %s", table, got, want)
-			}
-		}
-	}
-	waitApplied(at)
-	equal()
+	untilApplied(t, dst, done, at, "orders", "items")
+	checkSameRows(t, src, dst, "orders", "items")
 	// The source's cascade is not in its binlog: deleting order 1 there
 	// sends no delete of item 10, and only the target's own cascade can
 	// remove it. The replay above must not have left it off.
 	mustExec(t, src, `DELETE FROM orders WHERE id = 1`)
-	waitApplied(gtidPos(t, src))
-	equal()
+	untilApplied(t, dst, done, gtidPos(t, src), "orders", "items")
+	checkSameRows(t, src, dst, "orders", "items")
 }

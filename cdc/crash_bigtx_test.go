@@ -3,10 +3,7 @@ package cdc
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,23 +29,8 @@ func TestPipeline_CrashInsideLargeTransaction(t *testing.T) {
 	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".b", Target: dstName + ".b"})
 	cfg.BatchRows = 100
 
-	logf, err := os.Create(t.TempDir() + "/child.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	var child *exec.Cmd
-	t.Cleanup(func() {
-		if child != nil && child.ProcessState == nil {
-			child.Process.Kill()
-			child.Wait()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("child output:\n%s", b)
-		}
-	})
-	child = startChild(t, cfg, logf)
+	child := newChildPipeline(t, cfg)
+	child.start()
 	waitFor(t, 30*time.Second, "the copy to finish", func() bool {
 		phase, _, _ := phaseAt(t, dst, srcName)
 		return phase == PhaseStream
@@ -95,16 +77,13 @@ func TestPipeline_CrashInsideLargeTransaction(t *testing.T) {
 		// Kill the child a few times while it applies the transaction.
 		for k := 0; k < 3; k++ {
 			time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
-			if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			child.Wait()
+			child.killAndReap(fmt.Sprintf("round %d kill %d", round, k))
 			tagged, all := partial(round)
 			t.Logf("round %d kill %d: %d rows of the transaction in the target (all: %v)", round, k, tagged, all)
 			if tagged != 0 && !all {
 				t.Fatalf("round %d: the target holds %d rows of the transaction, a part of it: the checkpoint landed inside it", round, tagged)
 			}
-			child = startChild(t, cfg, logf)
+			child.start()
 		}
 		waitFor(t, 30*time.Second, "the transaction to land", func() bool { _, all := partial(round); return all })
 	}

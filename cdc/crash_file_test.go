@@ -2,10 +2,7 @@ package cdc
 
 import (
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,14 +20,7 @@ import (
 // was written exactly once (the audit trigger counts each write).
 func TestPipeline_CrashSafetyByFilePosition(t *testing.T) {
 	srcName, dstName, src, dst := dbs(t)
-	mustExec(t, src, legacyOrdersDDL,
-		`CREATE TABLE hits (id INT PRIMARY KEY, v INT)`,
-		`INSERT INTO hits (id, v) SELECT seq, seq FROM seq_1_to_100`)
-	mustExec(t, dst, newOrdersDDL,
-		`CREATE TABLE hits (id INT PRIMARY KEY, v INT)`,
-		`CREATE TABLE hits_audit (id INT PRIMARY KEY, writes INT NOT NULL)`,
-		`CREATE TRIGGER hits_audit BEFORE INSERT ON hits FOR EACH ROW
-			INSERT INTO hits_audit (id, writes) VALUES (NEW.id, 1) ON DUPLICATE KEY UPDATE writes = writes + 1`)
+	createOrdersWithAuditedHits(t, src, dst)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -41,23 +31,8 @@ func TestPipeline_CrashSafetyByFilePosition(t *testing.T) {
 	cfg.Source.Position = "file"
 	cfg.ChunkRows, cfg.BatchRows = 500, 50
 
-	logf, err := os.Create(t.TempDir() + "/child.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	var child *exec.Cmd
-	t.Cleanup(func() {
-		if child != nil && child.ProcessState == nil {
-			child.Process.Kill()
-			child.Wait()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("child output:\n%s", b)
-		}
-	})
-	child = startChild(t, cfg, logf)
+	child := newChildPipeline(t, cfg)
+	child.start()
 	waitFor(t, 60*time.Second, "the copy to finish", func() bool { return copyDone(t, dst, srcName) })
 	// Every hits insert from here is after the copy: the stream writes it,
 	// once.
@@ -91,43 +66,17 @@ func TestPipeline_CrashSafetyByFilePosition(t *testing.T) {
 			})
 			how = "once the checkpoint reached the new file"
 		}
-		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %d: %v", k, err)
-		}
-		if err := child.Wait(); err == nil || child.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("kill %d: the child was not running when killed (%v); see its output", k, err)
-		}
+		child.kill(k)
 		_, _, applied := phaseAt(t, dst, srcName)
 		t.Logf("kill %d %s: applied up to %s (source at %s)", k, how, applied, masterFile(t, src))
-		child = startChild(t, cfg, logf)
+		child.start()
 	}
 	time.Sleep(300 * time.Millisecond)
-	counts := stopWriter()
-	t.Logf("writer: %s", counts)
-	if counts.Hits == 0 {
-		t.Fatal("the writer inserted no hits rows: the double-application check proves nothing")
-	}
-	waitEqual(t, 60*time.Second,
-		func() []string { return dump(t, src, mappedOrders, "id") },
-		func() []string { return dump(t, dst, "orders", "id") })
-	waitEqual(t, 10*time.Second,
-		func() []string { return dump(t, src, "hits", "id") },
-		func() []string { return dump(t, dst, "hits", "id") })
-	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Wait(); err != nil {
-		t.Fatalf("the last child did not stop cleanly on SIGTERM: %v", err)
-	}
+	counts := stopHitsWriter(t, stopWriter)
+	waitOrdersAndHitsEqual(t, src, dst)
+	child.stop()
 	if got, want := checksum(t, dst, "orders"), checksum(t, src, mappedOrders); got != want {
 		t.Errorf("target orders: %s, want %s", got, want)
 	}
-	var audited, writes, most int
-	if err := dst.QueryRow("SELECT COUNT(*), COALESCE(SUM(writes), 0), COALESCE(MAX(writes), 0) FROM hits_audit").Scan(&audited, &writes, &most); err != nil {
-		t.Fatal(err)
-	}
-	if want := 100 + counts.Hits; audited != want || writes != want || most != 1 {
-		twice := dump(t, dst, "(SELECT * FROM hits_audit WHERE writes > 1) AS a", "id")
-		t.Errorf("hits rows written to the target: %d ids, %d writes, at most %d per id; want %d ids written once each. Written more than once (id|writes): %v", audited, writes, most, want, twice)
-	}
+	checkHitsWrittenOnce(t, dst, counts.Hits)
 }

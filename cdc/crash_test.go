@@ -392,20 +392,150 @@ func cdcChild() int {
 	return 0
 }
 
-// startChild starts the child pipeline, its output appended to logf.
-func startChild(tb testing.TB, cfg routes.CDCConfig, logf *os.File) *exec.Cmd {
+// childPipeline is cfg's pipeline run as a child process (cdcChild) that
+// a crash test kills and starts again. Every child's output goes to one
+// log file, shown if the test fails; a child still running when the test
+// ends is killed.
+type childPipeline struct {
+	tb  testing.TB
+	cfg routes.CDCConfig
+	log *os.File
+	cmd *exec.Cmd // the child started last
+}
+
+// newChildPipeline prepares the child pipeline for cfg; start runs it.
+func newChildPipeline(tb testing.TB, cfg routes.CDCConfig) *childPipeline {
 	tb.Helper()
-	b, err := json.Marshal(cfg)
+	logf, err := os.Create(tb.TempDir() + "/child.log")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	c := &childPipeline{tb: tb, cfg: cfg, log: logf}
+	tb.Cleanup(func() {
+		if c.cmd != nil && c.cmd.ProcessState == nil {
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		}
+		logf.Close()
+		if tb.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			tb.Logf("child output:\n%s", b)
+		}
+	})
+	return c
+}
+
+// start starts a child, its output appended to the log.
+func (c *childPipeline) start() {
+	c.tb.Helper()
+	b, err := json.Marshal(c.cfg)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childCfgEnv+"="+string(b))
-	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
+		c.tb.Fatal(err)
+	}
+	c.cmd = cmd
+}
+
+// killAndReap sends the child SIGKILL and waits for it, returning Wait's
+// error: nil if the child had already exited cleanly. what names the kill
+// in a failure.
+func (c *childPipeline) killAndReap(what string) error {
+	c.tb.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		c.tb.Fatalf("%s: %v", what, err)
+	}
+	return c.cmd.Wait()
+}
+
+// kill is kill number k: killAndReap, failing the test unless the child
+// was still running, since killing a child that had ended tests nothing.
+func (c *childPipeline) kill(k int) {
+	c.tb.Helper()
+	what := fmt.Sprintf("kill %d", k)
+	if err := c.killAndReap(what); err == nil || c.cmd.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		c.tb.Fatalf("%s: the child was not running when killed (%v); see its output", what, err)
+	}
+}
+
+// stop sends the child SIGTERM; it must end cleanly.
+func (c *childPipeline) stop() {
+	c.tb.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		c.tb.Fatal(err)
+	}
+	if err := c.cmd.Wait(); err != nil {
+		c.tb.Fatalf("the last child did not stop cleanly on SIGTERM: %v", err)
+	}
+}
+
+// createOrdersWithAuditedHits creates the legacy t_order on the source
+// and orders on the target, and hits on both, the source's holding ids 1
+// to 100.
+//
+// hits in the target has a BEFORE INSERT trigger that counts, per id,
+// every row write banyan commits: an INSERT ... ON DUPLICATE KEY UPDATE
+// fires it for each row whether the row is new or already there, in
+// the same transaction, so a rolled-back batch counts nothing.
+//
+// What "applied twice" would look like: a source insert committed to
+// the target in two target transactions (a batch whose checkpoint did
+// not land with it, replayed after the crash). The upsert makes that
+// invisible in the rows; the audit counts it (checkHitsWrittenOnce).
+func createOrdersWithAuditedHits(tb testing.TB, src, dst *sql.DB) {
+	tb.Helper()
+	mustExec(tb, src, legacyOrdersDDL,
+		`CREATE TABLE hits (id INT PRIMARY KEY, v INT)`,
+		`INSERT INTO hits (id, v) SELECT seq, seq FROM seq_1_to_100`)
+	mustExec(tb, dst, newOrdersDDL,
+		`CREATE TABLE hits (id INT PRIMARY KEY, v INT)`,
+		`CREATE TABLE hits_audit (id INT PRIMARY KEY, writes INT NOT NULL)`,
+		`CREATE TRIGGER hits_audit BEFORE INSERT ON hits FOR EACH ROW
+			INSERT INTO hits_audit (id, writes) VALUES (NEW.id, 1) ON DUPLICATE KEY UPDATE writes = writes + 1`)
+}
+
+// waitOrdersAndHitsEqual waits for the target's orders, then its hits, to
+// equal the source's.
+func waitOrdersAndHitsEqual(tb testing.TB, src, dst *sql.DB) {
+	tb.Helper()
+	waitEqual(tb, 60*time.Second,
+		func() []string { return dump(tb, src, mappedOrders, "id") },
+		func() []string { return dump(tb, dst, "orders", "id") })
+	waitEqual(tb, 10*time.Second,
+		func() []string { return dump(tb, src, "hits", "id") },
+		func() []string { return dump(tb, dst, "hits", "id") })
+}
+
+// stopHitsWriter stops a legacyWriter by its stop function and returns
+// its counts; a writer that inserted no hits rows fails the test, since
+// checkHitsWrittenOnce would then prove nothing.
+func stopHitsWriter(tb testing.TB, stop func() writerCounts) writerCounts {
+	tb.Helper()
+	counts := stop()
+	tb.Logf("writer: %s", counts)
+	if counts.Hits == 0 {
+		tb.Fatal("the writer inserted no hits rows: the double-application check proves nothing")
+	}
+	return counts
+}
+
+// checkHitsWrittenOnce fails the test unless the target's audit counts
+// each hits row, the 100 seeded ones and the writer's inserted ones,
+// written exactly once.
+func checkHitsWrittenOnce(tb testing.TB, dst *sql.DB, inserted int) {
+	tb.Helper()
+	var audited, writes, most int
+	if err := dst.QueryRow("SELECT COUNT(*), COALESCE(SUM(writes), 0), COALESCE(MAX(writes), 0) FROM hits_audit").Scan(&audited, &writes, &most); err != nil {
 		tb.Fatal(err)
 	}
-	return cmd
+	if want := 100 + inserted; audited != want || writes != want || most != 1 {
+		twice := dump(tb, dst, "(SELECT * FROM hits_audit WHERE writes > 1) AS a", "id")
+		tb.Errorf("hits rows written to the target: %d ids, %d writes, at most %d per id; want %d ids written once each. Written more than once (id|writes): %v", audited, writes, most, want, twice)
+	}
 }
 
 // phaseAt reads what a killed child had committed: the checkpoint's phase
@@ -429,19 +559,7 @@ func phaseAt(tb testing.TB, dst *sql.DB, srcName string) (phase string, copied i
 func TestPipeline_CrashSafety(t *testing.T) {
 	began := time.Now()
 	srcName, dstName, src, dst := dbs(t)
-	mustExec(t, src, legacyOrdersDDL,
-		`CREATE TABLE hits (id INT PRIMARY KEY, v INT)`,
-		`INSERT INTO hits (id, v) SELECT seq, seq FROM seq_1_to_100`)
-	// hits in the target has a BEFORE INSERT trigger that counts, per id,
-	// every row write banyan commits: an INSERT ... ON DUPLICATE KEY UPDATE
-	// fires it for each row whether the row is new or already there, in
-	// the same transaction, so a rolled-back batch counts nothing.
-	//
-	// What "applied twice" would look like: a source insert committed to
-	// the target in two target transactions (a batch whose checkpoint did
-	// not land with it, replayed after the crash). The upsert makes that
-	// invisible in the rows; the audit counts it.
-	//
+	createOrdersWithAuditedHits(t, src, dst)
 	// What may legitimately be applied twice (ADR 0003): rows the copy
 	// wrote that changed after the copy's start position are replayed by
 	// the stream. So the writer inserts into hits only once hits' copy is
@@ -449,11 +567,6 @@ func TestPipeline_CrashSafety(t *testing.T) {
 	// inserts is after the start position and after the copy, and must be
 	// written exactly once, by the stream. The 100 seeded rows predate the
 	// start and are written exactly once, by the copy.
-	mustExec(t, dst, newOrdersDDL,
-		`CREATE TABLE hits (id INT PRIMARY KEY, v INT)`,
-		`CREATE TABLE hits_audit (id INT PRIMARY KEY, writes INT NOT NULL)`,
-		`CREATE TRIGGER hits_audit BEFORE INSERT ON hits FOR EACH ROW
-			INSERT INTO hits_audit (id, writes) VALUES (NEW.id, 1) ON DUPLICATE KEY UPDATE writes = writes + 1`)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -464,23 +577,7 @@ func TestPipeline_CrashSafety(t *testing.T) {
 		routes.TableMapping{Source: srcName + ".hits", Target: dstName + ".hits"},
 		ordersMapping(srcName, dstName))
 	cfg.ChunkRows, cfg.BatchRows = 500, 200
-
-	logf, err := os.Create(t.TempDir() + "/child.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	var child *exec.Cmd
-	t.Cleanup(func() {
-		if child != nil && child.ProcessState == nil {
-			child.Process.Kill()
-			child.Wait()
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("child output:\n%s", b)
-		}
-	})
+	child := newChildPipeline(t, cfg)
 
 	var hitsOn atomic.Bool
 	stopWriter := (&legacyWriter{db: src, rng: rand.New(rand.NewPCG(seed, 2)), hitsOn: &hitsOn}).start(t)
@@ -493,7 +590,7 @@ func TestPipeline_CrashSafety(t *testing.T) {
 	kills := map[string]int{}
 	lastCopied := int64(-1)
 	for k := 1; kills[PhaseStream] < streamKills; k++ {
-		child = startChild(t, cfg, logf)
+		child.start()
 		if kills[PhaseCopy] >= copyKills {
 			waitFor(t, 60*time.Second, "the copy to finish", func() bool {
 				phase, _, _ := phaseAt(t, dst, srcName)
@@ -527,12 +624,7 @@ func TestPipeline_CrashSafety(t *testing.T) {
 				}
 			}
 		}
-		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %d: %v", k, err)
-		}
-		if err := child.Wait(); err == nil || child.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("kill %d: the child was not running when killed (%v); see its output", k, err)
-		}
+		child.kill(k)
 		phase, copied, applied := phaseAt(t, dst, srcName)
 		kills[phase]++
 		t.Logf("kill %d %s after %v: phase %s, t_order rows copied %d, applied up to %s", k, how, delay, phase, copied, applied)
@@ -551,39 +643,18 @@ func TestPipeline_CrashSafety(t *testing.T) {
 		t.Errorf("only %d kills landed during the copy; want at least 2 (the copy is too fast for the kill delays)", kills[PhaseCopy])
 	}
 
-	child = startChild(t, cfg, logf)
+	child.start()
 	time.Sleep(500 * time.Millisecond)
-	counts := stopWriter()
-	t.Logf("writer: %s", counts)
-	if counts.Hits == 0 {
-		t.Fatal("the writer inserted no hits rows: the double-application check proves nothing")
-	}
+	counts := stopHitsWriter(t, stopWriter)
 	catchUp := time.Now()
-	waitEqual(t, 60*time.Second,
-		func() []string { return dump(t, src, mappedOrders, "id") },
-		func() []string { return dump(t, dst, "orders", "id") })
-	waitEqual(t, 10*time.Second,
-		func() []string { return dump(t, src, "hits", "id") },
-		func() []string { return dump(t, dst, "hits", "id") })
+	waitOrdersAndHitsEqual(t, src, dst)
 	t.Logf("caught up %v after the writer stopped", time.Since(catchUp).Round(time.Millisecond))
-	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := child.Wait(); err != nil {
-		t.Fatalf("the last child did not stop cleanly on SIGTERM: %v", err)
-	}
+	child.stop()
 
 	if got, want := checksum(t, dst, "orders"), checksum(t, src, mappedOrders); got != want {
 		t.Errorf("target orders: %s, want %s", got, want)
 	}
-	var audited, writes, most int
-	if err := dst.QueryRow("SELECT COUNT(*), COALESCE(SUM(writes), 0), COALESCE(MAX(writes), 0) FROM hits_audit").Scan(&audited, &writes, &most); err != nil {
-		t.Fatal(err)
-	}
-	if want := 100 + counts.Hits; audited != want || writes != want || most != 1 {
-		twice := dump(t, dst, "(SELECT * FROM hits_audit WHERE writes > 1) AS a", "id")
-		t.Errorf("hits rows written to the target: %d ids, %d writes, at most %d per id; want %d ids written once each. Written more than once (id|writes): %v", audited, writes, most, want, twice)
-	}
+	checkHitsWrittenOnce(t, dst, counts.Hits)
 	// Resumed, not restarted: a copy that began again from the first key
 	// after a crash would count the early chunks twice.
 	if p, err := copyProgress(dst, srcName+".t_order"); err != nil || !p.Done || p.Rows > int64(existing+counts.Inserts) {

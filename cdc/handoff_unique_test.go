@@ -1,8 +1,6 @@
 package cdc
 
 import (
-	"context"
-	"database/sql"
 	"strings"
 	"testing"
 	"time"
@@ -29,18 +27,7 @@ func TestPipeline_HandoffReplayUniqueKey(t *testing.T) {
 
 	// A copy that begins at start and reads the table only after the
 	// source changed: what a copy of a large table meets.
-	ctx := context.Background()
-	target := &Target{DB: dst, Pipeline: "default"}
-	if err := target.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	start, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := target.Reset(ctx, start, nil); err != nil {
-		t.Fatal(err)
-	}
+	resetToSourcePosition(t, src, dst)
 	mustExec(t, src,
 		`INSERT INTO u VALUES (1, 'v', 1)`,
 		`DELETE FROM u WHERE id = 1`,
@@ -53,7 +40,7 @@ func TestPipeline_HandoffReplayUniqueKey(t *testing.T) {
 	done := startRun(t, cfg)
 	s := func() []string { return dump(t, src, "u", "id") }
 	d := func() []string { return dump(t, dst, "u", "id") }
-	untilApplied(t, dst, done, at)
+	untilApplied(t, dst, done, at, "u")
 	if got, want := d(), s(); !equalRows(got, want) {
 		t.Fatalf("target %v, want the source's %v", got, want)
 	}
@@ -99,31 +86,9 @@ func TestPipeline_ResnapshotSwappedUniqueValues(t *testing.T) {
 	mustExec(t, src, `UPDATE u SET e = 'x' WHERE id = 2`, `UPDATE u SET e = 'b' WHERE id = 1`, `UPDATE u SET e = 'a' WHERE id = 2`)
 	at := gtidPos(t, src)
 	_, done := resnapshot(t, cfg, nil)
-	untilApplied(t, dst, done, at)
+	untilApplied(t, dst, done, at, "u")
 	if got, want := d(), s(); !equalRows(got, want) {
 		t.Fatalf("target %v, want the source's %v", got, want)
-	}
-}
-
-// untilApplied waits until the pipeline's checkpoint is at gtid, failing
-// if Run ends first.
-func untilApplied(tb testing.TB, dst *sql.DB, done <-chan error, gtid string) {
-	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case err := <-done:
-			tb.Fatalf("Run stopped: %v\ntarget %v", err, dump(tb, dst, "u", "id"))
-		default:
-		}
-		cp, ok, err := (&Target{DB: dst, Pipeline: "default"}).Checkpoint(context.Background())
-		if err == nil && ok && cp.Phase == PhaseStream && cp.Applied.GTID == gtid {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("checkpoint %+v (%v), want streaming at %s", cp, err, gtid)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -143,25 +108,10 @@ func TestPipeline_HandoffUniqueKeyKeepsChildren(t *testing.T) {
 	cfg := cdcConfig(srcName, dstName,
 		routes.TableMapping{Source: srcName + ".u", Target: dstName + ".u"},
 		routes.TableMapping{Source: srcName + ".o", Target: dstName + ".o"})
-	ctx := context.Background()
-	target := &Target{DB: dst, Pipeline: "default"}
-	if err := target.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	start, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := target.Reset(ctx, start, nil); err != nil {
-		t.Fatal(err)
-	}
+	resetToSourcePosition(t, src, dst)
 	mustExec(t, src, `INSERT INTO u VALUES (1, 'v', 1)`, `DELETE FROM u WHERE id = 1`, `UPDATE u SET e = 'v' WHERE id = 2`)
 	at := gtidPos(t, src)
 	done := startRun(t, cfg)
-	untilApplied(t, dst, done, at)
-	for _, table := range []string{"u", "o"} {
-		if got, want := strings.Join(dump(t, dst, table, "id"), " "), strings.Join(dump(t, src, table, "id"), " "); got != want {
-			t.Errorf("target %s = %s, want %s", table, got, want)
-		}
-	}
+	untilApplied(t, dst, done, at, "u", "o")
+	checkSameRows(t, src, dst, "u", "o")
 }

@@ -35,29 +35,8 @@ func TestPipeline_PurgedBinlog(t *testing.T) {
 
 	// While banyan is down, changes land in a binlog file that is purged.
 	mustExec(t, src, `INSERT INTO p VALUES (3, 'c')`, `UPDATE p SET v = 'A' WHERE id = 1`, `DELETE FROM p WHERE id = 2`)
-	var file string
 	mustExec(t, src, `FLUSH BINARY LOGS`)
-	var pos any
-	if err := src.QueryRow(`SHOW MASTER STATUS`).Scan(&file, &pos, new(any), new(any)); err != nil {
-		t.Fatal(err)
-	}
-	// A binlog dump thread still reading an old file keeps it from being
-	// purged; retry until the server has really let go of them.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mustExec(t, src, `PURGE BINARY LOGS TO '`+file+`'`)
-		var first string
-		if err := src.QueryRow(`SHOW BINARY LOGS`).Scan(&first, new(any)); err != nil {
-			t.Fatal(err)
-		}
-		if first == file {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("could not purge binlogs before %s (oldest is still %s)", file, first)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	purgeBefore(t, src, masterFile(t, src))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

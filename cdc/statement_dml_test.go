@@ -1,7 +1,6 @@
 package cdc
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
@@ -25,16 +24,7 @@ func TestStream_StatementLoggedDMLStops(t *testing.T) {
 	untilStreaming(t, dst)
 	mustExec(t, src, `INSERT INTO t VALUES (2, 2)`)
 	before := gtidPos(t, src)
-	conn, err := src.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, q := range []string{`SET SESSION binlog_format = 'STATEMENT'`, `UPDATE t SET v = 10 WHERE id = 1`} {
-		if _, err := conn.ExecContext(context.Background(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	execOnOneConn(t, src, `SET SESSION binlog_format = 'STATEMENT'`, `UPDATE t SET v = 10 WHERE id = 1`)
 	mustExec(t, src, `INSERT INTO t VALUES (3, 3)`)
 	select {
 	case err := <-done:
@@ -62,16 +52,7 @@ func TestStream_StatementLoggedLoadDataStops(t *testing.T) {
 	untilStreaming(t, dst)
 	mysql.RegisterReaderHandler("banyan_load", func() io.Reader { return strings.NewReader("2\t2\n3\t3\n") })
 	defer mysql.DeregisterReaderHandler("banyan_load")
-	conn, err := src.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	for _, q := range []string{`SET SESSION binlog_format = 'STATEMENT'`, `LOAD DATA LOCAL INFILE 'Reader::banyan_load' INTO TABLE t`} {
-		if _, err := conn.ExecContext(context.Background(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	execOnOneConn(t, src, `SET SESSION binlog_format = 'STATEMENT'`, `LOAD DATA LOCAL INFILE 'Reader::banyan_load' INTO TABLE t`)
 	mustExec(t, src, `INSERT INTO t VALUES (4, 4)`)
 	select {
 	case err := <-done:

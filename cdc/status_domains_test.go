@@ -37,18 +37,11 @@ func TestReadStatus_CaughtUpAcrossDomains(t *testing.T) {
 	cfg.Source.DSN = own.DSN(srcName)
 	runPipeline(t, cfg)
 	untilStreaming(t, dst)
-	conn, err := src.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	var stmts []string
 	for i, domain := range []int{10, 2, 0} {
-		for _, q := range []string{fmt.Sprintf("SET SESSION gtid_domain_id = %d", domain), fmt.Sprintf("INSERT INTO r VALUES (%d, %d)", i, domain)} {
-			if _, err := conn.ExecContext(context.Background(), q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
+		stmts = append(stmts, fmt.Sprintf("SET SESSION gtid_domain_id = %d", domain), fmt.Sprintf("INSERT INTO r VALUES (%d, %d)", i, domain))
 	}
+	execOnOneConn(t, src, stmts...)
 	waitEqual(t, 15*time.Second, func() []string { return dump(t, src, "r", "id") }, func() []string { return dump(t, dst, "r", "id") })
 	time.Sleep(time.Second)
 	st, err := ReadStatus(context.Background(), cfg)
@@ -68,21 +61,10 @@ func TestReadStatus_LagDuringCopy(t *testing.T) {
 	srcName, dstName, src, dst := dbs(t)
 	mustExec(t, src, `CREATE TABLE r (id INT PRIMARY KEY, v INT)`)
 	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".r", Target: dstName + ".r"})
-	ctx := context.Background()
-	target := &Target{DB: dst, Pipeline: "default"}
-	if err := target.Init(ctx); err != nil {
-		t.Fatal(err)
-	}
-	start, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := target.Reset(ctx, start, nil); err != nil {
-		t.Fatal(err)
-	}
+	resetToSourcePosition(t, src, dst)
 	mustExec(t, src, `INSERT INTO r VALUES (1, 1)`)
 	time.Sleep(2 * time.Second)
-	st, err := ReadStatus(ctx, cfg)
+	st, err := ReadStatus(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
