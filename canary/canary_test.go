@@ -50,12 +50,61 @@ func shop(t *testing.T) (*sql.DB, string) {
 	if err := p.Source.Exec(t.Context(), append([]string{"USE " + name}, shopSchema...)...); err != nil {
 		t.Fatal(err)
 	}
-	db, err := p.Source.Open(t.Context(), name)
+	return openOn(t, p.Source, name), name
+}
+
+// shopOn creates database name on server s, replacing one an earlier run
+// left: the given statements, then the shop schema. The database is
+// dropped when the test ends. The mode 2 tests (Servers) make it on both
+// servers with the same name, as a workload names its schema.
+func shopOn(t *testing.T, s *testdb.Server, name string, first ...string) {
+	t.Helper()
+	stmts := append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name}, first...)
+	if err := s.Exec(t.Context(), append(stmts, shopSchema...)...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+}
+
+// openOn opens a pool on database name of server s ("": none), closed
+// when the test ends.
+func openOn(t *testing.T, s *testdb.Server, name string) *sql.DB {
+	t.Helper()
+	db, err := s.Open(t.Context(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return db, name
+	return db
+}
+
+// mustExec runs stmts on db in order, failing the test at the first
+// error.
+func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// writingFunction makes a table hits and a stored function touch(x) that
+// inserts x into it and returns x: a SELECT that calls touch writes.
+var writingFunction = []string{
+	`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
+	`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
+}
+
+// hitsRows is the number of rows in db's hits table, each one a write
+// through touch (writingFunction).
+func hitsRows(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func quick() Options {
@@ -360,12 +409,9 @@ func TestQueries_writeEffectsOverRowLimit(t *testing.T) {
 // while a different value inserted still must.
 func TestQueries_writeEffectsAutoIncrement(t *testing.T) {
 	db, _ := shop(t)
-	if _, err := db.ExecContext(t.Context(), `CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL, body VARCHAR(20) NOT NULL) ENGINE=InnoDB`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(t.Context(), `INSERT INTO notes (customer_id, body) VALUES (1, 'a'), (2, 'b')`); err != nil {
-		t.Fatal(err)
-	}
+	mustExec(t, db,
+		`CREATE TABLE notes (id INT AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL, body VARCHAR(20) NOT NULL) ENGINE=InnoDB`,
+		`INSERT INTO notes (customer_id, body) VALUES (1, 'a'), (2, 'b')`)
 	o := quick()
 	o.AllowWrites = true
 	const insert = `INSERT INTO notes (customer_id, body) VALUES (?, 'hi')`
@@ -450,11 +496,7 @@ func TestQueries_latencyGate(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	db, err := p.Source.Open(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openOn(t, p.Source, name)
 	params := ids(int64(17), int64(99_000), int64(150_001), int64(3))
 	o := DefaultOptions()
 	o.Runs, o.Warmup = 15, 2
@@ -532,10 +574,7 @@ func TestServers_slowLog(t *testing.T) {
 	p := testdb.Need(t, pair)
 	const name = "canary_shop"
 	for _, s := range []*testdb.Server{p.Source, p.Target} {
-		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name}, shopSchema...)...); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+		shopOn(t, s, name)
 	}
 	if err := p.Target.Exec(t.Context(), "USE "+name, "ALTER TABLE orders DROP KEY customer_id", "UPDATE customers SET name = 'cyd' WHERE id = 3"); err != nil {
 		t.Fatal(err)
@@ -554,16 +593,7 @@ func TestServers_slowLog(t *testing.T) {
 		t.Fatalf("parse: %s, %d statements, %v", format, len(stmts), err)
 	}
 	// Connect to neither database: the log's schema must be used.
-	oldDB, err := p.Source.Open(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer oldDB.Close()
-	newDB, err := p.Target.Open(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newDB.Close()
+	oldDB, newDB := openOn(t, p.Source, ""), openOn(t, p.Target, "")
 	rep, err := Servers(t.Context(), oldDB, newDB, stmts, quick())
 	if err != nil {
 		t.Fatal(err)
@@ -606,20 +636,9 @@ func TestServers_writesCompared(t *testing.T) {
 	p := testdb.Need(t, pair)
 	const name = "canary_shop_w"
 	for _, s := range []*testdb.Server{p.Source, p.Target} {
-		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name}, shopSchema...)...); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+		shopOn(t, s, name)
 	}
-	open := func(s *testdb.Server) *sql.DB {
-		db, err := s.Open(t.Context(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	oldDB, newDB := open(p.Source), open(p.Target)
+	oldDB, newDB := openOn(t, p.Source, name), openOn(t, p.Target, name)
 	stmts := []Statement{
 		{SQL: "UPDATE orders SET status = 'paid' WHERE id = 3", Schema: name, Line: 1},
 		{SQL: "UPDATE orders SET status = 'paid' WHERE id = 5", Schema: name, Line: 2},
@@ -709,18 +728,14 @@ func TestQueries_orderByNullIsUnordered(t *testing.T) {
 // execution, saying the data changed.
 func TestQueries_writesToNonTransactionalTableRefused(t *testing.T) {
 	db, _ := shop(t)
-	for _, q := range []string{
+	mustExec(t, db,
 		`CREATE TABLE notes (id INT PRIMARY KEY, customer_id INT, body VARCHAR(20)) ENGINE=MyISAM`,
 		`INSERT INTO notes VALUES (1, 1, 'hello'), (2, 2, 'hi')`,
 		`CREATE TABLE audit (n INT) ENGINE=MyISAM`,
 		`CREATE TABLE tagged (id INT PRIMARY KEY, tag VARCHAR(10)) ENGINE=InnoDB`,
 		`INSERT INTO tagged VALUES (1, 'a')`,
 		`CREATE TRIGGER tagged_audit AFTER UPDATE ON tagged FOR EACH ROW INSERT INTO audit VALUES (NEW.id)`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	notes := func() string {
 		var s string
 		if err := db.QueryRowContext(t.Context(), `SELECT GROUP_CONCAT(id, body ORDER BY id) FROM notes`).Scan(&s); err != nil {
@@ -764,22 +779,9 @@ func TestServers_writesToNonTransactionalTableSkipped(t *testing.T) {
 	const name = "canary_shop_myisam"
 	for i, s := range []*testdb.Server{p.Source, p.Target} {
 		engine := []string{"InnoDB", "MyISAM"}[i]
-		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name,
-			"CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20)) ENGINE=" + engine, "INSERT INTO notes VALUES (1, 'hello')"}, shopSchema...)...); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+		shopOn(t, s, name, "CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20)) ENGINE="+engine, "INSERT INTO notes VALUES (1, 'hello')")
 	}
-	oldDB, err := p.Source.Open(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer oldDB.Close()
-	newDB, err := p.Target.Open(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newDB.Close()
+	oldDB, newDB := openOn(t, p.Source, name), openOn(t, p.Target, name)
 	stmts := []Statement{
 		{SQL: "UPDATE notes SET body = 'x' WHERE id = 1", Schema: name, Line: 1},
 		{SQL: "SELECT COUNT(*) FROM orders WHERE status = 'paid'", Schema: name, Line: 2},
@@ -966,27 +968,13 @@ func TestQueries_tooFewRunsForTheLatencyTest(t *testing.T) {
 // holds what it held.
 func TestQueries_readThatWritesIsRefused(t *testing.T) {
 	db, _ := shop(t)
-	for _, q := range []string{
-		`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
-		`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hits := func() int {
-		var n int
-		if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	mustExec(t, db, writingFunction...)
 	const q = `SELECT id, touch(id) AS t FROM customers WHERE id = ?`
 	_, err := Queries(t.Context(), db, q, q, ids(int64(1), int64(2)), quick())
 	if !errors.Is(err, ErrWriteRefused) {
 		t.Errorf("a SELECT that writes, without AllowWrites: err = %v, want ErrWriteRefused", err)
 	}
-	if n := hits(); n != 0 {
+	if n := hitsRows(t, db); n != 0 {
 		t.Fatalf("a SELECT run without AllowWrites wrote %d rows", n)
 	}
 	o := quick()
@@ -995,7 +983,7 @@ func TestQueries_readThatWritesIsRefused(t *testing.T) {
 	if err != nil || !rep.Pass {
 		t.Fatalf("with AllowWrites: err %v, reasons %v", err, rep)
 	}
-	if n := hits(); n != 0 {
+	if n := hitsRows(t, db); n != 0 {
 		t.Errorf("with AllowWrites the SELECT's writes stayed: %d rows", n)
 	}
 	// A locking read is a read: the READ ONLY transaction refuses it, so
@@ -1013,23 +1001,9 @@ func TestServers_readThatWritesIsSkipped(t *testing.T) {
 	p := testdb.Need(t, pair)
 	const name = "canary_shop_fn"
 	for _, s := range []*testdb.Server{p.Source, p.Target} {
-		if err := s.Exec(t.Context(), append([]string{"DROP DATABASE IF EXISTS " + name, "CREATE DATABASE " + name, "USE " + name,
-			"CREATE TABLE hits (customer_id INT) ENGINE=InnoDB",
-			"CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END"}, shopSchema...)...); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name) })
+		shopOn(t, s, name, writingFunction...)
 	}
-	oldDB, err := p.Source.Open(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer oldDB.Close()
-	newDB, err := p.Target.Open(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer newDB.Close()
+	oldDB, newDB := openOn(t, p.Source, name), openOn(t, p.Target, name)
 	stmts := []Statement{
 		{SQL: "SELECT id, touch(id) FROM customers WHERE id = 1", Schema: name, Line: 1},
 		{SQL: "SELECT COUNT(*) FROM orders WHERE status = 'paid'", Schema: name, Line: 2},
@@ -1042,11 +1016,7 @@ func TestServers_readThatWritesIsSkipped(t *testing.T) {
 		t.Errorf("%d checks, skipped %+v; want the SELECT touch(...) skipped", len(rep.Checks), rep.Skipped)
 	}
 	for _, db := range []*sql.DB{oldDB, newDB} {
-		var n int
-		if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM hits").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != 0 {
+		if n := hitsRows(t, db); n != 0 {
 			t.Errorf("the SELECT wrote %d rows", n)
 		}
 	}
@@ -1056,22 +1026,11 @@ func TestServers_readThatWritesIsSkipped(t *testing.T) {
 // and must not write either, even through a stored function.
 func TestQueryParams_readThatWritesIsRefused(t *testing.T) {
 	db, _ := shop(t)
-	for _, q := range []string{
-		`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
-		`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustExec(t, db, writingFunction...)
 	if _, err := QueryParams(t.Context(), db, `SELECT touch(id) FROM customers`); !errors.Is(err, ErrWriteRefused) {
 		t.Errorf("err = %v, want ErrWriteRefused", err)
 	}
-	var n int
-	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := hitsRows(t, db); n != 0 {
 		t.Errorf("the parameter query wrote %d rows", n)
 	}
 	if p, err := QueryParams(t.Context(), db, `SELECT id FROM customers WHERE id < 3 ORDER BY id`); err != nil || len(p) != 2 {
@@ -1086,14 +1045,10 @@ func TestQueryParams_readThatWritesIsRefused(t *testing.T) {
 // still bind as numbers.
 func TestQueryParams_textColumnsStayText(t *testing.T) {
 	db, _ := shop(t)
-	for _, q := range []string{
+	mustExec(t, db,
 		`CREATE TABLE products (id INT PRIMARY KEY, sku VARCHAR(20) NOT NULL, UNIQUE KEY (sku)) ENGINE=InnoDB`,
 		`INSERT INTO products VALUES (1, '123'), (2, '0123'), (3, 'x-1')`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	params, err := QueryParams(t.Context(), db, `SELECT sku, id FROM products WHERE id = 1`)
 	if err != nil {
 		t.Fatal(err)
@@ -1116,14 +1071,7 @@ func TestQueryParams_textColumnsStayText(t *testing.T) {
 // writes; EXPLAIN must run inside the rolled-back transaction too.
 func TestQueries_explainWritesNothing(t *testing.T) {
 	db, _ := shop(t)
-	for _, q := range []string{
-		`CREATE TABLE hits (customer_id INT) ENGINE=InnoDB`,
-		`CREATE FUNCTION touch(x INT) RETURNS INT DETERMINISTIC BEGIN INSERT INTO hits VALUES (x); RETURN x; END`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustExec(t, db, writingFunction...)
 	o := quick()
 	o.AllowWrites = true
 	const q = `UPDATE customers SET region = 'xx' WHERE id = touch(?)`
@@ -1134,11 +1082,7 @@ func TestQueries_explainWritesNothing(t *testing.T) {
 	if len(rep.Checks[0].Explain.Old.Rows) == 0 {
 		t.Errorf("no EXPLAIN: %+v", rep.Checks[0].Explain)
 	}
-	var n int
-	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM hits`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := hitsRows(t, db); n != 0 {
 		t.Errorf("the run left %d rows written by the stored function", n)
 	}
 }
@@ -1254,14 +1198,10 @@ func TestQueries_nothingReturnedIsNoted(t *testing.T) {
 // as "(generated)" like an INT's.
 func TestQueries_writeEffectsBigintUnsignedAutoIncrement(t *testing.T) {
 	db, _ := shop(t)
-	for _, q := range []string{
+	mustExec(t, db,
 		`CREATE TABLE notes (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, customer_id INT NOT NULL, body VARCHAR(20) NOT NULL) ENGINE=InnoDB`,
 		`INSERT INTO notes (customer_id, body) VALUES (1, 'a'), (2, 'b')`,
-	} {
-		if _, err := db.ExecContext(t.Context(), q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	)
 	o := quick()
 	o.AllowWrites = true
 	const insert = `INSERT INTO notes (customer_id, body) VALUES (?, 'hi')`
