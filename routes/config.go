@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -292,6 +294,17 @@ type MatchConfig struct {
 	PathTemplate string            `yaml:"path_template" json:"path_template,omitempty"`
 	Methods      []string          `yaml:"methods" json:"methods,omitempty"`
 	Headers      map[string]string `yaml:"headers" json:"headers,omitempty"`
+}
+
+// RequestMethods is the methods a request matching m may have: those
+// listed and, with GET, HEAD too, since a HEAD is a GET without its body
+// (RFC 9110 9.3.2) and must reach the backend the GET would. nil when m
+// takes any method.
+func (m MatchConfig) RequestMethods() []string {
+	if slices.Contains(m.Methods, http.MethodGet) && !slices.Contains(m.Methods, http.MethodHead) {
+		return append(slices.Clip(m.Methods), http.MethodHead)
+	}
+	return m.Methods
 }
 
 // IsEmpty reports whether the match selects every request.

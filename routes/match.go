@@ -28,7 +28,7 @@ type headerMatch struct {
 }
 
 func compileMatch(m MatchConfig) (matcher, error) {
-	c := matcher{exact: m.Path, prefix: strings.TrimSuffix(m.PathPrefix, "/"), methods: m.Methods}
+	c := matcher{exact: m.Path, prefix: strings.TrimSuffix(m.PathPrefix, "/"), methods: m.RequestMethods()}
 	if m.PathPrefix == "/" {
 		c.prefix = "/"
 	}

@@ -132,6 +132,12 @@ func TestMatcher(t *testing.T) {
 		{MatchConfig{PathTemplate: "/api/{kind}/{id}/items"}, "GET", "/api/orders/7/items", nil, true},
 		{MatchConfig{PathPrefix: "/api", Methods: []string{"GET", "HEAD"}}, "POST", "/api/x", nil, false},
 		{MatchConfig{PathPrefix: "/api", Methods: []string{"GET", "HEAD"}}, "HEAD", "/api/x", nil, true},
+		// A HEAD is a GET without the body (RFC 9110 9.3.2): it goes where
+		// the GET would, or monitors and caches probing with HEAD would
+		// reach another backend than the customers' GETs.
+		{MatchConfig{PathPrefix: "/api", Methods: []string{"GET"}}, "HEAD", "/api/x", nil, true},
+		{MatchConfig{PathPrefix: "/api", Methods: []string{"POST"}}, "HEAD", "/api/x", nil, false},
+		{MatchConfig{PathPrefix: "/api", Methods: []string{"HEAD"}}, "GET", "/api/x", nil, false},
 		{MatchConfig{Headers: map[string]string{"x-beta": "1"}}, "GET", "/", map[string]string{"X-Beta": "1"}, true},
 		{MatchConfig{Headers: map[string]string{"X-Beta": "1"}}, "GET", "/", map[string]string{"X-Beta": "2"}, false},
 		{MatchConfig{Headers: map[string]string{"X-Beta": "*"}}, "GET", "/", map[string]string{"X-Beta": "yes"}, true},

@@ -334,8 +334,8 @@ func (e MatchConfig) takesAll(m MatchConfig) bool {
 		if len(m.Methods) == 0 {
 			return false
 		}
-		for _, meth := range m.Methods {
-			if !slices.Contains(e.Methods, meth) {
+		for _, meth := range m.RequestMethods() {
+			if !slices.Contains(e.RequestMethods(), meth) {
 				return false
 			}
 		}

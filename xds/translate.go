@@ -469,7 +469,7 @@ func variants(rt *routes.Route) []variant {
 	if rt.Shadow.Percent <= 0 {
 		return []variant{{}}
 	}
-	reads, writes := splitMethods(rt.Match.Methods)
+	reads, writes := splitMethods(rt.Match.RequestMethods())
 	var vs []variant
 	if len(reads) > 0 {
 		vs = append(vs, variant{suffix: "/reads", methods: reads, mirror: mirrorPolicy(rt, false)})
@@ -545,7 +545,7 @@ func routeMatch(m routes.MatchConfig, methods []string) (*routev3.RouteMatch, er
 		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}
 	}
 	if methods == nil {
-		methods = m.Methods
+		methods = m.RequestMethods()
 	}
 	if h := methodMatcher(methods); h != nil {
 		rm.Headers = append(rm.Headers, h)
