@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -141,9 +142,27 @@ type LatencyResult struct {
 	Ratio float64 `json:"ratio"`
 	// Test names the significance test; PValue is its one-sided p-value
 	// for "new is slower than old".
-	Test      string  `json:"test"`
-	PValue    float64 `json:"p_value"`
-	Regressed bool    `json:"regressed"`
+	Test   string  `json:"test"`
+	PValue float64 `json:"p_value"`
+	// Paired compares the runs pair by pair: old and new timed one after
+	// the other on the same parameters.
+	Paired    *PairedLatency `json:"paired,omitempty"`
+	Regressed bool           `json:"regressed"`
+}
+
+// PairedLatency compares timed runs pair by pair, so that parameter sets
+// of different cost do not hide a slowdown in their spread.
+type PairedLatency struct {
+	// Ratio is the median of new/old over the pairs; MeanDeltaNS the mean
+	// of new − old, the time new adds to an execution on average (a
+	// median would sit in the cheap parameters' half and miss what the
+	// dear ones add).
+	Ratio       float64 `json:"ratio"`
+	MeanDeltaNS int64   `json:"mean_delta_ns"`
+	// Test names the significance test, PValue its one-sided p-value for
+	// "new is slower than old" (on the log of each pair's ratio).
+	Test   string  `json:"test"`
+	PValue float64 `json:"p_value"`
 }
 
 // pairRun is one execution pair: the old side's and the new side's
@@ -610,11 +629,52 @@ func compareLatency(oldT, newT []time.Duration, o Options) *LatencyResult {
 		l.Ratio = float64(l.New.P50) / float64(l.Old.P50)
 	}
 	l.PValue = mannWhitneyGreater(oldT, newT)
+	l.Paired = comparePairs(oldT, newT)
+	// Either view may show the slowdown: the two samples when new is
+	// slower across the board, the pairs when parameter sets of different
+	// cost spread both samples out.
+	l.Regressed = l.samplesRegressed(o) || l.Paired.regressed(o)
+	return l
+}
+
+// samplesRegressed: new's median is slower than old's by more than the
+// limit and the minimum delta, and Mann-Whitney says so.
+func (l *LatencyResult) samplesRegressed(o Options) bool {
 	// Multiplied, not divided: an old median of 0 (below a coarse clock's
 	// resolution) leaves Ratio at 0 but must not hide a slowdown.
-	l.Regressed = float64(l.New.P50) > float64(l.Old.P50)*(1+o.MaxLatencyRegression) && l.PValue < o.Alpha &&
+	return float64(l.New.P50) > float64(l.Old.P50)*(1+o.MaxLatencyRegression) && l.PValue < o.Alpha &&
 		l.New.P50-l.Old.P50 > o.MinLatencyDelta
-	return l
+}
+
+// regressed: pair by pair new is slower by more than the limit, adds more
+// than the minimum delta on average, and the signed-rank test says so.
+func (p *PairedLatency) regressed(o Options) bool {
+	return p != nil && p.Ratio > 1+o.MaxLatencyRegression && p.PValue < o.Alpha &&
+		time.Duration(p.MeanDeltaNS) > o.MinLatencyDelta
+}
+
+// comparePairs compares oldT[i] with newT[i]; nil with fewer than two
+// pairs.
+func comparePairs(oldT, newT []time.Duration) *PairedLatency {
+	n := min(len(oldT), len(newT))
+	if n < 2 {
+		return nil
+	}
+	ratios := make([]float64, n)
+	logs := make([]float64, n)
+	var sum time.Duration
+	for i := range n {
+		// A run below the clock's resolution counts as 1 ns, so that a
+		// ratio stays finite.
+		o, nw := float64(max(oldT[i], 1)), float64(max(newT[i], 1))
+		ratios[i], logs[i] = nw/o, math.Log(nw/o)
+		sum += newT[i] - oldT[i]
+	}
+	slices.Sort(ratios)
+	return &PairedLatency{
+		Ratio: ratios[(n-1)/2], MeanDeltaNS: int64(sum / time.Duration(n)),
+		Test: "wilcoxon-signed-rank-one-sided", PValue: signedRankGreater(logs),
+	}
 }
 
 // judge fills Pass and Reasons.
@@ -651,13 +711,19 @@ func (r *checker) judge(c *Check) {
 		c.Reasons = append(c.Reasons, fmt.Sprintf("old has a top-level ORDER BY and new does not: new's row order is not guaranteed, whatever it was here (%d of %d %s returned more than one row); keep the ORDER BY",
 			r.multiRow, c.Executions, what))
 	}
-	if l := c.Latency; l != nil && l.Regressed {
+	switch l := c.Latency; {
+	case l == nil || !l.Regressed:
+	case l.samplesRegressed(r.o):
 		change := fmt.Sprintf("%+.0f%%", (l.Ratio-1)*100)
 		if l.Old.P50 == 0 {
 			change = "old below the clock's resolution"
 		}
 		c.Reasons = append(c.Reasons, fmt.Sprintf("latency: new p50 %s vs old %s (%s, limit +%.0f%%), Mann-Whitney U p=%.2g < %g",
 			round(l.New.P50), round(l.Old.P50), change, r.o.MaxLatencyRegression*100, l.PValue, r.o.Alpha))
+	default:
+		p := l.Paired
+		c.Reasons = append(c.Reasons, fmt.Sprintf("latency: new/old %.2fx on the same parameters (median over %d pairs; %s more an execution on average; limit +%.0f%%), Wilcoxon signed-rank p=%.2g < %g",
+			p.Ratio, l.Old.Runs, round(time.Duration(p.MeanDeltaNS)), r.o.MaxLatencyRegression*100, p.PValue, r.o.Alpha))
 	}
 	c.Pass = len(c.Reasons) == 0
 }

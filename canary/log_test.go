@@ -2,6 +2,7 @@ package canary
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -140,6 +141,25 @@ func TestMannWhitneyGreater(t *testing.T) {
 	}
 }
 
+func TestSignedRankGreater(t *testing.T) {
+	// Ten positive differences of ranks 1..10: W+ = 55, mean 27.5, sd
+	// 9.81, so z = 2.75 and p = 0.003.
+	up := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	if p := signedRankGreater(up); math.Abs(p-0.003) > 0.0005 {
+		t.Errorf("all ten above 0: p = %g, want 0.003", p)
+	}
+	down := []float64{-1, -2, -3, -4, -5, -6, -7, -8, -9, -10}
+	if p := signedRankGreater(down); p < 0.99 {
+		t.Errorf("all below 0: p = %g, want near 1", p)
+	}
+	if p := signedRankGreater([]float64{0, 0, 0, 0}); p != 1 {
+		t.Errorf("all 0: p = %g, want 1", p)
+	}
+	if p := signedRankGreater([]float64{1, -2, 3, -4, 5, -6, 7, -8}); p < 0.1 {
+		t.Errorf("balanced: p = %g, want not significant", p)
+	}
+}
+
 // TestParseWorkload_generalLogPreparedStatements: an application using
 // server-side prepared statements leaves Prepare lines (with ?) and
 // Execute lines (with the values bound) in the general log; the Execute
@@ -188,5 +208,36 @@ func TestCompareLatency_zeroOldMedian(t *testing.T) {
 	}
 	if l := compareLatency(old, old, o); l.Regressed {
 		t.Errorf("same runs regressed: %+v", l)
+	}
+}
+
+// TestCompareLatency_mixedParameters: parameter sets of very different
+// cost (0.3 ms and 50 ms) taken in turn, new twice as slow on every one.
+// Compared as two unrelated samples, each side's runs are half fast and
+// half slow, so the difference drowns in the spread between parameters;
+// compared pair by pair (old and new on the same parameters), every pair
+// is twice as slow. A new side as fast as old must still pass.
+func TestCompareLatency_mixedParameters(t *testing.T) {
+	o := DefaultOptions()
+	var old, slow, same []time.Duration
+	for i := range o.Runs {
+		cost := 300 * time.Microsecond
+		if i%2 == 1 {
+			cost = 50 * time.Millisecond
+		}
+		jitter := time.Duration(i%5) * 7 * time.Microsecond
+		old = append(old, cost+jitter)
+		slow = append(slow, 2*cost+jitter)
+		same = append(same, cost+time.Duration((i+2)%5)*7*time.Microsecond)
+	}
+	l := compareLatency(old, slow, o)
+	if !l.Regressed {
+		t.Errorf("every pair twice as slow, not a regression: %+v", l)
+	}
+	if l.Paired == nil || l.Paired.Ratio < 1.9 || l.Paired.PValue >= o.Alpha {
+		t.Errorf("paired comparison: %+v, want a ratio near 2 and p < %g", l.Paired, o.Alpha)
+	}
+	if l := compareLatency(old, same, o); l.Regressed {
+		t.Errorf("new as fast as old regressed: %+v (paired %+v)", l, l.Paired)
 	}
 }

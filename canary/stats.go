@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -83,5 +84,48 @@ func mannWhitneyGreater(a, b []time.Duration) float64 {
 		return 1
 	}
 	z := (u - mean - 0.5) / math.Sqrt(variance)
+	return 0.5 * math.Erfc(z/math.Sqrt2)
+}
+
+// signedRankGreater returns the one-sided p-value of the Wilcoxon
+// signed-rank test for "d's values tend to be above 0", with the normal
+// approximation, zeros dropped, average ranks for ties, the tie-corrected
+// variance and a continuity correction. It returns 1 when fewer than 2
+// values are not 0.
+func signedRankGreater(d []float64) float64 {
+	var nz []float64
+	for _, v := range d {
+		if v != 0 {
+			nz = append(nz, v)
+		}
+	}
+	n := len(nz)
+	if n < 2 {
+		return 1
+	}
+	slices.SortFunc(nz, func(x, y float64) int { return cmp.Compare(math.Abs(x), math.Abs(y)) })
+	var wPlus, ties float64
+	for i := 0; i < n; {
+		j := i
+		for j < n && math.Abs(nz[j]) == math.Abs(nz[i]) {
+			j++
+		}
+		avg := float64(i+j+1) / 2 // ranks i+1..j
+		for k := i; k < j; k++ {
+			if nz[k] > 0 {
+				wPlus += avg
+			}
+		}
+		t := float64(j - i)
+		ties += t*t*t - t
+		i = j
+	}
+	fn := float64(n)
+	mean := fn * (fn + 1) / 4
+	variance := fn*(fn+1)*(2*fn+1)/24 - ties/48
+	if variance <= 0 {
+		return 1
+	}
+	z := (wPlus - mean - 0.5) / math.Sqrt(variance)
 	return 0.5 * math.Erfc(z/math.Sqrt2)
 }
