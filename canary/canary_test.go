@@ -1246,9 +1246,6 @@ func TestServers_optionsRecordSamples(t *testing.T) {
 // timed like it and passed the latency gate. The timed runs must reach
 // the tables.
 func TestQueries_latencyWithQueryCacheOn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts its own server")
-	}
 	testdb.Need(t, pair)
 	srv, err := testdb.Start(t.Context(), testdb.Options{Name: "qcache", ExtraArgs: []string{"--query-cache-type=1", "--query-cache-size=16777216"}})
 	if err != nil {
