@@ -646,12 +646,12 @@ func (ex *exchange) relayHead(uc *upConn, code int, informational bool) (respHea
 	ex.writeHead(uc.head, &rh, code, informational)
 	if !informational {
 		ex.wroteToClient = true
-	} else {
-		ex.wroteInterim = true
-		if err := ex.fc.w.Flush(); err != nil {
-			ex.clientBroken = true
-			return rh, errClient
-		}
+		return rh, nil
+	}
+	ex.wroteInterim = true
+	if err := ex.fc.w.Flush(); err != nil {
+		ex.clientBroken = true
+		return rh, errClient
 	}
 	return rh, nil
 }
