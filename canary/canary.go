@@ -666,8 +666,8 @@ func comparePairs(oldT, newT []time.Duration) *PairedLatency {
 	for i := range n {
 		// A run below the clock's resolution counts as 1 ns, so that a
 		// ratio stays finite.
-		o, nw := float64(max(oldT[i], 1)), float64(max(newT[i], 1))
-		ratios[i], logs[i] = nw/o, math.Log(nw/o)
+		ratios[i] = float64(max(newT[i], 1)) / float64(max(oldT[i], 1))
+		logs[i] = math.Log(ratios[i])
 		sum += newT[i] - oldT[i]
 	}
 	slices.Sort(ratios)

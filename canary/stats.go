@@ -61,22 +61,12 @@ func mannWhitneyGreater(a, b []time.Duration) float64 {
 		return 0
 	})
 	n := float64(n1 + n2)
-	var rankB, ties float64
-	for i := 0; i < len(all); {
-		j := i
-		for j < len(all) && all[j].v == all[i].v {
-			j++
+	var rankB float64
+	ties := averageRanks(len(all), func(i, j int) bool { return all[i].v == all[j].v }, func(k int, rank float64) {
+		if all[k].fromB {
+			rankB += rank
 		}
-		avg := float64(i+j+1) / 2 // ranks i+1..j
-		for k := i; k < j; k++ {
-			if all[k].fromB {
-				rankB += avg
-			}
-		}
-		t := float64(j - i)
-		ties += t*t*t - t
-		i = j
-	}
+	})
 	u := rankB - float64(n2)*float64(n2+1)/2
 	mean := float64(n1) * float64(n2) / 2
 	variance := float64(n1) * float64(n2) / 12 * ((n + 1) - ties/(n*(n-1)))
@@ -104,22 +94,12 @@ func signedRankGreater(d []float64) float64 {
 		return 1
 	}
 	slices.SortFunc(nz, func(x, y float64) int { return cmp.Compare(math.Abs(x), math.Abs(y)) })
-	var wPlus, ties float64
-	for i := 0; i < n; {
-		j := i
-		for j < n && math.Abs(nz[j]) == math.Abs(nz[i]) {
-			j++
+	var wPlus float64
+	ties := averageRanks(n, func(i, j int) bool { return math.Abs(nz[i]) == math.Abs(nz[j]) }, func(k int, rank float64) {
+		if nz[k] > 0 {
+			wPlus += rank
 		}
-		avg := float64(i+j+1) / 2 // ranks i+1..j
-		for k := i; k < j; k++ {
-			if nz[k] > 0 {
-				wPlus += avg
-			}
-		}
-		t := float64(j - i)
-		ties += t*t*t - t
-		i = j
-	}
+	})
 	fn := float64(n)
 	mean := fn * (fn + 1) / 4
 	variance := fn*(fn+1)*(2*fn+1)/24 - ties/48
@@ -128,4 +108,26 @@ func signedRankGreater(d []float64) float64 {
 	}
 	z := (wPlus - mean - 0.5) / math.Sqrt(variance)
 	return 0.5 * math.Erfc(z/math.Sqrt2)
+}
+
+// averageRanks ranks n sorted values, where same(i, j) says whether the
+// values at i and j are equal: it calls rank(k, r) for each position k
+// with r its 1-based rank, equal values sharing the average of their
+// ranks, and returns the sum of t³ − t over the groups of t equal values
+// (the ties' share of a rank test's variance).
+func averageRanks(n int, same func(i, j int) bool, rank func(k int, r float64)) (ties float64) {
+	for i := 0; i < n; {
+		j := i
+		for j < n && same(j, i) {
+			j++
+		}
+		avg := float64(i+j+1) / 2 // ranks i+1..j
+		for k := i; k < j; k++ {
+			rank(k, avg)
+		}
+		t := float64(j - i)
+		ties += t*t*t - t
+		i = j
+	}
+	return ties
 }
