@@ -161,11 +161,11 @@ func (c *Comparer) compareBody(diffs []Difference, legacy, new Response, n *Nois
 		// bodies are JSON (a legacy app that labels its JSON text/html),
 		// clients parse it as JSON whatever the label: compare fields.
 		if (isJSONType(lt) || isJSONType(nt)) && bothJSON(lb, nb) {
-			return c.compareJSONNoise(diffs, lb, nb, html, n)
+			return c.compareJSON(diffs, lb, nb, html, n)
 		}
 		return compareText(diffs, string(lb), string(nb), html)
 	}
-	return c.compareJSONNoise(diffs, lb, nb, html, n)
+	return c.compareJSON(diffs, lb, nb, html, n)
 }
 
 // bothJSON reports whether both bodies are JSON.
@@ -181,15 +181,10 @@ func bothJSON(lb, nb []byte) bool {
 
 // compareJSON compares two bodies as JSON when both parse (after a UTF-8
 // byte order mark, which is skipped); one parsing and the other not is a
-// Type difference at "body"; neither parsing falls back to text.
-func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool) []Difference {
-	return c.compareJSONNoise(diffs, lb, nb, html, nil)
-}
-
-// compareJSONNoise is compareJSON with the route's learned noise (nil for
-// none), read-locked by the caller, for deciding which array elements
-// are the same.
-func (c *Comparer) compareJSONNoise(diffs []Difference, lb, nb []byte, html bool, n *Noise) []Difference {
+// Type difference at "body"; neither parsing falls back to text. n is the
+// route's learned noise (nil for none), read-locked by the caller, for
+// deciding which array elements are the same.
+func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool, n *Noise) []Difference {
 	ld, nd := getDecoder(), getDecoder()
 	defer putDecoder(ld)
 	defer putDecoder(nd)

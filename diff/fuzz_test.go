@@ -61,7 +61,7 @@ func FuzzCompareJSON(f *testing.F) {
 			// A body compared with itself has no differences: through the
 			// JSON walk (bypassing the equal-bytes shortcut), as text, and
 			// against its compact form.
-			if diffs := c.compareJSON(nil, a, bytes.Clone(a), false); len(diffs) != 0 {
+			if diffs := c.compareJSON(nil, a, bytes.Clone(a), false, nil); len(diffs) != 0 {
 				t.Fatalf("self-compare of %q: %v", a, diffs)
 			}
 			if diffs := compareText(nil, string(a), string(a), true); len(diffs) != 0 {
