@@ -407,22 +407,7 @@ func (w *walker) array(a, b *node) {
 			mismatched = append(mismatched, i)
 		}
 	}
-	for i := n; i < len(ea); i++ {
-		w.push(seg{kind: segIndex, index: i})
-		w.emit(Missing, &ea[i], nil)
-		w.pop()
-		if w.stop() {
-			return
-		}
-	}
-	for i := n; i < len(eb); i++ {
-		w.push(seg{kind: segIndex, index: i})
-		w.emit(Extra, nil, &eb[i])
-		w.pop()
-		if w.stop() {
-			return
-		}
-	}
+	w.emitRanges(ea, eb, [2]int{n, len(ea)}, [2]int{n, len(eb)})
 	if w.check || len(mismatched) < 2 || len(ea) != len(eb) || len(mismatched) > maxOrderCheck {
 		return
 	}
@@ -540,6 +525,13 @@ func (w *walker) aligned(ea, eb []node, gone, came [2]int) {
 			j++
 		}
 	}
+	w.emitRanges(ea, eb, gone, came)
+}
+
+// emitRanges reports the legacy elements ea[gone[0]:gone[1]] as Missing
+// at their legacy index and the new elements eb[came[0]:came[1]] as
+// Extra at their new index.
+func (w *walker) emitRanges(ea, eb []node, gone, came [2]int) {
 	for i := gone[0]; i < gone[1]; i++ {
 		w.push(seg{kind: segIndex, index: i})
 		w.emit(Missing, &ea[i], nil)
