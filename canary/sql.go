@@ -287,20 +287,11 @@ func classify(toks []token) (Class, error) {
 // for no order (the idiom that drops GROUP BY's sort).
 func HasOrderBy(stmt string) bool {
 	toks := code(lex(stmt))
-	depth := 0
-	for i, t := range toks {
-		switch {
-		case t.text == "(":
-			depth++
-		case t.text == ")":
-			depth--
-		case depth == 0 && t.kind == tWord && strings.EqualFold(t.text, "ORDER") &&
-			i+1 < len(toks) && strings.EqualFold(toks[i+1].text, "BY"):
-			orderByNull := i+2 < len(toks) && toks[i+2].kind == tWord && strings.EqualFold(toks[i+2].text, "NULL") &&
-				(i+3 == len(toks) || toks[i+3].text != ",")
-			if !orderByNull {
-				return true
-			}
+	for _, k := range topOrderBys(toks) {
+		orderByNull := k < len(toks) && toks[k].kind == tWord && strings.EqualFold(toks[k].text, "NULL") &&
+			(k+1 == len(toks) || toks[k+1].text != ",")
+		if !orderByNull {
+			return true
 		}
 	}
 	// (SELECT ... ORDER BY ...) wrapped in parentheses as a whole
@@ -321,6 +312,25 @@ func HasOrderBy(stmt string) bool {
 	return false
 }
 
+// topOrderBys returns, for each ORDER BY outside parentheses in toks, the
+// index of the token after its BY.
+func topOrderBys(toks []token) []int {
+	var starts []int
+	depth := 0
+	for i, t := range toks {
+		switch {
+		case t.text == "(":
+			depth++
+		case t.text == ")":
+			depth--
+		case depth == 0 && t.kind == tWord && strings.EqualFold(t.text, "ORDER") &&
+			i+1 < len(toks) && strings.EqualFold(toks[i+1].text, "BY"):
+			starts = append(starts, i+2)
+		}
+	}
+	return starts
+}
+
 // OrderKey is one key of a top-level ORDER BY that names a result
 // column: by name or alias (Name, a qualified name's last part) or by
 // position (Pos, 1-based).
@@ -335,21 +345,11 @@ type OrderKey struct {
 // expression key, or no ORDER BY.
 func OrderKeys(stmt string) []OrderKey {
 	toks := code(lex(stmt))
-	start, depth := -1, 0
-	for i, t := range toks {
-		switch {
-		case t.text == "(":
-			depth++
-		case t.text == ")":
-			depth--
-		case depth == 0 && t.kind == tWord && strings.EqualFold(t.text, "ORDER") &&
-			i+1 < len(toks) && strings.EqualFold(toks[i+1].text, "BY"):
-			start = i + 2
-		}
-	}
-	if start < 0 {
+	starts := topOrderBys(toks)
+	if len(starts) == 0 {
 		return nil
 	}
+	start := starts[len(starts)-1]
 	var keys []OrderKey
 	var item []token
 	flush := func() bool {
@@ -387,7 +387,7 @@ func OrderKeys(stmt string) []OrderKey {
 		keys = append(keys, OrderKey{Name: name})
 		return true
 	}
-	depth = 0
+	depth := 0
 	for _, t := range toks[start:] {
 		if depth == 0 {
 			if t.text == ";" || t.text == ")" || t.kind == tWord && slices.ContainsFunc([]string{"LIMIT", "OFFSET", "FETCH", "FOR", "LOCK", "INTO", "PROCEDURE"}, func(w string) bool { return strings.EqualFold(t.text, w) }) {
