@@ -279,13 +279,11 @@ func (r *Redactor) Body(b []byte) []byte {
 	if !changed {
 		return b
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(out); err != nil {
+	enc, err := encodeJSON(out)
+	if err != nil {
 		return []byte(r.Text(string(b)))
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return enc
 }
 
 // Header returns a redacted copy of h: credentials (Authorization, Cookie,
@@ -747,6 +745,19 @@ func isLinePath(p string) bool { return strings.HasPrefix(p, "body:L") }
 // utf8BOM is the byte order mark some servers write before a JSON body;
 // the diff engine and JSON clients skip it, and so does redaction.
 var utf8BOM = []byte("\xef\xbb\xbf")
+
+// encodeJSON encodes v as JSON as it was sent: "<", ">" and "&" are not
+// turned into \u003c, \u003e and \u0026 (the HTML pages escape what they
+// show themselves), and no newline follows.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
 
 // decodeJSON decodes exactly one JSON value, keeping numbers as written;
 // a leading byte order mark is skipped.

@@ -170,15 +170,11 @@ func valueText(k diff.Kind, v any, absent diff.Kind) string {
 	case k == diff.Order:
 		return "-"
 	}
-	// As sent: "<li>" and "&" are not turned into \u003c and \u0026 (the
-	// HTML pages escape what they show themselves).
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	b, err := encodeJSON(v)
+	if err != nil {
 		return fmt.Sprint(v)
 	}
-	return strings.TrimSuffix(b.String(), "\n")
+	return string(b)
 }
 
 func clip(s string, n int) string {
