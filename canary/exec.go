@@ -158,7 +158,7 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 		// read (FOR UPDATE, which READ ONLY refuses too), in one that is
 		// rolled back like a write.
 		var err error
-		if tx, err = s.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.writes && !lockingRead(stmt)}); err != nil {
+		if tx, err = s.beginRead(ctx, stmt); err != nil {
 			return outcome{}, fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback()
@@ -321,6 +321,14 @@ func (s *session) snapshot(ctx context.Context, q querier, stmt string) (*snapsh
 	return snap, "", nil
 }
 
+// beginRead begins the transaction the read stmt runs in, to be rolled
+// back: READ ONLY, so that a stored function it calls cannot write,
+// unless writes are allowed or stmt is a locking read (which READ ONLY
+// refuses).
+func (s *session) beginRead(ctx context.Context, stmt string) (*sql.Tx, error) {
+	return s.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.writes && !lockingRead(stmt)})
+}
+
 // lockingRead reports whether stmt has FOR UPDATE anywhere.
 func lockingRead(stmt string) bool {
 	toks := code(lex(stmt))
@@ -467,7 +475,7 @@ func (s *session) explain(ctx context.Context, schema, stmt string) Explain {
 	// Planning may call a stored function (a constant argument is
 	// evaluated while planning), which may write: EXPLAIN runs in a
 	// transaction that is rolled back, READ ONLY as the statement runs.
-	tx, err := s.conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: !s.writes && !lockingRead(stmt)})
+	tx, err := s.beginRead(ctx, stmt)
 	if err != nil {
 		return Explain{Error: err.Error()}
 	}
