@@ -160,23 +160,14 @@ func (c *Comparer) compareBody(diffs []Difference, legacy, new Response, n *Nois
 		// One side names another type. When the other says JSON and both
 		// bodies are JSON (a legacy app that labels its JSON text/html),
 		// clients parse it as JSON whatever the label: compare fields.
-		if (isJSONType(lt) || isJSONType(nt)) && bothJSON(lb, nb) {
-			return c.compareJSON(diffs, lb, nb, html, n)
+		if isJSONType(lt) || isJSONType(nt) {
+			if out, lok, nok := c.walkJSON(diffs, lb, nb, n); lok && nok {
+				return out
+			}
 		}
 		return compareText(diffs, string(lb), string(nb), html)
 	}
 	return c.compareJSON(diffs, lb, nb, html, n)
-}
-
-// bothJSON reports whether both bodies are JSON.
-func bothJSON(lb, nb []byte) bool {
-	d := getDecoder()
-	defer putDecoder(d)
-	if _, ok := d.decode(trimBOM(lb)); !ok {
-		return false
-	}
-	_, ok := d.decode(trimBOM(nb))
-	return ok
 }
 
 // compareJSON compares two bodies as JSON when both parse (after a UTF-8
@@ -185,21 +176,33 @@ func bothJSON(lb, nb []byte) bool {
 // route's learned noise (nil for none), read-locked by the caller, for
 // deciding which array elements are the same.
 func (c *Comparer) compareJSON(diffs []Difference, lb, nb []byte, html bool, n *Noise) []Difference {
-	ld, nd := getDecoder(), getDecoder()
-	defer putDecoder(ld)
-	defer putDecoder(nd)
-	lroot, lok := ld.decode(trimBOM(lb))
-	nroot, nok := nd.decode(trimBOM(nb))
+	out, lok, nok := c.walkJSON(diffs, lb, nb, n)
 	switch {
 	case lok && nok:
-		w := walker{c: c, ld: ld, nd: nd, diffs: diffs, noise: n}
-		w.walk(&lroot, &nroot)
-		return w.diffs
+		return out
 	case lok != nok:
 		return append(diffs, Difference{Path: "body", Kind: Type, Legacy: bodyType(lok), New: bodyType(nok)})
 	default:
 		return compareText(diffs, string(lb), string(nb), html)
 	}
+}
+
+// walkJSON parses both bodies as JSON (after a UTF-8 byte order mark,
+// which is skipped) and, when both parse, appends their differences to
+// diffs; lok and nok report which parsed. When either does not, diffs is
+// returned as it was.
+func (c *Comparer) walkJSON(diffs []Difference, lb, nb []byte, n *Noise) (out []Difference, lok, nok bool) {
+	ld, nd := getDecoder(), getDecoder()
+	defer putDecoder(ld)
+	defer putDecoder(nd)
+	lroot, lok := ld.decode(trimBOM(lb))
+	nroot, nok := nd.decode(trimBOM(nb))
+	if !lok || !nok {
+		return diffs, lok, nok
+	}
+	w := walker{c: c, ld: ld, nd: nd, diffs: diffs, noise: n}
+	w.walk(&lroot, &nroot)
+	return w.diffs, true, true
 }
 
 // trimBOM drops a UTF-8 byte order mark before a JSON body: RFC 8259
