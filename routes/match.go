@@ -79,10 +79,12 @@ func compileTemplate(t string) ([]segment, error) {
 // segments: /api/orders matches /api/orders and /api/orders/7, not
 // /api/ordersX.
 func (m *matcher) matches(r *http.Request) bool {
-	path := r.URL.Path
-	if strings.Contains(path, "/.") || (r.URL.RawPath != "" && hasEscapedSlash(r.URL.RawPath)) {
-		path = routingPath(r.URL)
-	}
+	return m.matchesPath(r, requestPath(r.URL))
+}
+
+// matchesPath is matches with r's path already as requestPath gives it,
+// so a table works it out once per request, not once per route.
+func (m *matcher) matchesPath(r *http.Request, path string) bool {
 	switch {
 	case m.exact != "":
 		if path != m.exact {
@@ -130,6 +132,15 @@ func (m *matcher) matches(r *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// requestPath returns u's path as routes match it: u.Path, or routingPath
+// when it holds a dot segment or an escaped slash.
+func requestPath(u *url.URL) string {
+	if strings.Contains(u.Path, "/.") || (u.RawPath != "" && hasEscapedSlash(u.RawPath)) {
+		return routingPath(u)
+	}
+	return u.Path
 }
 
 // routingPath returns u's path as routes match it: cut into segments at

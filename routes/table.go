@@ -178,8 +178,9 @@ func (t *Table) OverrideHeader() string { return t.override }
 
 // Match returns the first route that selects r, or nil.
 func (t *Table) Match(r *http.Request) *Route {
+	path := requestPath(r.URL)
 	for _, rt := range t.routes {
-		if rt.match.matches(r) {
+		if rt.match.matchesPath(r, path) {
 			return rt
 		}
 	}

@@ -290,7 +290,7 @@ func httpListener(addr string) (*listenerv3.Listener, error) {
 		}},
 		UseRemoteAddress: wrapperspb.Bool(true),
 		// Route by the path with its . and .. segments resolved, as banyan's
-		// own proxy does (routes.resolveDots): otherwise
+		// own proxy does (routes.routingPath): otherwise
 		// /api/orders/../checkout takes the orders route and its weights,
 		// and the backend serves checkout. Escaped slashes stay as sent
 		// (Envoy's default), as they do in banyan.
