@@ -189,8 +189,7 @@ func (s *session) run(ctx context.Context, schema, stmt string, class Class, kee
 	if o.err != nil && !isStatementError(o.err) {
 		return o, o.err
 	}
-	var me *mysql.MySQLError
-	if class != Write && errors.As(o.err, &me) && me.Number == errReadOnlyTransaction {
+	if class != Write && writeRefused(o.err) {
 		return o, fmt.Errorf("it tried to write (a stored function or a sequence?), which the READ ONLY transaction a read runs in refused (%v): %w", o.err, ErrWriteRefused)
 	}
 	if keep {
@@ -340,8 +339,12 @@ func lockingRead(stmt string) bool {
 	return false
 }
 
-// errReadOnlyTransaction is ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION.
-const errReadOnlyTransaction = 1792
+// writeRefused reports whether err is a READ ONLY transaction refusing a
+// write (ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION).
+func writeRefused(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1792
+}
 
 // isStatementError reports whether err is the server refusing the
 // statement (syntax, unknown column...) rather than a broken connection.

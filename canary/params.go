@@ -5,14 +5,12 @@ import (
 	"context"
 	"database/sql"
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
 
 	"github.com/banyanhq/banyan/diff"
-	"github.com/go-sql-driver/mysql"
 )
 
 var headerCell = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -156,8 +154,7 @@ func QueryParams(ctx context.Context, db *sql.DB, query string) ([][]any, error)
 }
 
 func paramsQueryError(err error) error {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == errReadOnlyTransaction {
+	if writeRefused(err) {
 		return fmt.Errorf("params query: it tried to write (a stored function or a sequence?), which the READ ONLY transaction it runs in refused (%v): %w", err, ErrWriteRefused)
 	}
 	return fmt.Errorf("params query: %w", err)
