@@ -90,11 +90,16 @@ func (c *Config) Validate() error {
 		add("xds.node_group", "%q must be cluster or id", c.XDS.NodeGroup)
 	}
 	seen := map[string]int{}
+	// Each route's field name, and whether its match is valid, for the
+	// routes after it that it may shadow.
+	fields := make([]string, len(c.Routes))
+	matchOK := make([]bool, len(c.Routes))
 	for i, r := range c.Routes {
 		f := fmt.Sprintf("routes[%d]", i)
 		if r.Name != "" {
 			f = fmt.Sprintf("routes[%s]", r.Name)
 		}
+		fields[i] = f
 		switch {
 		case r.Name == "":
 			add(f+".name", "is required")
@@ -105,21 +110,19 @@ func (c *Config) Validate() error {
 			add(f+".name", "duplicate route name (also routes[%d])", j)
 		}
 		seen[r.Name] = i
-		for _, p := range validateMatch(r.Match) {
+		mps := validateMatch(r.Match)
+		for _, p := range mps {
 			add(f+".match"+p.Field, "%s", p.Why)
 		}
+		matchOK[i] = len(mps) == 0
 		if r.Match.IsEmpty() && i != len(c.Routes)-1 {
 			add(f+".match", "an empty match catches every request, so it must be the last route (routes after it can never match)")
 		}
 		for j, e := range c.Routes[:i] {
-			if e.Match.IsEmpty() || len(validateMatch(e.Match)) > 0 || len(validateMatch(r.Match)) > 0 || !e.Match.takesAll(r.Match) {
+			if !matchOK[i] || !matchOK[j] || e.Match.IsEmpty() || !e.Match.takesAll(r.Match) {
 				continue // an empty match is reported above
 			}
-			ef := fmt.Sprintf("routes[%d]", j)
-			if e.Name != "" {
-				ef = fmt.Sprintf("routes[%s]", e.Name)
-			}
-			add(f+".match", "never matches: %s comes first and takes every request this match selects (first match wins); move this route above it, or narrow %s", ef, ef)
+			add(f+".match", "never matches: %s comes first and takes every request this match selects (first match wins); move this route above it, or narrow %s", fields[j], fields[j])
 			break
 		}
 		for _, p := range validateSplit(r.Split, c.Backends) {
