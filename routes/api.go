@@ -220,8 +220,10 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 		writeEdit(w, m, r.PathValue("name"), e, err)
 	})
 	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		route := q.Get("route")
 		limit := 0
-		if v := r.URL.Query().Get("limit"); v != "" {
+		if v := q.Get("limit"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
 				writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: fmt.Sprintf("limit %q: give a whole number of entries, 1 or more (or leave it out for the whole history)", v)})
@@ -229,12 +231,12 @@ func NewAPI(m *Manager, tokens Tokens) http.Handler {
 			}
 			limit = n
 		}
-		h, err := m.History(r.Context(), r.URL.Query().Get("route"), limit)
+		h, err := m.History(r.Context(), route, limit)
 		if err != nil {
 			writeJSON(w, http.StatusInternalServerError, ErrorResponse{Error: err.Error()})
 			return
 		}
-		if route := r.URL.Query().Get("route"); len(h) == 0 && route != "" && m.Table().Route(route) == nil {
+		if len(h) == 0 && route != "" && m.Table().Route(route) == nil {
 			writeJSON(w, http.StatusNotFound, ErrorResponse{Error: fmt.Sprintf(
 				"%v %q: it is not in the route table and has no history (routes: %s)", ErrUnknownRoute, route, strings.Join(routeNames(m.Table()), ", "))})
 			return
