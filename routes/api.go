@@ -43,9 +43,13 @@ func ParseTokens(v string) Tokens {
 // CheckTokens reports why a token variable's value v, when set, gives no
 // usable token list: it holds no token, an entry has a label but no token
 // ("ops:"), or a list of several has an entry without a label (a secret
-// with a comma in it is cut in two, each piece a token on its own). The
-// error never shows a token.
+// with a comma in it is cut in two, each piece a token on its own). An
+// unset variable (v empty) is no error: it sets no tokens. The error never
+// shows a token.
 func CheckTokens(v string) error {
+	if v == "" {
+		return nil
+	}
 	var entries []string
 	for _, part := range strings.Split(v, ",") {
 		if part = strings.TrimSpace(part); part != "" {

@@ -87,10 +87,8 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 		return nil, fmt.Errorf("%s has no routes to serve (it configures only cdc: run `banyan cdc run` with it, or add backends and routes)", path)
 	}
 	tokenVar := os.Getenv(cfg.Admin.TokenEnv)
-	if tokenVar != "" {
-		if err := routes.CheckTokens(tokenVar); err != nil {
-			return nil, fmt.Errorf("admin token: %s %w", cfg.Admin.TokenEnv, err)
-		}
+	if err := routes.CheckTokens(tokenVar); err != nil {
+		return nil, fmt.Errorf("admin token: %s %w", cfg.Admin.TokenEnv, err)
 	}
 	tokens := routes.ParseTokens(tokenVar)
 	if len(tokens) == 0 && !routes.IsLoopback(cfg.Admin.Listen) {
@@ -174,10 +172,8 @@ func loadConfig(path string, extra ...routes.Check) (*routes.Config, error) {
 // checkAdminToken refuses, as serve does, an admin token variable that is
 // set but holds no usable token. The token is never shown.
 func checkAdminToken(cfg *routes.Config) []routes.Problem {
-	if v := os.Getenv(cfg.Admin.TokenEnv); v != "" {
-		if err := routes.CheckTokens(v); err != nil {
-			return []routes.Problem{{Field: "admin.token_env", Why: fmt.Sprintf("the variable %s %v (serve would refuse to start)", cfg.Admin.TokenEnv, err)}}
-		}
+	if err := routes.CheckTokens(os.Getenv(cfg.Admin.TokenEnv)); err != nil {
+		return []routes.Problem{{Field: "admin.token_env", Why: fmt.Sprintf("the variable %s %v (serve would refuse to start)", cfg.Admin.TokenEnv, err)}}
 	}
 	return nil
 }
