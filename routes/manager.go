@@ -92,11 +92,12 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 	changed := map[string]routeState{}
 	var edits []Edit
 	seq := m.seq
-	renamed := m.renamedRoutes(cfg)
+	isIn := routeSet(cfg)
 	var wasIn map[string]bool // nil before the first config
 	if m.cfg != nil {
 		wasIn = routeSet(m.cfg)
 	}
+	renamed := m.renamedRoutes(cfg, isIn, wasIn)
 	for _, rc := range cfg.Routes {
 		file := Split(rc.Split).Clone()
 		st, ok := m.states[rc.Name]
@@ -171,7 +172,6 @@ func (m *Manager) Reload(ctx context.Context, cfg *Config, who string) error {
 	// A route that leaves the file keeps its state for when it comes back;
 	// its leaving is history (once: at the first config, a route already
 	// gone says so in its newest entry).
-	isIn := routeSet(cfg)
 	renamedTo := map[string]string{}
 	for to, from := range renamed {
 		renamedTo[from] = to
@@ -229,21 +229,21 @@ func routeSet(cfg *Config) map[string]bool {
 // that has the same match: the same traffic under a new name (also a name
 // the route had before, whose state is older). It returns new name -> old
 // name; nothing before the first config (a rename made while banyan was
-// down is a new route). Caller holds m.mu.
-func (m *Manager) renamedRoutes(cfg *Config) map[string]string {
+// down is a new route). isIn and wasIn are the route names of cfg and of
+// the current config (nil before the first). Caller holds m.mu.
+func (m *Manager) renamedRoutes(cfg *Config, isIn, wasIn map[string]bool) map[string]string {
 	if m.cfg == nil {
 		return nil
 	}
-	kept, was := routeSet(cfg), routeSet(m.cfg)
 	var gone []RouteConfig
 	for _, rc := range m.cfg.Routes {
-		if _, has := m.states[rc.Name]; has && !kept[rc.Name] {
+		if _, has := m.states[rc.Name]; has && !isIn[rc.Name] {
 			gone = append(gone, rc)
 		}
 	}
 	out := map[string]string{}
 	for _, rc := range cfg.Routes {
-		if was[rc.Name] {
+		if wasIn[rc.Name] {
 			continue
 		}
 		for i, g := range gone {
