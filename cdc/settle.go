@@ -79,10 +79,7 @@ type settler func(ctx context.Context, m *TableMap) ([][]int, error)
 // unique key: a duplicate entry, or upsert's guard.
 func collision(m *TableMap, err error) bool {
 	var me *driver.MySQLError
-	if !errors.As(err, &me) {
-		return false
-	}
-	return me.Number == 1062 || me.Number == 1048 && strings.Contains(me.Message, "'"+m.Cols[m.PK[0]].Target+"'")
+	return errors.As(err, &me) && me.Number == 1062 || guardTripped(m, err)
 }
 
 // settle writes rows one at a time after deleting, for each, the target

@@ -674,11 +674,18 @@ func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row [
 
 // upsertError explains the error of the guard in upsert.
 func upsertError(m *TableMap, err error) error {
-	var me *driver.MySQLError
-	if errors.As(err, &me) && me.Number == 1048 && strings.Contains(me.Message, "'"+m.Cols[m.PK[0]].Target+"'") {
+	if guardTripped(m, err) {
 		return fmt.Errorf("a row collides with another row of %s on a unique key other than (%s): a key the source does not enforce, or a target row the source does not have; banyan will not overwrite the other row: %w", m.TargetName(), strings.Join(keyTargets(m), ", "), err)
 	}
 	return err
+}
+
+// guardTripped reports whether err is upsert's guard refusing a row that
+// met another on a unique key other than the mapped one (the key's first
+// column set to NULL, error 1048).
+func guardTripped(m *TableMap, err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && me.Number == 1048 && strings.Contains(me.Message, "'"+m.Cols[m.PK[0]].Target+"'")
 }
 
 func keyTargets(m *TableMap) []string {
