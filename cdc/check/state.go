@@ -137,10 +137,11 @@ func (s *state) save(path string) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("%w to %s (give a writable path with --state): %w", ErrStateNotSaved, path, err)
+	err = os.WriteFile(tmp, data, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err != nil {
 		return fmt.Errorf("%w to %s (give a writable path with --state): %w", ErrStateNotSaved, path, err)
 	}
 	return nil
