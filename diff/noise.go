@@ -17,14 +17,15 @@ type noiseRule uint8
 const (
 	// noiseChanged: the value at the pattern changed between two samples.
 	noiseChanged noiseRule = 1 << iota
-	// noisePresence: an array element at the pattern was there in one
-	// sample and not in the other (a list that grew); only its presence is
-	// noise, not what its fields hold.
+	// noisePresence: an array element, object member or header at the
+	// pattern was there in one sample and not in the other (a list that
+	// grew, an optional coupon); only its presence is noise, not what it
+	// holds when both sides have it.
 	noisePresence
-	// noiseSubtree: the whole value varied (an object key there in one
-	// sample only, or a value of another type): everything at and below
-	// the pattern is noise.
-	noiseSubtree
+	// noiseType: the value at the pattern was of another JSON type in one
+	// sample (a coupon that is null or an object); only a difference of
+	// type is noise, not what it holds when both sides have one type.
+	noiseType
 	// noiseOrder: an ordered array at the pattern held the same elements
 	// in another order; only its order is noise, not what its elements
 	// hold.
@@ -52,6 +53,14 @@ type lineNoise struct {
 // answers whose status codes differ (an error or a flapping backend is not
 // noise). A text line learns only which of its tokens vary, so a line
 // that holds a request id and a total still differs when the total does.
+//
+// Noise is learned per place and per kind of difference, and never covers
+// what lies below the place: a key (or header) that comes and goes makes
+// only its coming and going noise, and a value whose JSON type varies (a
+// coupon that is null or an object) only a difference of type. When both
+// sides have the key, of one type, what it holds is still compared, so a
+// discount new gets wrong under an optional coupon still differs. A value
+// whose members vary too is learned member by member, as they vary.
 type Noise struct {
 	mu       sync.RWMutex
 	patterns map[string]noiseRule
@@ -109,12 +118,14 @@ func (n *Noise) Learn(diffs []Difference) {
 		switch {
 		case d.Kind == Changed:
 			r = noiseChanged
-		case (d.Kind == Missing || d.Kind == Extra) && strings.HasSuffix(p, "[*]"):
+		case d.Kind == Missing || d.Kind == Extra:
 			r = noisePresence
 		case d.Kind == Order:
 			r = noiseOrder
+		case d.Kind == Type:
+			r = noiseType
 		default:
-			r = noiseSubtree
+			continue
 		}
 		if old, ok := n.patterns[p]; ok || n.size() < maxNoisePatterns {
 			n.patterns[p] = old | r
@@ -242,8 +253,8 @@ func (n *Noise) Paths() []string {
 }
 
 // isNoise reports whether d is at a learned pattern and of a kind learned
-// there, lies below a pattern learned from a whole value that varied, or
-// is a text line that differs only in tokens learned to vary.
+// there, or is a text line that differs only in tokens learned to vary.
+// What was learned at a pattern never covers the paths below it.
 func (n *Noise) isNoise(d Difference) bool {
 	if strings.HasPrefix(d.Path, "body") {
 		return n.lineIsNoise(d)
@@ -254,19 +265,14 @@ func (n *Noise) isNoise(d Difference) bool {
 		r = n.patterns[p]
 	}
 	switch {
-	case r&noiseSubtree != 0:
-		return true
 	case d.Kind == Changed && r&noiseChanged != 0:
 		return true
 	case (d.Kind == Missing || d.Kind == Extra) && r&noisePresence != 0:
 		return true
 	case d.Kind == Order && r&noiseOrder != 0:
 		return true
-	}
-	for _, anc := range ancestors(p) {
-		if n.patterns[anc]&noiseSubtree != 0 && n.confirmed(anc) {
-			return true
-		}
+	case d.Kind == Type && r&noiseType != 0:
+		return true
 	}
 	return false
 }
@@ -291,27 +297,6 @@ func (n *Noise) lineIsNoise(d Difference) bool {
 		}
 	}
 	return true
-}
-
-// ancestors returns the JSON path patterns above p, nearest first
-// ("$.a[*].b" gives "$.a[*]", "$.a", "$"). Non-JSON paths have none.
-func ancestors(p string) []string {
-	if !strings.HasPrefix(p, "$") {
-		return nil
-	}
-	pp, err := parsePattern(p)
-	if err != nil || pp.hasSkip {
-		return nil
-	}
-	segs := make([]seg, len(pp.toks))
-	for i, t := range pp.toks {
-		segs[i] = t.seg
-	}
-	out := make([]string, 0, len(segs))
-	for i := len(segs) - 1; i >= 0; i-- {
-		out = append(out, renderPath(segs[:i]))
-	}
-	return out
 }
 
 // Judge marks the differences whose pattern is learned noise (n may be nil)

@@ -73,13 +73,18 @@ func TestJudge_nilNoise(t *testing.T) {
 	}
 }
 
-func TestNoise_subtree(t *testing.T) {
+// TestNoise_presence: a key learned as coming and going is noise when
+// it comes or goes, not what lies below it; a changed leaf is noise when
+// it changes, not for a difference below it.
+func TestNoise_presence(t *testing.T) {
 	n := NewNoise()
 	for range MinSamples {
 		n.Learn([]Difference{{Path: "$.debug", Kind: Missing}, {Path: "$.items[3].tag", Kind: Changed}})
 	}
 	diffs := []Difference{
-		{Path: "$.debug.timing.ms", Kind: Changed}, // below a whole value that varies
+		{Path: "$.debug", Kind: Extra},             // the key came: noise
+		{Path: "$.debug.timing.ms", Kind: Changed}, // below a key that comes and goes: not noise
+		{Path: "$.debug", Kind: Type},              // of another type on both sides: not noise
 		{Path: "$.items[0].tag", Kind: Changed},    // same pattern
 		{Path: "$.items[0].tag.x", Kind: Changed},  // below a changed leaf: not noise
 	}
@@ -87,9 +92,9 @@ func TestNoise_subtree(t *testing.T) {
 	if v != Diff {
 		t.Errorf("verdict = %s, want diff", v)
 	}
-	for i, want := range []bool{true, true, false} {
+	for i, want := range []bool{true, false, false, true, false} {
 		if got[i].Noise != want {
-			t.Errorf("%s noise = %v, want %v", got[i].Path, got[i].Noise, want)
+			t.Errorf("%s %s noise = %v, want %v", got[i].Kind, got[i].Path, got[i].Noise, want)
 		}
 	}
 }
@@ -133,6 +138,16 @@ func TestNoise_bounded(t *testing.T) {
 // jsonResp is a JSON answer with the given status and body.
 func jsonResp(status int, body string) Response {
 	return Response{Status: status, Header: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(body)}
+}
+
+// withHeader returns r with header name set to v.
+func withHeader(r Response, name, v string) Response {
+	h := map[string][]string{name: {v}}
+	for k, vv := range r.Header {
+		h[k] = vv
+	}
+	r.Header = h
+	return r
 }
 
 func htmlResp(body string) Response {
@@ -255,11 +270,50 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: Diff, wantSignal: []string{"body:L1.5"},
 		},
 		{
-			// An optional key seen in one sample only: all below it varies.
+			// An optional key seen in one sample only: only its presence
+			// is noise, not what it holds when both sides have it.
 			name:    "a key there in one sample",
 			sample1: jsonResp(200, `{"id":7,"debug":{"ms":3}}`), sample2: jsonResp(200, `{"id":7}`),
 			legacy: jsonResp(200, `{"id":7,"debug":{"ms":3}}`), new: jsonResp(200, `{"id":8,"debug":{"ms":9}}`),
-			wantVerdict: Diff, wantNoise: []string{"$.debug.ms"}, wantSignal: []string{"$.id"},
+			wantVerdict: Diff, wantSignal: []string{"$.id", "$.debug.ms"},
+		},
+		{
+			// Legacy answers sometimes with a coupon, sometimes without:
+			// a new side that gets the discount wrong still differs.
+			name:    "a key that comes and goes, different below it",
+			sample1: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), sample2: jsonResp(200, `{"id":7}`),
+			legacy: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), new: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":50}}`),
+			wantVerdict: Diff, wantSignal: []string{"$.coupon.discount"},
+		},
+		{
+			name:    "only the presence of a key that comes and goes",
+			sample1: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), sample2: jsonResp(200, `{"id":7}`),
+			legacy: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), new: jsonResp(200, `{"id":7}`),
+			wantVerdict: NoiseOnly, wantNoise: []string{"$.coupon"},
+		},
+		{
+			// A coupon that is null in one answer and an object in the
+			// other: that its type varies is noise, not what it holds
+			// when it is an object on both sides.
+			name:    "a value whose type varies, different below it",
+			sample1: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), sample2: jsonResp(200, `{"id":7,"coupon":null}`),
+			legacy: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), new: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":50}}`),
+			wantVerdict: Diff, wantSignal: []string{"$.coupon.discount"},
+		},
+		{
+			name:    "only the type of a value whose type varies",
+			sample1: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), sample2: jsonResp(200, `{"id":7,"coupon":null}`),
+			legacy: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), new: jsonResp(200, `{"id":7,"coupon":null}`),
+			wantVerdict: NoiseOnly, wantNoise: []string{"$.coupon"},
+		},
+		{
+			// A header legacy sends on some answers only: its presence
+			// is noise, a value new gets wrong is not.
+			name:    "a header there in some answers",
+			rules:   Rules{Headers: []string{"Content-Type", "Cache-Control"}},
+			sample1: withHeader(jsonResp(200, `{"id":7}`), "Cache-Control", "no-store"), sample2: jsonResp(200, `{"id":7}`),
+			legacy: withHeader(jsonResp(200, `{"id":7}`), "Cache-Control", "no-store"), new: withHeader(jsonResp(200, `{"id":7}`), "Cache-Control", "public, max-age=86400"),
+			wantVerdict: Diff, wantSignal: []string{"header.Cache-Control"},
 		},
 	}
 	for _, tt := range tests {
