@@ -156,6 +156,9 @@ func formatDiff(d Difference) string {
 		return strings.TrimSuffix(b.String(), "\n")
 	}
 	s := fmt.Sprintf("%s %s %s %s", d.Kind, d.Path, val(d.Legacy), val(d.New))
+	if d.Kind == More {
+		s = fmt.Sprintf("%s %s %d lines", d.Kind, d.Path, d.Lines)
+	}
 	if d.Noise {
 		s += " noise"
 	}

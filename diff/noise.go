@@ -328,26 +328,19 @@ func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Ve
 	return out, Diff
 }
 
-// moreLines is the summary text of line differences not shown.
-const moreLines = " more differing lines"
-
 // shownLines keeps the first maxShownLines line differences that are not
 // noise and the first maxShownLines that are, and sums up the rest in one
-// difference at "body" (merged with the one compareText may have made),
-// marked noise when all it sums up is.
+// More difference at "body" (merged with the one compareText may have
+// made), marked noise when all it sums up is.
 func shownLines(diffs []Difference) []Difference {
 	var real, noise, more int
 	allNoise := true
 	out := diffs[:0]
 	for _, d := range diffs {
-		if d.Path == "body" && d.Kind == Changed && d.New == nil {
-			if s, ok := d.Legacy.(string); ok && strings.HasSuffix(s, moreLines) {
-				if k, err := strconv.Atoi(strings.TrimSuffix(s, moreLines)); err == nil {
-					more += k
-					allNoise = false // lines never compared cannot be noise
-					continue
-				}
-			}
+		if d.Kind == More {
+			more += d.Lines
+			allNoise = false // lines never compared cannot be noise
+			continue
 		}
 		if !strings.HasPrefix(d.Path, "body:L") {
 			out = append(out, d)
@@ -366,7 +359,7 @@ func shownLines(diffs []Difference) []Difference {
 		out = append(out, d)
 	}
 	if more > 0 {
-		out = append(out, Difference{Path: "body", Kind: Changed, Legacy: strconv.Itoa(more) + moreLines, Noise: allNoise})
+		out = append(out, Difference{Path: "body", Kind: More, Lines: more, Noise: allNoise})
 	}
 	return out
 }

@@ -427,7 +427,7 @@ func TestNoise_manyVaryingLines(t *testing.T) {
 	if v != NoiseOnly {
 		t.Errorf("nonces only: verdict %s, want noise-only\n%s", v, formatDiffs(got))
 	}
-	if last := got[len(got)-1]; len(got) != maxShownLines+1 || last.Path != "body" || last.Legacy != "10 more differing lines" || !last.Noise {
+	if last := got[len(got)-1]; len(got) != maxShownLines+1 || last.Path != "body" || last.Kind != More || last.Lines != 10 || !last.Noise {
 		t.Errorf("nonces only: want %d lines shown and the other 10 summed up at body as noise:\n%s", maxShownLines, formatDiffs(got))
 	}
 	got, v = Judge(page("eee", 23), page("fff", 99), c.Compare(page("eee", 23), page("fff", 99)), n)

@@ -1,19 +1,19 @@
 package diff
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 )
 
 // maxLineDiffs is how many line differences a text comparison reports
-// before summing up the rest in one difference at "body". It is well above
+// before summing up the rest in one More difference at "body". It is well above
 // what a report shows (maxShownLines) so that noise is learned, and
 // judged, line by line on long pages too.
 const maxLineDiffs = 1000
 
 // maxShownLines is how many line differences, of those that are noise and
-// of those that are not, Judge keeps; it sums up the rest at "body".
+// of those that are not, Judge keeps; it sums up the rest in one More
+// difference at "body".
 const maxShownLines = 20
 
 // maxEdits bounds the Myers search; beyond it lines are paired by position.
@@ -165,7 +165,7 @@ func compareText(diffs []Difference, a, b string, html bool) []Difference {
 		}
 	}
 	if total > reported {
-		diffs = append(diffs, Difference{Path: "body", Kind: Changed, Legacy: fmt.Sprintf("%d%s", total-reported, moreLines)})
+		diffs = append(diffs, Difference{Path: "body", Kind: More, Lines: total - reported})
 	}
 	return diffs
 }

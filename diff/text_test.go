@@ -16,8 +16,8 @@ func TestCompareText_largeBodies(t *testing.T) {
 	if got, want := len(diffs), maxLineDiffs+1; got != want {
 		t.Fatalf("got %d differences, want %d (capped plus summary)", got, want)
 	}
-	if last := diffs[len(diffs)-1]; last.Path != "body" {
-		t.Errorf("last difference = %+v, want the summary at body", last)
+	if last := diffs[len(diffs)-1]; last.Path != "body" || last.Kind != More || last.Lines < 1 || last.Legacy != nil || last.New != nil {
+		t.Errorf("last difference = %+v, want the summary at body, of kind more with a line count and no values", last)
 	}
 }
 

@@ -16,17 +16,25 @@ const (
 	Extra   Kind = "extra"   // absent in legacy, present in new
 	Type    Kind = "type"    // different JSON types (string vs number, object vs array...)
 	Order   Kind = "order"   // same elements, different order (ordered array)
+	// More sums up line differences of a text body not listed one by one
+	// (beyond what a comparison reports or a report shows): Lines says
+	// how many; it has no values.
+	More Kind = "more"
 )
 
 // Difference is one place where legacy and new disagree.
 type Difference struct {
 	// Path is a JSON path into the body ("$.items[2].price"), "status",
 	// "header.Content-Type", or "body" / "body:L12" for non-JSON bodies
-	// ("body:L12.3": the third piece of an HTML line split between tags).
+	// ("body:L12.3": the third piece of an HTML line split between tags;
+	// "body" with Kind More: the lines not listed).
 	Path   string `json:"path"`
 	Kind   Kind   `json:"kind"`
 	Legacy any    `json:"legacy,omitempty"`
 	New    any    `json:"new,omitempty"`
+	// Lines is, for a More difference, how many line differences it sums
+	// up; 0 for every other kind.
+	Lines int `json:"lines,omitempty"`
 	// Noise is set when the path was learned as noise (it also differs
 	// between two answers of the legacy side to the same request).
 	Noise bool `json:"noise,omitempty"`

@@ -145,7 +145,31 @@ func exampleText(e *FieldExample) string {
 	if e == nil {
 		return "-"
 	}
+	if e.kind == diff.More {
+		return e.URL + ": " + moreText(e.Lines)
+	}
 	return e.URL + ": " + clip(legacyText(e.kind, e.Legacy), exampleWidth/2) + " -> " + clip(newText(e.kind, e.New), exampleWidth/2)
+}
+
+// moreText says how many line differences a More difference sums up.
+func moreText(lines int) string {
+	return fmt.Sprintf("… and %d more differing %s", lines, plural(lines, "line", "lines"))
+}
+
+// exampleMore is moreText for an example of kind More, "" for any other.
+func exampleMore(e *FieldExample) string {
+	if e.kind != diff.More {
+		return ""
+	}
+	return moreText(e.Lines)
+}
+
+// differenceMore is moreText for a More difference, "" for any other.
+func differenceMore(d diff.Difference) string {
+	if d.Kind != diff.More {
+		return ""
+	}
+	return moreText(d.Lines)
 }
 
 // legacyText renders the legacy value of a difference of kind k as compact
@@ -226,21 +250,23 @@ func WriteHTML(w io.Writer, r *Report) error {
 }
 
 var funcs = template.FuncMap{
-	"pct":           pct,
-	"matchPct":      func(v any) string { return matchPct(routeOf(v)) },
-	"ms":            ms,
-	"verdict":       func(v any) string { return routeVerdict(routeOf(v)) },
-	"overall":       reportVerdict,
-	"legacyValue":   func(d diff.Difference) string { return clip(legacyText(d.Kind, d.Legacy), 200) },
-	"newValue":      func(d diff.Difference) string { return clip(newText(d.Kind, d.New), 200) },
-	"exampleLegacy": func(e *FieldExample) string { return clip(legacyText(e.kind, e.Legacy), 200) },
-	"exampleNew":    func(e *FieldExample) string { return clip(newText(e.kind, e.New), 200) },
-	"when":          func(t time.Time) string { return t.UTC().Format(time.DateTime) + " UTC" },
-	"clean":         func(v any) bool { rt := routeOf(v); return rt.Diffs == 0 && rt.Errors == 0 },
-	"isoTime":       func(t time.Time) bool { return !t.IsZero() },
-	"pretty":        prettyBody,
-	"kindText":      func(d diff.Difference) string { return string(d.Kind) },
-	"join":          strings.Join,
+	"pct":            pct,
+	"matchPct":       func(v any) string { return matchPct(routeOf(v)) },
+	"ms":             ms,
+	"verdict":        func(v any) string { return routeVerdict(routeOf(v)) },
+	"overall":        reportVerdict,
+	"legacyValue":    func(d diff.Difference) string { return clip(legacyText(d.Kind, d.Legacy), 200) },
+	"newValue":       func(d diff.Difference) string { return clip(newText(d.Kind, d.New), 200) },
+	"exampleLegacy":  func(e *FieldExample) string { return clip(legacyText(e.kind, e.Legacy), 200) },
+	"exampleNew":     func(e *FieldExample) string { return clip(newText(e.kind, e.New), 200) },
+	"exampleMore":    exampleMore,
+	"differenceMore": differenceMore,
+	"when":           func(t time.Time) string { return t.UTC().Format(time.DateTime) + " UTC" },
+	"clean":          func(v any) bool { rt := routeOf(v); return rt.Diffs == 0 && rt.Errors == 0 },
+	"isoTime":        func(t time.Time) bool { return !t.IsZero() },
+	"pretty":         prettyBody,
+	"kindText":       func(d diff.Difference) string { return string(d.Kind) },
+	"join":           strings.Join,
 }
 
 // routeOf lets templates pass a RouteReport or a pointer to one.
@@ -277,6 +303,8 @@ code,pre{font:12px/1.3 ui-monospace,monospace}pre{background:#f7f7f7;padding:.6e
 svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 </style>{{end}}
 
+{{define "example"}}{{with .}}<code>{{.URL}}</code>: {{with exampleMore .}}{{.}}{{else}}<code>{{exampleLegacy .}}</code> &rarr; <code>{{exampleNew .}}</code>{{end}}{{else}}-{{end}}{{end}}
+
 {{define "routeTable"}}
 <table>
 <tr><th>compared</th><th>matched</th><th>diffs</th><th>noise-only</th><th>errors</th><th>match rate</th></tr>
@@ -301,7 +329,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 {{if .Fields}}<table>
 <tr><th>field path</th><th>count</th><th>kind</th><th>example</th></tr>
 {{range .Fields}}<tr{{if .Noise}} class="noise"{{end}}><td><code>{{.Path}}</code></td><td class="n">{{.Count}}</td><td>{{.Kind}}{{if .Noise}} (noise){{end}}</td>
-<td>{{with .Example}}<code>{{.URL}}</code>: <code>{{exampleLegacy .}}</code> &rarr; <code>{{exampleNew .}}</code>{{else}}-{{end}}</td></tr>
+<td>{{template "example" .Example}}</td></tr>
 {{end}}</table>{{end}}
 <p class="{{if clean .}}good{{else}}bad{{end}}">{{verdict .}}</p>
 {{end}}
@@ -323,7 +351,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 {{if .Report.Fields}}<table>
 <tr><th>field path</th><th>count</th><th>kind</th><th>example</th></tr>
 {{$route := .Name}}{{range .Report.Fields}}<tr{{if .Noise}} class="noise"{{end}}><td><a href="?route={{$route}}&amp;path={{.Path}}"><code>{{.Path}}</code></a></td><td class="n">{{.Count}}</td><td>{{.Kind}}{{if .Noise}} (noise){{end}}</td>
-<td>{{with .Example}}<code>{{.URL}}</code>: <code>{{exampleLegacy .}}</code> &rarr; <code>{{exampleNew .}}</code>{{else}}-{{end}}</td></tr>
+<td>{{template "example" .Example}}</td></tr>
 {{end}}</table>{{end}}
 <p class="{{if clean .Report}}good{{else}}bad{{end}}">{{verdict .Report}}</p>
 {{else}}<p>No compared pairs since {{when $.Since}}.</p>{{end}}
@@ -347,7 +375,7 @@ svg{background:#fafafa;border:1px solid #ddd}.sel{background:#fff6d0}
 </table>
 <table>
 <tr><th>path</th><th>kind</th><th>legacy</th><th>new</th></tr>
-{{range .Differences}}<tr{{if .Noise}} class="noise"{{end}}><td><code>{{.Path}}</code></td><td>{{kindText .}}{{if .Noise}} (noise){{end}}</td><td><code>{{legacyValue .}}</code></td><td><code>{{newValue .}}</code></td></tr>
+{{range .Differences}}<tr{{if .Noise}} class="noise"{{end}}><td><code>{{.Path}}</code></td><td>{{kindText .}}{{if .Noise}} (noise){{end}}</td>{{with differenceMore .}}<td colspan="2">{{.}}</td>{{else}}<td><code>{{legacyValue .}}</code></td><td><code>{{newValue .}}</code></td>{{end}}</tr>
 {{end}}</table>
 <table><tr><th>legacy body{{if .Legacy.Truncated}} (truncated){{end}}</th><th>new body{{if .New.Truncated}} (truncated){{end}}</th></tr>
 <tr><td><pre>{{pretty .Legacy.Body}}</pre></td><td><pre>{{pretty .New.Body}}</pre></td></tr></table>

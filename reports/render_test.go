@@ -191,6 +191,93 @@ func TestRender_NullAndAbsent(t *testing.T) {
 	})
 }
 
+// TestRender_MoreDifferingLines records a text page of which 30 lines
+// differ: the report shows 20 and sums up the other 10 as "… and 10 more
+// differing lines", not as a value that changed to null, and the JSON
+// says what it is (kind "more", with the line count).
+func TestRender_MoreDifferingLines(t *testing.T) {
+	s, _ := openTestStore(t, Options{})
+	c, err := diff.Compile(diff.Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(v string) diff.Response {
+		var b strings.Builder
+		for i := 1; i <= 30; i++ {
+			fmt.Fprintf(&b, "line %d %s\n", i, v)
+		}
+		return diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(b.String())}
+	}
+	legacy, newer := page("old"), page("new")
+	ds, v := diff.Judge(legacy, newer, c.Compare(legacy, newer), nil)
+	o := outcome("pages", testNow.Add(-time.Minute), v, 1, 1, ds...)
+	o.Legacy.Body, o.New.Body = legacy.Body, newer.Body
+	record(t, s, o)
+	flush(t, s)
+	rep, err := s.Report(context.Background(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const summary = "… and 10 more differing lines"
+
+	t.Run("text", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteText(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), summary) || strings.Contains(b.String(), "-> null") {
+			t.Errorf("text report does not say %q (or shows a null):\n%s", summary, b.String())
+		}
+	})
+	t.Run("JSON", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteJSON(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Routes []struct {
+				Fields []struct {
+					Path    string
+					Kind    diff.Kind
+					Example struct{ Lines int }
+				}
+			}
+		}
+		if err := json.Unmarshal(b.Bytes(), &got); err != nil || len(got.Routes) != 1 {
+			t.Fatalf("JSON report: %v\n%s", err, b.String())
+		}
+		found := false
+		for _, f := range got.Routes[0].Fields {
+			if f.Path == "body" {
+				found = true
+				if f.Kind != diff.More || f.Example.Lines != 10 {
+					t.Errorf("body: kind %q with %d lines, want %q with 10:\n%s", f.Kind, f.Example.Lines, diff.More, b.String())
+				}
+			}
+		}
+		if !found {
+			t.Errorf("JSON report has no body field:\n%s", b.String())
+		}
+	})
+	t.Run("HTML", func(t *testing.T) {
+		var b bytes.Buffer
+		if err := WriteHTML(&b, rep); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), summary) || strings.Contains(b.String(), "<code>null</code>") {
+			t.Errorf("HTML report does not say %q (or shows a null):\n%s", summary, b.String())
+		}
+	})
+	t.Run("examples page", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		s.Dashboard(func() []RouteWeights { return nil }).ServeHTTP(rec,
+			httptest.NewRequest(http.MethodGet, "/?route=pages&path=body", nil))
+		if !strings.Contains(rec.Body.String(), summary) || strings.Contains(rec.Body.String(), "<code>null</code>") {
+			t.Errorf("examples page does not say %q (or shows a null):\n%s", summary, rec.Body.String())
+		}
+	})
+}
+
 func TestValueText(t *testing.T) {
 	tests := []struct {
 		name        string

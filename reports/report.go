@@ -72,12 +72,14 @@ type FieldReport struct {
 //
 // Legacy and New are null both for a JSON null and for a side that has no
 // value, which the field's kind tells apart (legacy of "extra", new of
-// "missing").
+// "missing"). For kind "more" (line differences of a text body summed up)
+// both are null and Lines says how many lines the example summed up.
 type FieldExample struct {
 	Time   time.Time `json:"time"`
 	URL    string    `json:"url"`
 	Legacy any       `json:"legacy"`
 	New    any       `json:"new"`
+	Lines  int       `json:"lines,omitempty"`
 	kind   diff.Kind // of the example's difference, for rendering "(absent)"
 }
 
@@ -286,7 +288,7 @@ func (s *Store) fieldExample(ctx context.Context, route, field string, kind diff
 	if err := decodeStored(dj, &d); err != nil {
 		return nil, fmt.Errorf("report example: %w", err)
 	}
-	return &FieldExample{Time: time.Unix(0, at).UTC(), URL: url, Legacy: d.Legacy, New: d.New, kind: d.Kind}, nil
+	return &FieldExample{Time: time.Unix(0, at).UTC(), URL: url, Legacy: d.Legacy, New: d.New, Lines: d.Lines, kind: d.Kind}, nil
 }
 
 // decodeStored decodes stored JSON into v keeping numbers as written
