@@ -258,7 +258,7 @@ type exchange struct {
 	wroteToClient  bool // the final answer's head went out
 	wroteInterim   bool // a 1xx head went out (a 502 may still follow it)
 	clientBroken   bool // the client connection is out of step or gone
-	closeClient    bool // the answer ends when the connection does
+	rechunk        bool // an answer that ends when the backend closes, relayed chunked
 	upstreamBroken bool
 	clientGone     bool    // the client left while the backend worked
 	mirror         *mirror // nil unless the request is shadowed
@@ -345,7 +345,7 @@ func (ex *exchange) run() (int, bool) {
 		// counts that as a 502 too (http.ErrAbortHandler).
 		return http.StatusBadGateway, false
 	}
-	return code, !ex.clientBroken && !ex.closeClient
+	return code, !ex.clientBroken
 }
 
 // liveConn returns uc if the backend has not closed it while idle, else a
@@ -807,10 +807,14 @@ func (ex *exchange) writeHead(head []byte, rh *respHead, code int, informational
 		case rh.chunked && bodyAllowed(ex.method, code):
 			w.WriteString("Transfer-Encoding: chunked\r\n")
 		case rh.length < 0 && bodyAllowed(ex.method, code):
-			// Ends when the backend closes: so must the client's connection.
-			ex.closeClient, ex.upstreamBroken = true, true
+			// Ends when the backend closes. Relayed chunked, as net/http
+			// does, so a backend that breaks off leaves the client without
+			// the last chunk: a close of the client's connection would
+			// tell it the answer was whole.
+			w.WriteString("Transfer-Encoding: chunked\r\n")
+			ex.rechunk, ex.upstreamBroken = true, true
 		}
-		if ex.closeClient || ex.h.close || ex.fc.s.closing.Load() {
+		if ex.h.close || ex.fc.s.closing.Load() {
 			w.WriteString("Connection: close\r\n")
 		}
 	}
@@ -850,8 +854,10 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	case !bodyAllowed(ex.method, code):
 	case rh.chunked:
 		err = ex.relayChunked(uc)
+	case ex.rechunk:
+		err = ex.relayUntilClose(uc.r)
 	default:
-		err = ex.relay(uc.r, rh.length) // -1: until the backend closes
+		err = ex.relay(uc.r, rh.length)
 	}
 	if err == nil {
 		if ferr := ex.fc.w.Flush(); ferr != nil {
@@ -868,23 +874,20 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	return err
 }
 
-// relay copies n bytes (all, up to EOF, when n < 0) of body.
+// relay copies n bytes of body.
 func (ex *exchange) relay(r *bufio.Reader, n int64) error {
 	w := ex.fc.w
-	for n != 0 {
+	for n > 0 {
 		if r.Buffered() == 0 {
 			if err := w.Flush(); err != nil {
 				return errClient
 			}
 			if _, err := r.Peek(1); err != nil {
-				if n < 0 && errors.Is(err, io.EOF) {
-					return nil
-				}
 				return fmt.Errorf("read answer body: %w", err)
 			}
 		}
 		k := r.Buffered()
-		if n > 0 && int64(k) > n {
+		if int64(k) > n {
 			k = int(n)
 		}
 		b, _ := r.Peek(k)
@@ -895,11 +898,42 @@ func (ex *exchange) relay(r *bufio.Reader, n int64) error {
 			ex.mirror.capture.add(b)
 		}
 		r.Discard(k)
-		if n > 0 {
-			n -= int64(k)
-		}
+		n -= int64(k)
 	}
 	return nil
+}
+
+// relayUntilClose copies a body that ends when the backend closes its
+// connection, as one chunk per read, and writes the last chunk only at a
+// clean end: a reset or failed read leaves the client's chunked body
+// unfinished, so the client cannot take it for whole.
+func (ex *exchange) relayUntilClose(r *bufio.Reader) error {
+	w := ex.fc.w
+	for {
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return errClient
+			}
+			if _, err := r.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) {
+					w.WriteString("0\r\n\r\n")
+					return nil
+				}
+				return fmt.Errorf("read answer body: %w", err)
+			}
+		}
+		b, _ := r.Peek(r.Buffered())
+		w.WriteString(strconv.FormatInt(int64(len(b)), 16))
+		w.WriteString("\r\n")
+		w.Write(b)
+		if _, err := w.WriteString("\r\n"); err != nil {
+			return errClient
+		}
+		if ex.mirror != nil {
+			ex.mirror.capture.add(b)
+		}
+		r.Discard(len(b))
+	}
 }
 
 // relayChunked copies a chunked body, chunk by chunk, with its trailers.
