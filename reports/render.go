@@ -97,10 +97,12 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 // routeVerdict is one line saying what the numbers mean for the route.
+// The summary of line differences not listed (kind more) is not a field
+// path: it is neither counted nor named.
 func routeVerdict(rt RouteReport) string {
 	var paths []string
 	for _, f := range rt.Fields {
-		if !f.Noise {
+		if !f.Noise && f.Kind != diff.More {
 			paths = append(paths, f.Path)
 		}
 	}

@@ -278,6 +278,20 @@ func TestRender_MoreDifferingLines(t *testing.T) {
 	})
 }
 
+// TestRouteVerdict_moreIsNotAFieldPath: the summary of line differences
+// not listed is not a field path of its own: the verdict neither counts
+// it nor names it as the place pairs differ most often.
+func TestRouteVerdict_moreIsNotAFieldPath(t *testing.T) {
+	rt := RouteReport{Compared: 5, Diffs: 5, Fields: []FieldReport{
+		{Path: "body", Kind: diff.More, Count: 5},
+		{Path: "body:L3", Kind: diff.Changed, Count: 5},
+		{Path: "body:L7", Kind: diff.Changed, Count: 2},
+	}}
+	if got, want := routeVerdict(rt), "DIFFERS, 5 of 5 pairs (100.0%) differ in 2 field paths, most often body:L3"; got != want {
+		t.Errorf("verdict = %q, want %q", got, want)
+	}
+}
+
 func TestValueText(t *testing.T) {
 	tests := []struct {
 		name        string
