@@ -486,3 +486,58 @@ func TestNoise_listThatMovedWithVaryingField(t *testing.T) {
 		}
 	}
 }
+
+// TestNoise_onlyNoiseIsNoiseOnly: two answers that differ only where
+// noise was learned are noise-only, also when the elements of a list
+// are alike but for that noise (they are not a reordering); a list that
+// really was reordered still differs.
+func TestNoise_onlyNoiseIsNoiseOnly(t *testing.T) {
+	tests := []struct {
+		name             string
+		sample1, sample2 Response // two answers of the same side
+		legacy, new      Response // then compared
+		wantVerdict      Verdict
+		wantDiffs        string
+	}{
+		{
+			name:    "a list of live prices",
+			sample1: jsonResp(200, `{"prices":[10.5,11.2]}`), sample2: jsonResp(200, `{"prices":[10.6,11.3]}`),
+			legacy: jsonResp(200, `{"prices":[10.7,11.4]}`), new: jsonResp(200, `{"prices":[10.8,11.5]}`),
+			wantVerdict: NoiseOnly,
+			wantDiffs:   "changed $.prices[0] 10.7 10.8 noise\nchanged $.prices[1] 11.4 11.5 noise\n",
+		},
+		{
+			name:    "alike elements with a signed URL each",
+			sample1: jsonResp(200, `{"items":[{"sku":"A","img":"s1"},{"sku":"A","img":"s2"}]}`), sample2: jsonResp(200, `{"items":[{"sku":"A","img":"s3"},{"sku":"A","img":"s4"}]}`),
+			legacy: jsonResp(200, `{"items":[{"sku":"A","img":"s5"},{"sku":"A","img":"s6"}]}`), new: jsonResp(200, `{"items":[{"sku":"A","img":"s7"},{"sku":"A","img":"s8"}]}`),
+			wantVerdict: NoiseOnly,
+			wantDiffs:   "changed $.items[0].img \"s5\" \"s7\" noise\nchanged $.items[1].img \"s6\" \"s8\" noise\n",
+		},
+		{
+			name:    "a list really reordered",
+			sample1: jsonResp(200, `{"items":[{"sku":"A","img":"s1"},{"sku":"B","img":"s2"}]}`), sample2: jsonResp(200, `{"items":[{"sku":"A","img":"s3"},{"sku":"B","img":"s4"}]}`),
+			legacy: jsonResp(200, `{"items":[{"sku":"A","img":"s5"},{"sku":"B","img":"s6"}]}`), new: jsonResp(200, `{"items":[{"sku":"B","img":"s7"},{"sku":"A","img":"s8"}]}`),
+			wantVerdict: Diff,
+			wantDiffs:   "order $.items [{\"img\":\"s5\",\"sku\":\"A\"},{\"img\":\"s6\",\"sku\":\"B\"}] [{\"img\":\"s7\",\"sku\":\"B\"},{\"img\":\"s8\",\"sku\":\"A\"}]\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Compile(Rules{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := NewNoise()
+			for range MinSamples {
+				n.Learn(c.CompareWithNoise(tt.sample1, tt.sample2, n))
+			}
+			got, v := Judge(tt.legacy, tt.new, c.CompareWithNoise(tt.legacy, tt.new, n), n)
+			if v != tt.wantVerdict {
+				t.Errorf("learned %v; verdict %s, want %s\n%s", n.Paths(), v, tt.wantVerdict, formatDiffs(got))
+			}
+			if s := formatDiffs(got); s != tt.wantDiffs {
+				t.Errorf("differences:\n%s\nwant:\n%s", s, tt.wantDiffs)
+			}
+		})
+	}
+}
