@@ -33,10 +33,11 @@ const (
 )
 
 // lineNoise is what was learned of one text line: how many tokens it has
-// and which of them varied. A later difference in that line is noise only
-// when it has as many tokens and differs in none but those.
+// and, per token, in how many samples it varied. A later difference in
+// that line is noise only when it has as many tokens and differs in none
+// but those confirmed to vary, each on its own samples (as a JSON field).
 type lineNoise struct {
-	vary []bool
+	vary []int
 }
 
 // Noise holds what was learned as noise for one route: places where two
@@ -51,8 +52,10 @@ type lineNoise struct {
 // ("body"), a whole text line that came or went, what the elements of a
 // list whose order varies hold (only its order), and anything from two
 // answers whose status codes differ (an error or a flapping backend is not
-// noise). A text line learns only which of its tokens vary, so a line
-// that holds a request id and a total still differs when the total does.
+// noise). A text line learns only which of its tokens vary, each on
+// samples of its own, so a line that holds a request id and a total still
+// differs when the total does, also after the total once changed between
+// the two answers of a sample.
 //
 // Noise is learned per place and per kind of difference, and never covers
 // what lies below the place: a key (or header) that comes and goes makes
@@ -176,7 +179,7 @@ func (n *Noise) learnLine(d Difference) bool {
 		if n.size() >= maxNoisePatterns {
 			return false
 		}
-		ln = &lineNoise{vary: make([]bool, len(lt))}
+		ln = &lineNoise{vary: make([]int, len(lt))}
 		n.lines[d.Path] = ln
 	}
 	if len(ln.vary) != len(lt) {
@@ -184,7 +187,7 @@ func (n *Noise) learnLine(d Difference) bool {
 	}
 	for i := range lt {
 		if lt[i] != nt[i] {
-			ln.vary[i] = true
+			ln.vary[i]++
 		}
 	}
 	return true
@@ -192,8 +195,11 @@ func (n *Noise) learnLine(d Difference) bool {
 
 // confirmed reports whether enough samples, and a large enough share of
 // them, showed k varying.
-func (n *Noise) confirmed(k string) bool {
-	c := n.samples[k]
+func (n *Noise) confirmed(k string) bool { return n.enough(n.samples[k]) }
+
+// enough reports whether c samples, of all learned from, are enough to
+// make a place, or a token of a line, noise.
+func (n *Noise) enough(c int) bool {
 	return c >= MinSamples && c*100 >= n.total*MinSharePercent
 }
 
@@ -241,12 +247,14 @@ func (n *Noise) Paths() []string {
 			continue
 		}
 		var idx []string
-		for i, v := range ln.vary {
-			if v {
+		for i, c := range ln.vary {
+			if n.enough(c) {
 				idx = append(idx, strconv.Itoa(i+1))
 			}
 		}
-		out = append(out, p+" tokens "+strings.Join(idx, ","))
+		if len(idx) > 0 {
+			out = append(out, p+" tokens "+strings.Join(idx, ","))
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -292,7 +300,7 @@ func (n *Noise) lineIsNoise(d Difference) bool {
 		return false
 	}
 	for i := range lt {
-		if lt[i] != nt[i] && !ln.vary[i] {
+		if lt[i] != nt[i] && !n.enough(ln.vary[i]) {
 			return false
 		}
 	}

@@ -541,3 +541,30 @@ func TestNoise_onlyNoiseIsNoiseOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestNoise_oneSampleIsNotEnough_textLine: as for a JSON field, a word of
+// a text line that changed between the two answers of a single sample
+// (a total updated meanwhile) is not noise because another word of that
+// line (a request id) varies in every sample: each word needs samples of
+// its own.
+func TestNoise_oneSampleIsNotEnough_textLine(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := NewNoise()
+	n.Learn(c.Compare(textResp("order=7 total=100 req=a\n"), textResp("order=7 total=120 req=b\n")))
+	n.Learn(c.Compare(textResp("order=8 total=50 req=c\n"), textResp("order=8 total=50 req=d\n")))
+	legacy, newer := textResp("order=9 total=10 req=e\n"), textResp("order=9 total=11 req=f\n")
+	got, v := Judge(legacy, newer, c.Compare(legacy, newer), n)
+	if v != Diff {
+		t.Errorf("learned %v; verdict %s, want diff\n%s", n.Paths(), v, formatDiffs(got))
+	}
+	if got, want := n.Paths(), []string{"body:L1 tokens 9"}; !slices.Equal(got, want) {
+		t.Errorf("Paths() = %v, want %v", got, want)
+	}
+	legacy, newer = textResp("order=9 total=10 req=e\n"), textResp("order=9 total=10 req=f\n")
+	if got, v := Judge(legacy, newer, c.Compare(legacy, newer), n); v != NoiseOnly {
+		t.Errorf("request id only: verdict %s, want noise-only\n%s", v, formatDiffs(got))
+	}
+}
