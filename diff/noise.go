@@ -64,6 +64,10 @@ type lineNoise struct {
 // sides have the key, of one type, what it holds is still compared, so a
 // discount new gets wrong under an optional coupon still differs. A value
 // whose members vary too is learned member by member, as they vary.
+// Nor does noise hide more elements (or members) coming or going at a
+// place than one sample showed: a feed that gained one entry between two
+// answers makes one entry more or less noise, not a new side that answers
+// it empty.
 type Noise struct {
 	mu       sync.RWMutex
 	patterns map[string]noiseRule
@@ -75,6 +79,11 @@ type Noise struct {
 	// for good, nor do a few odd answers.
 	samples map[string]int
 	total   int // samples learned from (calls of Learn)
+	// presence holds, per pattern learned from elements or members that
+	// came or went, the most that came, or that went, there in one
+	// sample: a pair in which more came, or more went, is not noise
+	// there (a feed that gains one entry at a time, answered empty).
+	presence map[string]int
 }
 
 // MinSamples is how many samples (calls of Learn) must show a place
@@ -87,7 +96,7 @@ const MinSharePercent = 1
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
-	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}}
+	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]int{}}
 }
 
 // Learn records diffs (array indices become [*]) as noise, within the
@@ -104,9 +113,16 @@ func (n *Noise) Learn(diffs []Difference) {
 	defer n.mu.Unlock()
 	n.total++
 	seen := map[string]bool{}
+	var came, went map[string]int // elements or members per pattern
 	defer func() {
 		for k := range seen {
 			n.samples[k]++
+		}
+		for p, c := range came {
+			n.presence[p] = max(n.presence[p], c)
+		}
+		for p, c := range went {
+			n.presence[p] = max(n.presence[p], c)
 		}
 	}()
 	for _, d := range diffs {
@@ -133,11 +149,30 @@ func (n *Noise) Learn(diffs []Difference) {
 		if old, ok := n.patterns[p]; ok || n.size() < maxNoisePatterns {
 			n.patterns[p] = old | r
 			seen[p] = true
+			came, went = countPresence(came, went, d, p)
 		}
 	}
 }
 
 func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }
+
+// countPresence counts d, at pattern p, in came when it is Extra and in
+// went when it is Missing, making the maps as needed.
+func countPresence(came, went map[string]int, d Difference, p string) (map[string]int, map[string]int) {
+	switch d.Kind {
+	case Extra:
+		if came == nil {
+			came = map[string]int{}
+		}
+		came[p]++
+	case Missing:
+		if went == nil {
+			went = map[string]int{}
+		}
+		went[p]++
+	}
+	return came, went
+}
 
 // Common returns the differences of a that b also has at the same path
 // and of the same kind. A caller that learns twice from three answers of
@@ -308,7 +343,8 @@ func (n *Noise) lineIsNoise(d Difference) bool {
 }
 
 // Judge marks the differences whose pattern is learned noise (n may be nil)
-// and gives the verdict: Error when either side has Err, Match when there
+// — elements or members that came or went only while no more came, or
+// went, at their pattern than in any one sample — and gives the verdict: Error when either side has Err, Match when there
 // is no difference, NoiseOnly when all are noise, Diff otherwise. It
 // returns a marked copy and leaves diffs unchanged.
 func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Verdict) {
@@ -325,9 +361,23 @@ func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Ve
 		n.mu.RLock()
 		defer n.mu.RUnlock()
 	}
+	var came, went map[string]int
+	if n != nil {
+		for _, d := range out {
+			if (d.Kind == Missing || d.Kind == Extra) && !strings.HasPrefix(d.Path, "body") {
+				came, went = countPresence(came, went, d, Pattern(d.Path))
+			}
+		}
+	}
 	for i := range out {
-		out[i].Noise = n != nil && n.isNoise(out[i])
-		allNoise = allNoise && out[i].Noise
+		d := &out[i]
+		d.Noise = n != nil && n.isNoise(*d)
+		if d.Noise && (d.Kind == Missing || d.Kind == Extra) {
+			// More came, or went, than in any sample: not noise.
+			p := Pattern(d.Path)
+			d.Noise = came[p] <= n.presence[p] && went[p] <= n.presence[p]
+		}
+		allNoise = allNoise && d.Noise
 	}
 	out = shownLines(out)
 	if allNoise {

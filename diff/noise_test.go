@@ -270,6 +270,21 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: Diff, wantSignal: []string{"body:L1.5"},
 		},
 		{
+			// A newest-first feed gains one entry between two answers:
+			// one entry coming or going is noise, a new side that
+			// answers an empty feed is not.
+			name:    "a feed that grew, answered empty",
+			sample1: jsonResp(200, `{"feed":[{"id":3},{"id":2},{"id":1}]}`), sample2: jsonResp(200, `{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`),
+			legacy: jsonResp(200, `{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`), new: jsonResp(200, `{"feed":[]}`),
+			wantVerdict: Diff, wantSignal: []string{"$.feed[0]", "$.feed[1]", "$.feed[2]", "$.feed[3]"},
+		},
+		{
+			name:    "a feed that grew, one entry behind",
+			sample1: jsonResp(200, `{"feed":[{"id":3},{"id":2},{"id":1}]}`), sample2: jsonResp(200, `{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`),
+			legacy: jsonResp(200, `{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`), new: jsonResp(200, `{"feed":[{"id":3},{"id":2},{"id":1}]}`),
+			wantVerdict: NoiseOnly, wantNoise: []string{"$.feed[0]"},
+		},
+		{
 			// An optional key seen in one sample only: only its presence
 			// is noise, not what it holds when both sides have it.
 			name:    "a key there in one sample",
