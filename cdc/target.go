@@ -388,7 +388,7 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		}
 		var err error
 		if run.op == Delete {
-			err = deleteKeys(ctx, tx, run.m, run.rows)
+			err = remove(ctx, tx, run.m, run.rows, shared != nil)
 		} else {
 			err = upsert(ctx, tx, run.m, run.rows, shared)
 		}
@@ -719,6 +719,30 @@ func isKeyCol(m *TableMap, i int) bool {
 		}
 	}
 	return false
+}
+
+// remove deletes rows by primary key as deleteKeys does. With settling
+// set (the stream has not passed the copy's end; settle.go), a delete
+// that a RESTRICT or NO ACTION reference refuses is retried row by row,
+// and a row still refused is deleted without the foreign key check.
+func remove(ctx context.Context, x execer, m *TableMap, keys [][]any, settling bool) error {
+	err := deleteKeys(ctx, x, m, keys)
+	if err == nil || !settling || !stillReferenced(err) {
+		return err
+	}
+	// The failed statement was rolled back on its own; the transaction
+	// goes on. Row by row, so the other rows' deletes keep the check and
+	// the target's cascades on them still run.
+	for _, k := range keys {
+		err := deleteKeys(ctx, x, m, [][]any{k})
+		if stillReferenced(err) {
+			err = unchecked(ctx, x, func() error { return deleteKeys(ctx, x, m, [][]any{k}) })
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // deleteKeys deletes rows by primary key.
