@@ -242,7 +242,7 @@ func (w *walker) emit(kind Kind, a, b *node) {
 		return
 	}
 	if w.check {
-		if w.noise != nil && w.noise.isNoise(Difference{Path: renderPath(w.segs), Kind: kind}) {
+		if w.noise != nil && w.noise.noiseAt(Difference{Path: renderPath(w.segs), Kind: kind}, nodeType(a)|nodeType(b)) {
 			return // the same element, but for learned noise
 		}
 		w.found = true

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +24,9 @@ const (
 	// holds when both sides have it.
 	noisePresence
 	// noiseType: the value at the pattern was of another JSON type in one
-	// sample (a coupon that is null or an object); only a difference of
-	// type is noise, not what it holds when both sides have one type.
+	// sample (a coupon that is null or an object); only a difference
+	// between types seen there is noise, not what it holds when both
+	// sides have one type.
 	noiseType
 	// noiseOrder: an ordered array at the pattern held the same elements
 	// in another order; only its order is noise, not what its elements
@@ -60,14 +62,14 @@ type lineNoise struct {
 // Noise is learned per place and per kind of difference, and never covers
 // what lies below the place: a key (or header) that comes and goes makes
 // only its coming and going noise, and a value whose JSON type varies (a
-// coupon that is null or an object) only a difference of type. When both
-// sides have the key, of one type, what it holds is still compared, so a
-// discount new gets wrong under an optional coupon still differs. A value
-// whose members vary too is learned member by member, as they vary.
-// Nor does noise hide more elements (or members) coming or going at a
-// place than one sample showed: a feed that gained one entry between two
-// answers makes one entry more or less noise, not a new side that answers
-// it empty.
+// coupon that is null or an object) only a difference between the types
+// seen there (not a coupon that is a string). When both sides have the
+// key, of one type, what it holds is still compared, so a discount new
+// gets wrong under an optional coupon still differs. A value whose members
+// vary too is learned member by member, as they vary. Nor does noise hide
+// more elements (or members) coming or going at a place than one sample
+// showed: a feed that gained one entry between two answers makes one
+// entry more or less noise, not a new side that answers it empty.
 type Noise struct {
 	mu       sync.RWMutex
 	patterns map[string]noiseRule
@@ -84,6 +86,10 @@ type Noise struct {
 	// sample: a pair in which more came, or more went, is not noise
 	// there (a feed that gains one entry at a time, answered empty).
 	presence map[string]int
+	// types holds, per pattern learned from a value whose type varied,
+	// the JSON types seen there (typeBits): a pair with a type never seen
+	// among them is not noise there.
+	types map[string]uint8
 }
 
 // MinSamples is how many samples (calls of Learn) must show a place
@@ -96,7 +102,7 @@ const MinSharePercent = 1
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
-	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]int{}}
+	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]int{}, types: map[string]uint8{}}
 }
 
 // Learn records diffs (array indices become [*]) as noise, within the
@@ -150,6 +156,9 @@ func (n *Noise) Learn(diffs []Difference) {
 			n.patterns[p] = old | r
 			seen[p] = true
 			came, went = countPresence(came, went, d, p)
+			if d.Kind == Type {
+				n.types[p] |= valueType(d.Legacy) | valueType(d.New)
+			}
 		}
 	}
 }
@@ -295,10 +304,66 @@ func (n *Noise) Paths() []string {
 	return out
 }
 
+// JSON types as bits, for what Noise.types holds.
+const (
+	typeNull uint8 = 1 << iota
+	typeBool
+	typeNumber
+	typeString
+	typeObject
+	typeArray
+	typeOther // a value that is none of the above (not from a JSON body)
+)
+
+// valueType is the JSON type of a value as Compare gives it.
+func valueType(v any) uint8 {
+	switch v.(type) {
+	case nil:
+		return typeNull
+	case bool:
+		return typeBool
+	case json.Number, float64, int, int64, uint64:
+		return typeNumber
+	case string:
+		return typeString
+	case map[string]any:
+		return typeObject
+	case []any:
+		return typeArray
+	}
+	return typeOther
+}
+
+// nodeType is the JSON type of a decoded value.
+func nodeType(n *node) uint8 {
+	if n == nil {
+		return 0
+	}
+	switch n.kind {
+	case vNull:
+		return typeNull
+	case vFalse, vTrue:
+		return typeBool
+	case vNumber:
+		return typeNumber
+	case vString:
+		return typeString
+	case vObject:
+		return typeObject
+	}
+	return typeArray
+}
+
 // isNoise reports whether d is at a learned pattern and of a kind learned
-// there, or is a text line that differs only in tokens learned to vary.
-// What was learned at a pattern never covers the paths below it.
+// there (for a Type difference, between types seen varying there), or is
+// a text line that differs only in tokens learned to vary. What was
+// learned at a pattern never covers the paths below it.
 func (n *Noise) isNoise(d Difference) bool {
+	return n.noiseAt(d, valueType(d.Legacy)|valueType(d.New))
+}
+
+// noiseAt is isNoise for a difference whose values' JSON types are types.
+func (n *Noise) noiseAt(d Difference, types uint8) bool {
 	if strings.HasPrefix(d.Path, "body") {
 		return n.lineIsNoise(d)
 	}
@@ -315,7 +380,7 @@ func (n *Noise) isNoise(d Difference) bool {
 	case d.Kind == Order && r&noiseOrder != 0:
 		return true
 	case d.Kind == Type && r&noiseType != 0:
-		return true
+		return n.types[p]&types == types
 	}
 	return false
 }

@@ -322,6 +322,13 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: NoiseOnly, wantNoise: []string{"$.coupon"},
 		},
 		{
+			// Null or an object was seen; a string is another type.
+			name:    "a value whose type varies, of a type never seen",
+			sample1: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), sample2: jsonResp(200, `{"id":7,"coupon":null}`),
+			legacy: jsonResp(200, `{"id":7,"coupon":{"code":"X","discount":5}}`), new: jsonResp(200, `{"id":7,"coupon":"X"}`),
+			wantVerdict: Diff, wantSignal: []string{"$.coupon"},
+		},
+		{
 			// A header legacy sends on some answers only: its presence
 			// is noise, a value new gets wrong is not.
 			name:    "a header there in some answers",
