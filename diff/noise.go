@@ -54,7 +54,8 @@ type lineNoise struct {
 // ("body"), a whole text line that came or went, what the elements of a
 // list whose order varies hold (only its order), and anything from two
 // answers whose status codes differ (an error or a flapping backend is not
-// noise). A text line learns only which of its tokens vary, each on
+// noise), whose media types differ, or of which one body is JSON and the
+// other not (a maintenance page served with 200 is not noise either). A text line learns only which of its tokens vary, each on
 // samples of its own, so a line that holds a request id and a total still
 // differs when the total does, also after the total once changed between
 // the two answers of a sample.
@@ -107,11 +108,12 @@ func NewNoise() *Noise {
 
 // Learn records diffs (array indices become [*]) as noise, within the
 // limits above. The diffs must come from comparing two answers of the same
-// side to the same request. At most 1024 patterns and lines are kept per
+// side to the same request; two answers of different kinds (status code,
+// media type, a JSON body beside one that is not) teach nothing. At most 1024 patterns and lines are kept per
 // Noise.
 func (n *Noise) Learn(diffs []Difference) {
 	for _, d := range diffs {
-		if d.Path == "status" {
+		if otherAnswer(d) {
 			return
 		}
 	}
@@ -161,6 +163,26 @@ func (n *Noise) Learn(diffs []Difference) {
 			}
 		}
 	}
+}
+
+// otherAnswer reports whether d shows two answers of different kinds,
+// from which nothing is learned: their status codes differ, their media
+// types differ (a maintenance page served with 200 beside JSON), or one
+// body is JSON and the other is not.
+func otherAnswer(d Difference) bool {
+	switch d.Path {
+	case "status":
+		return true
+	case "header.Content-Type":
+		l, _ := d.Legacy.(string)
+		nv, _ := d.New.(string)
+		lt, _, _ := strings.Cut(l, ";")
+		nt, _, _ := strings.Cut(nv, ";")
+		return d.Kind != Changed || !strings.EqualFold(strings.TrimSpace(lt), strings.TrimSpace(nt))
+	case "body":
+		return d.Kind == Type
+	}
+	return false
 }
 
 func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }

@@ -179,6 +179,15 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: Diff, wantSignal: []string{"status", "$.id", "$.total", "$.error"},
 		},
 		{
+			// A maintenance page served with 200 while sampling: an
+			// answer of another kind, as an error is, teaches nothing, so
+			// a new side that labels its JSON text/plain still differs.
+			name:    "a page of another type while sampling",
+			sample1: jsonResp(200, `{"id":7,"total":100}`), sample2: Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/html"}}, Body: []byte("<html><body>Back soon</body></html>")},
+			legacy: jsonResp(200, `{"id":7,"total":100}`), new: Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(`{"id":7,"total":100}`)},
+			wantVerdict: Diff, wantSignal: []string{"header.Content-Type"},
+		},
+		{
 			// A list that gained an element between the samples: the
 			// element's presence is noise, the prices in it are not.
 			name:    "a list that grew",
