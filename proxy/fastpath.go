@@ -962,7 +962,7 @@ func (ex *exchange) relayChunked(uc *upConn) error {
 			return err
 		}
 		crlf, err := uc.r.ReadSlice('\n')
-		if err != nil || len(bytes.TrimRight(crlf, "\r\n")) != 0 {
+		if err != nil || string(crlf) != "\r\n" {
 			return errors.New("chunk not followed by CRLF")
 		}
 		w.WriteString("\r\n")
@@ -973,7 +973,9 @@ func (ex *exchange) relayChunked(uc *upConn) error {
 		if err != nil {
 			return fmt.Errorf("read trailer: %w", err)
 		}
-		line = bytes.TrimRight(line, "\r\n")
+		// One line end, CRLF or LF; a CR before it is a bare CR, which
+		// leaves the line malformed or its value refused below.
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 		if len(line) == 0 {
 			break
 		}
@@ -994,9 +996,14 @@ func (ex *exchange) relayChunked(uc *upConn) error {
 	return nil
 }
 
-// chunkSize parses "HEX[;ext]\r\n".
+// chunkSize parses "HEX[;ext]\r\n". The line must end in CRLF with no
+// other CR: RFC 9112 takes no bare LF as a line end in chunked framing
+// (erratum 7633), and net/http refuses both.
 func chunkSize(line []byte) (int64, bool) {
-	line = bytes.TrimRight(line, "\r\n")
+	if !bytes.HasSuffix(line, []byte("\r\n")) || bytes.IndexByte(line, '\r') != len(line)-2 {
+		return 0, false
+	}
+	line = line[:len(line)-2]
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}

@@ -7,9 +7,13 @@ package proxy_test
 import (
 	"bufio"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/banyanhq/banyan/proxy"
 )
@@ -39,5 +43,42 @@ func TestServer_CloseDelimitedAnswerBreaksOff(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	if err == nil {
 		t.Errorf("client read %q as a whole answer; want an error for the broken-off body", body)
+	}
+}
+
+// TestServer_ChunkedAnswerLineEnds checks chunked answers whose chunk
+// lines do not end in CRLF. RFC 9112 takes a bare LF for a line end in a
+// head but not in chunked framing (erratum 7633), and a bare CR is never
+// a line end: a parser that is lenient there frames the stream otherwise
+// than a strict one would, the opening for smuggling. Each must reach the
+// client as a broken answer, never as a whole one.
+func TestServer_ChunkedAnswerLineEnds(t *testing.T) {
+	t.Parallel()
+	const head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+	answers := map[string]string{
+		"/lf-after-data":  head + "2\r\nok\n0\r\n\r\n",
+		"/cr-after-data":  head + "2\r\nok\r\r\n0\r\n\r\n",
+		"/lf-size-line":   head + "2\nok\r\n0\r\n\r\n",
+		"/cr-in-size":     head + "2\r\r\nok\r\n0\r\n\r\n",
+		"/lf-last-chunk":  head + "2\r\nok\r\n0\n\r\n",
+		"/cr-end-trailer": head + "2\r\nok\r\n0\r\n\r\r\n",
+	}
+	b := cannedBackend(t, answers, false)
+	p, _, _ := newProxy(t, oneRoute("raw"), b)
+	base := serve(t, p, proxy.ServerOptions{})
+	for _, path := range slices.Sorted(maps.Keys(answers)) {
+		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
+			rc := dialRaw(t, base)
+			_ = rc.c.SetDeadline(time.Now().Add(5 * time.Second))
+			rc.send("GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n")
+			resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
+			if err != nil {
+				return // no answer: broken, as it should be
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode == http.StatusOK {
+				t.Errorf("client read %q as a whole answer; want a broken one or a 502", body)
+			}
+		})
 	}
 }
