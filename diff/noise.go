@@ -55,10 +55,11 @@ type lineNoise struct {
 // list whose order varies hold (only its order), and anything from two
 // answers whose status codes differ (an error or a flapping backend is not
 // noise), whose media types differ, or of which one body is JSON and the
-// other not (a maintenance page served with 200 is not noise either). A text line learns only which of its tokens vary, each on
-// samples of its own, so a line that holds a request id and a total still
-// differs when the total does, also after the total once changed between
-// the two answers of a sample.
+// other not (a maintenance page served with 200 is not noise either). A
+// text line learns only which of its tokens vary, each on samples of its
+// own, so a line that holds a request id and a total still differs when
+// the total does, also after the total once changed between the two
+// answers of a sample.
 //
 // Noise is learned per place and per kind of difference, and never covers
 // what lies below the place: a key (or header) that comes and goes makes
@@ -88,7 +89,7 @@ type Noise struct {
 	// there (a feed that gains one entry at a time, answered empty).
 	presence map[string]int
 	// types holds, per pattern learned from a value whose type varied,
-	// the JSON types seen there (typeBits): a pair with a type never seen
+	// the JSON types seen there (valueType): a pair with a type never seen
 	// among them is not noise there.
 	types map[string]uint8
 }
@@ -109,8 +110,8 @@ func NewNoise() *Noise {
 // Learn records diffs (array indices become [*]) as noise, within the
 // limits above. The diffs must come from comparing two answers of the same
 // side to the same request; two answers of different kinds (status code,
-// media type, a JSON body beside one that is not) teach nothing. At most 1024 patterns and lines are kept per
-// Noise.
+// media type, a JSON body beside one that is not) teach nothing. At most
+// 1024 patterns and lines are kept per Noise.
 func (n *Noise) Learn(diffs []Difference) {
 	for _, d := range diffs {
 		if otherAnswer(d) {
@@ -429,11 +430,12 @@ func (n *Noise) lineIsNoise(d Difference) bool {
 	return true
 }
 
-// Judge marks the differences whose pattern is learned noise (n may be nil)
-// — elements or members that came or went only while no more came, or
-// went, at their pattern than in any one sample — and gives the verdict: Error when either side has Err, Match when there
-// is no difference, NoiseOnly when all are noise, Diff otherwise. It
-// returns a marked copy and leaves diffs unchanged.
+// Judge marks the differences whose pattern is learned noise (n may be
+// nil) — elements or members that came or went only while no more came,
+// or went, at their pattern than in any one sample — and gives the
+// verdict: Error when either side has Err, Match when there is no
+// difference, NoiseOnly when all are noise, Diff otherwise. It returns a
+// marked copy and leaves diffs unchanged.
 func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Verdict) {
 	if legacy.Err != "" || new.Err != "" {
 		return diffs, Error
