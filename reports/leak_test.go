@@ -3,10 +3,13 @@ package reports
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +152,148 @@ func TestStore_NoSecretsAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw("closed store")
+}
+
+// seenByReaders records o (a pair with differences) in a new store and
+// returns every place a reader sees it: the text, JSON and HTML reports,
+// each dashboard page, and the database files. It also returns the kept
+// examples of o's fields as JSON written without HTML escapes, for checking
+// what must stay readable.
+func seenByReaders(t *testing.T, opts Options, o diff.Outcome) (seen map[string][]byte, kept string) {
+	t.Helper()
+	s, path := openTestStore(t, opts)
+	if o.Time.IsZero() {
+		o.Time = testNow.Add(-time.Minute)
+	}
+	if o.Route == "" {
+		o.Route = "leaky"
+	}
+	o.Verdict = diff.Diff
+	record(t, s, o)
+	flush(t, s)
+	ctx := context.Background()
+	rep, err := s.Report(ctx, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = map[string][]byte{}
+	for name, write := range map[string]func(io.Writer, *Report) error{"text report": WriteText, "JSON report": WriteJSON, "HTML report": WriteHTML} {
+		var out bytes.Buffer
+		if err := write(&out, rep); err != nil {
+			t.Fatal(err)
+		}
+		seen[name] = out.Bytes()
+	}
+	h := s.Dashboard(nil)
+	pages := []string{"/"}
+	var examples []Example
+	for _, rt := range rep.Routes {
+		for _, f := range rt.Fields {
+			pages = append(pages, "/?route="+url.QueryEscape(rt.Route)+"&path="+url.QueryEscape(f.Path))
+			ex, err := s.Examples(ctx, rt.Route, f.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			examples = append(examples, ex...)
+		}
+	}
+	if len(examples) == 0 {
+		t.Fatal("no example kept: the pair was not stored")
+	}
+	for _, p := range pages {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s = %d", p, rec.Code)
+		}
+		seen["dashboard "+p] = rec.Body.Bytes()
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		seen["file "+filepath.Base(path)+suffix] = b
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(examples); err != nil {
+		t.Fatal(err)
+	}
+	return seen, buf.String()
+}
+
+// checkSeen fails t for each secret a reader sees, and for each of keep
+// missing from the kept examples (masked too much).
+func checkSeen(t *testing.T, seen map[string][]byte, kept string, secrets, keep []string) {
+	t.Helper()
+	for where, b := range seen {
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s shows %q", where, s)
+			}
+		}
+	}
+	for _, k := range keep {
+		if !strings.Contains(kept, k) {
+			t.Errorf("kept example lacks %q (masked too much):\n%s", k, kept)
+		}
+	}
+}
+
+// TestStore_EncodedCredentialsNotShown: a credential written name=value
+// with the name, the "=" or what separates it percent-encoded, once or
+// twice (a redirect target carried in a parameter), in a JSON string, or
+// with a form's bracketed or "+"-spaced name, reaches no report, while the
+// parameters around it stay readable.
+func TestStore_EncodedCredentialsNotShown(t *testing.T) {
+	form := map[string][]string{"Content-Type": {"application/x-www-form-urlencoded"}}
+	tests := []struct {
+		name          string
+		o             diff.Outcome
+		secrets, keep []string
+	}{
+		{"redirect target encoded once", diff.Outcome{
+			URL:    "/login?next=%2Fcb%3Ftoken%3DSECRETA1%26lang%3Den",
+			Legacy: diff.Response{Status: 302, Header: map[string][]string{"Location": {"/login?next=%2Fcb%3Ftoken%3DSECRETA1%26lang%3Den"}}},
+			New:    diff.Response{Status: 302, Header: map[string][]string{"Location": {"/signin?next=%2Fcb%3Ftoken%3DSECRETA2"}}},
+			Differences: []diff.Difference{{Path: "header.Location", Kind: diff.Changed,
+				Legacy: "/login?next=%2Fcb%3Ftoken%3DSECRETA1%26lang%3Den", New: "/signin?next=%2Fcb%3Ftoken%3DSECRETA2"}},
+		}, []string{"SECRETA1", "SECRETA2"}, []string{"/login?next=%2Fcb%3Ftoken%3D", "%26lang%3Den", "/signin?next="}},
+		{"redirect target encoded twice", diff.Outcome{
+			URL:         "/sso?return=%252Fcb%253Faccess_token%253DSECRETB1%2526page%253D2&x=1",
+			Legacy:      diff.Response{Status: 200, Body: []byte(`{"a":1}`)},
+			New:         diff.Response{Status: 200, Body: []byte(`{"a":2}`)},
+			Differences: []diff.Difference{{Path: "$.a", Kind: diff.Changed, Legacy: json.Number("1"), New: json.Number("2")}},
+		}, []string{"SECRETB1"}, []string{"%2526page%253D2&x=1"}},
+		{"URL in a JSON string", diff.Outcome{
+			URL:    "/api/session",
+			Legacy: diff.Response{Status: 200, Body: []byte(`{"next":"https://x/cb?access_token%3DSECRETC1","back":"https://x/cb?refresh_token=SECRETC2&page=3"}`)},
+			New:    diff.Response{Status: 200, Body: []byte(`{"next":"https://x/cb?access_token%3DSECRETC3","back":"https://x/cb?page=3"}`)},
+			Differences: []diff.Difference{
+				{Path: "$.next", Kind: diff.Changed, Legacy: "https://x/cb?access_token%3DSECRETC1", New: "https://x/cb?access_token%3DSECRETC3"},
+				{Path: "$.back", Kind: diff.Changed, Legacy: "https://x/cb?refresh_token=SECRETC2&page=3", New: "https://x/cb?page=3"},
+			},
+		}, []string{"SECRETC1", "SECRETC2", "SECRETC3"}, []string{"https://x/cb?access_token%3D", "&page=3"}},
+		{"encoded and spaced names", diff.Outcome{
+			URL:         "/f?api%5Fkey=SECRETD1&api+key=SECRETD2&api%20key=SECRETD3&client%2Dsecret=SECRETD4&q=shoes",
+			Legacy:      diff.Response{Status: 200, Body: []byte(`{"a":1}`)},
+			New:         diff.Response{Status: 200, Body: []byte(`{"a":2}`)},
+			Differences: []diff.Difference{{Path: "$.a", Kind: diff.Changed, Legacy: json.Number("1"), New: json.Number("2")}},
+		}, []string{"SECRETD1", "SECRETD2", "SECRETD3", "SECRETD4"}, []string{"q=shoes"}},
+		{"form with bracketed names", diff.Outcome{
+			URL:    "/users",
+			Legacy: diff.Response{Status: 200, Header: form, Body: []byte("user%5Bname%5D=jo&user%5Bpassword%5D=SECRETE1&user[password_confirmation]=SECRETE2&token[]=SECRETE3")},
+			New:    diff.Response{Status: 200, Header: form, Body: []byte("user%5Bname%5D=jo")},
+			Differences: []diff.Difference{{Path: "body:L1", Kind: diff.Changed,
+				Legacy: "user%5Bname%5D=jo&user%5Bpassword%5D=SECRETE1&user[password_confirmation]=SECRETE2&token[]=SECRETE3", New: "user%5Bname%5D=jo"}},
+		}, []string{"SECRETE1", "SECRETE2", "SECRETE3"}, []string{"user%5Bname%5D=jo&user%5Bpassword%5D="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen, kept := seenByReaders(t, Options{}, tt.o)
+			checkSeen(t, seen, kept, tt.secrets, tt.keep)
+		})
+	}
 }

@@ -48,17 +48,18 @@ var credentialPaths = []string{
 }
 
 // credentialSuffixes end the names of members and query parameters that
-// hold a credential, compared without case and without '_' and '-'
-// ("Password", "ACCESS_TOKEN", "authToken", "x-api-key", "clientSecret",
-// "Authorization"); credentialWords are such names whole.
+// hold a credential, compared without case and without '_', '-' and
+// spaces ("Password", "ACCESS_TOKEN", "authToken", "x-api-key",
+// "clientSecret", "Authorization", "api key", "password_confirmation");
+// credentialWords are such names whole.
 var (
-	credentialSuffixes = []string{"password", "passwd", "secret", "token", "apikey", "authorization"}
+	credentialSuffixes = []string{"password", "passwd", "passwordconfirmation", "secret", "token", "apikey", "authorization"}
 	credentialWords    = []string{"cvv", "cvc"}
 )
 
 // credentialRE matches the same names in text (a query string, an error,
 // a line of a text body), for the regular expressions of Redactor.
-const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|secret|token|api[_\-]?key|authorization)|cvv|cvc)`
+const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization)|cvv|cvc)`
 
 // isCredentialName reports whether a member or parameter name is named
 // like a credential (see credentialSuffixes).
@@ -76,13 +77,13 @@ func isCredentialName(name string) bool {
 	return false
 }
 
-// foldSuffix reports whether name, read without case and without '_' and
-// '-', ends with the lower-case suf, and how many letters and digits come
-// before that suffix.
+// foldSuffix reports whether name, read without case and without '_',
+// '-' and spaces, ends with the lower-case suf, and how many letters and
+// digits come before that suffix.
 func foldSuffix(name, suf string) (before int, ok bool) {
 	i := len(name) - 1
 	for j := len(suf) - 1; j >= 0; j-- {
-		for i >= 0 && (name[i] == '_' || name[i] == '-') {
+		for i >= 0 && isWordSep(name[i]) {
 			i--
 		}
 		if i < 0 {
@@ -98,12 +99,16 @@ func foldSuffix(name, suf string) (before int, ok bool) {
 		i--
 	}
 	for ; i >= 0; i-- {
-		if name[i] != '_' && name[i] != '-' {
+		if !isWordSep(name[i]) {
 			before++
 		}
 	}
 	return before, true
 }
+
+// isWordSep reports whether c separates the words of a name ("api_key",
+// "api-key", "api key" from a form's "api+key").
+func isWordSep(c byte) bool { return c == '_' || c == '-' || c == ' ' }
 
 // Redactor masks secrets before anything is stored or logged: values at
 // the configured JSON paths, and anywhere in text card numbers (13–19
@@ -120,8 +125,6 @@ type Redactor struct {
 	// they appear.
 	keys    []string
 	jsonKey *regexp.Regexp // "key": value
-	query   *regexp.Regexp // key=value in a query string
-	textKV  *regexp.Regexp // key=value in text (a form body, an error, a header)
 }
 
 // NewRedactor parses JSON paths such as "$..card_number", "$..email",
@@ -155,8 +158,6 @@ func NewRedactor(paths []string) (*Redactor, error) {
 		}
 		names := strings.Join(append(alt, credentialRE), "|")
 		r.jsonKey = regexp.MustCompile(`("(?:` + names + `)"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)`)
-		r.query = regexp.MustCompile(`((?:^|[?&;])(?:` + names + `)=)([^&;#]*)`)
-		r.textKV = regexp.MustCompile(`((?:^|[?&;#\s,"'(])(?:` + names + `)=)([^&;#\s"',)]*)`)
 	}
 	return r, nil
 }
@@ -271,7 +272,7 @@ func (r *Redactor) Body(b []byte) []byte {
 	v, ok := decodeJSON(b)
 	if !ok {
 		if ranges, ok := r.selectedRanges(b); ok {
-			return []byte(maskCards(maskEmails(string(replaceRanges(b, ranges)))))
+			return []byte(maskCards(maskEmails(r.maskNamedValues(string(replaceRanges(b, ranges))))))
 		}
 		return []byte(r.Text(string(b)))
 	}
@@ -376,13 +377,11 @@ func maskCookies(v string, set bool) string {
 	return b.String()
 }
 
-// URL redacts a request path and query: query parameters named like the
-// last member of a redact path are masked, then the built-in detection
-// runs (it also finds "%40"-encoded e-mail addresses).
+// URL redacts a request path and query as Text does: query parameters
+// named like a credential or like the last member of a redact path are
+// masked, also inside an encoded parameter (a redirect target), and the
+// built-in detection runs (it also finds "%40"-encoded e-mail addresses).
 func (r *Redactor) URL(u string) string {
-	if r != nil && r.query != nil {
-		u = r.query.ReplaceAllString(u, "${1}"+Masked)
-	}
 	return r.Text(u)
 }
 
@@ -390,22 +389,214 @@ func (r *Redactor) URL(u string) string {
 // an HTML element named like a credential (a csrf-token meta tag), and the values
 // of JSON members named like the last member of a redact path ("email":
 // "x" in an error message or a line of a text body), also when written
-// name=value (a form-encoded body, "token=abc" in an error). Only the member's
-// line is seen: a selected object or array spread over several lines is
-// not masked whole, which Body and Outcome do for JSON bodies.
+// name=value (a form-encoded body, "token=abc" in an error, a query
+// string; see maskNamedValues for the encodings understood). Only the
+// member's line is seen: a selected object or array spread over several
+// lines is not masked whole, which Body and Outcome do for JSON bodies.
 func (r *Redactor) Text(s string) string {
 	if s == "" {
 		return s
 	}
-	if r != nil && r.jsonKey != nil {
+	if r != nil && r.jsonKey != nil && strings.IndexByte(s, '"') >= 0 {
 		s = r.jsonKey.ReplaceAllString(s, `${1}"`+Masked+`"`)
-		if strings.IndexByte(s, '=') >= 0 {
-			s = r.textKV.ReplaceAllString(s, "${1}"+Masked)
-		}
 	}
+	s = r.maskNamedValues(s)
 	s = maskHTMLCredentials(s)
 	s = maskEmails(s)
 	return maskCards(s)
+}
+
+// maskNamedValues masks the value of each name=value pair in s whose name
+// is named like a credential or like the last member of a redact path,
+// however the pair is written: the name, the "=" and what ends the value
+// may be percent-encoded once or more (a redirect target carried in a
+// parameter: "next=%2Fcb%3Ftoken%3Dabc%26lang%3Den", or "%253D" twice) or
+// \u-escaped (JSON cut short), the name may carry a form's brackets
+// ("user[password]", "token[]") or "+" for a space ("api+key"). A value
+// ends where its own level of encoding ends it, so "%26lang%3Den" after an
+// encoded token stays readable.
+func (r *Redactor) maskNamedValues(s string) string {
+	if !strings.ContainsAny(s, `=%\`) {
+		return s
+	}
+	var keys []string
+	if r != nil {
+		keys = r.keys
+	}
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		n, level := equalsAt(s, i)
+		if n == 0 {
+			i++
+			continue
+		}
+		from := i + n
+		if !isSecretName(decodeName(s[nameStart(s, i):i]), keys) {
+			i = from
+			continue
+		}
+		end := valueEnd(s, from, level)
+		if s[from:end] != Masked {
+			b.WriteString(s[last:from])
+			b.WriteString(Masked)
+			last = end
+		}
+		i = max(end, from)
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// maxEncodings is how many times over a parameter may be percent-encoded
+// and still be read.
+const maxEncodings = 4
+
+// equalsAt returns the length of the "=" that starts at s[i], if one does,
+// and how many times it was percent-encoded: "=" and "\u003d" are 0,
+// "%3D" is 1, "%253D" is 2.
+func equalsAt(s string, i int) (n, level int) {
+	switch s[i] {
+	case '=':
+		return 1, 0
+	case '\\':
+		if len(s)-i >= 6 && strings.EqualFold(s[i:i+6], `\u003d`) {
+			return 6, 0
+		}
+	case '%':
+		if c, n, level := percentAt(s, i, maxEncodings); n > 0 && c == '=' {
+			return n, level
+		}
+	}
+	return 0, 0
+}
+
+// percentAt decodes the byte percent-encoded at most maxLevel times that
+// starts at s[i] ("%26", "%2526"), returning it, its length and how many
+// times it was encoded; n is 0 when none starts there.
+func percentAt(s string, i, maxLevel int) (c byte, n, level int) {
+	j, level := i+1, 1
+	for level < maxLevel && len(s)-j >= 4 && s[j:j+2] == "25" && isHex(s[j+2]) && isHex(s[j+3]) {
+		j += 2
+		level++
+	}
+	if len(s)-j < 2 || !isHex(s[j]) || !isHex(s[j+1]) {
+		return 0, 0, 0
+	}
+	return unhex(s[j])<<4 | unhex(s[j+1]), j + 2 - i, level
+}
+
+// maxNameLen bounds how far back a name is looked for before an "=".
+const maxNameLen = 256
+
+// nameStart returns where the name that ends at s[i] starts: the bytes a
+// name may be made of, encoded or not.
+func nameStart(s string, i int) int {
+	j := i
+	for j > 0 && i-j < maxNameLen && isNameByte(s[j-1]) {
+		j--
+	}
+	return j
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("_-.[]%+\\", c) >= 0
+}
+
+// decodeName decodes a name found before an "=": '+' is a space, percent
+// and \u escapes are undone (repeatedly), and only what follows the last
+// byte that cannot be part of a name is kept ("/cb?token" is "token").
+func decodeName(raw string) string {
+	name := strings.ReplaceAll(raw, "+", " ")
+	for range maxEncodings {
+		d := unescapeOnce(name)
+		if d == name {
+			break
+		}
+		name = d
+	}
+	for i := len(name) - 1; i >= 0; i-- {
+		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_-. []", c) >= 0) {
+			return name[i+1:]
+		}
+	}
+	return name
+}
+
+// unescapeOnce undoes one level of percent escapes and the \u00XX escapes
+// of JSON in s; anything that is not a valid escape is kept.
+func unescapeOnce(s string) string {
+	if !strings.ContainsAny(s, `%\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '%' && len(s)-i >= 3 && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		case s[i] == '\\' && len(s)-i >= 6 && (s[i+1] == 'u' || s[i+1] == 'U') && s[i+2] == '0' && s[i+3] == '0' && isHex(s[i+4]) && isHex(s[i+5]):
+			b.WriteByte(unhex(s[i+4])<<4 | unhex(s[i+5]))
+			i += 5
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// isSecretName reports whether a decoded parameter name, or any part of a
+// bracketed one ("user[password]", "token[]"), is named like a credential
+// or is one of keys.
+func isSecretName(name string, keys []string) bool {
+	for part := range strings.FieldsFuncSeq(name, func(c rune) bool { return c == '[' || c == ']' }) {
+		part = strings.TrimSpace(part)
+		if part != "" && (isCredentialName(part) || slices.Contains(keys, part)) {
+			return true
+		}
+	}
+	return false
+}
+
+// valueEnd returns where the value that starts at s[from] ends: at a byte
+// that ends a value in text (white space, '&', ';', '#', quotes, ',', ')',
+// '<', '>', a \u0026 escape), or at one of these percent-encoded at most
+// level times, which ends a value carried inside another parameter.
+func valueEnd(s string, from, level int) int {
+	for j := from; j < len(s); j++ {
+		c := s[j]
+		switch {
+		case isValueEnd(c):
+			return j
+		case c == '\\' && len(s)-j >= 6 && strings.EqualFold(s[j:j+6], `\u0026`):
+			return j
+		case c == '\\' && j+1 < len(s):
+			j++ // an escaped quote does not end a JSON string
+		case c == '%' && level > 0:
+			if d, n, _ := percentAt(s, j, level); n > 0 && isValueEnd(d) {
+				return j
+			}
+		}
+	}
+	return len(s)
+}
+
+func isValueEnd(c byte) bool { return strings.IndexByte("&;#\"',)<> \t\r\n", c) >= 0 }
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 // htmlTagRE finds a start tag, htmlAttrRE each name=value attribute in it.
@@ -486,8 +677,8 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 		}
 		return out, changed
 	case string:
-		m := maskEmails(x)
-		m = maskCards(m)
+		// A string may hold a URL or a form ("https://x/cb?token=abc").
+		m := r.Text(x)
 		return m, m != x
 	case json.Number:
 		if s := maskCards(string(x)); s != string(x) {
