@@ -497,7 +497,61 @@ func (w *walker) align(ea, eb []node) (gone, came [2]int, ok bool) {
 			return [2]int{p, p + k}, [2]int{p + m, lb}, true
 		}
 	}
-	return gone, came, false
+	return w.alignChanged(ea, eb, p, la, lb)
+}
+
+// alignChanged is align's last resort: the same shifts, where an element
+// may also have changed in place (an order paid while another came in at
+// the front) as long as most of its members are equal, and at least half
+// of the elements that follow each other are equal whole. Of those shifts
+// it takes the one with the most elements equal whole. Compared index by
+// index instead, every element would differ from its neighbour, and noise
+// learned from such a pair would hide every field of the list.
+func (w *walker) alignChanged(ea, eb []node, p, la, lb int) (gone, came [2]int, ok bool) {
+	ma, mb := la-p, lb-p
+	best := -1
+	for k := 1; k <= maxShift; k++ {
+		if m := mb - k; m >= 1 && m <= ma {
+			if e, same := w.rangeSame(ea, eb, p, p+k, m); same && e > best {
+				best, gone, came = e, [2]int{p + m, la}, [2]int{p, p + k}
+			}
+		}
+		if m := ma - k; m >= 1 && m <= mb {
+			if e, same := w.rangeSame(ea, eb, p+k, p, m); same && e > best {
+				best, gone, came = e, [2]int{p, p + k}, [2]int{p + m, lb}
+			}
+		}
+	}
+	return gone, came, best >= 0
+}
+
+// rangeSame reports whether ea[i:i+m] and eb[j:j+m] are the same elements
+// pair by pair: each pair equal, or objects with most members equal, and
+// at least half of the pairs equal. exact is how many pairs are equal.
+func (w *walker) rangeSame(ea, eb []node, i, j, m int) (exact int, same bool) {
+	for d := range m {
+		if w.elemEqual(ea, eb, i+d, j+d) {
+			exact++
+			continue
+		}
+		if !w.elemSimilar(ea, eb, i+d, j+d) {
+			return 0, false
+		}
+	}
+	return exact, 2*exact >= m
+}
+
+// elemSimilar reports whether legacy element i and new element j are
+// objects more than half of whose members are equal, at legacy index i.
+func (w *walker) elemSimilar(ea, eb []node, i, j int) bool {
+	a, b := &ea[i], &eb[j]
+	if a.kind != vObject || b.kind != vObject {
+		return false
+	}
+	w.push(seg{kind: segIndex, index: i})
+	n := w.shared(a, b)
+	w.pop()
+	return 2*n > int(max(a.n, b.n))
 }
 
 // rangeEqual reports whether ea[i:i+m] equals eb[j:j+m] element by element.
@@ -512,26 +566,25 @@ func (w *walker) rangeEqual(ea, eb []node, i, j, m int) bool {
 
 // aligned reports what align found: legacy elements gone as Missing at
 // their legacy index, new ones as Extra at their new index. The others
-// correspond in order; with learned noise they may differ in it, and
-// are compared (at the legacy index) so that it is still shown.
+// correspond in order; they may differ in learned noise, or in place
+// (alignChanged), and are compared (at the legacy index) so that it is
+// shown.
 func (w *walker) aligned(ea, eb []node, gone, came [2]int) {
-	if w.noise != nil {
-		j := 0
-		for i := range ea {
-			if i >= gone[0] && i < gone[1] {
-				continue
-			}
-			for j >= came[0] && j < came[1] {
-				j++
-			}
-			w.push(seg{kind: segIndex, index: i})
-			w.walk(&ea[i], &eb[j])
-			w.pop()
-			if w.stop() {
-				return
-			}
+	j := 0
+	for i := range ea {
+		if i >= gone[0] && i < gone[1] {
+			continue
+		}
+		for j >= came[0] && j < came[1] {
 			j++
 		}
+		w.push(seg{kind: segIndex, index: i})
+		w.walk(&ea[i], &eb[j])
+		w.pop()
+		if w.stop() {
+			return
+		}
+		j++
 	}
 	w.emitRanges(ea, eb, gone, came)
 }

@@ -214,6 +214,17 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: Diff, wantSignal: []string{"$.items[1].price"},
 		},
 		{
+			// Newest first: an order came in at the front and, meanwhile,
+			// another was paid. Only that one's status and the new
+			// order's presence vary, not every order's id and total.
+			name:        "a list that grew at the front while an element changed",
+			sample1:     jsonResp(200, `{"orders":[{"id":3,"total":30,"status":"new"},{"id":2,"total":20,"status":"new"},{"id":1,"total":10,"status":"paid"}]}`),
+			sample2:     jsonResp(200, `{"orders":[{"id":4,"total":40,"status":"new"},{"id":3,"total":30,"status":"new"},{"id":2,"total":20,"status":"paid"},{"id":1,"total":10,"status":"paid"}]}`),
+			legacy:      jsonResp(200, `{"orders":[{"id":4,"total":40,"status":"new"},{"id":3,"total":30,"status":"new"}]}`),
+			new:         jsonResp(200, `{"orders":[{"id":4,"total":45,"status":"new"},{"id":3,"total":30,"status":"new"}]}`),
+			wantVerdict: Diff, wantSignal: []string{"$.orders[0].total"},
+		},
+		{
 			// An unordered list (a multiset) whose elements hold a time
 			// that varies: the time is noise, not the elements' presence,
 			// so a changed price in one element still differs.
