@@ -1,8 +1,8 @@
 package proxy_test
 
-// Tests from an adversarial review of how the fast path frames what it
-// relays: each failed on the fast path before its fix and passes on both
-// paths.
+// Tests from an adversarial review of how the proxy frames what it relays:
+// each failed on one path (the fast path or net/http) before its fix and
+// passes on both.
 
 import (
 	"bufio"
@@ -80,5 +80,37 @@ func TestServer_ChunkedAnswerLineEnds(t *testing.T) {
 				t.Errorf("client read %q as a whole answer; want a broken one or a 502", body)
 			}
 		})
+	}
+}
+
+// TestServer_StatusBelow100 checks a backend whose status line carries a
+// code under 100 (RFC 9110 allows 100 to 599): the client gets banyan's
+// 502, not a connection dropped without an answer (net/http's server
+// panics on such a code, and the panic tore the connection down).
+func TestServer_StatusBelow100(t *testing.T) {
+	t.Parallel()
+	b := cannedBackend(t, map[string]string{
+		"/099": "HTTP/1.1 099 Odd\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+		"/000": "HTTP/1.1 000 Odd\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok",
+	}, false)
+	p, _, reg := newProxy(t, oneRoute("raw"), b)
+	base := serve(t, p, proxy.ServerOptions{})
+	for _, path := range []string{"/099", "/000"} {
+		rc := dialRaw(t, base)
+		_ = rc.c.SetDeadline(time.Now().Add(5 * time.Second))
+		rc.send("GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n")
+		resp, err := http.ReadResponse(rc.br, &http.Request{Method: "GET"})
+		if err != nil {
+			t.Errorf("%s: no answer (%v), want a 502", path, err)
+			continue
+		}
+		if got, want := resp.StatusCode, http.StatusBadGateway; got != want {
+			t.Errorf("%s: status %d, want %d", path, got, want)
+		}
+	}
+	const series = `route="raw" backend="raw" code="502"`
+	waitFor(2*time.Second, func() bool { return requestCounts(t, reg)[series] >= 2 })
+	if got, want := requestCounts(t, reg)[series], 2.0; got != want {
+		t.Errorf("502s counted = %v, want %v", got, want)
 	}
 }

@@ -191,12 +191,24 @@ func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
 			}
 			pr.SetXForwarded()
 		},
-		Transport:    tr,
-		BufferPool:   bufferPool{},
-		ErrorHandler: p.errorHandler(name, key.cfg.Timeout),
-		ErrorLog:     slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+		Transport:      tr,
+		ModifyResponse: checkStatus,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   p.errorHandler(name, key.cfg.Timeout),
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	return up
+}
+
+// checkStatus refuses an answer whose status code is under 100, which
+// http.Transport reads but net/http's server will not write (it panics, and
+// the client would be left without an answer): it becomes a 502, as on
+// the fast path.
+func checkStatus(resp *http.Response) error {
+	if resp.StatusCode < 100 {
+		return fmt.Errorf("malformed status code %d from the backend", resp.StatusCode)
+	}
+	return nil
 }
 
 // errorHandler answers a failed forward: 502 when the backend cannot be
