@@ -272,7 +272,7 @@ func (r *Redactor) Body(b []byte) []byte {
 	v, ok := decodeJSON(b)
 	if !ok {
 		if ranges, ok := r.selectedRanges(b); ok {
-			return []byte(maskCards(maskEmails(r.maskNamedValues(string(replaceRanges(b, ranges))))))
+			return []byte(maskCards(maskEmails(maskUserinfo(r.maskNamedValues(string(replaceRanges(b, ranges)))))))
 		}
 		return []byte(r.Text(string(b)))
 	}
@@ -401,6 +401,7 @@ func (r *Redactor) Text(s string) string {
 		s = r.jsonKey.ReplaceAllString(s, `${1}"`+Masked+`"`)
 	}
 	s = r.maskNamedValues(s)
+	s = maskUserinfo(s)
 	s = maskHTMLCredentials(s)
 	s = maskEmails(s)
 	return maskCards(s)
@@ -449,6 +450,33 @@ func (r *Redactor) maskNamedValues(s string) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+// userinfoRE finds the user part of a URL ("https://user:pass@host",
+// "https://token@host"), also percent-encoded inside a parameter
+// ("https%3A%2F%2Fuser%3Apass%40host"); dsnRE the same in a Go MySQL
+// DSN ("user:pass@tcp(host:3306)/db").
+var (
+	userinfoRE = regexp.MustCompile(`(?i)([a-z][a-z0-9+.\-]*(?:://|%3A%2F%2F))((?:[^/?#@\s"'<>&%\\]|%[0-9a-f]{2})+?)(@|%40)`)
+	dsnRE      = regexp.MustCompile(`[^\s"'@/:(),;=]+:[^\s"'@]*(@(?:tcp6?|udp|unix)\()`)
+)
+
+// maskUserinfo masks the user and password written in a URL or a DSN,
+// whole: the user part may itself be a token. Read as an e-mail address,
+// "user:pass@example.com" would otherwise keep the password's first
+// letter.
+func maskUserinfo(s string) string {
+	if !strings.Contains(s, "@") && !strings.Contains(s, "%40") {
+		return s
+	}
+	s = dsnRE.ReplaceAllString(s, Masked+"$1")
+	return userinfoRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := userinfoRE.FindStringSubmatch(m)
+		if u := strings.ToLower(sub[2]); u == Masked || strings.Contains(u, "%2f") || strings.Contains(u, "%3f") || strings.Contains(u, "%23") || strings.Contains(u, "%40") {
+			return m // the path, query or fragment of an encoded URL
+		}
+		return sub[1] + Masked + sub[3]
+	})
 }
 
 // maxEncodings is how many times over a parameter may be percent-encoded
