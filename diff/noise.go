@@ -270,8 +270,11 @@ func (n *Noise) enough(c int) bool {
 	return c >= MinSamples && c*100 >= n.total*MinSharePercent
 }
 
-// lineTokens splits a text line into runs of letters, digits and '_', and
-// single other characters; spaces only separate.
+// lineTokens splits a text line into runs of letters, digits and the
+// characters of base64 and URL encodings ('_', '-', '+', '/', '%'), and
+// single other characters; spaces only separate. A nonce or signature
+// ("Ab+cD/ef==") is one word however many '+' and '/' it happens to hold,
+// so a line that differs only in it keeps its token count.
 func lineTokens(s string) []string {
 	var out []string
 	for i := 0; i < len(s); {
@@ -295,7 +298,11 @@ func lineTokens(s string) []string {
 }
 
 func isWordByte(c byte) bool {
-	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+	switch c {
+	case '_', '-', '+', '/', '%':
+		return true
+	}
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
 
 // Paths returns the learned patterns, sorted; a text line shows as its

@@ -257,6 +257,25 @@ func TestNoise_neverHidesRealDifferences(t *testing.T) {
 			wantVerdict: NoiseOnly, wantNoise: []string{"body:L1"},
 		},
 		{
+			// A CSP nonce (base64: '+' and '/' fall anywhere in it) on a
+			// script tag: it varies as one word, however many '+' and '/'
+			// it holds, so answers that differ only in it are noise.
+			name:        "a base64 nonce",
+			sample1:     htmlResp(`<script nonce="Ab+cD/efGhIjKlMnOpQrSt==">go()</script>`),
+			sample2:     htmlResp(`<script nonce="AbcDefGhIj+KlMnOpQrStu==">go()</script>`),
+			legacy:      htmlResp(`<script nonce="x/y+z/AbCdEfGhIjKlMnOp==">go()</script>`),
+			new:         htmlResp(`<script nonce="ZyXwVuTsRqPoNmLkJiHgFe==">go()</script>`),
+			wantVerdict: NoiseOnly, wantNoise: []string{"body:L1"},
+		},
+		{
+			name:        "a real change beside a base64 nonce",
+			sample1:     textResp("nonce=Ab+cD/efGhIjKlMnOpQrSt== total=10\n"),
+			sample2:     textResp("nonce=AbcDefGhIj+KlMnOpQrStu== total=10\n"),
+			legacy:      textResp("nonce=x/y+z/AbCdEfGhIjKlMnOp== total=10\n"),
+			new:         textResp("nonce=ZyXwVuTsRqPoNmLkJiHgFe== total=11\n"),
+			wantVerdict: Diff, wantSignal: []string{"body:L1"},
+		},
+		{
 			// A list whose order varies between the samples: its order
 			// is noise, what its elements hold is not.
 			name:    "a list in varying order",
