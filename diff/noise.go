@@ -69,9 +69,9 @@ type lineNoise struct {
 // key, of one type, what it holds is still compared, so a discount new
 // gets wrong under an optional coupon still differs. A value whose members
 // vary too is learned member by member, as they vary. Nor does noise hide
-// more elements (or members) coming or going at a place than one sample
-// showed: a feed that gained one entry between two answers makes one
-// entry more or less noise, not a new side that answers it empty.
+// more elements (or members) coming or going at a place than MinSamples
+// samples showed: a feed that gained one entry between two answers makes
+// one entry more or less noise, not a new side that answers it empty.
 type Noise struct {
 	mu       sync.RWMutex
 	patterns map[string]noiseRule
@@ -85,9 +85,12 @@ type Noise struct {
 	total   int // samples learned from (calls of Learn)
 	// presence holds, per pattern learned from elements or members that
 	// came or went, the most that came, or that went, there in one
-	// sample: a pair in which more came, or more went, is not noise
-	// there (a feed that gains one entry at a time, answered empty).
-	presence map[string]int
+	// sample, for the MinSamples samples with the most, largest first: a
+	// pair in which more came, or more went, than the last of them (what
+	// MinSamples samples showed) is not noise there (a feed that gains one
+	// entry at a time, answered empty; one sample that lost the whole
+	// feed is not enough to hide that).
+	presence map[string]*[MinSamples]int
 	// types holds, per pattern learned from a value whose type varied,
 	// the JSON types seen there (valueType): a pair with a type never seen
 	// among them is not noise there.
@@ -104,7 +107,7 @@ const MinSharePercent = 1
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
-	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]int{}, types: map[string]uint8{}}
+	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]*[MinSamples]int{}, types: map[string]uint8{}}
 }
 
 // Learn records diffs (array indices become [*]) as noise, within the
@@ -128,10 +131,12 @@ func (n *Noise) Learn(diffs []Difference) {
 			n.samples[k]++
 		}
 		for p, c := range came {
-			n.presence[p] = max(n.presence[p], c)
+			n.notePresence(p, max(c, went[p]))
 		}
 		for p, c := range went {
-			n.presence[p] = max(n.presence[p], c)
+			if _, ok := came[p]; !ok {
+				n.notePresence(p, c)
+			}
 		}
 	}()
 	for _, d := range diffs {
@@ -187,6 +192,31 @@ func otherAnswer(d Difference) bool {
 }
 
 func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }
+
+// notePresence records that c elements or members came, or went, at
+// pattern p in one sample.
+func (n *Noise) notePresence(p string, c int) {
+	top := n.presence[p]
+	if top == nil {
+		top = new([MinSamples]int)
+		n.presence[p] = top
+	}
+	for i := range top {
+		if c > top[i] {
+			c, top[i] = top[i], c
+		}
+	}
+}
+
+// presenceLimit is how many elements or members may come, or go, at
+// pattern p in one pair and still be noise: as many as MinSamples
+// samples showed.
+func (n *Noise) presenceLimit(p string) int {
+	if top := n.presence[p]; top != nil {
+		return top[MinSamples-1]
+	}
+	return 0
+}
 
 // countPresence counts d, at pattern p, in came when it is Extra and in
 // went when it is Missing, making the maps as needed.
@@ -439,7 +469,7 @@ func (n *Noise) lineIsNoise(d Difference) bool {
 
 // Judge marks the differences whose pattern is learned noise (n may be
 // nil) — elements or members that came or went only while no more came,
-// or went, at their pattern than in any one sample — and gives the
+// or went, at their pattern than in MinSamples samples — and gives the
 // verdict: Error when either side has Err, Match when there is no
 // difference, NoiseOnly when all are noise, Diff otherwise. It returns a
 // marked copy and leaves diffs unchanged.
@@ -471,7 +501,8 @@ func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Ve
 		if d.Noise && (d.Kind == Missing || d.Kind == Extra) {
 			// More came, or went, than in any sample: not noise.
 			p := Pattern(d.Path)
-			d.Noise = came[p] <= n.presence[p] && went[p] <= n.presence[p]
+			limit := n.presenceLimit(p)
+			d.Noise = came[p] <= limit && went[p] <= limit
 		}
 		allNoise = allNoise && d.Noise
 	}

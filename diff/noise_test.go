@@ -629,3 +629,33 @@ func TestNoise_oneSampleIsNotEnough_textLine(t *testing.T) {
 		t.Errorf("request id only: verdict %s, want noise-only\n%s", v, formatDiffs(got))
 	}
 }
+
+// TestNoise_oneOddSampleDoesNotRaiseWhatCameOrWent: a feed gains one
+// entry at a time between two answers, and once legacy answered it empty
+// (a cache that was cold). That one sample does not make four entries
+// going noise: a new side that answers the feed empty still differs,
+// while one entry more or less is noise.
+func TestNoise_oneOddSampleDoesNotRaiseWhatCameOrWent(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := NewNoise()
+	learn := func(a, b string) { n.Learn(c.CompareWithNoise(jsonResp(200, a), jsonResp(200, b), n)) }
+	learn(`{"feed":[{"id":2},{"id":1}]}`, `{"feed":[{"id":3},{"id":2},{"id":1}]}`)
+	learn(`{"feed":[{"id":3},{"id":2},{"id":1}]}`, `{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`)
+	learn(`{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`, `{"feed":[]}`)
+	legacy := jsonResp(200, `{"feed":[{"id":4},{"id":3},{"id":2},{"id":1}]}`)
+	for _, tt := range []struct {
+		new  string
+		want Verdict
+	}{
+		{`{"feed":[]}`, Diff},
+		{`{"feed":[{"id":3},{"id":2},{"id":1}]}`, NoiseOnly},
+	} {
+		newer := jsonResp(200, tt.new)
+		if got, v := Judge(legacy, newer, c.CompareWithNoise(legacy, newer, n), n); v != tt.want {
+			t.Errorf("new %s: learned %v; verdict %s, want %s\n%s", tt.new, n.Paths(), v, tt.want, formatDiffs(got))
+		}
+	}
+}
