@@ -327,3 +327,27 @@ func TestStore_URLUserinfoNotShown(t *testing.T) {
 		[]string{"target=https%3A%2F%2F" + Masked + "%40hooks.example%2Fin", "https://" + Masked + "@files.example/a.txt",
 			"https://" + Masked + "@github.com/o/r.git", Masked + "@tcp(db.internal:3306)/shop", `"db.internal:3306"`})
 }
+
+// TestStore_BearerTokensNotShown: a JWT wherever it stands, a bearer
+// token, and the credential headers a text body or an error echoes
+// ("Authorization: Basic ...", "Cookie: sid=...", "X-Api-Key: ...")
+// reach no report; other echoed headers and cookie names stay.
+func TestStore_BearerTokensNotShown(t *testing.T) {
+	const jwtPayload, jwtSig = "eyJzdWIiOiJTRUNSRVRHMSJ9", "SECRETG2sig"
+	jwt := "eyJhbGciOiJIUzI1NiJ9." + jwtPayload + "." + jwtSig
+	echo := "GET /whoami HTTP/1.1\r\nAuthorization: Bearer SECRETG3opaque\r\nCookie: sid=SECRETG4; theme=dark\r\n" +
+		"X-Api-Key: SECRETG5\r\nX-Request-Id: r-1\r\npassword: SECRETG6\r\n"
+	o := diff.Outcome{
+		URL:    "/whoami",
+		Legacy: diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(echo)},
+		New: diff.Response{Status: 401, Body: []byte(`{"session":{"value":"` + jwt + `","kind":"jwt"}}`),
+			Err: "upstream refused Authorization: Basic SECRETG7== for /whoami"},
+		Differences: []diff.Difference{
+			{Path: "body:L2", Kind: diff.Changed, Legacy: "Authorization: Bearer SECRETG3opaque", New: "Authorization: Bearer SECRETG8opaque"},
+			{Path: "$.session.value", Kind: diff.Changed, Legacy: "Bearer SECRETG9x", New: jwt},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{jwtPayload, jwtSig, "SECRETG3", "SECRETG4", "SECRETG5", "SECRETG6", "SECRETG7", "SECRETG8", "SECRETG9"},
+		[]string{"X-Request-Id: r-1", "Cookie: sid=" + Masked + "; theme=" + Masked, `kind\":\"jwt`, "for /whoami", "Authorization: " + Masked})
+}

@@ -272,7 +272,7 @@ func (r *Redactor) Body(b []byte) []byte {
 	v, ok := decodeJSON(b)
 	if !ok {
 		if ranges, ok := r.selectedRanges(b); ok {
-			return []byte(maskCards(maskEmails(maskUserinfo(r.maskNamedValues(string(replaceRanges(b, ranges)))))))
+			return []byte(maskCards(maskEmails(r.maskCredentialText(string(replaceRanges(b, ranges))))))
 		}
 		return []byte(r.Text(string(b)))
 	}
@@ -400,8 +400,7 @@ func (r *Redactor) Text(s string) string {
 	if r != nil && r.jsonKey != nil && strings.IndexByte(s, '"') >= 0 {
 		s = r.jsonKey.ReplaceAllString(s, `${1}"`+Masked+`"`)
 	}
-	s = r.maskNamedValues(s)
-	s = maskUserinfo(s)
+	s = r.maskCredentialText(s)
 	s = maskHTMLCredentials(s)
 	s = maskEmails(s)
 	return maskCards(s)
@@ -450,6 +449,80 @@ func (r *Redactor) maskNamedValues(s string) string {
 	}
 	b.WriteString(s[last:])
 	return b.String()
+}
+
+// maskCredentialText masks the credentials text can hold outside JSON
+// members and HTML elements: name=value pairs (maskNamedValues), the user
+// part of URLs and DSNs (maskUserinfo), and bearer tokens, JWTs and echoed
+// credential headers (maskTokens).
+func (r *Redactor) maskCredentialText(s string) string {
+	return maskTokens(maskUserinfo(r.maskNamedValues(s)))
+}
+
+// jwtRE finds a JSON Web Token (or another JOSE object: a JWE has five
+// parts) by its shape: a base64url JSON header ("eyJ") and two or more
+// dot-separated parts. bearerRE finds the token after "Bearer";
+// authHeaderRE an Authorization header written anywhere in text, and
+// headerLineRE a line that reads "Name: value" (an echoed request, YAML).
+var (
+	jwtRE        = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*){2,4}`)
+	bearerRE     = regexp.MustCompile(`(?i)\b(bearer[ \t]+)([A-Za-z0-9\-._~+/]+=*)`)
+	authHeaderRE = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization[ \t]*:[ \t]*)([^\r\n"'<>]+)`)
+	authValueRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9\-]*[ \t]+[A-Za-z0-9\-._~+/]+=*`)
+	headerLineRE = regexp.MustCompile(`(?m)^([ \t]*[A-Za-z][A-Za-z0-9_\-]*[ \t]*:[ \t]*)([^\r\n]+)`)
+)
+
+// maskTokens masks JWTs wherever they stand, the token after "Bearer"
+// (when it has a digit or is 20 characters or more, so that prose such as
+// "bearer authentication" stays), the value of an Authorization header
+// written in text (its scheme and token, or up to the end of the line when
+// it has parameters, as Digest has), and the value of a line "Name: value" whose name is a
+// credential header or named like a credential ("Cookie: sid=abc",
+// "X-Api-Key: k", "password: p"); cookies keep their names.
+func maskTokens(s string) string {
+	if strings.Contains(s, "eyJ") {
+		s = jwtRE.ReplaceAllString(s, Masked)
+	}
+	if strings.IndexByte(s, ':') < 0 && !containsFold(s, "bearer") {
+		return s
+	}
+	s = bearerRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := bearerRE.FindStringSubmatch(m)
+		if tok := sub[2]; len(tok) >= 20 || strings.ContainsAny(tok, "0123456789") {
+			return sub[1] + Masked
+		}
+		return m
+	})
+	s = authHeaderRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := authHeaderRE.FindStringSubmatch(m)
+		if strings.HasPrefix(sub[2], Masked) {
+			return m
+		}
+		v := authValueRE.FindString(sub[2])
+		if v == "" || len(v) < len(sub[2]) && strings.IndexByte(" \t,;", sub[2][len(v)]) < 0 {
+			return sub[1] + Masked
+		}
+		return sub[1] + Masked + sub[2][len(v):]
+	})
+	return headerLineRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := headerLineRE.FindStringSubmatch(m)
+		name := http.CanonicalHeaderKey(strings.TrimSpace(strings.TrimRight(strings.TrimSpace(sub[1]), ":")))
+		if !isSensitiveHeader(name) {
+			return m
+		}
+		v, _ := maskCredential(name, sub[2]).(string)
+		return sub[1] + v
+	})
+}
+
+// containsFold reports whether s holds the lower-case sub in any case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // userinfoRE finds the user part of a URL ("https://user:pass@host",
