@@ -64,14 +64,15 @@ type lineNoise struct {
 // Noise is learned per place and per kind of difference, and never covers
 // what lies below the place: a key (or header) that comes and goes makes
 // only its coming and going noise, and a value whose JSON type varies (a
-// coupon that is null or an object) only a difference between the types
-// seen there (not a coupon that is a string). When both sides have the
-// key, of one type, what it holds is still compared, so a discount new
-// gets wrong under an optional coupon still differs. A value whose members
-// vary too is learned member by member, as they vary. Nor does noise hide
-// more elements (or members) coming or going at a place than MinSamples
-// samples showed: a feed that gained one entry between two answers makes
-// one entry more or less noise, not a new side that answers it empty.
+// coupon that is null or an object) only a difference between types that
+// samples showed there, each as often as a place needs (not a coupon that
+// is a string). When both sides have the key, of one type, what it holds
+// is still compared, so a discount new gets wrong under an optional
+// coupon still differs. A value whose members vary too is learned member
+// by member, as they vary. Nor does noise hide more elements (or members)
+// coming or going at a place than MinSamples samples showed: a feed that
+// gained one entry between two answers makes one entry more or less
+// noise, not a new side that answers it empty.
 type Noise struct {
 	mu       sync.RWMutex
 	patterns map[string]noiseRule
@@ -91,10 +92,11 @@ type Noise struct {
 	// entry at a time, answered empty; one sample that lost the whole
 	// feed is not enough to hide that).
 	presence map[string]*[MinSamples]int
-	// types holds, per pattern learned from a value whose type varied,
-	// the JSON types seen there (valueType): a pair with a type never seen
-	// among them is not noise there.
-	types map[string]uint8
+	// types counts, per pattern learned from a value whose type varied
+	// and per JSON type (valueType), the samples that showed that type
+	// there: a pair with a type that fewer samples than a place needs
+	// showed (one odd answer) is not noise there.
+	types map[string]*[numTypes]int
 }
 
 // MinSamples is how many samples (calls of Learn) must show a place
@@ -107,7 +109,7 @@ const MinSharePercent = 1
 
 // NewNoise returns an empty noise set.
 func NewNoise() *Noise {
-	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]*[MinSamples]int{}, types: map[string]uint8{}}
+	return &Noise{patterns: map[string]noiseRule{}, lines: map[string]*lineNoise{}, samples: map[string]int{}, presence: map[string]*[MinSamples]int{}, types: map[string]*[numTypes]int{}}
 }
 
 // Learn records diffs (array indices become [*]) as noise, within the
@@ -126,7 +128,11 @@ func (n *Noise) Learn(diffs []Difference) {
 	n.total++
 	seen := map[string]bool{}
 	var came, went map[string]int // elements or members per pattern
+	types := map[string]uint8{}   // JSON types of values whose type varied, per pattern
 	defer func() {
+		for p, t := range types {
+			n.noteTypes(p, t)
+		}
 		for k := range seen {
 			n.samples[k]++
 		}
@@ -165,7 +171,7 @@ func (n *Noise) Learn(diffs []Difference) {
 			seen[p] = true
 			came, went = countPresence(came, went, d, p)
 			if d.Kind == Type {
-				n.types[p] |= valueType(d.Legacy) | valueType(d.New)
+				types[p] |= valueType(d.Legacy) | valueType(d.New)
 			}
 		}
 	}
@@ -373,7 +379,36 @@ const (
 	typeObject
 	typeArray
 	typeOther // a value that is none of the above (not from a JSON body)
+	numTypes  = iota
 )
+
+// noteTypes counts a sample that showed the types (bits) at pattern p.
+func (n *Noise) noteTypes(p string, types uint8) {
+	c := n.types[p]
+	if c == nil {
+		c = new([numTypes]int)
+		n.types[p] = c
+	}
+	for i := range numTypes {
+		if types&(1<<i) != 0 {
+			c[i]++
+		}
+	}
+}
+
+// typesSeen reports whether enough samples showed each of types at p.
+func (n *Noise) typesSeen(p string, types uint8) bool {
+	c := n.types[p]
+	if c == nil {
+		return false
+	}
+	for i := range numTypes {
+		if types&(1<<i) != 0 && !n.enough(c[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 // valueType is the JSON type of a value as Compare gives it.
 func valueType(v any) uint8 {
@@ -440,7 +475,7 @@ func (n *Noise) noiseAt(d Difference, types uint8) bool {
 	case d.Kind == Order && r&noiseOrder != 0:
 		return true
 	case d.Kind == Type && r&noiseType != 0:
-		return n.types[p]&types == types
+		return n.typesSeen(p, types)
 	}
 	return false
 }

@@ -659,3 +659,31 @@ func TestNoise_oneOddSampleDoesNotRaiseWhatCameOrWent(t *testing.T) {
 		}
 	}
 }
+
+// TestNoise_oneOddSampleDoesNotAddAType: a coupon is null or an object in
+// legacy's answers, and once it was a string. That one sample does not
+// make a string coupon noise: a new side that always sends one differs.
+func TestNoise_oneOddSampleDoesNotAddAType(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := NewNoise()
+	learn := func(a, b string) { n.Learn(c.CompareWithNoise(jsonResp(200, a), jsonResp(200, b), n)) }
+	learn(`{"coupon":{"code":"X"}}`, `{"coupon":null}`)
+	learn(`{"coupon":null}`, `{"coupon":{"code":"Y"}}`)
+	learn(`{"coupon":{"code":"X"}}`, `{"coupon":"X"}`)
+	legacy := jsonResp(200, `{"coupon":{"code":"X"}}`)
+	for _, tt := range []struct {
+		new  string
+		want Verdict
+	}{
+		{`{"coupon":"X"}`, Diff},
+		{`{"coupon":null}`, NoiseOnly},
+	} {
+		newer := jsonResp(200, tt.new)
+		if got, v := Judge(legacy, newer, c.CompareWithNoise(legacy, newer, n), n); v != tt.want {
+			t.Errorf("new %s: learned %v; verdict %s, want %s\n%s", tt.new, n.Paths(), v, tt.want, formatDiffs(got))
+		}
+	}
+}
