@@ -351,3 +351,23 @@ func TestStore_BearerTokensNotShown(t *testing.T) {
 	checkSeen(t, seen, kept, []string{jwtPayload, jwtSig, "SECRETG3", "SECRETG4", "SECRETG5", "SECRETG6", "SECRETG7", "SECRETG8", "SECRETG9"},
 		[]string{"X-Request-Id: r-1", "Cookie: sid=" + Masked + "; theme=" + Masked, `kind\":\"jwt`, "for /whoami", "Authorization: " + Masked})
 }
+
+// TestStore_SessionIdsNotShown: session ids in members and parameters so
+// named (session_id, sessionId, PHPSESSID, Java's ;jsessionid= path
+// parameter) and cookies a body echoes under "Cookie" or "Set-Cookie"
+// reach no report; the rest of the request and body stays.
+func TestStore_SessionIdsNotShown(t *testing.T) {
+	body := `{"headers":{"Cookie":"sid=SECRETH1","Set-Cookie":"sid=SECRETH2; HttpOnly","Accept":"*/*"},"session_id":"SECRETH3","sessionId":"SECRETH4","user":"jo"}`
+	o := diff.Outcome{
+		URL:    "/cart;jsessionid=SECRETH5?PHPSESSID=SECRETH6&page=2",
+		Legacy: diff.Response{Status: 200, Body: []byte(body)},
+		New:    diff.Response{Status: 200, Body: []byte(`{"user":"jo"}`)},
+		Differences: []diff.Difference{
+			{Path: "$.headers", Kind: diff.Missing, Legacy: map[string]any{"Cookie": "sid=SECRETH1", "Accept": "*/*"}},
+			{Path: "$.sessionId", Kind: diff.Missing, Legacy: "SECRETH4"},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETH1", "SECRETH2", "SECRETH3", "SECRETH4", "SECRETH5", "SECRETH6"},
+		[]string{"/cart;jsessionid=" + Masked + "?PHPSESSID=" + Masked + "&page=2", `"Accept":"*/*"`, `user\":\"jo`})
+}

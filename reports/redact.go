@@ -50,16 +50,18 @@ var credentialPaths = []string{
 // credentialSuffixes end the names of members and query parameters that
 // hold a credential, compared without case and without '_', '-' and
 // spaces ("Password", "ACCESS_TOKEN", "authToken", "x-api-key",
-// "clientSecret", "Authorization", "api key", "password_confirmation");
-// credentialWords are such names whole.
+// "clientSecret", "Authorization", "api key", "password_confirmation",
+// and session ids and cookies: "session_id", "PHPSESSID", "jsessionid",
+// "Set-Cookie"); credentialWords are such names whole.
 var (
-	credentialSuffixes = []string{"password", "passwd", "passwordconfirmation", "secret", "token", "apikey", "authorization"}
-	credentialWords    = []string{"cvv", "cvc"}
+	credentialSuffixes = []string{"password", "passwd", "passwordconfirmation", "secret", "token", "apikey", "authorization",
+		"sessionid", "sessid", "cookie"}
+	credentialWords = []string{"cvv", "cvc"}
 )
 
 // credentialRE matches the same names in text (a query string, an error,
 // a line of a text body), for the regular expressions of Redactor.
-const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization)|cvv|cvc)`
+const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization|session[_\-]?id|sessid|cookie)|cvv|cvc)`
 
 // isCredentialName reports whether a member or parameter name is named
 // like a credential (see credentialSuffixes).
@@ -664,8 +666,9 @@ func isSecretName(name string, keys []string) bool {
 }
 
 // valueEnd returns where the value that starts at s[from] ends: at a byte
-// that ends a value in text (white space, '&', ';', '#', quotes, ',', ')',
-// '<', '>', a \u0026 escape), or at one of these percent-encoded at most
+// that ends a value in text (white space, '&', ';', '#', '?' after a path
+// parameter such as ";jsessionid=", quotes, ',', ')', '<', '>', a \u0026
+// escape), or at one of these percent-encoded at most
 // level times, which ends a value carried inside another parameter.
 func valueEnd(s string, from, level int) int {
 	for j := from; j < len(s); j++ {
@@ -686,7 +689,7 @@ func valueEnd(s string, from, level int) int {
 	return len(s)
 }
 
-func isValueEnd(c byte) bool { return strings.IndexByte("&;#\"',)<> \t\r\n", c) >= 0 }
+func isValueEnd(c byte) bool { return strings.IndexByte("&;#?\"',)<> \t\r\n", c) >= 0 }
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
