@@ -455,6 +455,10 @@ func (w *walker) reordered(ea, eb []node, mismatched []int) bool {
 // maxShift is how many places align looks for a list that moved along.
 const maxShift = 32
 
+// maxAlignChecks bounds the element pairs alignChanged compares, so that
+// a long list of alike elements costs no more than a few milliseconds.
+const maxAlignChecks = 4 * maxOrderCheck
+
 // align finds how two ordered arrays that differ are the same list with
 // elements added or removed: one block added or removed in one place (a
 // list, newest first, that gained an element at the front), or, after the
@@ -506,11 +510,14 @@ func (w *walker) align(ea, eb []node) (gone, came [2]int, ok bool) {
 // of the elements that follow each other are equal whole. Of those shifts
 // it takes the one with the most elements equal whole. Compared index by
 // index instead, every element would differ from its neighbour, and noise
-// learned from such a pair would hide every field of the list.
+// learned from such a pair would hide every field of the list. It looks
+// at no more than maxAlignChecks element pairs in all.
 func (w *walker) alignChanged(ea, eb []node, p, la, lb int) (gone, came [2]int, ok bool) {
 	ma, mb := la-p, lb-p
 	best := -1
-	for k := 1; k <= maxShift; k++ {
+	checks := 0
+	for k := 1; k <= maxShift && checks < maxAlignChecks; k++ {
+		checks += 2 * min(ma, mb)
 		if m := mb - k; m >= 1 && m <= ma {
 			if e, same := w.rangeSame(ea, eb, p, p+k, m); same && e > best {
 				best, gone, came = e, [2]int{p + m, la}, [2]int{p, p + k}
@@ -534,8 +541,8 @@ func (w *walker) rangeSame(ea, eb []node, i, j, m int) (exact int, same bool) {
 			exact++
 			continue
 		}
-		if !w.elemSimilar(ea, eb, i+d, j+d) {
-			return 0, false
+		if 2*(d+1-exact) > m || !w.elemSimilar(ea, eb, i+d, j+d) {
+			return 0, false // more than half not equal, or not the same
 		}
 	}
 	return exact, 2*exact >= m
