@@ -276,6 +276,15 @@ func (r *Redactor) Body(b []byte) []byte {
 		if ranges, ok := r.selectedRanges(b); ok {
 			return []byte(maskCards(maskEmails(r.maskCredentialText(string(replaceRanges(b, ranges))))))
 		}
+		if ranges := r.multipartRanges(b); len(ranges) > 0 {
+			out := make([]byte, 0, len(b))
+			last := 0
+			for _, rg := range ranges {
+				out = append(append(out, b[last:rg[0]]...), Masked...)
+				last = rg[1]
+			}
+			b = append(out, b[last:]...)
+		}
 		return []byte(r.Text(string(b)))
 	}
 	out, changed := r.walk(v, []step{})
@@ -976,11 +985,15 @@ type bodyLines struct {
 	masked []bool
 }
 
-// bodyLines returns the lines of b, or nil when b is not JSON or nothing
-// in it is selected.
+// bodyLines returns the lines of b, or nil when nothing in it is selected:
+// b is not JSON with a selected value, nor a multipart body with a part
+// named like a credential.
 func (r *Redactor) bodyLines(b []byte) *bodyLines {
 	ranges, ok := r.selectedRanges(b)
-	if !ok || len(ranges) == 0 {
+	if !ok {
+		ranges = r.multipartRanges(b)
+	}
+	if len(ranges) == 0 {
 		return nil
 	}
 	l := &bodyLines{}
@@ -1031,6 +1044,62 @@ func (r *Redactor) lineValue(l *bodyLines, v any) any {
 		return Masked
 	}
 	return r.Text(s)
+}
+
+// partHeaderRE finds the Content-Disposition header of a multipart part,
+// partNameRE its name parameter (not filename).
+var (
+	partHeaderRE = regexp.MustCompile(`(?im)^content-disposition[ \t]*:[^\r\n]*`)
+	partNameRE   = regexp.MustCompile(`(?i)(?:^|[;\s])name[ \t]*=[ \t]*(?:"([^"]*)"|([^\s;]+))`)
+)
+
+// multipartRanges returns the byte ranges of b that hold the content of a
+// multipart part named like a credential or like the last member of a
+// redact path (Content-Disposition: form-data; name="password"): from
+// after the part's headers to the delimiter line that ends it, or to the
+// end of a body cut short.
+func (r *Redactor) multipartRanges(b []byte) [][2]int {
+	s := string(b)
+	if !strings.HasPrefix(s, "--") && !strings.Contains(s, "\n--") {
+		return nil
+	}
+	var keys []string
+	if r != nil {
+		keys = r.keys
+	}
+	var ranges [][2]int
+	for _, loc := range partHeaderRE.FindAllStringIndex(s, -1) {
+		m := partNameRE.FindStringSubmatch(s[loc[0]:loc[1]])
+		if m == nil || !isSecretName(m[1]+m[2], keys) {
+			continue
+		}
+		// The delimiter is the last line before the headers that starts
+		// with "--".
+		start := strings.LastIndex(s[:loc[0]], "\n--") + 1
+		if start == 0 && !strings.HasPrefix(s, "--") {
+			continue
+		}
+		delim, _, _ := strings.Cut(s[start:], "\n")
+		delim = "\n" + strings.TrimRight(delim, "\r")
+		from := len(s)
+		if i := strings.Index(s[loc[1]:], "\n\r\n"); i >= 0 {
+			from = loc[1] + i + 3
+		}
+		if i := strings.Index(s[loc[1]:], "\n\n"); i >= 0 && loc[1]+i+2 < from {
+			from = loc[1] + i + 2
+		}
+		to := len(s)
+		if i := strings.Index(s[from:], delim); i >= 0 {
+			to = from + i
+			if to > from && s[to-1] == '\r' {
+				to--
+			}
+		}
+		if from < to && (len(ranges) == 0 || from >= ranges[len(ranges)-1][1]) {
+			ranges = append(ranges, [2]int{from, to})
+		}
+	}
+	return ranges
 }
 
 // isLinePath reports whether p is the path of a line difference
