@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,6 +361,10 @@ func TestPipeline_CopyWhileWriting(t *testing.T) {
 const (
 	childEnv    = "BANYAN_CDC_CHILD"
 	childCfgEnv = "BANYAN_CDC_CHILD_CONFIG"
+	// childMemEnv, when set, caps the child's address space at that many
+	// MiB above what it had mapped at start (RLIMIT_AS), so it runs out
+	// of memory as a host or container limit would make it.
+	childMemEnv = "BANYAN_CDC_CHILD_MEM_MB"
 )
 
 func init() {
@@ -375,6 +380,12 @@ func cdcChild() int {
 	if err := json.Unmarshal([]byte(os.Getenv(childCfgEnv)), &cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "cdc child: config: %v\n", err)
 		return 2
+	}
+	if mb := os.Getenv(childMemEnv); mb != "" {
+		if err := capMemory(mb); err != nil {
+			fmt.Fprintf(os.Stderr, "cdc child: cap memory: %v\n", err)
+			return 2
+		}
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()
@@ -392,6 +403,33 @@ func cdcChild() int {
 	return 0
 }
 
+// capMemory limits the process's address space to mb MiB above its
+// current size (VmSize).
+func capMemory(mb string) error {
+	extra, err := strconv.ParseUint(mb, 10, 64)
+	if err != nil {
+		return err
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return err
+	}
+	var kb uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmSize:"); ok {
+			kb, err = strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if kb == 0 {
+		return errors.New("no VmSize in /proc/self/status")
+	}
+	limit := kb<<10 + extra<<20
+	return syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: limit, Max: limit})
+}
+
 // childPipeline is cfg's pipeline run as a child process (cdcChild) that
 // a crash test kills and starts again. Every child's output goes to one
 // log file, shown if the test fails; a child still running when the test
@@ -401,6 +439,8 @@ type childPipeline struct {
 	cfg routes.CDCConfig
 	log *os.File
 	cmd *exec.Cmd // the child started last
+	// memMB, when set, caps the children started next (childMemEnv).
+	memMB int
 }
 
 // newChildPipeline prepares the child pipeline for cfg; start runs it.
@@ -434,6 +474,9 @@ func (c *childPipeline) start() {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childCfgEnv+"="+string(b))
+	if c.memMB > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", childMemEnv, c.memMB))
+	}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
 		c.tb.Fatal(err)
