@@ -6,12 +6,14 @@ package proxy_test
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,5 +111,82 @@ func TestServer_StatusBelow100(t *testing.T) {
 	waitFor(2*time.Second, func() bool { return requestCounts(t, reg)[series] >= 2 })
 	if got, want := requestCounts(t, reg)[series], 2.0; got != want {
 		t.Errorf("502s counted = %v, want %v", got, want)
+	}
+}
+
+// serveFastPath runs p behind a proxy.Server with its fast path on,
+// whatever BANYAN_TEST_FAST_PATH says: what it checks is the fast path's
+// own reading of a head before net/http sees it.
+func serveFastPath(tb testing.TB, p *proxy.Proxy) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: 10 * time.Second})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestServer_FaultyFramingRefused checks requests whose framing RFC 9112
+// section 6.1 calls faulty: Content-Length beside Transfer-Encoding, or
+// Transfer-Encoding in an HTTP/1.0 request. net/http reads the first by
+// its chunks and ignores the second's Transfer-Encoding, and keeps the
+// connection open for the next request either way; a front end that
+// framed the bytes otherwise then has its "body" run as a request of its
+// own here. banyan answers 400 and closes the connection instead, so
+// nothing after such a head reaches a backend, also when the head is
+// padded past the fast path's 8 KiB buffer.
+func TestServer_FaultyFramingRefused(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		pathEcho(w, r)
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	base := serveFastPath(t, p)
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop\r\n\r\n"
+	pad := "X-Pad: " + strings.Repeat("p", 9000) + "\r\n"
+	tests := []struct{ name, req string }{
+		{"length and chunked", "POST /a HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled},
+		{"chunked and length", "POST /a HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\ncontent-length: 5\r\n\r\n0\r\n\r\n" + smuggled},
+		{"padded past 8 KiB", "POST /a HTTP/1.1\r\nHost: shop\r\n" + pad + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" + smuggled},
+		{"HTTP/1.0 chunked", "POST /a HTTP/1.0\r\nHost: shop\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n" + smuggled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := dialRaw(t, base)
+			_ = rc.c.SetDeadline(time.Now().Add(5 * time.Second))
+			rc.send(tt.req)
+			var answers []string
+			for {
+				resp, err := http.ReadResponse(rc.br, &http.Request{Method: "POST"})
+				if err != nil {
+					break
+				}
+				body, err := io.ReadAll(resp.Body)
+				answers = append(answers, fmt.Sprintf("%d %q (%v)", resp.StatusCode, body, err))
+				if resp.Close {
+					break
+				}
+			}
+			if len(answers) != 1 || !strings.HasPrefix(answers[0], "400 ") || !strings.HasSuffix(answers[0], "(<nil>)") {
+				t.Errorf("answers %q; want one 400, then the connection closed", answers)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 0 {
+		t.Errorf("the backend served %q; want nothing from a faulty head", seen)
 	}
 }

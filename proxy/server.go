@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -324,9 +326,19 @@ func (fc *fastConn) serve() {
 		if why == "eof" {
 			return
 		}
+		pending, _ := fc.r.Peek(fc.r.Buffered())
+		if why == handoffLarge {
+			var err error
+			if pending, err = fc.longHead(); err != nil {
+				return
+			}
+		}
+		if faultyFraming(pending) {
+			fc.refuse()
+			return
+		}
 		fc.s.p.metrics.handoff(why)
 		fc.setReadDeadline(0)
-		pending, _ := fc.r.Peek(fc.r.Buffered())
 		handed = true
 		fc.s.handoff(fc.c, pending)
 		return
@@ -358,6 +370,85 @@ func (fc *fastConn) readHead() ([]byte, string) {
 			return nil, "eof"
 		}
 	}
+}
+
+// maxLongHead is how much of a head larger than the fast path's buffer
+// is read before it is handed off: net/http's own limit and slack, past
+// which net/http answers 431 whatever it holds.
+const maxLongHead = http.DefaultMaxHeaderBytes + 4096
+
+// longHead reads a head too large for the fast path's buffer off the
+// connection, up to its end or maxLongHead bytes, and returns every byte
+// read (with whatever came after the head) for the handoff.
+func (fc *fastConn) longHead() ([]byte, error) {
+	var buf []byte
+	for {
+		from := max(len(buf)-3, 0) // an end of head may span two reads
+		n := fc.r.Buffered()
+		b, _ := fc.r.Peek(n)
+		buf = append(buf, b...)
+		fc.r.Discard(n)
+		if indexHeadEnd(buf[from:]) >= 0 || len(buf) >= maxLongHead {
+			return buf, nil
+		}
+		if _, err := fc.r.Peek(1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// faultyFraming reports whether the request head at the start of b frames
+// its body in a way RFC 9112 section 6.1 calls faulty: Transfer-Encoding
+// beside Content-Length, or in an HTTP/1.0 request. net/http takes the
+// first by its chunks and ignores the second's Transfer-Encoding, and then
+// reads on from the connection; a front end that framed the same bytes the
+// other way has a request of its own run here (smuggling). The RFC asks
+// for the connection to be closed after such a request; banyan refuses it.
+func faultyFraming(b []byte) bool {
+	end := indexHeadEnd(b)
+	if end < 0 {
+		return false // not a whole head: net/http refuses it
+	}
+	line, rest, _ := bytes.Cut(b[:end], []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	http10 := bytes.HasSuffix(line, []byte(" HTTP/1.0"))
+	te, cl := false, false
+	for len(rest) > 0 {
+		line, rest, _ = bytes.Cut(rest, []byte("\n"))
+		name, _, found := bytes.Cut(line, []byte(":"))
+		switch {
+		case !found:
+		case asciiEqualFold(name, "transfer-encoding"):
+			te = true
+		case asciiEqualFold(name, "content-length"):
+			cl = true
+		}
+	}
+	return te && (cl || http10)
+}
+
+// faultyFramingAnswer is what a request with faulty framing gets.
+var faultyFramingAnswer = func() string {
+	const body = "400 Bad Request: Transfer-Encoding with Content-Length or in HTTP/1.0\n"
+	return "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Connection: close\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+}()
+
+// refuse answers a request with faulty framing and closes the connection
+// gently: what the client sent after the head is read and dropped for a
+// while, so that closing does not reset the connection before the client
+// has read the answer.
+func (fc *fastConn) refuse() {
+	fc.s.p.log.Warn("request with faulty framing refused", "remote", fc.remote)
+	fc.w.WriteString(faultyFramingAnswer)
+	if fc.w.Flush() != nil {
+		return
+	}
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.Copy(io.Discard, fc.r)
 }
 
 // indexHeadEnd returns the length of the head at the start of b: through
