@@ -397,3 +397,26 @@ func TestStore_MultipartCredentialsNotShown(t *testing.T) {
 	checkSeen(t, seen, kept, []string{"SECRETI1", "SECRETI2", "SECRETI3", "SECRETI4"},
 		[]string{`name=\"password\"\r\n\r\n` + Masked + `\r\n--XyZ`, `"legacy":"jo","new":"jo2"`})
 }
+
+// TestStore_PrivateKeysNotShown: secret keys under their usual names
+// (AWS's SecretAccessKey, aws_secret_access_key, a service account's
+// private_key) and PEM private key blocks wherever they stand reach no
+// report; key ids and the PEM armour lines stay.
+func TestStore_PrivateKeysNotShown(t *testing.T) {
+	sts := `{"Credentials":{"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"SECRETJ1","Expiration":"2025-03-14T13:00:00Z"},` +
+		`"service":{"type":"service_account","private_key_id":"kid-1","private_key":"-----BEGIN PRIVATE KEY-----\nSECRETJ2\n-----END PRIVATE KEY-----\n"}}`
+	env := "AWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=SECRETJ3\n-----BEGIN RSA PRIVATE KEY-----\nSECRETJ4\nSECRETJ5\n-----END RSA PRIVATE KEY-----\n"
+	o := diff.Outcome{
+		URL:    "/debug/env",
+		Legacy: diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(env)},
+		New:    diff.Response{Status: 200, Body: []byte(sts)},
+		Differences: []diff.Difference{
+			{Path: "body:L4", Kind: diff.Changed, Legacy: "SECRETJ4", New: "x"},
+			{Path: "$.note", Kind: diff.Changed, Legacy: "key -----BEGIN OPENSSH PRIVATE KEY-----SECRETJ6", New: "none"},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETJ1", "SECRETJ2", "SECRETJ3", "SECRETJ4", "SECRETJ5", "SECRETJ6"},
+		[]string{"AWS_ACCESS_KEY_ID=AKIAEXAMPLE", `AccessKeyId\":\"AKIAEXAMPLE`, `private_key_id\":\"kid-1`,
+			"-----BEGIN RSA PRIVATE KEY-----" + Masked + "-----END RSA PRIVATE KEY-----"})
+}

@@ -51,17 +51,17 @@ var credentialPaths = []string{
 // hold a credential, compared without case and without '_', '-' and
 // spaces ("Password", "ACCESS_TOKEN", "authToken", "x-api-key",
 // "clientSecret", "Authorization", "api key", "password_confirmation",
-// and session ids and cookies: "session_id", "PHPSESSID", "jsessionid",
+// "SecretAccessKey", "private_key", and session ids and cookies: "session_id", "PHPSESSID", "jsessionid",
 // "Set-Cookie"); credentialWords are such names whole.
 var (
 	credentialSuffixes = []string{"password", "passwd", "passwordconfirmation", "secret", "token", "apikey", "authorization",
-		"sessionid", "sessid", "cookie"}
+		"sessionid", "sessid", "cookie", "secretkey", "secretaccesskey", "privatekey"}
 	credentialWords = []string{"cvv", "cvc"}
 )
 
 // credentialRE matches the same names in text (a query string, an error,
 // a line of a text body), for the regular expressions of Redactor.
-const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization|session[_\-]?id|sessid|cookie)|cvv|cvc)`
+const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization|session[_\-]?id|sessid|cookie|secret[_\-]?(?:access[_\-]?)?key|private[_\-]?key)|cvv|cvc)`
 
 // isCredentialName reports whether a member or parameter name is named
 // like a credential (see credentialSuffixes).
@@ -276,7 +276,7 @@ func (r *Redactor) Body(b []byte) []byte {
 		if ranges, ok := r.selectedRanges(b); ok {
 			return []byte(maskCards(maskEmails(r.maskCredentialText(string(replaceRanges(b, ranges))))))
 		}
-		if ranges := r.multipartRanges(b); len(ranges) > 0 {
+		if ranges := r.textRanges(b); len(ranges) > 0 {
 			out := make([]byte, 0, len(b))
 			last := 0
 			for _, rg := range ranges {
@@ -464,10 +464,10 @@ func (r *Redactor) maskNamedValues(s string) string {
 
 // maskCredentialText masks the credentials text can hold outside JSON
 // members and HTML elements: name=value pairs (maskNamedValues), the user
-// part of URLs and DSNs (maskUserinfo), and bearer tokens, JWTs and echoed
-// credential headers (maskTokens).
+// part of URLs and DSNs (maskUserinfo), bearer tokens, JWTs and echoed
+// credential headers (maskTokens), and PEM private keys (maskPEMKeys).
 func (r *Redactor) maskCredentialText(s string) string {
-	return maskTokens(maskUserinfo(r.maskNamedValues(s)))
+	return maskPEMKeys(maskTokens(maskUserinfo(r.maskNamedValues(s))))
 }
 
 // jwtRE finds a JSON Web Token (or another JOSE object: a JWE has five
@@ -986,12 +986,12 @@ type bodyLines struct {
 }
 
 // bodyLines returns the lines of b, or nil when nothing in it is selected:
-// b is not JSON with a selected value, nor a multipart body with a part
-// named like a credential.
+// b is not JSON with a selected value, nor text with a range to mask
+// (textRanges).
 func (r *Redactor) bodyLines(b []byte) *bodyLines {
 	ranges, ok := r.selectedRanges(b)
 	if !ok {
-		ranges = r.multipartRanges(b)
+		ranges = r.textRanges(b)
 	}
 	if len(ranges) == 0 {
 		return nil
@@ -1044,6 +1044,42 @@ func (r *Redactor) lineValue(l *bodyLines, v any) any {
 		return Masked
 	}
 	return r.Text(s)
+}
+
+// pemKeyRE finds a PEM private key block, or its start in text cut short:
+// the armour lines are kept, what lies between them is masked.
+var pemKeyRE = regexp.MustCompile(`(-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----)((?s:.*?))(-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|$)`)
+
+// textRanges returns the ordered byte ranges of a body that is not JSON to
+// mask whole, with its lines: the content of multipart parts named like a
+// credential and of PEM private key blocks.
+func (r *Redactor) textRanges(b []byte) [][2]int {
+	ranges := r.multipartRanges(b)
+	if bytes.Contains(b, []byte("PRIVATE KEY")) {
+		for _, m := range pemKeyRE.FindAllSubmatchIndex(b, -1) {
+			if m[4] < m[5] && string(b[m[4]:m[5]]) != Masked {
+				ranges = append(ranges, [2]int{m[4], m[5]})
+			}
+		}
+	}
+	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
+	out := ranges[:0]
+	for _, rg := range ranges {
+		if n := len(out); n > 0 && rg[0] < out[n-1][1] {
+			out[n-1][1] = max(out[n-1][1], rg[1])
+			continue
+		}
+		out = append(out, rg)
+	}
+	return out
+}
+
+// maskPEMKeys masks the key in each PEM private key block of s.
+func maskPEMKeys(s string) string {
+	if !strings.Contains(s, "PRIVATE KEY") {
+		return s
+	}
+	return pemKeyRE.ReplaceAllString(s, "${1}"+Masked+"${3}")
 }
 
 // partHeaderRE finds the Content-Disposition header of a multipart part,
