@@ -420,3 +420,31 @@ func TestStore_PrivateKeysNotShown(t *testing.T) {
 		[]string{"AWS_ACCESS_KEY_ID=AKIAEXAMPLE", `AccessKeyId\":\"AKIAEXAMPLE`, `private_key_id\":\"kid-1`,
 			"-----BEGIN RSA PRIVATE KEY-----" + Masked + "-----END RSA PRIVATE KEY-----"})
 }
+
+// TestStore_MarkupCredentialsNotShown: a credential written as a quoted
+// value (logfmt's password="a b", an XML or HTML attribute), as the text
+// of an XML element so named (a SOAP WS-Security <wsse:Password>, an
+// <apiKey>, in CDATA too), or under a bracketed form name in an HTML
+// input or a JSON member (user[password]) reaches no report; the markup
+// and the other values stay readable.
+func TestStore_MarkupCredentialsNotShown(t *testing.T) {
+	soap := `<soap:Envelope><soap:Header><wsse:UsernameToken><wsse:Username>jo</wsse:Username>` +
+		`<wsse:Password Type="PasswordText">SECRETK1</wsse:Password></wsse:UsernameToken></soap:Header>` +
+		`<soap:Body><GetOrder><apiKey><![CDATA[SECRETK2]]></apiKey><id>7</id></GetOrder></soap:Body></soap:Envelope>`
+	logLine := `level=warn msg="login failed" password="SECRETK3 x" user=jo`
+	page := `<form><input name="user[password]" value="SECRETK4"><input name="user[name]" value="jo"><auth secret='SECRETK5'/></form>`
+	o := diff.Outcome{
+		URL:    "/orders/7",
+		Legacy: diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/xml"}}, Body: []byte(soap)},
+		New: diff.Response{Status: 500, Header: map[string][]string{"Content-Type": {"text/html"}}, Body: []byte(page),
+			Err: logLine},
+		Differences: []diff.Difference{
+			{Path: "body:L1", Kind: diff.Changed, Legacy: soap, New: page},
+			{Path: "$.form", Kind: diff.Extra, New: map[string]any{"user[password]": "SECRETK6", "user[name]": "jo"}},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETK1", "SECRETK2", "SECRETK3", "SECRETK4", "SECRETK5", "SECRETK6"},
+		[]string{`<wsse:Username>jo</wsse:Username>`, `<id>7</id>`, `msg=\"login failed\" password=\"` + Masked + `\" user=jo`,
+			`name=\"user[name]\" value=\"jo\"`, `"user[name]":"jo"`})
+}

@@ -443,11 +443,18 @@ func (r *Redactor) maskNamedValues(s string) string {
 			continue
 		}
 		from := i + n
-		if !isSecretName(decodeName(s[nameStart(s, i):i]), keys) {
+		start := nameStart(s, i)
+		if !isSecretName(decodeName(s[start:i]), keys) {
 			i = from
 			continue
 		}
 		end := valueEnd(s, from, level)
+		if level == 0 && end == from && (start == 0 || strings.IndexByte("?&;#/", s[start-1]) < 0) {
+			// A quoted value (password="a b", an attribute): masked
+			// inside its quotes. In a query a quote cannot start a value:
+			// there it ends the string the URL stands in.
+			from, end = quotedValue(s, from)
+		}
 		if s[from:end] != Masked {
 			b.WriteString(s[last:from])
 			b.WriteString(Masked)
@@ -465,9 +472,55 @@ func (r *Redactor) maskNamedValues(s string) string {
 // maskCredentialText masks the credentials text can hold outside JSON
 // members and HTML elements: name=value pairs (maskNamedValues), the user
 // part of URLs and DSNs (maskUserinfo), bearer tokens, JWTs and echoed
-// credential headers (maskTokens), and PEM private keys (maskPEMKeys).
+// credential headers (maskTokens), PEM private keys (maskPEMKeys) and the
+// text of XML elements so named (maskElements).
 func (r *Redactor) maskCredentialText(s string) string {
-	return maskPEMKeys(maskTokens(maskUserinfo(r.maskNamedValues(s))))
+	return r.maskElements(maskPEMKeys(maskTokens(maskUserinfo(r.maskNamedValues(s)))))
+}
+
+// xmlStartRE finds an XML start tag; its second group is the local name
+// ("Password" of "<wsse:Password Type=...>").
+var xmlStartRE = regexp.MustCompile(`<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)(?:\s[^<>]*)?>`)
+
+// maskElements masks the text of each XML element whose local name is
+// named like a credential or like the last member of a redact path
+// (<wsse:Password>, <apiKey>), up to the next tag, and a CDATA section
+// that stands there.
+func (r *Redactor) maskElements(s string) string {
+	if !strings.Contains(s, "<") {
+		return s
+	}
+	var keys []string
+	if r != nil {
+		keys = r.keys
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range xmlStartRE.FindAllStringSubmatchIndex(s, -1) {
+		if m[1] < last || strings.HasSuffix(s[m[0]:m[1]], "/>") || !isSecretName(s[m[4]:m[5]], keys) {
+			continue
+		}
+		from, to := m[1], len(s)
+		if rest := s[from:]; strings.HasPrefix(rest, "<![CDATA[") {
+			from += len("<![CDATA[")
+			if i := strings.Index(s[from:], "]]>"); i >= 0 {
+				to = from + i
+			}
+		} else if i := strings.IndexByte(rest, '<'); i >= 0 {
+			to = from + i
+		}
+		if v := s[from:to]; strings.TrimSpace(v) == "" || v == Masked {
+			continue
+		}
+		b.WriteString(s[last:from])
+		b.WriteString(Masked)
+		last = to
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // jwtRE finds a JSON Web Token (or another JOSE object: a JWE has five
@@ -561,6 +614,34 @@ func maskUserinfo(s string) string {
 		}
 		return sub[1] + Masked + sub[3]
 	})
+}
+
+// quotedValue returns the inside of the value quoted with " or ' (or \"
+// in JSON text) that starts at s[at], up to its closing quote or, when
+// the line ends first, to the end of the line; at and at when no quote
+// starts there.
+func quotedValue(s string, at int) (from, to int) {
+	q := ""
+	switch {
+	case at < len(s) && (s[at] == '"' || s[at] == '\''):
+		q = s[at : at+1]
+	case strings.HasPrefix(s[at:], `\"`):
+		q = `\"`
+	default:
+		return at, at
+	}
+	from = at + len(q)
+	for j := from; j < len(s); j++ {
+		switch {
+		case s[j] == '\n' || s[j] == '\r':
+			return from, j
+		case strings.HasPrefix(s[j:], q):
+			return from, j
+		case s[j] == '\\' && q != `\"`:
+			j++ // an escaped quote
+		}
+	}
+	return from, len(s)
 }
 
 // maxEncodings is how many times over a parameter may be percent-encoded
@@ -729,7 +810,7 @@ func maskHTMLCredentials(s string) string {
 	return htmlTagRE.ReplaceAllStringFunc(s, func(tag string) string {
 		named := false
 		for _, a := range htmlAttrRE.FindAllStringSubmatch(tag, -1) {
-			if n := strings.ToLower(a[2]); (n == "name" || n == "id") && isCredentialName(strings.Trim(a[4], `"'`)) {
+			if n := strings.ToLower(a[2]); (n == "name" || n == "id") && isSecretName(strings.Trim(a[4], `"'`), nil) {
 				named = true
 			}
 		}
@@ -818,7 +899,7 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 }
 
 func (r *Redactor) selects(at []step) bool {
-	if n := len(at); n > 0 && !at[n-1].isIndex && isCredentialName(at[n-1].name) {
+	if n := len(at); n > 0 && !at[n-1].isIndex && isSecretName(at[n-1].name, nil) {
 		return true
 	}
 	if r == nil {
