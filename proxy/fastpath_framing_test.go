@@ -190,3 +190,24 @@ func TestServer_FaultyFramingRefused(t *testing.T) {
 		t.Errorf("the backend served %q; want nothing from a faulty head", seen)
 	}
 }
+
+// TestServer_LongHeadTimesOut checks a head over 8 KiB that never ends,
+// sent on a kept-alive connection of a server without an idle timeout:
+// the header timeout must still close the connection (as net/http's
+// does), or a client could hold it, and a goroutine, for ever.
+func TestServer_LongHeadTimesOut(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{ReadHeaderTimeout: 300 * time.Millisecond}))
+	if resp, body := rc.do("GET /first HTTP/1.1\r\nHost: shop\r\n\r\n"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request: status %d, body %q", resp.StatusCode, body)
+	}
+	rc.send("GET /second HTTP/1.1\r\nHost: shop\r\nX-Pad: " + strings.Repeat("p", 9000) + "\r\n")
+	_ = rc.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	start := time.Now()
+	_, err := io.ReadAll(rc.br)
+	if err != nil {
+		t.Errorf("connection still open %s after an unfinished head (%v); want it closed by the 300ms header timeout", time.Since(start).Round(time.Millisecond), err)
+	}
+}

@@ -381,6 +381,9 @@ const maxLongHead = http.DefaultMaxHeaderBytes + 4096
 // connection, up to its end or maxLongHead bytes, and returns every byte
 // read (with whatever came after the head) for the handoff.
 func (fc *fastConn) longHead() ([]byte, error) {
+	// The idle deadline may still be on (or none): the rest of a head is
+	// bounded by the header timeout, as net/http would bound it.
+	fc.setReadDeadline(fc.s.opts.ReadHeaderTimeout)
 	var buf []byte
 	for {
 		from := max(len(buf)-3, 0) // an end of head may span two reads
