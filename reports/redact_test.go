@@ -474,3 +474,37 @@ func TestRedactor_CredentialsInHTML(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactor_OrdinaryDataKept: what looks a little like a credential
+// but is not one stays as it is, so its differences stay readable: ids,
+// prices, cursors, dates, names that merely contain a credential word,
+// prose, echoed headers that are not credentials, XML elements and URLs
+// with a port or an e-mail in the query.
+func TestRedactor_OrdinaryDataKept(t *testing.T) {
+	r, err := NewRedactor([]string{"$..card_number"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{
+		"/api/orders/1234567812345678?page=2&per_page=50&sort=-created_at",
+		"/search?q=a%3Db%26c&next=%2Forders%3Fpage%3D3%26status%3Dshipped",
+		"https://shop.example:8443/cart?return=https%3A%2F%2Fshop.example%2Fa%3Fb%3D1",
+		"token_type=bearer&expires_in=3600&scope=read+write",
+		"Content-Type: text/html\r\nX-Request-Id: r-42\r\nLocation: /orders?page=2",
+		"Status: shipped at 12:30:00 on 2025-03-14, total 1999.95",
+		"Use bearer authentication; tokens expire after one hour.",
+		"<order><id>7</id><status>shipped</status><tokens>3</tokens></order>",
+		`level=info msg="order placed" order_id=7 amount="19.99"`,
+		"eyJhbGciOiJIUzI1NiJ9 alone is a header, not a token",
+	}
+	for _, in := range texts {
+		if got := r.Text(in); got != in {
+			t.Errorf("Text changed ordinary text:\n  in  %q\n  got %q", in, got)
+		}
+	}
+	body := `{"order_id":1234567812345678,"total":"19.99","next_cursor":"c2FtcGxl","tokens_used":12,"token_type":"bearer",` +
+		`"cookie_consent":true,"links":{"next":"https://api.example/orders?page=3&sort=asc"},"note":"key: value"}`
+	if got := string(r.Body([]byte(body))); got != body {
+		t.Errorf("Body changed ordinary JSON:\n  in  %s\n  got %s", body, got)
+	}
+}
