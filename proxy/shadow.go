@@ -368,7 +368,7 @@ func cloneURL(r *http.Request) *url.URL {
 }
 
 // compare runs one job on a worker: call the peer (and, for a noise
-// sample, the primary again), diff, judge and record.
+// sample, legacy again), diff, judge and record.
 func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 	rt, rs := j.route, j.rs
 	if ctx.Err() != nil {
@@ -396,21 +396,29 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 		j.resp = d
 	}
 	peerResp := diff.Decoded(p.fetch(ctx, j, j.peer), limit)
+	legacy, newer, legacySide := j.resp, peerResp, j.primary
+	if j.primary != rt.Legacy {
+		legacy, newer, legacySide = peerResp, j.resp, j.peer
+	}
+	// Noise is learned from legacy alone, whichever side the customer got:
+	// legacy is the reference, and a field new varies in on its own (a
+	// total that comes out different each time) is a bug of new's, which
+	// two answers of new's would teach as noise.
 	sample := safeMethod(j.req.Method) && (rs.samples.Load() < noiseWarmup || rand.IntN(100) < *rt.Shadow.NoisePercent)
 	if sample {
-		again := diff.Decoded(p.fetch(ctx, j, j.primary), limit)
-		if again.Err == "" && j.resp.Err == "" {
-			rs.noise.Learn(rs.cmp.CompareWithNoise(j.resp, again, rs.noise))
+		again := diff.Decoded(p.fetch(ctx, j, legacySide), limit)
+		if again.Err == "" && legacy.Err == "" {
+			rs.noise.Learn(rs.cmp.CompareWithNoise(legacy, again, rs.noise))
 			// A place is noise once two samples show it varying. The
 			// route's first sample takes a second one at once: what
 			// varies between the two re-fetched answers and also between
-			// the customer's and the third, so that neither a change made
-			// between two answers nor one odd answer (a busy legacy
-			// answering {"error":"busy"}) counts twice: what always
-			// varies is noise from the first pair on.
+			// the first legacy answer and the third, so that neither a
+			// change made between two answers nor one odd answer (a busy
+			// legacy answering {"error":"busy"}) counts twice: what
+			// always varies is noise from the first pair on.
 			if rs.samples.Add(1) == 1 {
-				if third := diff.Decoded(p.fetch(ctx, j, j.primary), limit); third.Err == "" {
-					rs.noise.Learn(diff.Common(rs.cmp.CompareWithNoise(again, third, rs.noise), rs.cmp.CompareWithNoise(j.resp, third, rs.noise)))
+				if third := diff.Decoded(p.fetch(ctx, j, legacySide), limit); third.Err == "" {
+					rs.noise.Learn(diff.Common(rs.cmp.CompareWithNoise(again, third, rs.noise), rs.cmp.CompareWithNoise(legacy, third, rs.noise)))
 				}
 			}
 		}
@@ -419,10 +427,6 @@ func (p *Proxy) compare(ctx context.Context, j *shadowJob) {
 		// Cut short by shutdown: not the backend's fault, not an outcome.
 		p.metrics.dropped(rt.Name, dropShutdown)
 		return
-	}
-	legacy, newer := j.resp, peerResp
-	if j.primary != rt.Legacy {
-		legacy, newer = peerResp, j.resp
 	}
 	var diffs []diff.Difference
 	if legacy.Err == "" && newer.Err == "" {

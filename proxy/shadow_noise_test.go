@@ -51,3 +51,38 @@ func TestProxy_ShadowNoiseOneOddAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestProxy_ShadowNoiseLearnsFromLegacyOnly: noise is what the reference
+// side varies in on its own. With the route ramped to new, the customer's
+// answer comes from new; a new service whose $.total is random (a bug)
+// must not teach $.total as noise by being asked twice, or every pair
+// would read noise-only and the ramp would look safe.
+func TestProxy_ShadowNoiseLearnsFromLegacyOnly(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int64
+	legacy := newBackend(t, "legacy", order(func(string) int { return 100 }, true))
+	next := newBackend(t, "new", order(func(string) int { return 100 + int(n.Add(1)) }, true))
+	h := newShadowHarness(t, shadowOrders+`
+    split: {legacy: 0, new: 100}
+    shadow: {percent: 100, noise_percent: 100}
+`, proxy.ShadowOptions{Workers: 1}, legacy, next)
+
+	const requests = 30
+	for id := 1; id <= requests; id++ {
+		h.send(t, http.MethodGet, fmt.Sprintf("/api/orders/%d", id), nil)
+	}
+	diffs := 0
+	for _, o := range h.rec.wait(t, requests) {
+		if o.Verdict == diff.Diff {
+			diffs++
+		}
+		for _, d := range o.Differences {
+			if d.Path == "$.total" && d.Noise {
+				t.Errorf("%s: $.total %v -> %v marked noise, learned from new's own answers", o.URL, d.Legacy, d.New)
+			}
+		}
+	}
+	if diffs != requests {
+		t.Errorf("%d of %d pairs judged diff, want all: new's $.total never equals legacy's", diffs, requests)
+	}
+}

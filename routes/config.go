@@ -118,7 +118,7 @@ type ShadowConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxBody: requests with larger bodies are not mirrored (default 1 MiB).
 	MaxBody Size `yaml:"max_body"`
-	// NoisePercent of mirrored requests also call the primary side a
+	// NoisePercent of mirrored requests also call the legacy side a
 	// second time to learn which fields differ on their own (default 10;
 	// every request until the route has 20 such samples).
 	NoisePercent *int `yaml:"noise_percent"`
