@@ -448,3 +448,27 @@ func TestStore_MarkupCredentialsNotShown(t *testing.T) {
 		[]string{`<wsse:Username>jo</wsse:Username>`, `<id>7</id>`, `msg=\"login failed\" password=\"` + Masked + `\" user=jo`,
 			`name=\"user[name]\" value=\"jo\"`, `"user[name]":"jo"`})
 }
+
+// TestStore_NameValuePairsNotShown: a credential held as a name/value
+// pair ({"name":"Authorization","value":...} in a HAR or an echoed
+// request, {"key":"password","value":...}, AWS-style {"Key":...,"Value":...}
+// tags) reaches no report, in the body and as a difference at the value;
+// pairs of other names stay.
+func TestStore_NameValuePairsNotShown(t *testing.T) {
+	pairs := func(auth string) string {
+		return `{"headers":[{"name":"Authorization","value":"Basic ` + auth + `"},{"name":"Accept","value":"*/*"}],` +
+			`"fields":[{"key":"password","value":"SECRETL2"}],"tags":[{"Key":"api_key","Value":"SECRETL3"}]}`
+	}
+	o := diff.Outcome{
+		URL:    "/har",
+		Legacy: diff.Response{Status: 200, Body: []byte(pairs("SECRETL1"))},
+		New:    diff.Response{Status: 200, Body: []byte(pairs("SECRETL4"))},
+		Differences: []diff.Difference{
+			{Path: "$.headers[0].value", Kind: diff.Changed, Legacy: "Basic SECRETL1", New: "Basic SECRETL4"},
+			{Path: "$.tags[0]", Kind: diff.Missing, Legacy: map[string]any{"Key": "api_key", "Value": "SECRETL3"}},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETL1", "SECRETL2", "SECRETL3", "SECRETL4"},
+		[]string{`name\":\"Accept\",\"value\":\"*/*`, `name\":\"Authorization`, `"Key":"api_key"`})
+}

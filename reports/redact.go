@@ -180,12 +180,32 @@ func (r *Redactor) Outcome(o diff.Outcome) diff.Outcome {
 				break
 			}
 		}
+		var bodies []any // decoded when a difference may be a pair's value
 		ds := make([]diff.Difference, len(o.Differences))
 		for i, d := range o.Differences {
 			ds[i] = r.Difference(d)
 			if isLinePath(d.Path) {
 				ds[i].Legacy = r.lineValue(legacy, d.Legacy)
 				ds[i].New = r.lineValue(new, d.New)
+			}
+			// The value of a name/value pair: its name is in the bodies.
+			at, ok := parseConcrete(d.Path)
+			if !ok || !isPairValuePath(at) {
+				continue
+			}
+			if bodies == nil {
+				for _, b := range [][]byte{o.Legacy.Body, o.New.Body} {
+					v, _ := decodeJSON(b)
+					bodies = append(bodies, v)
+				}
+			}
+			if r.inSecretPair(bodies[0], at) || r.inSecretPair(bodies[1], at) {
+				if d.Legacy != nil {
+					ds[i].Legacy = Masked
+				}
+				if d.New != nil {
+					ds[i].New = Masked
+				}
 			}
 		}
 		o.Differences = ds
@@ -853,10 +873,15 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 	case map[string]any:
 		changed := false
 		out := make(map[string]any, len(x))
+		secretPair := r.isSecretPair(x)
 		for k, child := range x {
 			nk := r.Text(k)
 			if nk != k {
 				changed = true
+			}
+			if secretPair && isPairValue(k) {
+				out[nk], changed = Masked, changed || child != Masked
+				continue
 			}
 			child2, c := r.walkChild(child, at, step{name: k})
 			out[nk], changed = child2, changed || c
@@ -896,6 +921,65 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 		return x, false
 	}
 	return v, false
+}
+
+// pairNames are the members that name the value of a name/value pair
+// ({"name":"Authorization","value":...}, {"Key":"password","Value":...}),
+// pairValues the members that hold it, both by lower-case name.
+var (
+	pairNames  = []string{"name", "key", "header", "field", "param"}
+	pairValues = []string{"value", "values"}
+)
+
+func isPairValue(k string) bool { return slices.Contains(pairValues, strings.ToLower(k)) }
+
+// isSecretPair reports whether the object m is a name/value pair whose
+// name is named like a credential or like the last member of a redact
+// path.
+func (r *Redactor) isSecretPair(m map[string]any) bool {
+	if len(m) < 2 || len(m) > 8 {
+		return false
+	}
+	var keys []string
+	if r != nil {
+		keys = r.keys
+	}
+	for k, v := range m {
+		if name, ok := v.(string); ok && slices.Contains(pairNames, strings.ToLower(k)) && isSecretName(name, keys) {
+			return true
+		}
+	}
+	return false
+}
+
+// isPairValuePath reports whether at ends in the value member of what
+// may be a name/value pair.
+func isPairValuePath(at []step) bool {
+	n := len(at)
+	return n > 0 && !at[n-1].isIndex && isPairValue(at[n-1].name)
+}
+
+// inSecretPair reports whether path at is the value of a name/value pair
+// with a secret name in the decoded body v.
+func (r *Redactor) inSecretPair(v any, at []step) bool {
+	if !isPairValuePath(at) {
+		return false
+	}
+	for _, st := range at[:len(at)-1] {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[st.name]
+		case []any:
+			if !st.isIndex || st.index >= len(x) {
+				return false
+			}
+			v = x[st.index]
+		default:
+			return false
+		}
+	}
+	m, ok := v.(map[string]any)
+	return ok && r.isSecretPair(m)
 }
 
 func (r *Redactor) selects(at []step) bool {
