@@ -472,3 +472,17 @@ func TestStore_NameValuePairsNotShown(t *testing.T) {
 	checkSeen(t, seen, kept, []string{"SECRETL1", "SECRETL2", "SECRETL3", "SECRETL4"},
 		[]string{`name\":\"Accept\",\"value\":\"*/*`, `name\":\"Authorization`, `"Key":"api_key"`})
 }
+
+// TestStore_DoubleEncodedEmailNotShown: an e-mail address whose "@" was
+// percent-encoded twice (%2540, a redirect target carried in a parameter)
+// is masked like one encoded once.
+func TestStore_DoubleEncodedEmailNotShown(t *testing.T) {
+	o := diff.Outcome{
+		URL:         "/login?next=%252Fprofile%253Fmail%253Djane.secret%252540example.com&lang=en",
+		Legacy:      diff.Response{Status: 200, Body: []byte(`{"a":1}`)},
+		New:         diff.Response{Status: 200, Body: []byte(`{"a":2}`)},
+		Differences: []diff.Difference{{Path: "$.a", Kind: diff.Changed, Legacy: json.Number("1"), New: json.Number("2")}},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"jane.secret"}, []string{"%253Dj***%252540example.com&lang=en"})
+}

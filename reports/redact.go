@@ -688,8 +688,8 @@ func equalsAt(s string, i int) (n, level int) {
 }
 
 // percentAt decodes the byte percent-encoded at most maxLevel times that
-// starts at s[i] ("%26", "%2526"), returning it, its length and how many
-// times it was encoded; n is 0 when none starts there.
+// starts at s[i], a '%' ("%26", "%2526"), returning it, its length and how
+// many times it was encoded; n is 0 when none starts there.
 func percentAt(s string, i, maxLevel int) (c byte, n, level int) {
 	j, level := i+1, 1
 	for level < maxLevel && len(s)-j >= 4 && s[j:j+2] == "25" && isHex(s[j+2]) && isHex(s[j+3]) {
@@ -1518,13 +1518,14 @@ func parsePathLenient(p string) ([]segment, error) {
 
 // --- built-in detection ---
 
-// emailRE finds addresses, also with the "@" percent-encoded (in URLs).
-var emailRE = regexp.MustCompile(`([A-Za-z0-9._%+\-]+?)(@|%40)([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})`)
+// emailRE finds addresses, also with the "@" percent-encoded once or more
+// (in URLs, and in a parameter carried inside another: "%2540").
+var emailRE = regexp.MustCompile(`([A-Za-z0-9._%+\-]+?)(@|%(?:25)*40)([A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})`)
 
 // maskEmails keeps the first character of the local part and the domain:
 // "jane.doe@example.com" becomes "j***@example.com".
 func maskEmails(s string) string {
-	if !strings.Contains(s, "@") && !strings.Contains(s, "%40") {
+	if !strings.Contains(s, "@") && !strings.Contains(s, "40") {
 		return s
 	}
 	// A domain may run into a second address ("a@b.io@c.io"): repeat
@@ -1532,7 +1533,22 @@ func maskEmails(s string) string {
 	for range 4 {
 		out := emailRE.ReplaceAllStringFunc(s, func(m string) string {
 			sub := emailRE.FindStringSubmatch(m)
-			return sub[1][:1] + "***" + sub[2] + sub[3]
+			// What precedes an encoded separator ("%3Fmail%3D") is the
+			// URL around the address, not its local part.
+			prefix, local := "", sub[1]
+			for i := len(local) - 1; i >= 0; i-- {
+				if local[i] != '%' {
+					continue
+				}
+				if c, n, _ := percentAt(local, i, maxEncodings); n > 0 && strings.IndexByte("/?=&:;#,", c) >= 0 {
+					prefix, local = local[:i+n], local[i+n:]
+					break
+				}
+			}
+			if local == "" {
+				return m
+			}
+			return prefix + local[:1] + "***" + sub[2] + sub[3]
 		})
 		if out == s {
 			break
