@@ -211,7 +211,8 @@ func (h *reqHead) header(hdr http.Header, names []string) {
 
 // hopByHop reports whether a request header must not be forwarded: the
 // hop-by-hop headers of RFC 9110 section 7.6.1, the forwarding headers
-// banyan writes itself, and ShadowHeader, which only banyan's mirrors may
+// banyan writes itself (also spelt with underscores: see forwardedFold),
+// and ShadowHeader, which only banyan's mirrors may
 // carry. (A request whose Connection header names other headers is handed
 // to net/http.)
 func (h *reqHead) hopByHop(name []byte) bool {
@@ -233,15 +234,15 @@ func (h *reqHead) hopByHop(name []byte) bool {
 			return true
 		}
 	case 15:
-		if asciiEqualFold(name, "x-forwarded-for") || asciiEqualFold(name, ShadowHeader) {
+		if forwardedFold(name, "x-forwarded-for") || asciiEqualFold(name, ShadowHeader) {
 			return true
 		}
 	case 16:
-		if asciiEqualFold(name, "proxy-connection") || asciiEqualFold(name, "x-forwarded-host") {
+		if asciiEqualFold(name, "proxy-connection") || forwardedFold(name, "x-forwarded-host") {
 			return true
 		}
 	case 17:
-		if asciiEqualFold(name, "transfer-encoding") || asciiEqualFold(name, "x-forwarded-proto") {
+		if asciiEqualFold(name, "transfer-encoding") || forwardedFold(name, "x-forwarded-proto") {
 			return true
 		}
 	case 18:
@@ -355,6 +356,25 @@ func nextToken(v []byte) (tok, rest []byte) {
 }
 
 // asciiEqualFold is bytes.EqualFold for ASCII, without converting s.
+// forwardedFold is asciiEqualFold where an underscore in b also matches a
+// dash in s. A backend that reads headers as CGI variables (PHP's
+// $_SERVER, WSGI, Rack) reads X_Forwarded_For as X-Forwarded-For, so a
+// client's own must not reach it in that spelling either.
+func forwardedFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if b[i] == '_' && s[i] == '-' {
+			continue
+		}
+		if !asciiEqualFold(b[i:i+1], s[i:i+1]) {
+			return false
+		}
+	}
+	return true
+}
+
 func asciiEqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false

@@ -16,6 +16,7 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,6 +185,7 @@ func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
 			default:
 				pr.Out.Host = host
 			}
+			dropForwardedSpellings(pr.Out.Header)
 			if key.trust {
 				if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 					pr.Out.Header["X-Forwarded-For"] = append([]string(nil), prior...)
@@ -198,6 +200,22 @@ func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	return up
+}
+
+// dropForwardedSpellings removes the X-Forwarded-For, -Host and -Proto a
+// client sent spelt with underscores (X_Forwarded_For), which a backend
+// reading headers as CGI variables takes for the real ones; the fast path
+// drops them in reqHead.hopByHop.
+func dropForwardedSpellings(h http.Header) {
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue
+		}
+		switch http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-")) {
+		case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+			delete(h, k)
+		}
+	}
 }
 
 // checkStatus refuses an answer whose status code is under 100, which

@@ -424,6 +424,38 @@ routes:
 		}
 	})
 
+	// A backend that reads headers as CGI variables (PHP's
+	// $_SERVER['HTTP_X_FORWARDED_FOR'], WSGI, Rack) reads X_Forwarded_For
+	// as X-Forwarded-For: a client must not get its own in that way.
+	t.Run("underscore spellings of X-Forwarded-* dropped", func(t *testing.T) {
+		for _, trusted := range []bool{false, true} {
+			h := h
+			if trusted {
+				h = newHarness(t, "forwarded: {trust: true}\n"+conf, preserve, byBackend, literal)
+			}
+			e := seenBy(t, h, "/", hdr("Host", "shop.example.com",
+				"X_Forwarded_For", "203.0.113.9",
+				"x-forwarded_for", "203.0.113.10",
+				"X_Forwarded_Host", "evil.example",
+				"X_FORWARDED_PROTO", "https",
+				"X_Request_Id", "r-1"))
+			for name, v := range e.Header {
+				switch http.CanonicalHeaderKey(strings.ReplaceAll(name, "_", "-")) {
+				case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+					if strings.Contains(name, "_") {
+						t.Errorf("trust %v: backend received %s: %q", trusted, name, v)
+					}
+				}
+			}
+			if got, want := strings.Join(e.Header.Values("X-Forwarded-For"), ", "), "127.0.0.1"; got != want {
+				t.Errorf("trust %v: X-Forwarded-For = %q, want %q", trusted, got, want)
+			}
+			if got := e.Header.Values("X_request_id"); len(got) != 1 || got[0] != "r-1" {
+				t.Errorf("trust %v: other underscore headers must pass: X_Request_Id = %q", trusted, got)
+			}
+		}
+	})
+
 	t.Run("hop-by-hop headers dropped", func(t *testing.T) {
 		e := seenBy(t, h, "/", hdr(
 			"Connection", "X-Session-Secret",
