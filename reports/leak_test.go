@@ -486,3 +486,25 @@ func TestStore_DoubleEncodedEmailNotShown(t *testing.T) {
 	seen, kept := seenByReaders(t, Options{}, o)
 	checkSeen(t, seen, kept, []string{"jane.secret"}, []string{"%253Dj***%252540example.com&lang=en"})
 }
+
+// TestStore_DumpedCredentialsNotShown: a credential in the notations an
+// error page or a debug body dumps its data in (PHP's print_r
+// "[password] => x" and var_export "'password' => 'x'", a Python or Ruby
+// hash "{'password': 'x'}", ":api_key => \"x\"", an INI or TOML line
+// "secret = x") reaches no report; the other entries stay.
+func TestStore_DumpedCredentialsNotShown(t *testing.T) {
+	dump := "Array\n(\n    [user] => jo\n    [password] => SECRETM1 two\n)\n" +
+		"array ( 'user' => 'jo', 'api_key' => 'SECRETM2', )\n" +
+		"{'user': 'jo', 'password': 'SECRETM3'}\n" +
+		"{:user => \"jo\", :api_key => \"SECRETM4\"}\n" +
+		"[db]\nuser = jo\nsecret = SECRETM5\n"
+	o := diff.Outcome{
+		URL:         "/debug",
+		Legacy:      diff.Response{Status: 500, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(dump)},
+		New:         diff.Response{Status: 200, Body: []byte(`{"ok":true}`), Err: "params {'password': 'SECRETM6'} refused"},
+		Differences: []diff.Difference{{Path: "status", Kind: diff.Changed, Legacy: json.Number("500"), New: json.Number("200")}},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETM1", "SECRETM2", "SECRETM3", "SECRETM4", "SECRETM5", "SECRETM6"},
+		[]string{"[user] => jo", "'user' => 'jo'", "{'user': 'jo'", `:user => \"jo\"`, "user = jo"})
+}

@@ -294,7 +294,7 @@ func (r *Redactor) Body(b []byte) []byte {
 	v, ok := decodeJSON(b)
 	if !ok {
 		if ranges, ok := r.selectedRanges(b); ok {
-			return []byte(maskCards(maskEmails(r.maskCredentialText(string(replaceRanges(b, ranges))))))
+			return []byte(maskCards(maskPEMKeys(maskEmails(r.maskCredentialText(string(replaceRanges(b, ranges)))))))
 		}
 		if ranges := r.textRanges(b); len(ranges) > 0 {
 			out := make([]byte, 0, len(b))
@@ -433,7 +433,7 @@ func (r *Redactor) Text(s string) string {
 	}
 	s = r.maskCredentialText(s)
 	s = maskHTMLCredentials(s)
-	s = maskEmails(s)
+	s = maskPEMKeys(maskEmails(s)) // an address glued to a key's END line
 	return maskCards(s)
 }
 
@@ -463,6 +463,10 @@ func (r *Redactor) maskNamedValues(s string) string {
 			continue
 		}
 		from := i + n
+		if strings.HasPrefix(s[from:], Masked) {
+			i = from + len(Masked) // masked before: what follows is not its value
+			continue
+		}
 		start := nameStart(s, i)
 		if !isSecretName(decodeName(s[start:i]), keys) {
 			i = from
@@ -492,10 +496,92 @@ func (r *Redactor) maskNamedValues(s string) string {
 // maskCredentialText masks the credentials text can hold outside JSON
 // members and HTML elements: name=value pairs (maskNamedValues), the user
 // part of URLs and DSNs (maskUserinfo), bearer tokens, JWTs and echoed
-// credential headers (maskTokens), PEM private keys (maskPEMKeys) and the
+// credential headers (maskTokens, maskHeaderLines), PEM private keys
+// (maskPEMKeys; again after e-mail addresses are masked) and the
 // text of XML elements so named (maskElements).
 func (r *Redactor) maskCredentialText(s string) string {
-	return r.maskElements(maskPEMKeys(maskTokens(maskUserinfo(r.maskNamedValues(s)))))
+	return maskHeaderLines(r.maskDumped(r.maskElements(maskPEMKeys(maskUserinfo(r.maskNamedValues(maskTokens(s)))))))
+}
+
+// dumpKeyRE finds a name and what follows it in the notations data is
+// dumped in: "[name] =>", "'name' =>", "'name':", ":name =>", "name = ".
+var dumpKeyRE = regexp.MustCompile(`(?:^|[^\w\-.%\\])([\[:'"]?)([A-Za-z_][\w\-.]*)([\]'"]?)([ \t]*(?:=>|=|:)[ \t]*)`)
+
+// maskDumped masks the value of a credential written in the notations an
+// error page or a debug body dumps data in: PHP's print_r ("[password] =>
+// x", to the end of the line) and var_export ("'password' => 'x'"), a
+// Python or Ruby hash ("'password': 'x'", ":api_key => \"x\"",
+// "password: \"x\""), an INI or TOML line ("secret = x"). A quoted value is
+// masked inside its quotes, a bare one up to white space or ',' (the end
+// of the line after "=>"). "name=value" is maskNamedValues' work,
+// "Name: value" at the start of a line maskTokens', and "\"name\": value"
+// that of the JSON rules.
+func (r *Redactor) maskDumped(s string) string {
+	if !strings.ContainsAny(s, "=:") {
+		return s
+	}
+	var keys []string
+	if r != nil {
+		keys = r.keys
+	}
+	var b strings.Builder
+	last := 0
+	for _, m := range dumpKeyRE.FindAllStringSubmatchIndex(s, -1) {
+		open, name, close, sep := s[m[2]:m[3]], s[m[4]:m[5]], s[m[6]:m[7]], s[m[8]:m[9]]
+		at := m[1]
+		if at < last || !isSecretName(name, keys) || strings.HasPrefix(s[at:], Masked) {
+			continue
+		}
+		op := strings.TrimSpace(sep)
+		switch open {
+		case "[":
+			if close != "]" {
+				continue
+			}
+		case `"`, "'":
+			if close != open {
+				continue
+			}
+		case ":":
+			if close != "" || op != "=>" {
+				continue
+			}
+		default:
+			if close != "" {
+				continue
+			}
+		}
+		quoted := at < len(s) && (s[at] == '"' || s[at] == '\'')
+		switch {
+		case op == ":" && open == "" && (!quoted || lineStart(s, m[4])), op == "=" && open == "" && sep == "=":
+			continue
+		case op == ":" && open == `"`:
+			continue // a JSON member: jsonKey's work, or the JSON walk's
+		case !quoted && at < len(s) && strings.IndexByte("[{(", s[at]) >= 0:
+			continue // a structure, not a value
+		}
+		from, to := quotedValue(s, at)
+		if !quoted {
+			from, to = at, at
+			for to < len(s) && s[to] != '\n' && s[to] != '\r' && (op == "=>" || strings.IndexByte(" \t,;})]", s[to]) < 0) {
+				to++
+			}
+			if op == "=>" {
+				to = at + len(strings.TrimRight(s[at:to], " \t"))
+			}
+		}
+		if from >= to || s[from:to] == Masked {
+			continue
+		}
+		b.WriteString(s[last:from])
+		b.WriteString(Masked)
+		last = to
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
 }
 
 // xmlStartRE finds an XML start tag; its second group is the local name
@@ -529,7 +615,7 @@ func (r *Redactor) maskElements(s string) string {
 		} else if i := strings.IndexByte(rest, '<'); i >= 0 {
 			to = from + i
 		}
-		if v := s[from:to]; strings.TrimSpace(v) == "" || v == Masked {
+		if v := strings.TrimSpace(s[from:to]); v == "" || v == Masked {
 			continue
 		}
 		b.WriteString(s[last:from])
@@ -551,32 +637,41 @@ func (r *Redactor) maskElements(s string) string {
 var (
 	jwtRE        = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*){2,4}`)
 	bearerRE     = regexp.MustCompile(`(?i)\b(bearer[ \t]+)([A-Za-z0-9\-._~+/]+=*)`)
-	authHeaderRE = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization[ \t]*:[ \t]*)([^\r\n"'<>]+)`)
+	authHeaderRE = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization[ \t]*:[ \t]*)([^\s"'<>][^\r\n"'<>]*)`)
 	authValueRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9\-]*[ \t]+[A-Za-z0-9\-._~+/]+=*`)
 	headerLineRE = regexp.MustCompile(`(?m)^([ \t]*[A-Za-z][A-Za-z0-9_\-]*[ \t]*:[ \t]*)([^\r\n]+)`)
 )
 
-// maskTokens masks JWTs wherever they stand, the token after "Bearer"
+// maskTokens masks JWTs wherever they stand and the token after "Bearer"
 // (when it has a digit or is 20 characters or more, so that prose such as
-// "bearer authentication" stays), the value of an Authorization header
-// written in text (its scheme and token, or up to the end of the line when
-// it has parameters, as Digest has), and the value of a line "Name: value" whose name is a
-// credential header or named like a credential ("Cookie: sid=abc",
-// "X-Api-Key: k", "password: p"); cookies keep their names.
+// "bearer authentication" stays).
 func maskTokens(s string) string {
 	if strings.Contains(s, "eyJ") {
 		s = jwtRE.ReplaceAllString(s, Masked)
 	}
-	if strings.IndexByte(s, ':') < 0 && !containsFold(s, "bearer") {
+	if !containsFold(s, "bearer") {
 		return s
 	}
-	s = bearerRE.ReplaceAllStringFunc(s, func(m string) string {
+	return bearerRE.ReplaceAllStringFunc(s, func(m string) string {
 		sub := bearerRE.FindStringSubmatch(m)
 		if tok := sub[2]; len(tok) >= 20 || strings.ContainsAny(tok, "0123456789") {
 			return sub[1] + Masked
 		}
 		return m
 	})
+}
+
+// maskHeaderLines masks the value of an Authorization header written in
+// text (its scheme and token, or up to the end of the line when it has
+// parameters, as Digest has), and the value of a line "Name: value" whose
+// name is a credential header or named like a credential ("Cookie:
+// sid=abc", "X-Api-Key: k", "password: p"); cookies keep their names. It
+// runs after the other rules, so that a line they changed is masked the
+// same way a second time.
+func maskHeaderLines(s string) string {
+	if strings.IndexByte(s, ':') < 0 {
+		return s
+	}
 	s = authHeaderRE.ReplaceAllStringFunc(s, func(m string) string {
 		sub := authHeaderRE.FindStringSubmatch(m)
 		if strings.HasPrefix(sub[2], Masked) {
@@ -615,7 +710,7 @@ func containsFold(s, sub string) bool {
 // DSN ("user:pass@tcp(host:3306)/db").
 var (
 	userinfoRE = regexp.MustCompile(`(?i)([a-z][a-z0-9+.\-]*(?:://|%3A%2F%2F))((?:[^/?#@\s"'<>&%\\]|%[0-9a-f]{2})+?)(@|%40)`)
-	dsnRE      = regexp.MustCompile(`[^\s"'@/:(),;=]+:[^\s"'@]*(@(?:tcp6?|udp|unix)\()`)
+	dsnRE      = regexp.MustCompile(`[A-Za-z0-9_.\-$]+:[^\s"'@<>]*(@(?:tcp6?|udp|unix)\()`)
 )
 
 // maskUserinfo masks the user and password written in a URL or a DSN,
@@ -662,6 +757,14 @@ func quotedValue(s string, at int) (from, to int) {
 		}
 	}
 	return from, len(s)
+}
+
+// lineStart reports whether only spaces stand before s[i] on its line.
+func lineStart(s string, i int) bool {
+	for i > 0 && (s[i-1] == ' ' || s[i-1] == '\t') {
+		i--
+	}
+	return i == 0 || s[i-1] == '\n' || s[i-1] == '\r'
 }
 
 // maxEncodings is how many times over a parameter may be percent-encoded
@@ -731,6 +834,10 @@ func decodeName(raw string) string {
 			break
 		}
 		name = d
+	}
+	if i := strings.LastIndex(name, Masked); i >= 0 {
+		// A value masked before ("eyJ...=" was a JWT) is not a name.
+		name = name[i+len(Masked):]
 	}
 	for i := len(name) - 1; i >= 0; i-- {
 		if c := name[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_-. []", c) >= 0) {
@@ -1028,7 +1135,8 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 		}
 		return ranges, ok
 	}
-	if t := bytes.TrimSpace(b); len(t) == 0 || (t[0] != '{' && t[0] != '[') {
+	if t := bytes.TrimSpace(b); len(t) == 0 || (t[0] != '{' && t[0] != '[') || bytes.HasPrefix(t, []byte(Masked)) {
+		// Text that starts with a masked value is not JSON.
 		return nil, false
 	}
 	// container is an open object or array; at is its path.
@@ -1230,7 +1338,7 @@ func (r *Redactor) textRanges(b []byte) [][2]int {
 	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
 	out := ranges[:0]
 	for _, rg := range ranges {
-		if n := len(out); n > 0 && rg[0] < out[n-1][1] {
+		if n := len(out); n > 0 && rg[0] <= out[n-1][1] {
 			out[n-1][1] = max(out[n-1][1], rg[1])
 			continue
 		}
