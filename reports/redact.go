@@ -500,7 +500,7 @@ func (r *Redactor) maskNamedValues(s string) string {
 // (maskPEMKeys; again after e-mail addresses are masked) and the
 // text of XML elements so named (maskElements).
 func (r *Redactor) maskCredentialText(s string) string {
-	return maskHeaderLines(r.maskDumped(r.maskElements(maskPEMKeys(maskUserinfo(r.maskNamedValues(maskTokens(s)))))))
+	return maskHeaderLines(r.maskElements(r.maskDumped(maskPEMKeys(maskUserinfo(r.maskNamedValues(maskTokens(s)))))))
 }
 
 // dumpKeyRE finds a name and what follows it in the notations data is
@@ -639,7 +639,7 @@ var (
 	bearerRE     = regexp.MustCompile(`(?i)\b(bearer[ \t]+)([A-Za-z0-9\-._~+/]+=*)`)
 	authHeaderRE = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization[ \t]*:[ \t]*)([^\s"'<>][^\r\n"'<>]*)`)
 	authValueRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9\-]*[ \t]+[A-Za-z0-9\-._~+/]+=*`)
-	headerLineRE = regexp.MustCompile(`(?m)^([ \t]*[A-Za-z][A-Za-z0-9_\-]*[ \t]*:[ \t]*)([^\r\n]+)`)
+	headerLineRE = regexp.MustCompile(`(?m)^([ \t]*[A-Za-z][A-Za-z0-9_\-]*[ \t]*:[ \t]*)(\S[^\r\n]*)`)
 )
 
 // maskTokens masks JWTs wherever they stand and the token after "Bearer"
@@ -1398,11 +1398,21 @@ func (r *Redactor) multipartRanges(b []byte) [][2]int {
 			from = loc[1] + i + 2
 		}
 		to := len(s)
-		if i := strings.Index(s[from:], delim); i >= 0 {
-			to = from + i
-			if to > from && s[to-1] == '\r' {
-				to--
+		for j := from; ; {
+			i := strings.Index(s[j:], delim)
+			if i < 0 {
+				break
 			}
+			// A delimiter line is the boundary alone, or followed by
+			// "--" (the last one) or white space.
+			if k := j + i + len(delim); k == len(s) || strings.HasPrefix(s[k:], "--") || strings.IndexByte(" \t\r\n", s[k]) >= 0 {
+				to = j + i
+				if to > from && s[to-1] == '\r' {
+					to--
+				}
+				break
+			}
+			j += i + len(delim)
 		}
 		if from < to && (len(ranges) == 0 || from >= ranges[len(ranges)-1][1]) {
 			ranges = append(ranges, [2]int{from, to})

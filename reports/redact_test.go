@@ -283,7 +283,9 @@ func FuzzRedactor_Text(f *testing.F) {
 }
 
 func FuzzRedactor_Body(f *testing.F) {
-	for _, s := range []string{prettyCustomer, `{"customer": {"ssn": "1`, `[{"customer": [1, {"a": 2}]}, 3`, `{"a": 1 "customer": 2}`, `{"customer"`, "--b\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc\r\n--b--\r\n", `[{"name":"Cookie","value":["a"]}]`} {
+	for _, s := range []string{prettyCustomer, `{"customer": {"ssn": "1`, `[{"customer": [1, {"a": 2}]}, 3`, `{"a": 1 "customer": 2}`, `{"customer"`, "--b\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nabc\r\n--b--\r\n", `[{"name":"Cookie","value":["a"]}]`,
+		"--b\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\n&\r\n--b+x@y.io",
+		"+<password => <![CDATA[--b\r\nContent-Disposition: form-data; name=\"token\"\r\n\r\nAuthorization: "} {
 		f.Add(s)
 	}
 	r, _ := NewRedactor([]string{"$.customer", "$..sku"})
