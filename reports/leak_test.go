@@ -508,3 +508,22 @@ func TestStore_DumpedCredentialsNotShown(t *testing.T) {
 	checkSeen(t, seen, kept, []string{"SECRETM1", "SECRETM2", "SECRETM3", "SECRETM4", "SECRETM5", "SECRETM6"},
 		[]string{"[user] => jo", "'user' => 'jo'", "{'user': 'jo'", `:user => \"jo\"`, "user = jo"})
 }
+
+// TestStore_CredentialListsNotShown: the elements of an array under a
+// plural credential name (api_keys, tokens, passwords, cookies) reach no
+// report, in a body, a body cut short and a difference at an element;
+// a count under such a name ("tokens": 3) stays.
+func TestStore_CredentialListsNotShown(t *testing.T) {
+	body := `{"api_keys":["SECRETN1","SECRETN2"],"tokens":3,"passwords":[{"user":"jo","value":"SECRETN3"}],"cookies":["sid=SECRETN5"]}`
+	o := diff.Outcome{
+		URL:    "/keys",
+		Legacy: diff.Response{Status: 200, Body: []byte(body)},
+		New:    diff.Response{Status: 200, Body: []byte(`{"api_keys":["SECRETN1","SECRETN4"],"tokens":3,"more":"x`), Truncated: true},
+		Differences: []diff.Difference{
+			{Path: "$.api_keys[1]", Kind: diff.Changed, Legacy: "SECRETN2", New: "SECRETN4"},
+			{Path: "$.cookies", Kind: diff.Missing, Legacy: []any{"sid=SECRETN5"}},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETN1", "SECRETN2", "SECRETN3", "SECRETN4", "SECRETN5"}, []string{`tokens\":3`})
+}

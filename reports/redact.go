@@ -1030,6 +1030,15 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 	return v, false
 }
 
+// isCredentialList reports whether name is the plural of a credential
+// name ("api_keys", "tokens", "passwords", "cookies"): the elements of an
+// array under it are credentials, while a count under it ("tokens": 3)
+// is not.
+func isCredentialList(name string) bool {
+	n := len(name)
+	return n > 1 && (name[n-1] == 's' || name[n-1] == 'S') && isSecretName(name[:n-1], nil)
+}
+
 // pairNames are the members that name the value of a name/value pair
 // ({"name":"Authorization","value":...}, {"Key":"password","Value":...}),
 // pairValues the members that hold it, both by lower-case name.
@@ -1091,6 +1100,9 @@ func (r *Redactor) inSecretPair(v any, at []step) bool {
 
 func (r *Redactor) selects(at []step) bool {
 	if n := len(at); n > 0 && !at[n-1].isIndex && isSecretName(at[n-1].name, nil) {
+		return true
+	}
+	if n := len(at); n > 1 && at[n-1].isIndex && !at[n-2].isIndex && isCredentialList(at[n-2].name) {
 		return true
 	}
 	if r == nil {
