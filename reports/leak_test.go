@@ -527,3 +527,18 @@ func TestStore_CredentialListsNotShown(t *testing.T) {
 	seen, kept := seenByReaders(t, Options{}, o)
 	checkSeen(t, seen, kept, []string{"SECRETN1", "SECRETN2", "SECRETN3", "SECRETN4", "SECRETN5"}, []string{`tokens\":3`})
 }
+
+// TestStore_DoubleEncodedUserinfoNotShown: the password in a URL carried
+// twice encoded in a parameter (https%253A%252F%252Fuser%253Apass%2540host)
+// is masked with its user, not read as an e-mail address that keeps its
+// first letter.
+func TestStore_DoubleEncodedUserinfoNotShown(t *testing.T) {
+	o := diff.Outcome{
+		URL:         "/go?to=%2Fhook%3Ftarget%3Dhttps%253A%252F%252Fbot%253ASECRETO1%2540hooks.example%252Fin&x=1",
+		Legacy:      diff.Response{Status: 200, Body: []byte(`{"a":1}`)},
+		New:         diff.Response{Status: 200, Body: []byte(`{"a":2}`)},
+		Differences: []diff.Difference{{Path: "$.a", Kind: diff.Changed, Legacy: json.Number("1"), New: json.Number("2")}},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETO1", "S***"}, []string{"https%253A%252F%252F" + Masked + "%2540hooks.example%252Fin&x=1"})
+}

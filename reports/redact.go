@@ -705,12 +705,15 @@ func containsFold(s, sub string) bool {
 }
 
 // userinfoRE finds the user part of a URL ("https://user:pass@host",
-// "https://token@host"), also percent-encoded inside a parameter
-// ("https%3A%2F%2Fuser%3Apass%40host"); dsnRE the same in a Go MySQL
-// DSN ("user:pass@tcp(host:3306)/db").
+// "https://token@host"), also percent-encoded inside a parameter, once or
+// more ("https%3A%2F%2Fuser%3Apass%40host", "%253A%252F%252F"); dsnRE the
+// same in a Go MySQL DSN ("user:pass@tcp(host:3306)/db").
 var (
-	userinfoRE = regexp.MustCompile(`(?i)([a-z][a-z0-9+.\-]*(?:://|%3A%2F%2F))((?:[^/?#@\s"'<>&%\\]|%[0-9a-f]{2})+?)(@|%40)`)
-	dsnRE      = regexp.MustCompile(`[A-Za-z0-9_.\-$]+:[^\s"'@<>]*(@(?:tcp6?|udp|unix)\()`)
+	userinfoRE = regexp.MustCompile(`(?i)([a-z][a-z0-9+.\-]*(?:://|%(?:25)*3A%(?:25)*2F%(?:25)*2F))((?:[^/?#@\s"'<>&%\\]|%[0-9a-f]{2})+?)(@|%(?:25)*40)`)
+	// encodedURLPartRE finds an encoded '/', '?', '#' or '@' in what
+	// userinfoRE took for a user part: it was the rest of the URL.
+	encodedURLPartRE = regexp.MustCompile(`(?i)%(?:25)*(?:2f|3f|23|40)`)
+	dsnRE            = regexp.MustCompile(`[A-Za-z0-9_.\-$]+:[^\s"'@<>]*(@(?:tcp6?|udp|unix)\()`)
 )
 
 // maskUserinfo masks the user and password written in a URL or a DSN,
@@ -718,13 +721,13 @@ var (
 // "user:pass@example.com" would otherwise keep the password's first
 // letter.
 func maskUserinfo(s string) string {
-	if !strings.Contains(s, "@") && !strings.Contains(s, "%40") {
+	if !strings.Contains(s, "@") && !strings.Contains(s, "40") {
 		return s
 	}
 	s = dsnRE.ReplaceAllString(s, Masked+"$1")
 	return userinfoRE.ReplaceAllStringFunc(s, func(m string) string {
 		sub := userinfoRE.FindStringSubmatch(m)
-		if u := strings.ToLower(sub[2]); u == Masked || strings.Contains(u, "%2f") || strings.Contains(u, "%3f") || strings.Contains(u, "%23") || strings.Contains(u, "%40") {
+		if u := sub[2]; u == Masked || encodedURLPartRE.MatchString(u) {
 			return m // the path, query or fragment of an encoded URL
 		}
 		return sub[1] + Masked + sub[3]
