@@ -542,3 +542,17 @@ func TestStore_DoubleEncodedUserinfoNotShown(t *testing.T) {
 	seen, kept := seenByReaders(t, Options{}, o)
 	checkSeen(t, seen, kept, []string{"SECRETO1", "S***"}, []string{"https%253A%252F%252F" + Masked + "%2540hooks.example%252Fin&x=1"})
 }
+
+// TestStore_EscapedMemberNamesNotShown: a JSON member whose name is
+// written with \u escapes ("pass\u0077ord") inside text (an error message,
+// a text body) is masked as the plain name would be.
+func TestStore_EscapedMemberNamesNotShown(t *testing.T) {
+	o := diff.Outcome{
+		URL:         "/login",
+		Legacy:      diff.Response{Status: 400, Header: map[string][]string{"Content-Type": {"text/plain"}}, Body: []byte(`bad request: {"user": "jo", "pass\u0077ord": "SECRETP1"}`)},
+		New:         diff.Response{Status: 502, Err: `upstream said {"api\u005fkey":"SECRETP2","user":"jo"}`},
+		Differences: []diff.Difference{{Path: "status", Kind: diff.Changed, Legacy: json.Number("400"), New: json.Number("502")}},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETP1", "SECRETP2"}, []string{`{\"user\": \"jo\", \"pass\\u0077ord\": \"` + Masked + `\"}`})
+}

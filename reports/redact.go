@@ -431,6 +431,7 @@ func (r *Redactor) Text(s string) string {
 	if r != nil && r.jsonKey != nil && strings.IndexByte(s, '"') >= 0 {
 		s = r.jsonKey.ReplaceAllString(s, `${1}"`+Masked+`"`)
 	}
+	s = r.maskEscapedMembers(s)
 	s = r.maskCredentialText(s)
 	s = maskHTMLCredentials(s)
 	s = maskPEMKeys(maskEmails(s)) // an address glued to a key's END line
@@ -921,6 +922,31 @@ func unhex(c byte) byte {
 		return c - 'A' + 10
 	}
 	return c - '0'
+}
+
+// escapedMemberRE finds a JSON member in text whose name is written with
+// \u escapes ("pass\u0077ord": value), which jsonKey cannot read.
+var escapedMemberRE = regexp.MustCompile(`("((?:[^"\\]|\\[^u])*\\u[0-9A-Fa-f]{4}(?:[^"\\]|\\.)*)"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]\s]+)`)
+
+// maskEscapedMembers masks the value of each JSON member in text whose
+// escaped name, decoded, is named like a credential or like the last
+// member of a redact path.
+func (r *Redactor) maskEscapedMembers(s string) string {
+	if !strings.Contains(s, `\u`) {
+		return s
+	}
+	var keys []string
+	if r != nil {
+		keys = r.keys
+	}
+	return escapedMemberRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := escapedMemberRE.FindStringSubmatch(m)
+		var name string
+		if json.Unmarshal([]byte(`"`+sub[2]+`"`), &name) != nil || !isSecretName(name, keys) {
+			return m
+		}
+		return sub[1] + `"` + Masked + `"`
+	})
 }
 
 // htmlTagRE finds a start tag, htmlAttrRE each name=value attribute in it.

@@ -270,7 +270,7 @@ func TestNewRedactor_BadPaths(t *testing.T) {
 }
 
 func FuzzRedactor_Text(f *testing.F) {
-	for _, s := range []string{"4111 1111 1111 1111", "jane@example.com", "1234-5678", `{"card_number": "4`, "next=%2Fcb%3Ftoken%3Dabc%26x%3D1", "a%253Dtoken%253D%2526", "https://u:p@h.io/x?n=https%3A%2F%2Fu%3Ap%40h", "x Authorization: Basic abc== for y\nCookie: a=b", "-----BEGIN PRIVATE KEY-----\nab\n-----END PRIVATE KEY-----", `<a:Password x="1"><![CDATA[s]]></a:Password> k=v password="a b`, "[password] => a b\n{'token': 'x'} secret = y"} {
+	for _, s := range []string{"4111 1111 1111 1111", "jane@example.com", "1234-5678", `{"card_number": "4`, "next=%2Fcb%3Ftoken%3Dabc%26x%3D1", "a%253Dtoken%253D%2526", "https://u:p@h.io/x?n=https%3A%2F%2Fu%3Ap%40h", "x Authorization: Basic abc== for y\nCookie: a=b", "-----BEGIN PRIVATE KEY-----\nab\n-----END PRIVATE KEY-----", `<a:Password x="1"><![CDATA[s]]></a:Password> k=v password="a b`, "[password] => a b\n{'token': 'x'} secret = y", `x {"pass\u0077ord": "a", "b\u0022": 1}`} {
 		f.Add(s)
 	}
 	r, _ := NewRedactor([]string{"$..card_number"})
