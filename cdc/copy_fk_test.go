@@ -88,3 +88,29 @@ func TestPipeline_HandoffReplayChildOfDeletedParent(t *testing.T) {
 	untilApplied(t, dst, done, gtidPos(t, src), "orders", "items")
 	checkSameRows(t, src, dst, "orders", "items")
 }
+
+// TestPipeline_HandoffReplayChildOfSourceCascade: a note placed on order
+// 3 after the copy's start, and removed on the source by the cascade of
+// order 3's delete, before the copy read either table. The replay writes
+// the note onto a target where order 3 never arrived (without the check,
+// as above), and the source's cascade is not in its binlog: only the
+// target's cascade on order 3's delete can remove the note, and that
+// order is not there to delete. The target must end equal to the source,
+// without the note.
+func TestPipeline_HandoffReplayChildOfSourceCascade(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	ddl := []string{`CREATE TABLE orders (id INT PRIMARY KEY, v INT)`,
+		`CREATE TABLE notes (id INT PRIMARY KEY, order_id INT NOT NULL, FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE)`}
+	mustExec(t, src, ddl...)
+	mustExec(t, dst, ddl...)
+	mustExec(t, src, `INSERT INTO orders VALUES (1, 1), (3, 3)`)
+	cfg := cdcConfig(srcName, dstName,
+		routes.TableMapping{Source: srcName + ".orders", Target: dstName + ".orders"},
+		routes.TableMapping{Source: srcName + ".notes", Target: dstName + ".notes"})
+	resetToSourcePosition(t, src, dst)
+	mustExec(t, src, `INSERT INTO notes VALUES (30, 3), (10, 1)`, `DELETE FROM orders WHERE id = 3`)
+	at := gtidPos(t, src)
+	done := startRun(t, cfg)
+	untilApplied(t, dst, done, at, "orders", "notes")
+	checkSameRows(t, src, dst, "orders", "notes")
+}

@@ -639,7 +639,7 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, 
 func applyChange(ctx context.Context, x execer, m *TableMap, index map[string]int, c Change, shared settler) error {
 	return eachWrite(m, index, c, func(op Op, row []any) error {
 		if op == Delete {
-			return remove(ctx, x, m, [][]any{row}, shared != nil)
+			return remove(ctx, x, m, [][]any{row}, shared)
 		}
 		return upsert(ctx, x, m, [][]any{row}, shared)
 	})

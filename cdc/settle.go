@@ -58,6 +58,16 @@ import (
 // stay on the target, where `banyan check` reports them. Nothing the
 // source holds is deleted.
 
+// And a row the replay wrote without the check may have gone on the
+// source by a cascade, which the binlog does not hold: a note placed on
+// order 3 after the copy's start, then order 3 deleted before the copy
+// read either table. The replay writes the note onto a target without
+// order 3 and then deletes an order that is not there, so the target's
+// cascade never ran and the note stayed for good. In the window, a
+// delete that finds its row missing writes the row as the source had it
+// and deletes it again, so the target's cascades (or SET NULL) act as the
+// source's did.
+
 // stillReferenced reports whether err is a foreign key refusing to delete
 // a row that another row references (RESTRICT or NO ACTION).
 func stillReferenced(err error) bool {

@@ -388,7 +388,7 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		}
 		var err error
 		if run.op == Delete {
-			err = remove(ctx, tx, run.m, run.rows, shared != nil)
+			err = remove(ctx, tx, run.m, run.rows, shared)
 		} else {
 			err = upsert(ctx, tx, run.m, run.rows, shared)
 		}
@@ -400,8 +400,8 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 	}
 	final := map[*TableMap]*finalState{}
 	var finalOrder []*TableMap
-	// add takes one primitive change: op Delete with a key, or Insert
-	// (an upsert) with a row.
+	// add takes one primitive change: op Delete or Insert (an upsert),
+	// with the full mapped row (before or after).
 	add := func(m *TableMap, op Op, row []any) error {
 		if m.Compact {
 			fs := final[m]
@@ -410,9 +410,9 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 				final[m] = fs
 				finalOrder = append(finalOrder, m)
 			}
-			key := row
-			if op != Delete {
-				key = m.Key(row)
+			key := m.Key(row)
+			if op == Delete {
+				row = key
 			}
 			fs.set(keyString(key), finalRow{del: op == Delete, row: row})
 			return nil
@@ -643,15 +643,15 @@ func upsertRows(ctx context.Context, x execer, m *TableMap, rows [][]any) error 
 
 // eachWrite hands fn the target writes one source change comes to, in
 // order: an insert an upsert (op Insert, the row), a delete a delete by
-// key (op Delete, the key), an update an upsert, after a delete of the
-// old key when the key changed.
+// key (op Delete, the row as it was), an update an upsert, after a delete
+// of the old row when the key changed.
 func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row []any) error) error {
 	if c.Op == Delete {
 		before, err := m.Row(index, c.Before)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.SourceName(), err)
 		}
-		return fn(Delete, m.Key(before))
+		return fn(Delete, before)
 	}
 	after, err := m.Row(index, c.After)
 	if err != nil {
@@ -664,7 +664,7 @@ func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row [
 		}
 		if !sameKey(m.Key(before), m.Key(after)) {
 			// The primary key changed: the old row goes away.
-			if err := fn(Delete, m.Key(before)); err != nil {
+			if err := fn(Delete, before); err != nil {
 				return err
 			}
 		}
@@ -721,25 +721,70 @@ func isKeyCol(m *TableMap, i int) bool {
 	return false
 }
 
-// remove deletes rows by primary key as deleteKeys does. With settling
-// set (the stream has not passed the copy's end; settle.go), a delete
-// that a RESTRICT or NO ACTION reference refuses is retried row by row,
-// and a row still refused is deleted without the foreign key check.
-func remove(ctx context.Context, x execer, m *TableMap, keys [][]any, settling bool) error {
-	err := deleteKeys(ctx, x, m, keys)
-	if err == nil || !settling || !stillReferenced(err) {
+// remove deletes rows (full mapped rows, as they were on the source) by
+// primary key. With shared set (the stream has not passed the copy's end;
+// settle.go), a delete that a RESTRICT or NO ACTION reference refuses, or
+// that finds a row missing, is done again row by row: a row still refused
+// is deleted without the foreign key check, and a missing row is written
+// as it was and deleted again, so the target's cascades run.
+func remove(ctx context.Context, x execer, m *TableMap, rows [][]any, shared settler) error {
+	keys := make([][]any, len(rows))
+	for i, r := range rows {
+		keys[i] = m.Key(r)
+	}
+	n, err := deleteCount(ctx, x, m, keys)
+	if shared == nil || err == nil && n == int64(len(keys)) {
 		return err
 	}
-	// The failed statement was rolled back on its own; the transaction
+	if err != nil && !stillReferenced(err) {
+		return err
+	}
+	// A refused statement was rolled back on its own; the transaction
 	// goes on. Row by row, so the other rows' deletes keep the check and
 	// the target's cascades on them still run.
-	for _, k := range keys {
-		err := deleteKeys(ctx, x, m, [][]any{k})
-		if stillReferenced(err) {
-			err = unchecked(ctx, x, func() error { return deleteKeys(ctx, x, m, [][]any{k}) })
-		}
-		if err != nil {
+	for _, r := range rows {
+		if err := removeOne(ctx, x, m, r, shared); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// removeOne deletes one row in the window (remove).
+func removeOne(ctx context.Context, x execer, m *TableMap, row []any, shared settler) error {
+	key := [][]any{m.Key(row)}
+	del := func() (int64, error) {
+		n, err := deleteCount(ctx, x, m, key)
+		if stillReferenced(err) {
+			err = unchecked(ctx, x, func() error { _, err := deleteCount(ctx, x, m, key); return err })
+			n = 1
+		}
+		return n, err
+	}
+	n, err := del()
+	if err != nil || n > 0 {
+		return err
+	}
+	// The copy read the table after the source deleted the row. Rows the
+	// replay wrote onto it meanwhile (without the check) went with it on
+	// the source by a cascade its binlog does not hold: the row is put
+	// back as it was and deleted, so the target's own cascade takes them.
+	// If the target refuses the row as it was for good (a key or a check
+	// the source does not have), that is undone and the delete stays the
+	// no-op it was before.
+	if _, err := x.ExecContext(ctx, "SAVEPOINT banyan_gone"); err != nil {
+		return err
+	}
+	err = upsert(ctx, x, m, [][]any{row}, shared)
+	if err == nil {
+		_, err = del()
+	}
+	if err != nil {
+		if !permanent(err) {
+			return err // a lock wait or a lost connection: the batch is tried again
+		}
+		if _, rerr := x.ExecContext(ctx, "ROLLBACK TO SAVEPOINT banyan_gone"); rerr != nil {
+			return errors.Join(err, rerr)
 		}
 	}
 	return nil
@@ -747,6 +792,12 @@ func remove(ctx context.Context, x execer, m *TableMap, keys [][]any, settling b
 
 // deleteKeys deletes rows by primary key.
 func deleteKeys(ctx context.Context, x execer, m *TableMap, keys [][]any) error {
+	_, err := deleteCount(ctx, x, m, keys)
+	return err
+}
+
+// deleteCount deletes rows by primary key and returns how many it deleted.
+func deleteCount(ctx context.Context, x execer, m *TableMap, keys [][]any) (int64, error) {
 	var b strings.Builder
 	b.WriteString("DELETE FROM ")
 	b.WriteString(targetTable(m))
@@ -760,8 +811,11 @@ func deleteKeys(ctx context.Context, x execer, m *TableMap, keys [][]any) error 
 	b.WriteString(") IN (")
 	args := writeTuples(&b, keys, len(m.PK))
 	b.WriteString(")")
-	_, err := x.ExecContext(ctx, b.String(), args...)
-	return err
+	res, err := x.ExecContext(ctx, b.String(), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // Stats returns rows applied by streaming per target table and op.
