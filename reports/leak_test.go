@@ -556,3 +556,23 @@ func TestStore_EscapedMemberNamesNotShown(t *testing.T) {
 	seen, kept := seenByReaders(t, Options{}, o)
 	checkSeen(t, seen, kept, []string{"SECRETP1", "SECRETP2"}, []string{`{\"user\": \"jo\", \"pass\\u0077ord\": \"` + Masked + `\"}`})
 }
+
+// TestStore_NameValuePairsCutShortNotShown: in a JSON body cut at
+// compare_body, the value of a name/value pair with a secret name reaches
+// no report: the name after the value, a value cut off, and a line
+// difference of a pretty-printed body; other pairs stay.
+func TestStore_NameValuePairsCutShortNotShown(t *testing.T) {
+	pretty := "{\n  \"headers\": [\n    {\"name\": \"X-Api-Key\", \"value\": \"SECRETQ3\"},\n    {\"name\": \"Accept\", \"value\": \"*/*\"}\n  ],\n  \"more\": \"a"
+	cut := `{"headers":[{"value":"Basic SECRETQ1","name":"Authorization"},{"name":"Accept","value":"*/*"},{"name":"Cookie","value":"sid=SECRETQ2`
+	o := diff.Outcome{
+		URL:    "/echo",
+		Legacy: diff.Response{Status: 200, Body: []byte(pretty), Truncated: true},
+		New:    diff.Response{Status: 200, Body: []byte(cut), Truncated: true},
+		Differences: []diff.Difference{
+			{Path: "body:L3", Kind: diff.Changed, Legacy: `    {"name": "X-Api-Key", "value": "SECRETQ3"},`, New: `    {"name": "X-Api-Key", "value": "SECRETQ4"},`},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{"SECRETQ1", "SECRETQ2", "SECRETQ3", "SECRETQ4"},
+		[]string{`{\"name\":\"Accept\",\"value\":\"*/*\"}`, `{\"name\": \"Accept\", \"value\": \"*/*\"}`, `\"name\":\"Authorization\"`})
+}

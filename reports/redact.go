@@ -1187,8 +1187,14 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 		key    string // the member whose value comes next
 		hasKey bool
 		index  int // the element that comes next
+		// A name/value pair ({"name":"Authorization","value":...}): its
+		// value members are masked once its name is known to be secret.
+		secretPair bool
+		pending    [][2]int // the value members' ranges
+		pairValue  int      // where this container starts when it is a pair's value, else -1
 	}
 	var open []container
+	defer func() { ranges = mergeRanges(ranges) }()
 	next := func() ([]step, bool) { // the path of the next value, if a value comes next
 		if len(open) == 0 {
 			return []step{}, true
@@ -1221,9 +1227,21 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 			switch {
 			case masking:
 				ranges = append(ranges, [2]int{start, len(b)})
-			case isValue && r.selects(at), !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+			case isValue && r.selects(at), !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF),
+				isValue && len(open) > 0 && open[len(open)-1].object && open[len(open)-1].secretPair && isPairValue(open[len(open)-1].key):
 				if s := valueStart(b, prev); s < len(b) {
 					ranges = append(ranges, [2]int{s, len(b)})
+				}
+			}
+			// Open pairs known to be secret: their values so far, and
+			// one cut off.
+			for i, c := range open {
+				if c.secretPair {
+					ranges = append(ranges, c.pending...)
+				}
+				if j := i + 1; j < len(open) && c.secretPair && open[j].pairValue >= 0 {
+					ranges = append(ranges, [2]int{open[j].pairValue, len(b)})
+					break
 				}
 			}
 			return ranges, true
@@ -1244,7 +1262,15 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 			continue
 		}
 		if isDelim && (delim == '}' || delim == ']') {
+			c := open[len(open)-1]
 			open = open[:len(open)-1]
+			if c.secretPair {
+				ranges = append(ranges, c.pending...)
+			}
+			if c.pairValue >= 0 && len(open) > 0 {
+				p := &open[len(open)-1]
+				p.pending = append(p.pending, [2]int{c.pairValue, int(dec.InputOffset())})
+			}
 			done()
 			continue
 		}
@@ -1255,6 +1281,10 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 			c.hasKey = true
 			continue
 		}
+		var parent *container // the object holding this value, if any
+		if len(open) > 0 && open[len(open)-1].object {
+			parent = &open[len(open)-1]
+		}
 		switch {
 		case r.selects(at) && isDelim:
 			masking, depth, start = true, 1, valueStart(b, prev)
@@ -1262,11 +1292,40 @@ func (r *Redactor) selectedRanges(b []byte) (ranges [][2]int, ok bool) {
 			ranges = append(ranges, [2]int{valueStart(b, prev), int(dec.InputOffset())})
 			done()
 		case isDelim:
-			open = append(open, container{at: at, object: delim == '{'})
+			c := container{at: at, object: delim == '{', pairValue: -1}
+			if parent != nil && isPairValue(parent.key) {
+				c.pairValue = valueStart(b, prev)
+			}
+			open = append(open, c)
 		default:
+			if parent != nil {
+				if isPairValue(parent.key) {
+					parent.pending = append(parent.pending, [2]int{valueStart(b, prev), int(dec.InputOffset())})
+				}
+				if name, ok := tok.(string); ok && slices.Contains(pairNames, strings.ToLower(parent.key)) && isSecretName(name, r.keys) {
+					parent.secretPair = true
+				}
+			}
 			done()
 		}
 	}
+}
+
+// mergeRanges sorts byte ranges and joins those that overlap.
+func mergeRanges(ranges [][2]int) [][2]int {
+	if len(ranges) < 2 {
+		return ranges
+	}
+	slices.SortFunc(ranges, func(a, b [2]int) int { return a[0] - b[0] })
+	out := ranges[:1]
+	for _, rg := range ranges[1:] {
+		if last := &out[len(out)-1]; rg[0] < last[1] {
+			last[1] = max(last[1], rg[1])
+			continue
+		}
+		out = append(out, rg)
+	}
+	return out
 }
 
 // valueStart skips the white space and separators before a value.
