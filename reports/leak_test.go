@@ -576,3 +576,21 @@ func TestStore_NameValuePairsCutShortNotShown(t *testing.T) {
 	checkSeen(t, seen, kept, []string{"SECRETQ1", "SECRETQ2", "SECRETQ3", "SECRETQ4"},
 		[]string{`{\"name\":\"Accept\",\"value\":\"*/*\"}`, `{\"name\": \"Accept\", \"value\": \"*/*\"}`, `\"name\":\"Authorization\"`})
 }
+
+// TestStore_BasicCredentialsNotShown: HTTP Basic credentials
+// ("Basic " and base64 of user:password) outside an Authorization header,
+// under an ordinary name or in prose, reach no report; "Basic" followed by
+// an ordinary word stays.
+func TestStore_BasicCredentialsNotShown(t *testing.T) {
+	const basic = "am86U0VDUkVUUjE=" // base64 of "jo:SECRETR1"
+	o := diff.Outcome{
+		URL:    "/integrations",
+		Legacy: diff.Response{Status: 200, Body: []byte(`{"upstream":{"auth":"Basic ` + basic + `","plan":"Basic plan"}}`)},
+		New:    diff.Response{Status: 200, Body: []byte(`{"upstream":{"plan":"Basic plan"}}`), Err: "retry with basic " + basic + " failed"},
+		Differences: []diff.Difference{
+			{Path: "$.upstream.auth", Kind: diff.Missing, Legacy: "Basic " + basic},
+		},
+	}
+	seen, kept := seenByReaders(t, Options{}, o)
+	checkSeen(t, seen, kept, []string{basic}, []string{`plan\":\"Basic plan`, "retry with basic " + Masked + " failed"})
+}

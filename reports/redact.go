@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -638,17 +639,28 @@ func (r *Redactor) maskElements(s string) string {
 var (
 	jwtRE        = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*){2,4}`)
 	bearerRE     = regexp.MustCompile(`(?i)\b(bearer[ \t]+)([A-Za-z0-9\-._~+/]+=*)`)
+	basicRE      = regexp.MustCompile(`(?i)\b(basic[ \t]+)([A-Za-z0-9+/]{4,}={0,2})`)
 	authHeaderRE = regexp.MustCompile(`(?i)\b((?:proxy-)?authorization[ \t]*:[ \t]*)([^\s"'<>][^\r\n"'<>]*)`)
 	authValueRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9\-]*[ \t]+[A-Za-z0-9\-._~+/]+=*`)
 	headerLineRE = regexp.MustCompile(`(?m)^([ \t]*[A-Za-z][A-Za-z0-9_\-]*[ \t]*:[ \t]*)(\S[^\r\n]*)`)
 )
 
-// maskTokens masks JWTs wherever they stand and the token after "Bearer"
-// (when it has a digit or is 20 characters or more, so that prose such as
-// "bearer authentication" stays).
+// maskTokens masks JWTs wherever they stand, the token after "Basic" when
+// it is base64 of "user:password", and the token after "Bearer" (when it
+// has a digit or is 20 characters or more, so that prose such as "bearer
+// authentication" stays).
 func maskTokens(s string) string {
 	if strings.Contains(s, "eyJ") {
 		s = jwtRE.ReplaceAllString(s, Masked)
+	}
+	if containsFold(s, "basic") {
+		s = basicRE.ReplaceAllStringFunc(s, func(m string) string {
+			sub := basicRE.FindStringSubmatch(m)
+			if isBasicCredentials(sub[2]) {
+				return sub[1] + Masked
+			}
+			return m
+		})
 	}
 	if !containsFold(s, "bearer") {
 		return s
@@ -660,6 +672,25 @@ func maskTokens(s string) string {
 		}
 		return m
 	})
+}
+
+// isBasicCredentials reports whether tok is base64 of "user:password", as
+// HTTP Basic authentication sends it, and not an ordinary word ("Basic
+// plan").
+func isBasicCredentials(tok string) bool {
+	d, err := base64.StdEncoding.DecodeString(tok)
+	if err != nil {
+		d, err = base64.RawStdEncoding.DecodeString(strings.TrimRight(tok, "="))
+	}
+	if err != nil || bytes.IndexByte(d, ':') < 0 {
+		return false
+	}
+	for _, c := range d {
+		if c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // maskHeaderLines masks the value of an Authorization header written in
