@@ -417,14 +417,18 @@ func (r *Redactor) URL(u string) string {
 	return r.Text(u)
 }
 
-// Text masks card numbers and e-mail addresses in free text, the value of
-// an HTML element named like a credential (a csrf-token meta tag), and the values
-// of JSON members named like the last member of a redact path ("email":
-// "x" in an error message or a line of a text body), also when written
-// name=value (a form-encoded body, "token=abc" in an error, a query
-// string; see maskNamedValues for the encodings understood). Only the
-// member's line is seen: a selected object or array spread over several
-// lines is not masked whole, which Body and Outcome do for JSON bodies.
+// Text masks secrets in free text (an error, a header value, a line of a
+// text body, a JSON string): card numbers and e-mail addresses, the values
+// of JSON members named like a credential or like the last member of a
+// redact path ("email": "x" in an error message, also with a \u-escaped
+// name), the same names written name=value however encoded
+// (maskNamedValues) or in other notations (maskDumped), the text of XML
+// and the value of HTML elements so named, the user part of URLs and
+// DSNs, JWTs, Basic and Bearer tokens, PEM private keys, and echoed
+// credential headers. Only the member's line is seen: a selected object or
+// array spread over several lines is not masked whole, which Body and
+// Outcome do for JSON bodies. Text is idempotent: masking its result again
+// changes nothing.
 func (r *Redactor) Text(s string) string {
 	if s == "" {
 		return s
