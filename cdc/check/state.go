@@ -179,7 +179,7 @@ func fixSQL(t *table, d rowDiff) string {
 	tbl := qualified(t.m.TargetSchema, t.m.TargetTable)
 	where := make([]string, len(t.m.PK))
 	for i, idx := range t.m.PK {
-		where[i] = equals(t.pkNames[i], t.kinds[idx], t.keyValue(d, i))
+		where[i] = equals(t.cols[idx], t.kinds[idx], t.keyValue(d, i))
 	}
 	switch d.Kind {
 	case "duplicate":
@@ -190,7 +190,7 @@ func fixSQL(t *table, d rowDiff) string {
 		var all []string
 		for i, c := range t.cols {
 			if k := t.kinds[i]; k != kindFloat && k != kindDouble {
-				all = append(all, equals(c.Name, k, d.dst.vals[i]))
+				all = append(all, equals(c, k, d.dst.vals[i]))
 			}
 		}
 		return fmt.Sprintf("DELETE FROM %s WHERE %s LIMIT 1;", tbl, strings.Join(all, " AND "))
@@ -216,12 +216,22 @@ func fixSQL(t *table, d rowDiff) string {
 	return fmt.Sprintf("UPDATE %s SET %s WHERE %s;", tbl, strings.Join(sets, ", "), strings.Join(where, " AND "))
 }
 
-// equals is "col = literal", or "col IS NULL".
-func equals(col string, k colKind, v Value) string {
+// equals is "col = literal", or "col IS NULL". Text under a collation
+// other than binary is also matched byte for byte: "k = 'ABC'" holds for
+// 'abc' and "k = 'bo '" for 'bo' under a _ci, PAD SPACE collation, and a
+// target that does not enforce its key can hold both, so a DELETE of the
+// extra row removed the source's own row with it. The collation's match
+// comes first, so the server still reads the key's index.
+func equals(c TargetColumn, k colKind, v Value) string {
+	col := quoteIdent(c.Name)
 	if v.Null {
-		return quoteIdent(col) + " IS NULL"
+		return col + " IS NULL"
 	}
-	return quoteIdent(col) + " = " + literal(k, v)
+	eq := col + " = " + literal(k, v)
+	if (k == kindText || k == kindChar) && c.Collation != "" && c.Collation != "binary" {
+		eq += fmt.Sprintf(" AND CAST(CONVERT(%s USING utf8mb4) AS BINARY) = X'%s'", col, hex.EncodeToString([]byte(v.Text)))
+	}
+	return eq
 }
 
 func (t *table) keyValue(d rowDiff, i int) Value {

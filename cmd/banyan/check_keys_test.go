@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -176,5 +177,49 @@ func TestCheckCmd_ResumeRefusesAnotherChecksState(t *testing.T) {
 	code, out, stderr := checkTables(t, ctx, srcDB, dstDB, "--recheck-after", "10ms", "--state", state, "--resume")
 	if code != exitCannotRun || !strings.Contains(stderr, "belongs to another check") {
 		t.Errorf("exit %d, want %d saying the state belongs to another check\nstdout: %s\nstderr: %s", code, exitCannotRun, out, stderr)
+	}
+}
+
+// TestCheckCmd_FixSQLMatchesKeyBytes: a target without a unique key under
+// a case- and pad-insensitive collation can hold a source row and also a
+// copy keyed 'ABC' for 'abc' or 'bo ' for 'bo' (extra rows), or a second
+// copy differing only in case (a duplicate). The fix SQL must delete only
+// those rows: matched with "k = 'ABC'" by the collation it also deleted
+// the source's own row, which the next check then found missing.
+func TestCheckCmd_FixSQLMatchesKeyBytes(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := context.Background()
+	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	rows := "INSERT INTO t VALUES ('abc', '1'), ('bo', '2'), ('x', 'Bob')"
+	if err := pair.Source.Exec(ctx, "USE "+srcDB, "CREATE TABLE t (k VARCHAR(10) PRIMARY KEY, v VARCHAR(10)) COLLATE utf8mb4_general_ci", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Target.Exec(ctx, "USE "+dstDB, "CREATE TABLE t (k VARCHAR(10), v VARCHAR(10)) COLLATE utf8mb4_general_ci", rows,
+		"INSERT INTO t VALUES ('ABC', '1'), ('bo ', '2'), ('x', 'BOB')",
+	); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fixPath := filepath.Join(dir, "fix.sql")
+	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
+	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
+	if code != exitFound {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
+	}
+	var got []string
+	for _, d := range checkResult(t, out).Sample {
+		got = append(got, d.Kind+" k="+strconv.Quote(d.Key["k"]))
+	}
+	slices.Sort(got)
+	if want := []string{`duplicate k="x"`, `extra k="ABC"`, `extra k="bo "`}; !slices.Equal(got, want) {
+		t.Errorf("differences %v, want %v", got, want)
+	}
+	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	var v string
+	if err := db.QueryRow("SELECT GROUP_CONCAT(CONCAT('[', k, ']=', v) ORDER BY BINARY k) FROM t").Scan(&v); err != nil || v != "[abc]=1,[bo]=2,[x]=Bob" {
+		t.Errorf("target after the fix SQL: %q (%v), want [abc]=1,[bo]=2,[x]=Bob\nfix SQL:\n%s", v, err, fix)
+	}
+	if code, out, stderr := runChk(); code != exitOK {
+		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
