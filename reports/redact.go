@@ -506,7 +506,53 @@ func (r *Redactor) maskNamedValues(s string) string {
 // (maskPEMKeys; again after e-mail addresses are masked) and the
 // text of XML elements so named (maskElements).
 func (r *Redactor) maskCredentialText(s string) string {
-	return maskHeaderLines(r.maskElements(r.maskDumped(maskPEMKeys(maskUserinfo(r.maskNamedValues(maskTokens(s)))))))
+	s = maskPEMKeys(maskUserinfo(r.maskNamedValues(maskTokens(s))))
+	if !r.mayNameCredential(s) {
+		return s // the rules below look for a name written plainly
+	}
+	return maskHeaderLines(r.maskElements(r.maskDumped(s)))
+}
+
+// credentialStems are what every plainly written credential name and
+// credential header contains, without case, by first letter: a text with
+// none of them (nor the last member of a redact path) names none.
+var credentialStems = map[byte][]string{
+	'p': {"pass"}, 's': {"secret", "sess"}, 't': {"token"}, 'k': {"key"},
+	'a': {"auth"}, 'c': {"cookie", "cvv", "cvc"},
+}
+
+// mayNameCredential reports whether s may hold a plainly written name
+// of a credential or of the last member of a redact path.
+func (r *Redactor) mayNameCredential(s string) bool {
+	for i := 0; i < len(s); i++ {
+		for _, w := range credentialStems[lowerASCII(s[i])] {
+			if hasPrefixFold(s[i:], w) {
+				return true
+			}
+		}
+	}
+	if r != nil {
+		for _, k := range r.keys {
+			if containsFold(s, strings.ToLower(k)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPrefixFold reports whether s starts with the lower-case ASCII w in
+// any case.
+func hasPrefixFold(s, w string) bool {
+	if len(s) < len(w) {
+		return false
+	}
+	for j := 0; j < len(w); j++ {
+		if lowerASCII(s[j]) != w[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // dumpKeyRE finds a name and what follows it in the notations data is
@@ -730,14 +776,33 @@ func maskHeaderLines(s string) string {
 	})
 }
 
-// containsFold reports whether s holds the lower-case sub in any case.
+// containsFold reports whether s holds the lower-case ASCII sub in any
+// case.
 func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+	n := len(sub)
+	if n == 0 {
+		return true
+	}
+	for i := 0; i+n <= len(s); i++ {
+		if lowerASCII(s[i]) != sub[0] {
+			continue
+		}
+		j := 1
+		for j < n && lowerASCII(s[i+j]) == sub[j] {
+			j++
+		}
+		if j == n {
 			return true
 		}
 	}
 	return false
+}
+
+func lowerASCII(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // userinfoRE finds the user part of a URL ("https://user:pass@host",
