@@ -114,3 +114,31 @@ func TestPipeline_HandoffReplayChildOfSourceCascade(t *testing.T) {
 	untilApplied(t, dst, done, at, "orders", "notes")
 	checkSameRows(t, src, dst, "orders", "notes")
 }
+
+// TestPipeline_ParentKeyChangeKeepsChildren: the source renumbers order 1
+// to 5, and its ON UPDATE CASCADE moves item 10 to order 5 without a row
+// in the binlog. The target, with the same foreign key, must end with item
+// 10 on order 5 as the source has it: applied as a delete of order 1 and
+// an insert of order 5, the delete's ON DELETE CASCADE removed item 10 and
+// nothing brought it back.
+func TestPipeline_ParentKeyChangeKeepsChildren(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	ddl := []string{`CREATE TABLE orders (id INT PRIMARY KEY, v INT)`,
+		`CREATE TABLE items (id INT PRIMARY KEY, order_id INT NOT NULL, FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE ON UPDATE CASCADE)`}
+	mustExec(t, src, ddl...)
+	mustExec(t, dst, ddl...)
+	mustExec(t, src, `INSERT INTO orders VALUES (1, 1), (2, 2)`, `INSERT INTO items VALUES (10, 1), (20, 2)`)
+	cfg := cdcConfig(srcName, dstName,
+		routes.TableMapping{Source: srcName + ".orders", Target: dstName + ".orders"},
+		routes.TableMapping{Source: srcName + ".items", Target: dstName + ".items"})
+	done := startRun(t, cfg)
+	untilApplied(t, dst, done, gtidPos(t, src), "orders", "items")
+	// Past the copy's end, then the renumbering; and a delete still
+	// cascades afterwards.
+	mustExec(t, src, `UPDATE orders SET id = 5, v = 55 WHERE id = 1`)
+	untilApplied(t, dst, done, gtidPos(t, src), "orders", "items")
+	checkSameRows(t, src, dst, "orders", "items")
+	mustExec(t, src, `DELETE FROM orders WHERE id = 2`)
+	untilApplied(t, dst, done, gtidPos(t, src), "orders", "items")
+	checkSameRows(t, src, dst, "orders", "items")
+}

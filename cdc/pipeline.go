@@ -637,8 +637,17 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, 
 
 // applyChange applies one row change on its own, as Target.Apply would.
 func applyChange(ctx context.Context, x execer, m *TableMap, index map[string]int, c Change, shared settler) error {
+	var moved []any
 	return eachWrite(m, index, c, func(op Op, row []any) error {
-		if op == Delete {
+		switch {
+		case op == Update && m.Compact:
+			return remove(ctx, x, m, [][]any{row}, shared)
+		case op == Update:
+			moved = row
+			return nil
+		case moved != nil:
+			return rekey(ctx, x, m, moved, row, shared)
+		case op == Delete:
 			return remove(ctx, x, m, [][]any{row}, shared)
 		}
 		return upsert(ctx, x, m, [][]any{row}, shared)

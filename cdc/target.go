@@ -401,8 +401,28 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 	final := map[*TableMap]*finalState{}
 	var finalOrder []*TableMap
 	// add takes one primitive change: op Delete or Insert (an upsert),
-	// with the full mapped row (before or after).
+	// with the full mapped row (before or after), or op Update with the
+	// old row of a key change, whose new row comes next.
+	var moved []any
 	add := func(m *TableMap, op Op, row []any) error {
+		if op == Update && m.Compact {
+			op = Delete // no foreign key to carry over
+		}
+		if op == Update {
+			if err := flush(); err != nil {
+				return err
+			}
+			moved = row
+			return nil
+		}
+		if moved != nil {
+			old := moved
+			moved = nil
+			if err := rekey(ctx, tx, m, old, row, shared); err != nil {
+				return fmt.Errorf("apply to %s: %w", m.TargetName(), err)
+			}
+			return nil
+		}
 		if m.Compact {
 			fs := final[m]
 			if fs == nil {
@@ -643,8 +663,9 @@ func upsertRows(ctx context.Context, x execer, m *TableMap, rows [][]any) error 
 
 // eachWrite hands fn the target writes one source change comes to, in
 // order: an insert an upsert (op Insert, the row), a delete a delete by
-// key (op Delete, the row as it was), an update an upsert, after a delete
-// of the old row when the key changed.
+// key (op Delete, the row as it was), an update an upsert; when the update
+// changed the key, the upsert comes after the old row (op Update), which
+// rekey moves to the new key, or a plain delete removes.
 func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row []any) error) error {
 	if c.Op == Delete {
 		before, err := m.Row(index, c.Before)
@@ -663,8 +684,8 @@ func eachWrite(m *TableMap, index map[string]int, c Change, fn func(op Op, row [
 			return fmt.Errorf("%s: %w", m.SourceName(), err)
 		}
 		if !sameKey(m.Key(before), m.Key(after)) {
-			// The primary key changed: the old row goes away.
-			if err := fn(Delete, before); err != nil {
+			// The primary key changed: the old row, then the new one.
+			if err := fn(Update, before); err != nil {
 				return err
 			}
 		}
@@ -788,6 +809,52 @@ func removeOne(ctx context.Context, x execer, m *TableMap, row []any, shared set
 		}
 	}
 	return nil
+}
+
+// rekey applies an update that changed a row's primary key from old's to
+// row's as one UPDATE of the old row, so that the target's foreign keys
+// act on it as the source's did: an ON UPDATE CASCADE moves the children
+// to the new key. A delete and an insert, as before, made an ON DELETE
+// CASCADE remove them (the source's cascade is not in its binlog: the
+// children kept their rows, now under the new key), and RESTRICT stopped
+// the stream. When the old row is missing, or the target refuses the
+// update for good (a RESTRICT on update, a unique value held by another
+// row), the old row is deleted and the new one upserted, as before.
+func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared settler) error {
+	var b strings.Builder
+	b.WriteString("UPDATE ")
+	b.WriteString(targetTable(m))
+	b.WriteString(" SET ")
+	args := make([]any, 0, len(row)+len(m.PK))
+	for i, c := range m.Cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s = ?", quoteIdent(c.Target))
+		args = append(args, row[i])
+	}
+	b.WriteString(" WHERE ")
+	for i, k := range m.PK {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[k].Target))
+		args = append(args, old[k])
+	}
+	res, err := x.ExecContext(ctx, b.String(), args...)
+	if err == nil {
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+	} else if !permanent(err) {
+		return err
+	}
+	// The failed statement was rolled back on its own; the transaction
+	// goes on.
+	if err := remove(ctx, x, m, [][]any{old}, shared); err != nil {
+		return err
+	}
+	return upsert(ctx, x, m, [][]any{row}, shared)
 }
 
 // deleteKeys deletes rows by primary key.
