@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -190,6 +191,17 @@ type nrow struct {
 }
 
 func (t *table) fromSource(raw []any) (nrow, error) {
+	for i, c := range t.m.Cols {
+		// A FLOAT read as "f + 0e0" is its exact value as a double; the
+		// binlog gives CDC that float32, and so the mapping gets it here.
+		if b, ok := raw[i].([]byte); ok && isFloatType(c.DataType) {
+			f, err := strconv.ParseFloat(string(b), 32)
+			if err != nil {
+				return nrow{}, fmt.Errorf("column %s: %q is not a number", c.Source, b)
+			}
+			raw[i] = float32(f)
+		}
+	}
 	mapped, err := t.m.Row(t.srcIndex, raw)
 	if err != nil {
 		return nrow{}, err
@@ -255,7 +267,7 @@ func (c *Checker) checkTable(ctx context.Context, t *table, st *state) (*TableRe
 	var done int64
 	last := ts.LastPK
 	for {
-		srcRows, err := c.Source.Chunk(ctx, t.m, last, o.ChunkSize)
+		srcRows, err := c.sourceChunk(ctx, t, last, o.ChunkSize)
 		if err != nil {
 			return nil, err
 		}
@@ -623,7 +635,7 @@ func (c *Checker) targetRange(ctx context.Context, t *table, lo, hi []any) ([][]
 	if lo == nil {
 		cond = "(" + cond + ") OR " + strings.Join(isNull, " OR ")
 	}
-	q := "SELECT " + strings.Join(quoteAll(targetNames(t)), ", ") + " FROM " + qualified(t.m.TargetSchema, t.m.TargetTable) + " WHERE " + cond
+	q := "SELECT " + t.selectList(false) + " FROM " + qualified(t.m.TargetSchema, t.m.TargetTable) + " WHERE " + cond
 	return cdc.QueryRows(ctx, c.Target, q, args...)
 }
 
@@ -639,12 +651,9 @@ func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source 
 	if len(keys) == 0 {
 		return nil, nil
 	}
-	names, keyNames, tbl, db, keyArgs := targetNames(t), t.pkNames, qualified(t.m.TargetSchema, t.m.TargetTable), c.Target, t.targetKeyArgs
+	keyNames, tbl, db, keyArgs := t.pkNames, qualified(t.m.TargetSchema, t.m.TargetTable), c.Target, t.targetKeyArgs
 	if source {
-		names, keyNames, tbl, db, keyArgs = nil, nil, qualified(t.m.SourceSchema, t.m.SourceTable), c.Source.DB, t.sourceKeyArgs
-		for _, col := range t.m.Cols {
-			names = append(names, col.Source)
-		}
+		keyNames, tbl, db, keyArgs = nil, qualified(t.m.SourceSchema, t.m.SourceTable), c.Source.DB, t.sourceKeyArgs
 		for _, k := range t.m.PK {
 			keyNames = append(keyNames, t.m.Cols[k].Source)
 		}
@@ -679,7 +688,7 @@ func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source 
 			conds = append([]string{fmt.Sprintf("%s IN (%s)", quoteIdent(keyNames[0]), strings.Join(phs, ", "))}, conds...)
 		}
 		args = append(args, condArgs...)
-		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(quoteAll(names), ", "), tbl, strings.Join(conds, " OR "))
+		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", t.selectList(source), tbl, strings.Join(conds, " OR "))
 		rows, err := cdc.QueryRows(ctx, db, q, args...)
 		if err != nil {
 			return nil, err
@@ -689,12 +698,56 @@ func (c *Checker) rowsByKey(ctx context.Context, t *table, keys [][]any, source 
 	return out, nil
 }
 
-func targetNames(t *table) []string {
-	names := make([]string, len(t.m.Cols))
+// selectList is the mapped columns of one side as the checker reads them.
+// A FLOAT is read as "f + 0e0", the double its stored single-precision
+// value is exactly: as itself it comes over the text protocol at the 6
+// significant digits the server prints, and 1234567 and 1234568 were
+// both 1234570, so a real difference was called equal.
+func (t *table) selectList(source bool) string {
+	exprs := make([]string, len(t.m.Cols))
 	for i, c := range t.m.Cols {
-		names[i] = c.Target
+		name, float := c.Target, t.kinds[i] == kindFloat
+		if source {
+			name, float = c.Source, isFloatType(c.DataType)
+		}
+		exprs[i] = quoteIdent(name)
+		if float {
+			exprs[i] += " + 0e0"
+		}
 	}
-	return names
+	return strings.Join(exprs, ", ")
+}
+
+// isFloatType reports whether a COLUMN_TYPE is FLOAT (single precision).
+func isFloatType(columnType string) bool {
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(columnType)), "float")
+}
+
+// sourceChunk reads up to n source rows after the key last, in key order
+// (as cdc.SourceDB.Chunk, the CDC copy's reader, with the checker's
+// select list).
+func (c *Checker) sourceChunk(ctx context.Context, t *table, last []any, n int) ([][]any, error) {
+	keys := make([]string, len(t.m.PK))
+	for i, k := range t.m.PK {
+		keys[i] = t.m.Cols[k].Source
+	}
+	q := "SELECT " + t.selectList(true) + " FROM " + qualified(t.m.SourceSchema, t.m.SourceTable)
+	var args []any
+	if last != nil {
+		bound := make([]any, len(last))
+		for i, v := range last {
+			bound[i] = cdc.BoundArg(t.m.Cols[t.m.PK[i]].DataType, v)
+		}
+		var cond string
+		cond, args = cdc.KeyBound(keys, bound, true)
+		q += " WHERE " + cond
+	}
+	q += fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(quoteAll(keys), ", "), n)
+	rows, err := cdc.QueryRows(ctx, c.Source.DB, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", t.m.SourceName(), err)
+	}
+	return rows, nil
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

@@ -145,9 +145,10 @@ func normalize(v any, k colKind, scale int) (Value, error) {
 			return Value{Text: "NaN"}, nil
 		}
 		if k == kindFloat {
-			// The server prints FLOAT with 6 significant digits; compare
-			// at that precision, or equal data would look different.
-			return Value{Text: strconv.FormatFloat(f, 'g', 6, 32)}, nil
+			// Single precision, every digit of it: a FLOAT is read as
+			// "f + 0e0" (selectList), not at the 6 digits the server
+			// prints, which hid 1234567 ≠ 1234568.
+			return Value{Text: strconv.FormatFloat(f, 'g', -1, 32)}, nil
 		}
 		return Value{Text: strconv.FormatFloat(f, 'g', -1, 64)}, nil
 	case kindTime:

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -393,11 +394,11 @@ func TestCheckCmd_MaxRowsPerSecThrottles(t *testing.T) {
 }
 
 // TestCheckCmd_DoubleIntoFloatNoFalseAlarm guards against a false alarm: a source
-// DOUBLE copied into a target FLOAT is read back over the text protocol at
-// the server's FLOAT display precision (6 significant digits: "3.14159"),
-// while normalize renders the source double at full single precision
-// ("3.1415927") unless FLOAT is compared at the server's precision
-// (cdc/check/normalize.go, kindFloat).
+// DOUBLE copied into a target FLOAT holds the double rounded to single
+// precision; read as its text (6 significant digits: "3.14159") it once
+// differed from the source double rounded the same way ("3.1415927").
+// Both are now compared at full single precision (cdc/check selectList
+// and normalize, kindFloat).
 func TestCheckCmd_DoubleIntoFloatNoFalseAlarm(t *testing.T) {
 	testdb.Need(t, pair)
 	ctx := context.Background()
@@ -413,6 +414,46 @@ func TestCheckCmd_DoubleIntoFloatNoFalseAlarm(t *testing.T) {
 		"--recheck-after", "10ms", "--state", filepath.Join(t.TempDir(), "state.json")}, &out, &errb)
 	if code != exitOK {
 		t.Errorf("DOUBLE into FLOAT, same values: exit %d, want %d\n%s%s", code, exitOK, out.String(), errb.String())
+	}
+}
+
+// TestCheckCmd_FloatDifferenceBeyondSixDigits: two FLOATs that differ
+// only past the 6 significant digits the server prints (1234567 and
+// 1234568 are both shown as 1234570) are different data: an application
+// computing with them or matching them in a WHERE sees it. The check read
+// both as text and called the tables consistent; it now reads FLOATs at
+// their stored single precision, reports both rows, and its fix SQL
+// makes the next check consistent.
+func TestCheckCmd_FloatDifferenceBeyondSixDigits(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := context.Background()
+	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	sameTable(t, ctx, srcDB, dstDB, "CREATE TABLE t (k INT PRIMARY KEY, f FLOAT)",
+		"INSERT INTO t VALUES (1, 1234567), (2, 1.000001), (3, 3.14159265), (4, NULL)",
+		"UPDATE t SET f = 1234568 WHERE k = 1", "UPDATE t SET f = 1.000002 WHERE k = 2")
+	dir := t.TempDir()
+	fixPath := filepath.Join(dir, "fix.sql")
+	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
+	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath)
+	if code != exitFound {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
+	}
+	var got []string
+	for _, d := range checkResult(t, out).Sample {
+		for _, c := range d.Columns {
+			got = append(got, d.Kind+" k="+d.Key["k"]+" "+c.Column+": "+c.Source+" -> "+c.Target)
+		}
+	}
+	if want := []string{`changed k=1 f: "1.234567e+06" -> "1.234568e+06"`, `changed k=2 f: "1.000001" -> "1.000002"`}; !slices.Equal(got, want) {
+		t.Errorf("differences %q, want %q", got, want)
+	}
+	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM t WHERE (k = 1 AND f = 1234567) OR (k = 2 AND ABS(f - 1.000001) < 1e-7)").Scan(&n); err != nil || n != 2 {
+		t.Errorf("target after the fix SQL: %d rows fixed (%v), want 2\nfix SQL:\n%s", n, err, fix)
+	}
+	if code, out, stderr := runChk(); code != exitOK {
+		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
 
