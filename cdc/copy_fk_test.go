@@ -142,3 +142,38 @@ func TestPipeline_ParentKeyChangeKeepsChildren(t *testing.T) {
 	untilApplied(t, dst, done, gtidPos(t, src), "orders", "items")
 	checkSameRows(t, src, dst, "orders", "items")
 }
+
+// TestPipeline_HandoffParentKeyChangeKeepsChildren: the same renumbering
+// during the copy. Order 1 and its item 10 are placed after the copy's
+// start, then order 1 becomes 5 (the source's cascade moves item 10
+// along, without a row in the binlog), before the copy reads the tables:
+// the replay writes order 1 and item 10 on it onto a target that already
+// holds order 5, copied, and then meets the renumbering. Item 10 must end
+// on order 5, not be removed with order 1; so must the items of order 4,
+// renumbered to 8 before the copy, and of order 3, renumbered twice.
+func TestPipeline_HandoffParentKeyChangeKeepsChildren(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	ddl := []string{`CREATE TABLE orders (id INT PRIMARY KEY, v INT)`,
+		`CREATE TABLE items (id INT PRIMARY KEY, order_id INT NOT NULL, FOREIGN KEY (order_id) REFERENCES orders (id) ON DELETE CASCADE ON UPDATE CASCADE)`}
+	mustExec(t, src, ddl...)
+	mustExec(t, dst, ddl...)
+	mustExec(t, src, `INSERT INTO orders VALUES (2, 2), (4, 4)`, `INSERT INTO items VALUES (20, 2), (40, 4)`)
+	cfg := cdcConfig(srcName, dstName,
+		routes.TableMapping{Source: srcName + ".orders", Target: dstName + ".orders"},
+		routes.TableMapping{Source: srcName + ".items", Target: dstName + ".items"})
+	resetToSourcePosition(t, src, dst)
+	mustExec(t, src,
+		// order 4, renumbered before the copy read it: the replay meets
+		// the renumbering with order 4 missing and order 8 there
+		`UPDATE orders SET id = 8 WHERE id = 4`,
+		`INSERT INTO orders VALUES (1, 1)`, `INSERT INTO items VALUES (10, 1)`,
+		`UPDATE orders SET id = 5, v = 55 WHERE id = 1`,
+		// and one renumbered twice, whose first move the target can
+		// take (no order 6 there) and whose second meets order 7, copied
+		`INSERT INTO orders VALUES (3, 3)`, `INSERT INTO items VALUES (30, 3)`,
+		`UPDATE orders SET id = 6 WHERE id = 3`, `UPDATE orders SET id = 7 WHERE id = 6`)
+	at := gtidPos(t, src)
+	done := startRun(t, cfg)
+	untilApplied(t, dst, done, at, "orders", "items")
+	checkSameRows(t, src, dst, "orders", "items")
+}

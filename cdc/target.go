@@ -841,16 +841,50 @@ func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared se
 		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[k].Target))
 		args = append(args, old[k])
 	}
-	res, err := x.ExecContext(ctx, b.String(), args...)
-	if err == nil {
-		if n, err := res.RowsAffected(); err != nil || n > 0 {
-			return err
+	update := func() (int64, error) {
+		res, err := x.ExecContext(ctx, b.String(), args...)
+		if err != nil {
+			return 0, err
 		}
-	} else if !permanent(err) {
+		return res.RowsAffected()
+	}
+	n, err := update()
+	switch {
+	case err == nil && n > 0:
+		return nil
+	case err != nil && !permanent(err):
 		return err
 	}
 	// The failed statement was rolled back on its own; the transaction
 	// goes on.
+	if shared != nil {
+		// In the copy's window (settle.go) the target may hold the new key
+		// already, copied in a later state, or miss the old row, which the
+		// copy read after the source renumbered it, while rows the replay
+		// wrote reference it. The new key's row is deleted without the
+		// check (its children stay and find it again), the old row is put
+		// back as it was when missing, and the update tried again, so the
+		// target's ON UPDATE CASCADE still moves the children.
+		if _, err := x.ExecContext(ctx, "SAVEPOINT banyan_rekey"); err != nil {
+			return err
+		}
+		missing := err == nil
+		err := unchecked(ctx, x, func() error { _, err := deleteCount(ctx, x, m, [][]any{m.Key(row)}); return err })
+		if err == nil && missing {
+			err = upsert(ctx, x, m, [][]any{old}, shared)
+		}
+		if err == nil {
+			if n, err = update(); err == nil && n > 0 {
+				return nil
+			}
+		}
+		if err != nil && !permanent(err) {
+			return err
+		}
+		if _, rerr := x.ExecContext(ctx, "ROLLBACK TO SAVEPOINT banyan_rekey"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
 	if err := remove(ctx, x, m, [][]any{old}, shared); err != nil {
 		return err
 	}
