@@ -258,3 +258,45 @@ func TestCheckCmd_CompositeKeysThatPrintAlike(t *testing.T) {
 		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
+
+// TestCheckCmd_ExtraRowUnderStricterTargetCollation: the source's key is
+// case-insensitive and the target's is binary, so the target can hold
+// 'ABC' beside the source's 'abc'. Only 'ABC' is extra: re-read by its
+// key, the source returned its 'abc' row, which was then reported as
+// missing from the target, and the fix SQL's INSERT of it was refused as
+// a duplicate of the 'abc' row the target has.
+func TestCheckCmd_ExtraRowUnderStricterTargetCollation(t *testing.T) {
+	testdb.Need(t, pair)
+	ctx := context.Background()
+	srcDB, dstDB := testdb.TempDatabase(t, pair.Source), testdb.TempDatabase(t, pair.Target)
+	rows := "INSERT INTO t VALUES ('abc', 1), ('x', 2)"
+	if err := pair.Source.Exec(ctx, "USE "+srcDB, "CREATE TABLE t (k VARCHAR(10) COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)", rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.Target.Exec(ctx, "USE "+dstDB, "CREATE TABLE t (k VARCHAR(10) COLLATE utf8mb4_bin PRIMARY KEY, v INT)", rows,
+		"INSERT INTO t VALUES ('ABC', 1)"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fixPath := filepath.Join(dir, "fix.sql")
+	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
+	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath)
+	if code != exitFound {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
+	}
+	var got []string
+	for _, d := range checkResult(t, out).Sample {
+		got = append(got, d.Kind+" k="+strconv.Quote(d.Key["k"]))
+	}
+	if want := []string{`extra k="ABC"`}; !slices.Equal(got, want) {
+		t.Errorf("differences %v, want %v", got, want)
+	}
+	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	var v string
+	if err := db.QueryRow("SELECT GROUP_CONCAT(k ORDER BY k) FROM t").Scan(&v); err != nil || v != "abc,x" {
+		t.Errorf("target after the fix SQL: %q (%v), want abc,x\nfix SQL:\n%s", v, err, fix)
+	}
+	if code, out, stderr := runChk(); code != exitOK {
+		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
+	}
+}
