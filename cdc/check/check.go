@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -643,9 +644,32 @@ func covers(flavor, appliedJSON string, want cdc.Position) bool {
 func (t *table) targetKeyArgs(key []any) []any {
 	out := make([]any, len(key))
 	for i, idx := range t.m.PK {
-		out[i] = cdc.QueryArg(t.cols[idx].ColType, key[i])
+		out[i] = keyArg(t.cols[idx].ColType, key[i], cdc.QueryArg)
 	}
 	return out
+}
+
+// keyArg is arg(columnType, v), but a BIT key's bytes go as the unsigned
+// number the column compares with. As text ('1' for b'00110001', which is
+// 49) the chunk bounds read overlapping ranges and every suspect re-read
+// matched no row on either side, so changed rows were dropped and the
+// verdict was CONSISTENT.
+func keyArg(columnType string, v any, arg func(string, any) any) any {
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(columnType)), "bit") {
+		var b []byte
+		switch x := v.(type) {
+		case []byte:
+			b = x
+		case string:
+			b = []byte(x)
+		}
+		if b != nil && len(b) <= 8 {
+			var buf [8]byte
+			copy(buf[8-len(b):], b)
+			return binary.BigEndian.Uint64(buf[:])
+		}
+	}
+	return arg(columnType, v)
 }
 
 // targetBoundArgs is targetKeyArgs for a range bound ("k > ?"): an ENUM or
@@ -656,7 +680,7 @@ func (t *table) targetKeyArgs(key []any) []any {
 func (t *table) targetBoundArgs(key []any) []any {
 	out := make([]any, len(key))
 	for i, idx := range t.m.PK {
-		out[i] = cdc.BoundArg(t.cols[idx].ColType, key[i])
+		out[i] = keyArg(t.cols[idx].ColType, key[i], cdc.BoundArg)
 	}
 	return out
 }
@@ -665,7 +689,7 @@ func (t *table) targetBoundArgs(key []any) []any {
 func (t *table) sourceKeyArgs(key []any) []any {
 	out := make([]any, len(key))
 	for i, idx := range t.m.PK {
-		out[i] = cdc.QueryArg(t.m.Cols[idx].DataType, key[i])
+		out[i] = keyArg(t.m.Cols[idx].DataType, key[i], cdc.QueryArg)
 	}
 	return out
 }
@@ -795,7 +819,7 @@ func (c *Checker) sourceChunk(ctx context.Context, t *table, last []any, n int) 
 	if last != nil {
 		bound := make([]any, len(last))
 		for i, v := range last {
-			bound[i] = cdc.BoundArg(t.m.Cols[t.m.PK[i]].DataType, v)
+			bound[i] = keyArg(t.m.Cols[t.m.PK[i]].DataType, v, cdc.BoundArg)
 		}
 		var cond string
 		cond, args = cdc.KeyBound(keys, bound, true)
