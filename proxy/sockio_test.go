@@ -163,9 +163,12 @@ func TestSockIO_DeadlinesAreTimeouts(t *testing.T) {
 	}
 
 	// The peer reads nothing: the write fills the buffers and then waits
-	// until its deadline.
-	a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	// until its deadline. The buffer is made before the deadline is set,
+	// and the deadline leaves a loaded machine room to start the write:
+	// with 200ms set before making it, a run on a busy machine saw the
+	// deadline pass before a byte was written.
 	big := make([]byte, 64<<20)
+	a.SetWriteDeadline(time.Now().Add(time.Second))
 	n, err := s.Write(big)
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Write past its deadline: %v, want a timeout", err)
