@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -15,6 +16,44 @@ import (
 	"github.com/banyanhq/banyan/cdc/check"
 	"github.com/banyanhq/banyan/internal/testdb"
 )
+
+// fixCheck is a chunked check of srcDB against dstDB that must find
+// differences and write fix SQL (found), after which that fix SQL applied
+// to the target must leave the tables consistent (fixed).
+type fixCheck struct {
+	tb      testing.TB
+	ctx     context.Context
+	dstDB   string
+	fixPath string
+	run     func(extra ...string) (int, string, string)
+}
+
+func newFixCheck(tb testing.TB, ctx context.Context, srcDB, dstDB string) *fixCheck {
+	dir := tb.TempDir()
+	return &fixCheck{tb: tb, ctx: ctx, dstDB: dstDB, fixPath: filepath.Join(dir, "fix.sql"), run: chunkedCheck(tb, ctx, srcDB, dstDB, dir)}
+}
+
+// found runs the check with JSON output and the fix SQL file, and returns
+// its table's result; anything but exit 1 ends the test.
+func (c *fixCheck) found(extra ...string) check.TableResult {
+	c.tb.Helper()
+	code, out, stderr := c.run(append([]string{"--format", "json", "--fix-sql", c.fixPath}, extra...)...)
+	if code != exitFound {
+		c.tb.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
+	}
+	return checkResult(c.tb, out)
+}
+
+// fixed applies the fix SQL to the target, checks again (it must exit 0),
+// and returns the fix SQL and the target's connection.
+func (c *fixCheck) fixed() (string, *sql.DB) {
+	c.tb.Helper()
+	fix, db := applyFixSQL(c.tb, c.ctx, c.dstDB, c.fixPath)
+	if code, out, stderr := c.run(); code != exitOK {
+		c.tb.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
+	}
+	return fix, db
+}
 
 // TestCheckCmd_TargetThatDoesNotEnforceTheKey: a target table without a
 // unique key can hold a source row twice, or a row whose key is NULL. Both
@@ -37,35 +76,23 @@ func TestCheckCmd_TargetThatDoesNotEnforceTheKey(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
-	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
-	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
-	}
-	var res check.Result
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("JSON: %v\n%s", err, out)
-	}
+	chk := newFixCheck(t, ctx, srcDB, dstDB)
+	tr := chk.found("--sample", "20")
 	var got []string
-	for _, d := range res.Tables[0].Sample {
+	for _, d := range tr.Sample {
 		got = append(got, d.Kind+" k="+d.Key["k"])
 	}
 	slices.Sort(got)
 	if want := []string{"duplicate k=2", "duplicate k=4", "extra k=NULL"}; !slices.Equal(got, want) {
 		t.Errorf("differences %v, want %v", got, want)
 	}
-	if tr := res.Tables[0]; tr.Extra != 3 || tr.Mismatched != 0 || tr.Missing != 0 {
+	if tr.Extra != 3 || tr.Mismatched != 0 || tr.Missing != 0 {
 		t.Errorf("table result %+v, want 3 extra", tr)
 	}
-	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	fix, db := chk.fixed()
 	var v string
 	if err := db.QueryRow("SELECT GROUP_CONCAT(CONCAT(k, v) ORDER BY k) FROM t").Scan(&v); err != nil || v != "1a,2b,3c,4d,5e" {
 		t.Errorf("target after the fix SQL: %q (%v), want 1a,2b,3c,4d,5e\nfix SQL:\n%s", v, err, fix)
-	}
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
 
@@ -199,28 +226,20 @@ func TestCheckCmd_FixSQLMatchesKeyBytes(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
-	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath, "--sample", "20")
-	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
-	}
+	chk := newFixCheck(t, ctx, srcDB, dstDB)
+	tr := chk.found("--sample", "20")
 	var got []string
-	for _, d := range checkResult(t, out).Sample {
+	for _, d := range tr.Sample {
 		got = append(got, d.Kind+" k="+strconv.Quote(d.Key["k"]))
 	}
 	slices.Sort(got)
 	if want := []string{`duplicate k="x"`, `extra k="ABC"`, `extra k="bo "`}; !slices.Equal(got, want) {
 		t.Errorf("differences %v, want %v", got, want)
 	}
-	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	fix, db := chk.fixed()
 	var v string
 	if err := db.QueryRow("SELECT GROUP_CONCAT(CONCAT('[', k, ']=', v) ORDER BY BINARY k) FROM t").Scan(&v); err != nil || v != "[abc]=1,[bo]=2,[x]=Bob" {
 		t.Errorf("target after the fix SQL: %q (%v), want [abc]=1,[bo]=2,[x]=Bob\nfix SQL:\n%s", v, err, fix)
-	}
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
 
@@ -238,25 +257,17 @@ func TestCheckCmd_CompositeKeysThatPrintAlike(t *testing.T) {
 	sameTable(t, ctx, srcDB, dstDB, "CREATE TABLE t (a VARCHAR(10) NOT NULL, b VARCHAR(10) NOT NULL, v INT, PRIMARY KEY (a, b))",
 		"INSERT INTO t VALUES ('a b', 'c', 1), ('a', 'b c', 2), ('z', 'z', 3)",
 		"UPDATE t SET v = v + 10 WHERE b IN ('c', 'b c')")
-	dir := t.TempDir()
-	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
-	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath)
-	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
-	}
+	chk := newFixCheck(t, ctx, srcDB, dstDB)
+	tr := chk.found()
 	var got []string
-	for _, d := range checkResult(t, out).Sample {
+	for _, d := range tr.Sample {
 		got = append(got, d.Kind+" "+strconv.Quote(d.Key["a"])+"/"+strconv.Quote(d.Key["b"]))
 	}
 	slices.Sort(got)
 	if want := []string{`changed "a b"/"c"`, `changed "a"/"b c"`}; !slices.Equal(got, want) {
 		t.Errorf("differences %v, want %v", got, want)
 	}
-	applyFixSQL(t, ctx, dstDB, fixPath)
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
-	}
+	chk.fixed()
 }
 
 // TestCheckCmd_ExtraRowUnderStricterTargetCollation: the source's key is
@@ -277,27 +288,19 @@ func TestCheckCmd_ExtraRowUnderStricterTargetCollation(t *testing.T) {
 		"INSERT INTO t VALUES ('ABC', 1)"); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
-	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath)
-	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
-	}
+	chk := newFixCheck(t, ctx, srcDB, dstDB)
+	tr := chk.found()
 	var got []string
-	for _, d := range checkResult(t, out).Sample {
+	for _, d := range tr.Sample {
 		got = append(got, d.Kind+" k="+strconv.Quote(d.Key["k"]))
 	}
 	if want := []string{`extra k="ABC"`}; !slices.Equal(got, want) {
 		t.Errorf("differences %v, want %v", got, want)
 	}
-	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	fix, db := chk.fixed()
 	var v string
 	if err := db.QueryRow("SELECT GROUP_CONCAT(k ORDER BY k) FROM t").Scan(&v); err != nil || v != "abc,x" {
 		t.Errorf("target after the fix SQL: %q (%v), want abc,x\nfix SQL:\n%s", v, err, fix)
-	}
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
 
@@ -312,14 +315,8 @@ func TestCheckCmd_BitKey(t *testing.T) {
 	sameTable(t, ctx, srcDB, dstDB, "CREATE TABLE t (k BIT(8) PRIMARY KEY, v INT)",
 		"INSERT INTO t VALUES (b'00110001', 1), (b'00000101', 2), (b'11111111', 3), (b'00000000', 4)",
 		"UPDATE t SET v = 9 WHERE v < 4")
-	dir := t.TempDir()
-	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
-	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath)
-	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
-	}
-	tr := checkResult(t, out)
+	chk := newFixCheck(t, ctx, srcDB, dstDB)
+	tr := chk.found()
 	var got []string
 	for _, d := range tr.Sample {
 		got = append(got, d.Kind+" k="+d.Key["k"])
@@ -327,8 +324,5 @@ func TestCheckCmd_BitKey(t *testing.T) {
 	if want := []string{"changed k=5", "changed k=49", "changed k=255"}; !slices.Equal(got, want) || tr.Rows != 4 {
 		t.Errorf("%d rows compared, differences %v; want 4 rows and %v", tr.Rows, got, want)
 	}
-	applyFixSQL(t, ctx, dstDB, fixPath)
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
-	}
+	chk.fixed()
 }

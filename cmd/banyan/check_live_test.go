@@ -431,15 +431,9 @@ func TestCheckCmd_FloatDifferenceBeyondSixDigits(t *testing.T) {
 	sameTable(t, ctx, srcDB, dstDB, "CREATE TABLE t (k INT PRIMARY KEY, f FLOAT)",
 		"INSERT INTO t VALUES (1, 1234567), (2, 1.000001), (3, 3.14159265), (4, NULL)",
 		"UPDATE t SET f = 1234568 WHERE k = 1", "UPDATE t SET f = 1.000002 WHERE k = 2")
-	dir := t.TempDir()
-	fixPath := filepath.Join(dir, "fix.sql")
-	runChk := chunkedCheck(t, ctx, srcDB, dstDB, dir)
-	code, out, stderr := runChk("--format", "json", "--fix-sql", fixPath)
-	if code != exitFound {
-		t.Fatalf("exit %d, want %d\n%s%s", code, exitFound, out, stderr)
-	}
+	chk := newFixCheck(t, ctx, srcDB, dstDB)
 	var got []string
-	for _, d := range checkResult(t, out).Sample {
+	for _, d := range chk.found().Sample {
 		for _, c := range d.Columns {
 			got = append(got, d.Kind+" k="+d.Key["k"]+" "+c.Column+": "+c.Source+" -> "+c.Target)
 		}
@@ -447,13 +441,10 @@ func TestCheckCmd_FloatDifferenceBeyondSixDigits(t *testing.T) {
 	if want := []string{`changed k=1 f: "1.234567e+06" -> "1.234568e+06"`, `changed k=2 f: "1.000001" -> "1.000002"`}; !slices.Equal(got, want) {
 		t.Errorf("differences %q, want %q", got, want)
 	}
-	fix, db := applyFixSQL(t, ctx, dstDB, fixPath)
+	fix, db := chk.fixed()
 	var n int
 	if err := db.QueryRow("SELECT COUNT(*) FROM t WHERE (k = 1 AND f = 1234567) OR (k = 2 AND ABS(f - 1.000001) < 1e-7)").Scan(&n); err != nil || n != 2 {
 		t.Errorf("target after the fix SQL: %d rows fixed (%v), want 2\nfix SQL:\n%s", n, err, fix)
-	}
-	if code, out, stderr := runChk(); code != exitOK {
-		t.Errorf("after the fix SQL: exit %d, want %d\n%s%s", code, exitOK, out, stderr)
 	}
 }
 
