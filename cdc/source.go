@@ -157,7 +157,7 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(quoteIdent(c.Source))
+		b.WriteString(sourceReadExpr(c))
 	}
 	fmt.Fprintf(&b, " FROM %s.%s", quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable))
 	var args []any
@@ -183,6 +183,19 @@ func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([
 		return nil, fmt.Errorf("read %s: %w", m.SourceName(), err)
 	}
 	return out, nil
+}
+
+// sourceReadExpr is how the copy selects a column. A FLOAT or DOUBLE is
+// multiplied by one as a DOUBLE (`f * 1e0`: exact, and -0 keeps its
+// sign): a chunk read without arguments comes back as text, and the
+// server prints a FLOAT with 6 significant digits, so 1234567 was copied
+// as 1234570 and 1.000001 as 1. A DOUBLE is printed with every digit it
+// needs, so the whole stored value arrives.
+func sourceReadExpr(c ColMap) string {
+	if columnTypeIn(c.DataType, "float", "double", "real", "double precision") {
+		return quoteIdent(c.Source) + " * 1e0"
+	}
+	return quoteIdent(c.Source)
 }
 
 // sourceKeyArgs makes a key read from the source (or saved from one) fit
