@@ -30,8 +30,9 @@ var numericTypes = map[string]bool{
 // by numeric value in CompareRows.
 func IsNumericType(t string) bool { return numericTypes[strings.ToUpper(t)] }
 
-// maxRowDiffs caps the differences CompareRows reports for the rows
-// themselves; row_count and columns differences are always reported.
+// maxRowDiffs caps the differences CompareRows lists for the rows
+// themselves (one More difference at "rows" then counts the rest);
+// row_count and columns differences are always reported.
 const maxRowDiffs = 100
 
 // CompareRows compares two result sets and returns nil when they agree.
@@ -52,7 +53,8 @@ const maxRowDiffs = 100
 // count). Unordered comparison (ordered false) matches rows as a
 // multiset; rows left unmatched are paired in sorted order to show the
 // differing cells, and the rest are reported as missing or extra. At most
-// 100 differences about the rows are returned.
+// 100 differences about the rows are listed; beyond them one more, at
+// "rows" with Kind More, says in Lines how many were left out.
 func CompareRows(old, new Rows, ordered bool) []Difference {
 	var diffs []Difference
 	if len(old.Values) != len(new.Values) {
@@ -79,19 +81,23 @@ func CompareRows(old, new Rows, ordered bool) []Difference {
 	} else {
 		rc.unordered()
 	}
-	return append(diffs, rc.diffs...)
+	diffs = append(diffs, rc.diffs...)
+	if rc.more > 0 {
+		diffs = append(diffs, Difference{Path: "rows", Kind: More, Lines: rc.more})
+	}
+	return diffs
 }
 
 type rowComparer struct {
 	old, new Rows
 	numeric  []bool
 	diffs    []Difference
-	capped   bool
+	more     int // differences found past maxRowDiffs, not listed
 }
 
 func (rc *rowComparer) add(d Difference) {
 	if len(rc.diffs) >= maxRowDiffs {
-		rc.capped = true
+		rc.more++
 		return
 	}
 	rc.diffs = append(rc.diffs, d)

@@ -58,8 +58,15 @@ func TestCompareRows_capped(t *testing.T) {
 		b = append(b, []any{fmt.Sprint(i + 5000)})
 	}
 	ty := []string{"INT"}
-	d := CompareRows(Rows{Columns: []string{"id"}, Types: ty, Values: a}, Rows{Columns: []string{"id"}, Types: ty, Values: b}, false)
-	if len(d) != maxRowDiffs {
-		t.Errorf("%d differences, want the cap %d", len(d), maxRowDiffs)
+	for _, ordered := range []bool{false, true} {
+		d := CompareRows(Rows{Columns: []string{"id"}, Types: ty, Values: a}, Rows{Columns: []string{"id"}, Types: ty, Values: b}, ordered)
+		// The cap, then one difference that says how many more there are:
+		// a reader of the first 100 must not take them for all.
+		if len(d) != maxRowDiffs+1 {
+			t.Fatalf("ordered %v: %d differences, want the cap %d and a summary", ordered, len(d), maxRowDiffs)
+		}
+		if last := d[len(d)-1]; last.Path != "rows" || last.Kind != More || last.Lines != 900 || last.Legacy != nil || last.New != nil {
+			t.Errorf("ordered %v: last difference %+v, want rows, kind more, 900 more", ordered, last)
+		}
 	}
 }

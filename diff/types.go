@@ -16,9 +16,10 @@ const (
 	Extra   Kind = "extra"   // absent in legacy, present in new
 	Type    Kind = "type"    // different JSON types (string vs number, object vs array...)
 	Order   Kind = "order"   // same elements, different order (ordered array)
-	// More sums up line differences of a text body not listed one by one
-	// (beyond what a comparison reports or a report shows): Lines says
-	// how many; it has no values.
+	// More sums up differences not listed one by one: line differences
+	// of a text body (beyond what a comparison reports or a report
+	// shows), or, at "rows", a result set's row differences past
+	// CompareRows' cap. Lines says how many; it has no values.
 	More Kind = "more"
 )
 
@@ -32,8 +33,8 @@ type Difference struct {
 	Kind   Kind   `json:"kind"`
 	Legacy any    `json:"legacy,omitempty"`
 	New    any    `json:"new,omitempty"`
-	// Lines is, for a More difference, how many line differences it sums
-	// up; 0 for every other kind.
+	// Lines is, for a More difference, how many differences it sums up
+	// (text lines, or result-set row differences); 0 for every other kind.
 	Lines int `json:"lines,omitempty"`
 	// Noise is set when the path was learned as noise (it also differs
 	// between two answers of the legacy side to the same request).

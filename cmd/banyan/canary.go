@@ -359,6 +359,8 @@ func formatDifference(d diff.Difference) string {
 		return fmt.Sprintf("%s only in new: %s", d.Path, v(d.New))
 	case diff.Order:
 		return fmt.Sprintf("%s: same rows, different order", d.Path)
+	case diff.More:
+		return fmt.Sprintf("%s: … and %d more row differences", d.Path, d.Lines)
 	}
 	return fmt.Sprintf("%s: old %s, new %s", d.Path, v(d.Legacy), v(d.New))
 }
