@@ -242,8 +242,11 @@ func (w *walker) emit(kind Kind, a, b *node) {
 		return
 	}
 	if w.check {
-		if w.noise != nil && w.noise.noiseAt(Difference{Path: renderPath(w.segs), Kind: kind}, nodeType(a)|nodeType(b)) {
-			return // the same element, but for learned noise
+		if w.noise != nil {
+			path := renderPath(w.segs)
+			if w.noise.isNoise(Difference{Path: path, Kind: kind}, Pattern(path), nodeType(a)|nodeType(b)) {
+				return // the same element, but for learned noise
+			}
 		}
 		w.found = true
 		return

@@ -202,16 +202,22 @@ func (n *Noise) size() int { return len(n.patterns) + len(n.lines) }
 // notePresence records that c elements or members came, or went, at
 // pattern p in one sample.
 func (n *Noise) notePresence(p string, c int) {
-	top := n.presence[p]
-	if top == nil {
-		top = new([MinSamples]int)
-		n.presence[p] = top
-	}
+	top := entry(n.presence, p)
 	for i := range top {
 		if c > top[i] {
 			c, top[i] = top[i], c
 		}
 	}
+}
+
+// entry returns m[p], adding a zero one first when m has none.
+func entry[T any](m map[string]*T, p string) *T {
+	v := m[p]
+	if v == nil {
+		v = new(T)
+		m[p] = v
+	}
+	return v
 }
 
 // presenceLimit is how many elements or members may come, or go, at
@@ -384,11 +390,7 @@ const (
 
 // noteTypes counts a sample that showed the types (bits) at pattern p.
 func (n *Noise) noteTypes(p string, types uint8) {
-	c := n.types[p]
-	if c == nil {
-		c = new([numTypes]int)
-		n.types[p] = c
-	}
+	c := entry(n.types, p)
 	for i := range numTypes {
 		if types&(1<<i) != 0 {
 			c[i]++
@@ -453,16 +455,11 @@ func nodeType(n *node) uint8 {
 // there (for a Type difference, between types seen varying there), or is
 // a text line that differs only in tokens learned to vary. What was
 // learned at a pattern never covers the paths below it.
-func (n *Noise) isNoise(d Difference) bool {
-	return n.noiseAt(d, valueType(d.Legacy)|valueType(d.New))
-}
-
-// noiseAt is isNoise for a difference whose values' JSON types are types.
-func (n *Noise) noiseAt(d Difference, types uint8) bool {
+// p is Pattern(d.Path) and types the JSON types of d's two values (bits).
+func (n *Noise) isNoise(d Difference, p string, types uint8) bool {
 	if strings.HasPrefix(d.Path, "body") {
 		return n.lineIsNoise(d)
 	}
-	p := Pattern(d.Path)
 	var r noiseRule
 	if n.confirmed(p) {
 		r = n.patterns[p]
@@ -518,26 +515,26 @@ func Judge(legacy, new Response, diffs []Difference, n *Noise) ([]Difference, Ve
 	out := make([]Difference, len(diffs))
 	copy(out, diffs)
 	allNoise := true
+	var pats []string // each difference's pattern, worked out once
+	var came, went map[string]int
 	if n != nil {
 		n.mu.RLock()
 		defer n.mu.RUnlock()
-	}
-	var came, went map[string]int
-	if n != nil {
-		for _, d := range out {
+		pats = make([]string, len(out))
+		for i, d := range out {
+			pats[i] = Pattern(d.Path)
 			if (d.Kind == Missing || d.Kind == Extra) && !strings.HasPrefix(d.Path, "body") {
-				came, went = countPresence(came, went, d, Pattern(d.Path))
+				came, went = countPresence(came, went, d, pats[i])
 			}
 		}
 	}
 	for i := range out {
 		d := &out[i]
-		d.Noise = n != nil && n.isNoise(*d)
+		d.Noise = n != nil && n.isNoise(*d, pats[i], valueType(d.Legacy)|valueType(d.New))
 		if d.Noise && (d.Kind == Missing || d.Kind == Extra) {
 			// More came, or went, than in any sample: not noise.
-			p := Pattern(d.Path)
-			limit := n.presenceLimit(p)
-			d.Noise = came[p] <= limit && went[p] <= limit
+			limit := n.presenceLimit(pats[i])
+			d.Noise = came[pats[i]] <= limit && went[pats[i]] <= limit
 		}
 		allNoise = allNoise && d.Noise
 	}
