@@ -295,18 +295,9 @@ func (r *Redactor) Body(b []byte) []byte {
 	v, ok := decodeJSON(b)
 	if !ok {
 		if ranges, ok := r.selectedRanges(b); ok {
-			return []byte(maskCards(maskPEMKeys(maskEmails(r.maskCredentialText(string(replaceRanges(b, ranges)))))))
+			return []byte(maskCards(maskPEMKeys(maskEmails(r.maskCredentialText(maskSpans(string(b), ranges, `"`+Masked+`"`))))))
 		}
-		if ranges := r.textRanges(b); len(ranges) > 0 {
-			out := make([]byte, 0, len(b))
-			last := 0
-			for _, rg := range ranges {
-				out = append(append(out, b[last:rg[0]]...), Masked...)
-				last = rg[1]
-			}
-			b = append(out, b[last:]...)
-		}
-		return []byte(r.Text(string(b)))
+		return []byte(r.Text(maskSpans(string(b), r.textRanges(b), Masked)))
 	}
 	out, changed := r.walk(v, []step{})
 	if !changed {
@@ -456,12 +447,8 @@ func (r *Redactor) maskNamedValues(s string) string {
 	if !strings.ContainsAny(s, `=%\`) {
 		return s
 	}
-	var keys []string
-	if r != nil {
-		keys = r.keys
-	}
-	var b strings.Builder
-	last := 0
+	keys := r.pathKeys()
+	sp := splice{s: s}
 	for i := 0; i < len(s); {
 		n, level := equalsAt(s, i)
 		if n == 0 {
@@ -486,17 +473,11 @@ func (r *Redactor) maskNamedValues(s string) string {
 			from, end = quotedValue(s, from)
 		}
 		if s[from:end] != Masked {
-			b.WriteString(s[last:from])
-			b.WriteString(Masked)
-			last = end
+			sp.mask(from, end)
 		}
 		i = max(end, from)
 	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return sp.String()
 }
 
 // maskCredentialText masks the credentials text can hold outside JSON
@@ -531,14 +512,59 @@ func (r *Redactor) mayNameCredential(s string) bool {
 			}
 		}
 	}
-	if r != nil {
-		for _, k := range r.keys {
-			if containsFold(s, strings.ToLower(k)) {
-				return true
-			}
+	for _, k := range r.pathKeys() {
+		if containsFold(s, strings.ToLower(k)) {
+			return true
 		}
 	}
 	return false
+}
+
+// pathKeys returns the last members of the redact paths, none for a nil
+// Redactor.
+func (r *Redactor) pathKeys() []string {
+	if r == nil {
+		return nil
+	}
+	return r.keys
+}
+
+// splice builds a copy of s in which spans, given in order from its
+// start, are replaced (by Masked, or by what replace is given).
+type splice struct {
+	s    string
+	b    strings.Builder
+	last int // the end of the last span replaced, 0 before the first
+}
+
+// mask replaces s[from:to] with Masked; from must not come before the
+// end of the span masked before.
+func (p *splice) mask(from, to int) { p.replace(from, to, Masked) }
+
+// replace replaces s[from:to] with with, as mask does.
+func (p *splice) replace(from, to int, with string) {
+	p.b.WriteString(p.s[p.last:from])
+	p.b.WriteString(with)
+	p.last = to
+}
+
+// String returns the spliced copy, or s itself when nothing was replaced.
+func (p *splice) String() string {
+	if p.b.Len() == 0 { // every replacement writes Masked or more
+		return p.s
+	}
+	p.b.WriteString(p.s[p.last:])
+	return p.b.String()
+}
+
+// maskSpans returns s with each of the ordered, non-overlapping spans
+// replaced by with.
+func maskSpans(s string, spans [][2]int, with string) string {
+	sp := splice{s: s}
+	for _, rg := range spans {
+		sp.replace(rg[0], rg[1], with)
+	}
+	return sp.String()
 }
 
 // hasPrefixFold reports whether s starts with the lower-case ASCII w in
@@ -572,16 +598,12 @@ func (r *Redactor) maskDumped(s string) string {
 	if !strings.ContainsAny(s, "=:") {
 		return s
 	}
-	var keys []string
-	if r != nil {
-		keys = r.keys
-	}
-	var b strings.Builder
-	last := 0
+	keys := r.pathKeys()
+	sp := splice{s: s}
 	for _, m := range dumpKeyRE.FindAllStringSubmatchIndex(s, -1) {
 		open, name, close, sep := s[m[2]:m[3]], s[m[4]:m[5]], s[m[6]:m[7]], s[m[8]:m[9]]
 		at := m[1]
-		if at < last || !isSecretName(name, keys) || strings.HasPrefix(s[at:], Masked) {
+		if at < sp.last || !isSecretName(name, keys) || strings.HasPrefix(s[at:], Masked) {
 			continue
 		}
 		op := strings.TrimSpace(sep)
@@ -625,15 +647,9 @@ func (r *Redactor) maskDumped(s string) string {
 		if from >= to || s[from:to] == Masked {
 			continue
 		}
-		b.WriteString(s[last:from])
-		b.WriteString(Masked)
-		last = to
+		sp.mask(from, to)
 	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return sp.String()
 }
 
 // xmlStartRE finds an XML start tag; its second group is the local name
@@ -648,14 +664,10 @@ func (r *Redactor) maskElements(s string) string {
 	if !strings.Contains(s, "<") {
 		return s
 	}
-	var keys []string
-	if r != nil {
-		keys = r.keys
-	}
-	var b strings.Builder
-	last := 0
+	keys := r.pathKeys()
+	sp := splice{s: s}
 	for _, m := range xmlStartRE.FindAllStringSubmatchIndex(s, -1) {
-		if m[1] < last || strings.HasSuffix(s[m[0]:m[1]], "/>") || !isSecretName(s[m[4]:m[5]], keys) {
+		if m[1] < sp.last || strings.HasSuffix(s[m[0]:m[1]], "/>") || !isSecretName(s[m[4]:m[5]], keys) {
 			continue
 		}
 		from, to := m[1], len(s)
@@ -670,15 +682,9 @@ func (r *Redactor) maskElements(s string) string {
 		if v := strings.TrimSpace(s[from:to]); v == "" || v == Masked {
 			continue
 		}
-		b.WriteString(s[last:from])
-		b.WriteString(Masked)
-		last = to
+		sp.mask(from, to)
 	}
-	if last == 0 {
-		return s
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return sp.String()
 }
 
 // jwtRE finds a JSON Web Token (or another JOSE object: a JWE has five
@@ -1035,10 +1041,7 @@ func (r *Redactor) maskEscapedMembers(s string) string {
 	if !strings.Contains(s, `\u`) {
 		return s
 	}
-	var keys []string
-	if r != nil {
-		keys = r.keys
-	}
+	keys := r.pathKeys()
 	return escapedMemberRE.ReplaceAllStringFunc(s, func(m string) string {
 		sub := escapedMemberRE.FindStringSubmatch(m)
 		var name string
@@ -1185,10 +1188,7 @@ func (r *Redactor) isSecretPair(m map[string]any) bool {
 	if len(m) < 2 || len(m) > 8 {
 		return false
 	}
-	var keys []string
-	if r != nil {
-		keys = r.keys
-	}
+	keys := r.pathKeys()
 	for k, v := range m {
 		if name, ok := v.(string); ok && slices.Contains(pairNames, strings.ToLower(k)) && isSecretName(name, keys) {
 			return true
@@ -1436,21 +1436,6 @@ func valueStart(b []byte, off int) int {
 	return off
 }
 
-// replaceRanges replaces each of the ordered ranges of b with "[redacted]".
-func replaceRanges(b []byte, ranges [][2]int) []byte {
-	if len(ranges) == 0 {
-		return b
-	}
-	out := make([]byte, 0, len(b))
-	last := 0
-	for _, rg := range ranges {
-		out = append(out, b[last:rg[0]]...)
-		out = append(out, `"`+Masked+`"`...)
-		last = rg[1]
-	}
-	return append(out, b[last:]...)
-}
-
 // bodyLines are the lines of a JSON body, as the diff engine compares
 // them, and whether each holds part of a value a redact path selects.
 type bodyLines struct {
@@ -1572,10 +1557,7 @@ func (r *Redactor) multipartRanges(b []byte) [][2]int {
 	if !strings.HasPrefix(s, "--") && !strings.Contains(s, "\n--") {
 		return nil
 	}
-	var keys []string
-	if r != nil {
-		keys = r.keys
-	}
+	keys := r.pathKeys()
 	var ranges [][2]int
 	for _, loc := range partHeaderRE.FindAllStringIndex(s, -1) {
 		m := partNameRE.FindStringSubmatch(s[loc[0]:loc[1]])
