@@ -147,31 +147,19 @@ func exampleText(e *FieldExample) string {
 	if e == nil {
 		return "-"
 	}
-	if e.kind == diff.More {
-		return e.URL + ": " + moreText(e.Lines)
+	if m := moreText(e.kind, e.Lines); m != "" {
+		return e.URL + ": " + m
 	}
 	return e.URL + ": " + clip(legacyText(e.kind, e.Legacy), exampleWidth/2) + " -> " + clip(newText(e.kind, e.New), exampleWidth/2)
 }
 
-// moreText says how many line differences a More difference sums up.
-func moreText(lines int) string {
+// moreText says how many line differences a difference of kind k sums
+// up when k is More, and is "" for any other kind.
+func moreText(k diff.Kind, lines int) string {
+	if k != diff.More {
+		return ""
+	}
 	return fmt.Sprintf("… and %d more differing %s", lines, plural(lines, "line", "lines"))
-}
-
-// exampleMore is moreText for an example of kind More, "" for any other.
-func exampleMore(e *FieldExample) string {
-	if e.kind != diff.More {
-		return ""
-	}
-	return moreText(e.Lines)
-}
-
-// differenceMore is moreText for a More difference, "" for any other.
-func differenceMore(d diff.Difference) string {
-	if d.Kind != diff.More {
-		return ""
-	}
-	return moreText(d.Lines)
 }
 
 // legacyText renders the legacy value of a difference of kind k as compact
@@ -261,8 +249,8 @@ var funcs = template.FuncMap{
 	"newValue":       func(d diff.Difference) string { return clip(newText(d.Kind, d.New), 200) },
 	"exampleLegacy":  func(e *FieldExample) string { return clip(legacyText(e.kind, e.Legacy), 200) },
 	"exampleNew":     func(e *FieldExample) string { return clip(newText(e.kind, e.New), 200) },
-	"exampleMore":    exampleMore,
-	"differenceMore": differenceMore,
+	"exampleMore":    func(e *FieldExample) string { return moreText(e.kind, e.Lines) },
+	"differenceMore": func(d diff.Difference) string { return moreText(d.Kind, d.Lines) },
 	"when":           func(t time.Time) string { return t.UTC().Format(time.DateTime) + " UTC" },
 	"clean":          func(v any) bool { rt := routeOf(v); return rt.Diffs == 0 && rt.Errors == 0 },
 	"isoTime":        func(t time.Time) bool { return !t.IsZero() },
