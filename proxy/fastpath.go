@@ -874,17 +874,28 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	return err
 }
 
+// fill makes sure some of the answer's body is buffered in r: when none
+// is, it first sends the client what it has so far (errClient when that
+// fails), then waits for the backend (the read error, wrapped).
+func (ex *exchange) fill(r *bufio.Reader) error {
+	if r.Buffered() > 0 {
+		return nil
+	}
+	if err := ex.fc.w.Flush(); err != nil {
+		return errClient
+	}
+	if _, err := r.Peek(1); err != nil {
+		return fmt.Errorf("read answer body: %w", err)
+	}
+	return nil
+}
+
 // relay copies n bytes of body.
 func (ex *exchange) relay(r *bufio.Reader, n int64) error {
 	w := ex.fc.w
 	for n > 0 {
-		if r.Buffered() == 0 {
-			if err := w.Flush(); err != nil {
-				return errClient
-			}
-			if _, err := r.Peek(1); err != nil {
-				return fmt.Errorf("read answer body: %w", err)
-			}
+		if err := ex.fill(r); err != nil {
+			return err
 		}
 		k := r.Buffered()
 		if int64(k) > n {
@@ -910,17 +921,11 @@ func (ex *exchange) relay(r *bufio.Reader, n int64) error {
 func (ex *exchange) relayUntilClose(r *bufio.Reader) error {
 	w := ex.fc.w
 	for {
-		if r.Buffered() == 0 {
-			if err := w.Flush(); err != nil {
-				return errClient
-			}
-			if _, err := r.Peek(1); err != nil {
-				if errors.Is(err, io.EOF) {
-					w.WriteString("0\r\n\r\n")
-					return nil
-				}
-				return fmt.Errorf("read answer body: %w", err)
-			}
+		if err := ex.fill(r); errors.Is(err, io.EOF) {
+			w.WriteString("0\r\n\r\n")
+			return nil
+		} else if err != nil {
+			return err
 		}
 		b, _ := r.Peek(r.Buffered())
 		w.WriteString(strconv.FormatInt(int64(len(b)), 16))

@@ -355,7 +355,6 @@ func nextToken(v []byte) (tok, rest []byte) {
 	return bytes.Trim(tok, " \t"), rest
 }
 
-// asciiEqualFold is bytes.EqualFold for ASCII, without converting s.
 // forwardedFold is asciiEqualFold where an underscore in b also matches a
 // dash in s. A backend that reads headers as CGI variables (PHP's
 // $_SERVER, WSGI, Rack) reads X_Forwarded_For as X-Forwarded-For, so a
@@ -375,6 +374,7 @@ func forwardedFold(b []byte, s string) bool {
 	return true
 }
 
+// asciiEqualFold is bytes.EqualFold for ASCII, without converting s.
 func asciiEqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
