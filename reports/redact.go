@@ -1138,26 +1138,24 @@ func (r *Redactor) walk(v any, at []step) (any, bool) {
 		// A string may hold a URL or a form ("https://x/cb?token=abc").
 		m := r.Text(x)
 		return m, m != x
+	}
+	// A number is masked, as text, when its digits are a card number.
+	var s string
+	switch x := v.(type) {
 	case json.Number:
-		if s := maskCards(string(x)); s != string(x) {
-			return s, true
-		}
-		return x, false
+		s = string(x)
 	case float64:
 		// Values decoded without UseNumber: integers that large print
 		// exactly up to 2^53, which covers 13–15 digit card numbers; above
 		// that the digits are already approximate.
-		s := strconv.FormatFloat(x, 'f', -1, 64)
-		if m := maskCards(s); m != s {
-			return m, true
-		}
-		return x, false
+		s = strconv.FormatFloat(x, 'f', -1, 64)
 	case int64, int:
-		s := fmt.Sprint(x)
-		if m := maskCards(s); m != s {
-			return m, true
-		}
-		return x, false
+		s = fmt.Sprint(x)
+	default:
+		return v, false
+	}
+	if m := maskCards(s); m != s {
+		return m, true
 	}
 	return v, false
 }
