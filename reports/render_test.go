@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -76,27 +77,57 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	}
 }
 
-func TestWriteText(t *testing.T) {
+// rendered returns rep as write renders it.
+func rendered(tb testing.TB, write func(io.Writer, *Report) error, rep *Report) *bytes.Buffer {
+	tb.Helper()
 	var b bytes.Buffer
-	if err := WriteText(&b, goldenReport(t)); err != nil {
-		t.Fatal(err)
+	if err := write(&b, rep); err != nil {
+		tb.Fatal(err)
 	}
+	return &b
+}
+
+// plainComparer returns a comparer without rules.
+func plainComparer(tb testing.TB) *diff.Comparer {
+	tb.Helper()
+	c, err := diff.Compile(diff.Rules{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// recordedReport records o in s and returns the report of all s holds.
+func recordedReport(tb testing.TB, s *Store, o diff.Outcome) *Report {
+	tb.Helper()
+	record(tb, s, o)
+	flush(tb, s)
+	rep, err := s.Report(context.Background(), Query{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rep
+}
+
+// examplesPage serves the dashboard page at target (a route's examples).
+func examplesPage(s *Store, target string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	s.Dashboard(func() []RouteWeights { return nil }).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+	return rec
+}
+
+func TestWriteText(t *testing.T) {
+	b := rendered(t, WriteText, goldenReport(t))
 	checkGolden(t, "report.txt.golden", b.Bytes())
 }
 
 func TestWriteJSON(t *testing.T) {
-	var b bytes.Buffer
-	if err := WriteJSON(&b, goldenReport(t)); err != nil {
-		t.Fatal(err)
-	}
+	b := rendered(t, WriteJSON, goldenReport(t))
 	checkGolden(t, "report.json.golden", b.Bytes())
 }
 
 func TestWriteHTML(t *testing.T) {
-	var b bytes.Buffer
-	if err := WriteHTML(&b, goldenReport(t)); err != nil {
-		t.Fatal(err)
-	}
+	b := rendered(t, WriteHTML, goldenReport(t))
 	page := b.String()
 	for _, want := range []string{"<!DOCTYPE html>", "orders-read", "$.items[*].price", "$.meta.request_id", "(noise)", "DIFFERS", "ERRORS"} {
 		if !strings.Contains(page, want) {
@@ -115,25 +146,14 @@ func TestWriteHTML(t *testing.T) {
 // null, and only the side a kind says has no value as absent.
 func TestRender_NullAndAbsent(t *testing.T) {
 	s, _ := openTestStore(t, Options{})
-	c, err := diff.Compile(diff.Rules{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := plainComparer(t)
 	ct := map[string][]string{"Content-Type": {"application/json"}}
 	ds := c.Compare(diff.Response{Status: 200, Header: ct, Body: []byte(`{"coupon":null,"gift":null}`)},
 		diff.Response{Status: 200, Header: ct, Body: []byte(`{"coupon":"SAVE10","note":"x"}`)})
-	record(t, s, outcome("orders", testNow.Add(-time.Minute), diff.Diff, 1, 1, ds...))
-	flush(t, s)
-	rep, err := s.Report(context.Background(), Query{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := recordedReport(t, s, outcome("orders", testNow.Add(-time.Minute), diff.Diff, 1, 1, ds...))
 
 	t.Run("text", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteText(&b, rep); err != nil {
-			t.Fatal(err)
-		}
+		b := rendered(t, WriteText, rep)
 		for _, want := range []string{`null -> "SAVE10"`, `null -> (absent)`, `(absent) -> "x"`} {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("text report lacks %q:\n%s", want, b.String())
@@ -141,10 +161,7 @@ func TestRender_NullAndAbsent(t *testing.T) {
 		}
 	})
 	t.Run("JSON", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteJSON(&b, rep); err != nil {
-			t.Fatal(err)
-		}
+		b := rendered(t, WriteJSON, rep)
 		var got struct {
 			Routes []struct {
 				Fields []struct {
@@ -170,10 +187,7 @@ func TestRender_NullAndAbsent(t *testing.T) {
 		}
 	})
 	t.Run("HTML", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteHTML(&b, rep); err != nil {
-			t.Fatal(err)
-		}
+		b := rendered(t, WriteHTML, rep)
 		for _, want := range []string{`<code>null</code> &rarr; <code>&#34;SAVE10&#34;</code>`,
 			`<code>null</code> &rarr; <code>(absent)</code>`, `<code>(absent)</code> &rarr; <code>&#34;x&#34;</code>`} {
 			if !strings.Contains(b.String(), want) {
@@ -182,9 +196,7 @@ func TestRender_NullAndAbsent(t *testing.T) {
 		}
 	})
 	t.Run("examples page", func(t *testing.T) {
-		rec := httptest.NewRecorder()
-		s.Dashboard(func() []RouteWeights { return nil }).ServeHTTP(rec,
-			httptest.NewRequest(http.MethodGet, "/?route=orders&path="+url.QueryEscape("$.gift"), nil))
+		rec := examplesPage(s, "/?route=orders&path="+url.QueryEscape("$.gift"))
 		if want := `<td><code>$.gift</code></td><td>missing</td><td><code>null</code></td><td><code>(absent)</code></td>`; !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("examples page lacks %s:\n%s", want, rec.Body.String())
 		}
@@ -197,10 +209,7 @@ func TestRender_NullAndAbsent(t *testing.T) {
 // says what it is (kind "more", with the line count).
 func TestRender_MoreDifferingLines(t *testing.T) {
 	s, _ := openTestStore(t, Options{})
-	c, err := diff.Compile(diff.Rules{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := plainComparer(t)
 	page := func(v string) diff.Response {
 		var b strings.Builder
 		for i := 1; i <= 30; i++ {
@@ -212,28 +221,17 @@ func TestRender_MoreDifferingLines(t *testing.T) {
 	ds, v := diff.Judge(legacy, newer, c.Compare(legacy, newer), nil)
 	o := outcome("pages", testNow.Add(-time.Minute), v, 1, 1, ds...)
 	o.Legacy.Body, o.New.Body = legacy.Body, newer.Body
-	record(t, s, o)
-	flush(t, s)
-	rep, err := s.Report(context.Background(), Query{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := recordedReport(t, s, o)
 	const summary = "… and 10 more differing lines"
 
 	t.Run("text", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteText(&b, rep); err != nil {
-			t.Fatal(err)
-		}
+		b := rendered(t, WriteText, rep)
 		if !strings.Contains(b.String(), summary) || strings.Contains(b.String(), "-> null") {
 			t.Errorf("text report does not say %q (or shows a null):\n%s", summary, b.String())
 		}
 	})
 	t.Run("JSON", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteJSON(&b, rep); err != nil {
-			t.Fatal(err)
-		}
+		b := rendered(t, WriteJSON, rep)
 		var got struct {
 			Routes []struct {
 				Fields []struct {
@@ -260,18 +258,13 @@ func TestRender_MoreDifferingLines(t *testing.T) {
 		}
 	})
 	t.Run("HTML", func(t *testing.T) {
-		var b bytes.Buffer
-		if err := WriteHTML(&b, rep); err != nil {
-			t.Fatal(err)
-		}
+		b := rendered(t, WriteHTML, rep)
 		if !strings.Contains(b.String(), summary) || strings.Contains(b.String(), "<code>null</code>") {
 			t.Errorf("HTML report does not say %q (or shows a null):\n%s", summary, b.String())
 		}
 	})
 	t.Run("examples page", func(t *testing.T) {
-		rec := httptest.NewRecorder()
-		s.Dashboard(func() []RouteWeights { return nil }).ServeHTTP(rec,
-			httptest.NewRequest(http.MethodGet, "/?route=pages&path=body", nil))
+		rec := examplesPage(s, "/?route=pages&path=body")
 		if !strings.Contains(rec.Body.String(), summary) || strings.Contains(rec.Body.String(), "<code>null</code>") {
 			t.Errorf("examples page does not say %q (or shows a null):\n%s", summary, rec.Body.String())
 		}
