@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/banyanhq/banyan/internal/progress"
-	driver "github.com/go-sql-driver/mysql"
 )
 
 // A resnapshot (`banyan cdc run --resnapshot`, after the binlog at the
@@ -627,8 +626,7 @@ func (p *Pipeline) pruneTable(ctx context.Context, m *TableMap) error {
 		prog.Deleted += int64(len(gone))
 		prog.Done = len(keys) < p.cfg.ChunkRows
 		if err := p.target.pruneChunk(ctx, m, gone, prog); err != nil {
-			var me *driver.MySQLError
-			if !errors.As(err, &me) || me.Number != 1451 {
+			if !serverError(err, 1451) {
 				return err
 			}
 			// A row the pass does not delete first (of this table, or

@@ -71,15 +71,20 @@ import (
 // stillReferenced reports whether err is a foreign key refusing to delete
 // a row that another row references (RESTRICT or NO ACTION).
 func stillReferenced(err error) bool {
-	var me *driver.MySQLError
-	return errors.As(err, &me) && (me.Number == 1451 || me.Number == 1217)
+	return serverError(err, 1451, 1217)
 }
 
 // missingReferenced reports whether err is a foreign key refusing a row
 // whose referenced row is missing.
 func missingReferenced(err error) bool {
+	return serverError(err, 1452, 1216)
+}
+
+// serverError reports whether err is a MySQL server error numbered one of
+// codes.
+func serverError(err error, codes ...uint16) bool {
 	var me *driver.MySQLError
-	return errors.As(err, &me) && (me.Number == 1452 || me.Number == 1216)
+	return errors.As(err, &me) && slices.Contains(codes, me.Number)
 }
 
 // unchecked runs write with the session's foreign key checks off, then
@@ -107,8 +112,7 @@ type settler func(ctx context.Context, m *TableMap) ([][]int, error)
 // collision reports whether err is a write meeting another row on a
 // unique key: a duplicate entry, or upsert's guard.
 func collision(m *TableMap, err error) bool {
-	var me *driver.MySQLError
-	return errors.As(err, &me) && me.Number == 1062 || guardTripped(m, err)
+	return serverError(err, 1062) || guardTripped(m, err)
 }
 
 // settle writes rows one at a time after deleting, for each, the target
@@ -147,25 +151,13 @@ func clearUnique(ctx context.Context, x execer, m *TableMap, cols []int, row []a
 	var args []any
 	b.WriteString("DELETE FROM ")
 	b.WriteString(targetTable(m))
+	if slices.ContainsFunc(cols, func(c int) bool { return row[c] == nil }) {
+		return nil // NULLs never collide
+	}
 	b.WriteString(" WHERE ")
-	for i, c := range cols {
-		if row[c] == nil {
-			return nil // NULLs never collide
-		}
-		if i > 0 {
-			b.WriteString(" AND ")
-		}
-		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[c].Target))
-		args = append(args, row[c])
-	}
+	args = writeMatch(&b, m, cols, row, args)
 	b.WriteString(" AND NOT (")
-	for i, k := range m.PK {
-		if i > 0 {
-			b.WriteString(" AND ")
-		}
-		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[k].Target))
-		args = append(args, row[k])
-	}
+	args = writeMatch(&b, m, m.PK, row, args)
 	b.WriteString(")")
 	if _, err := x.ExecContext(ctx, b.String(), args...); err != nil {
 		return fmt.Errorf("clear a unique value for %s: %w", m.TargetName(), err)

@@ -2,11 +2,8 @@ package cdc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/banyanhq/banyan/routes"
 )
@@ -48,7 +45,7 @@ func ReadStatus(ctx context.Context, cfg routes.CDCConfig) (*Status, error) {
 	if err != nil {
 		// Only a missing checkpoint table means cdc run never ran here; an
 		// unreachable target or a refused login must not be blamed on that.
-		if me := (*driver.MySQLError)(nil); errors.As(err, &me) && me.Number == errNoSuchTable {
+		if serverError(err, errNoSuchTable) {
 			return nil, fmt.Errorf("%w (has `banyan cdc run` ever run against this target?)", err)
 		}
 		return nil, fmt.Errorf("cdc target: %w", err)

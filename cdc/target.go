@@ -128,7 +128,7 @@ func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 			Scan(&cp.Phase, &start, &applied, &copyEnd, &cp.SourceTS, &updated)
 	}
 	err := read("copy_end")
-	if me := (*driver.MySQLError)(nil); errors.As(err, &me) && me.Number == 1054 {
+	if serverError(err, 1054) {
 		// A checkpoint table made by an earlier banyan, which Init has not
 		// brought up to date yet: `cdc status` after an upgrade, before
 		// the next run.
@@ -777,7 +777,7 @@ func removeOne(ctx context.Context, x execer, m *TableMap, row []any, shared set
 	del := func() (int64, error) {
 		n, err := deleteCount(ctx, x, m, key)
 		if stillReferenced(err) {
-			err = unchecked(ctx, x, func() error { _, err := deleteCount(ctx, x, m, key); return err })
+			err = unchecked(ctx, x, func() error { return deleteKeys(ctx, x, m, key) })
 			n = 1
 		}
 		return n, err
@@ -834,13 +834,7 @@ func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared se
 		args = append(args, row[i])
 	}
 	b.WriteString(" WHERE ")
-	for i, k := range m.PK {
-		if i > 0 {
-			b.WriteString(" AND ")
-		}
-		fmt.Fprintf(&b, "%s = ?", quoteIdent(m.Cols[k].Target))
-		args = append(args, old[k])
-	}
+	args = writeMatch(&b, m, m.PK, old, args)
 	update := func() (int64, error) {
 		res, err := x.ExecContext(ctx, b.String(), args...)
 		if err != nil {
@@ -869,7 +863,7 @@ func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared se
 			return err
 		}
 		missing := err == nil
-		err := unchecked(ctx, x, func() error { _, err := deleteCount(ctx, x, m, [][]any{m.Key(row)}); return err })
+		err := unchecked(ctx, x, func() error { return deleteKeys(ctx, x, m, [][]any{m.Key(row)}) })
 		if err == nil && missing {
 			err = upsert(ctx, x, m, [][]any{old}, shared)
 		}
@@ -889,6 +883,19 @@ func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared se
 		return err
 	}
 	return upsert(ctx, x, m, [][]any{row}, shared)
+}
+
+// writeMatch writes "col = ?" for each of m's columns at cols, joined by
+// AND, and returns args with row's values of them appended.
+func writeMatch(b *strings.Builder, m *TableMap, cols []int, row []any, args []any) []any {
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(" AND ")
+		}
+		fmt.Fprintf(b, "%s = ?", quoteIdent(m.Cols[c].Target))
+		args = append(args, row[c])
+	}
+	return args
 }
 
 // deleteKeys deletes rows by primary key.
