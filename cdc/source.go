@@ -151,31 +151,40 @@ func KeyBound(cols []string, vals []any, after bool) (string, []any) {
 // last (nil = from the start), in key order. Values come back as the
 // driver gives them.
 func (s *SourceDB) Chunk(ctx context.Context, m *TableMap, last []any, n int) ([][]any, error) {
-	var b strings.Builder
-	b.WriteString("SELECT ")
+	exprs := make([]string, len(m.Cols))
 	for i, c := range m.Cols {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(sourceReadExpr(c))
+		exprs[i] = sourceReadExpr(c)
 	}
-	fmt.Fprintf(&b, " FROM %s.%s", quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable))
-	var args []any
+	var bound []any
 	if last != nil {
-		keys := make([]string, len(m.PK))
-		for i, k := range m.PK {
-			keys[i] = m.Cols[k].Source
-		}
+		bound = sourceKeyArgs(m, last)
+	}
+	return s.ChunkOf(ctx, m, strings.Join(exprs, ", "), bound, n)
+}
+
+// ChunkOf reads up to n rows of m's source table, selecting selectList,
+// in primary key order after the key whose query arguments are bound
+// (nil: from the start). Chunk is the copy's use of it; the checker reads
+// with its own select list and key arguments.
+func (s *SourceDB) ChunkOf(ctx context.Context, m *TableMap, selectList string, bound []any, n int) ([][]any, error) {
+	keys := make([]string, len(m.PK))
+	for i, k := range m.PK {
+		keys[i] = m.Cols[k].Source
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SELECT %s FROM %s.%s", selectList, quoteIdent(m.SourceSchema), quoteIdent(m.SourceTable))
+	var args []any
+	if bound != nil {
 		var cond string
-		cond, args = KeyBound(keys, sourceKeyArgs(m, last), true)
+		cond, args = KeyBound(keys, bound, true)
 		b.WriteString(" WHERE " + cond)
 	}
 	b.WriteString(" ORDER BY ")
-	for i, k := range m.PK {
+	for i, k := range keys {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(quoteIdent(m.Cols[k].Source))
+		b.WriteString(quoteIdent(k))
 	}
 	fmt.Fprintf(&b, " LIMIT %d", n)
 	out, err := QueryRows(ctx, s.DB, b.String(), args...)

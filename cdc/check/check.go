@@ -806,31 +806,18 @@ func isFloatType(columnType string) bool {
 	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(columnType)), "float")
 }
 
-// sourceChunk reads up to n source rows after the key last, in key order
-// (as cdc.SourceDB.Chunk, the CDC copy's reader, with the checker's
-// select list).
+// sourceChunk reads up to n source rows after the key last, in key order,
+// with the checker's select list and key arguments (cdc.SourceDB.ChunkOf,
+// which the CDC copy reads through too).
 func (c *Checker) sourceChunk(ctx context.Context, t *table, last []any, n int) ([][]any, error) {
-	keys := make([]string, len(t.m.PK))
-	for i, k := range t.m.PK {
-		keys[i] = t.m.Cols[k].Source
-	}
-	q := "SELECT " + t.selectList(true) + " FROM " + qualified(t.m.SourceSchema, t.m.SourceTable)
-	var args []any
+	var bound []any
 	if last != nil {
-		bound := make([]any, len(last))
+		bound = make([]any, len(last))
 		for i, v := range last {
 			bound[i] = keyArg(t.m.Cols[t.m.PK[i]].DataType, v, cdc.BoundArg)
 		}
-		var cond string
-		cond, args = cdc.KeyBound(keys, bound, true)
-		q += " WHERE " + cond
 	}
-	q += fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(quoteAll(keys), ", "), n)
-	rows, err := cdc.QueryRows(ctx, c.Source.DB, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", t.m.SourceName(), err)
-	}
-	return rows, nil
+	return c.Source.ChunkOf(ctx, t.m, t.selectList(true), bound, n)
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
