@@ -793,22 +793,36 @@ func removeOne(ctx context.Context, x execer, m *TableMap, row []any, shared set
 	// If the target refuses the row as it was for good (a key or a check
 	// the source does not have), that is undone and the delete stays the
 	// no-op it was before.
-	if _, err := x.ExecContext(ctx, "SAVEPOINT banyan_gone"); err != nil {
-		return err
-	}
-	err = upsert(ctx, x, m, [][]any{row}, shared)
-	if err == nil {
-		_, err = del()
-	}
-	if err != nil {
-		if !permanent(err) {
-			return err // a lock wait or a lost connection: the batch is tried again
+	_, err = undoable(ctx, x, "banyan_gone", func() (bool, error) {
+		err := upsert(ctx, x, m, [][]any{row}, shared)
+		if err == nil {
+			_, err = del()
 		}
-		if _, rerr := x.ExecContext(ctx, "ROLLBACK TO SAVEPOINT banyan_gone"); rerr != nil {
-			return errors.Join(err, rerr)
-		}
+		return true, err
+	})
+	return err
+}
+
+// undoable runs try after SAVEPOINT name and reports whether it did its
+// work. When try fails for good (permanent) or reports it did not, what
+// it wrote is rolled back to the savepoint and undoable reports false
+// with no error; a transient error (a lock wait or a lost connection: the
+// batch is tried again) is returned as it is.
+func undoable(ctx context.Context, x execer, name string, try func() (bool, error)) (bool, error) {
+	if _, err := x.ExecContext(ctx, "SAVEPOINT "+name); err != nil {
+		return false, err
 	}
-	return nil
+	done, err := try()
+	switch {
+	case err == nil && done:
+		return true, nil
+	case err != nil && !permanent(err):
+		return false, err
+	}
+	if _, rerr := x.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+name); rerr != nil {
+		return false, errors.Join(err, rerr)
+	}
+	return false, nil
 }
 
 // rekey applies an update that changed a row's primary key from old's to
@@ -835,13 +849,7 @@ func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared se
 	}
 	b.WriteString(" WHERE ")
 	args = writeMatch(&b, m, m.PK, old, args)
-	update := func() (int64, error) {
-		res, err := x.ExecContext(ctx, b.String(), args...)
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
-	}
+	update := func() (int64, error) { return execCount(ctx, x, b.String(), args) }
 	n, err := update()
 	switch {
 	case err == nil && n > 0:
@@ -859,24 +867,20 @@ func rekey(ctx context.Context, x execer, m *TableMap, old, row []any, shared se
 		// check (its children stay and find it again), the old row is put
 		// back as it was when missing, and the update tried again, so the
 		// target's ON UPDATE CASCADE still moves the children.
-		if _, err := x.ExecContext(ctx, "SAVEPOINT banyan_rekey"); err != nil {
-			return err
-		}
 		missing := err == nil
-		err := unchecked(ctx, x, func() error { return deleteKeys(ctx, x, m, [][]any{m.Key(row)}) })
-		if err == nil && missing {
-			err = upsert(ctx, x, m, [][]any{old}, shared)
-		}
-		if err == nil {
-			if n, err = update(); err == nil && n > 0 {
-				return nil
+		done, err := undoable(ctx, x, "banyan_rekey", func() (bool, error) {
+			err := unchecked(ctx, x, func() error { return deleteKeys(ctx, x, m, [][]any{m.Key(row)}) })
+			if err == nil && missing {
+				err = upsert(ctx, x, m, [][]any{old}, shared)
 			}
-		}
-		if err != nil && !permanent(err) {
+			if err != nil {
+				return false, err
+			}
+			n, err := update()
+			return n > 0, err
+		})
+		if done || err != nil {
 			return err
-		}
-		if _, rerr := x.ExecContext(ctx, "ROLLBACK TO SAVEPOINT banyan_rekey"); rerr != nil {
-			return errors.Join(err, rerr)
 		}
 	}
 	if err := remove(ctx, x, m, [][]any{old}, shared); err != nil {
@@ -919,7 +923,12 @@ func deleteCount(ctx context.Context, x execer, m *TableMap, keys [][]any) (int6
 	b.WriteString(") IN (")
 	args := writeTuples(&b, keys, len(m.PK))
 	b.WriteString(")")
-	res, err := x.ExecContext(ctx, b.String(), args...)
+	return execCount(ctx, x, b.String(), args)
+}
+
+// execCount runs statement q and returns how many rows it changed.
+func execCount(ctx context.Context, x execer, q string, args []any) (int64, error) {
+	res, err := x.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, err
 	}
