@@ -133,11 +133,7 @@ func settle(ctx context.Context, x execer, m *TableMap, rows [][]any, keys [][]i
 		if err != nil {
 			return err
 		}
-		err = upsertRows(ctx, x, m, [][]any{r})
-		if missingReferenced(err) {
-			err = unchecked(ctx, x, func() error { return upsertRows(ctx, x, m, [][]any{r}) })
-		}
-		if err != nil {
+		if err := upsertOrphans(ctx, x, m, [][]any{r}); err != nil {
 			return err
 		}
 	}

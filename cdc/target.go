@@ -594,15 +594,10 @@ func targetTable(m *TableMap) string {
 // are written one at a time, each after deleting the rows met; otherwise
 // the collision is the error.
 func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any, shared settler) error {
-	err := upsertRows(ctx, x, m, rows)
-	if err == nil || shared == nil {
-		return upsertError(m, err)
+	if shared == nil {
+		return upsertError(m, upsertRows(ctx, x, m, rows))
 	}
-	// The failed statement was rolled back on its own; the transaction
-	// goes on.
-	if missingReferenced(err) {
-		err = unchecked(ctx, x, func() error { return upsertRows(ctx, x, m, rows) })
-	}
+	err := upsertOrphans(ctx, x, m, rows)
 	if err == nil || !collision(m, err) {
 		return upsertError(m, err)
 	}
@@ -614,6 +609,18 @@ func upsert(ctx context.Context, x execer, m *TableMap, rows [][]any, shared set
 		return upsertError(m, err)
 	}
 	return upsertError(m, settle(ctx, x, m, rows, keys))
+}
+
+// upsertOrphans writes rows as upsertRows does and, when a row's
+// referenced row is missing, again without the foreign key check.
+func upsertOrphans(ctx context.Context, x execer, m *TableMap, rows [][]any) error {
+	err := upsertRows(ctx, x, m, rows)
+	if missingReferenced(err) {
+		// The failed statement was rolled back on its own; the
+		// transaction goes on.
+		err = unchecked(ctx, x, func() error { return upsertRows(ctx, x, m, rows) })
+	}
+	return err
 }
 
 // upsertRows writes rows as one multi-row INSERT ... ON DUPLICATE KEY
