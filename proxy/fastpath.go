@@ -994,6 +994,9 @@ func (ex *exchange) relayChunked(uc *upConn) error {
 			// them too).
 			continue
 		}
+		if !trailerAllowed(string(line[:colon])) {
+			continue
+		}
 		w.Write(line)
 		w.WriteString("\r\n")
 	}

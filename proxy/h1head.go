@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"net/http"
 	"net/textproto"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The fast path takes only the plainest HTTP/1.1 requests, parsed here
@@ -420,4 +423,29 @@ func plainText(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// trailerAllowed reports whether a trailer field may be passed on. RFC
+// 9110 section 6.5.1 keeps out of trailers the fields a recipient needs
+// before the body or must not take from a trailer: framing
+// (Content-Length, Transfer-Encoding, Trailer), routing (Host), hop-by-hop
+// fields, authentication, request modifiers and content metadata. A
+// recipient that merges trailers into the head it already acted on would
+// read a second, contradicting value. The list is the one net/http uses
+// for the trailers a handler declares; net/http itself still relays the
+// ones a backend sends undeclared, so both paths drop them here.
+func trailerAllowed(name string) bool {
+	return httpguts.ValidTrailerHeader(name)
+}
+
+// dropForbiddenTrailers deletes from a response header the trailer fields
+// trailerAllowed refuses among those behind http.TrailerPrefix, where
+// httputil.ReverseProxy puts the trailers a backend sent without
+// announcing them and net/http writes them unchecked.
+func dropForbiddenTrailers(h http.Header) {
+	for k := range h {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok && !trailerAllowed(name) {
+			delete(h, k)
+		}
+	}
 }

@@ -97,6 +97,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	up.rp.ServeHTTP(rec, withInformationalLimit(r))
+	dropForbiddenTrailers(w.Header())
 	code := rec.code
 	if code == 0 {
 		code = http.StatusOK

@@ -1,0 +1,63 @@
+package proxy_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/banyanhq/banyan/proxy"
+)
+
+// forbiddenTrailers are fields RFC 9110 section 6.5.1 keeps out of
+// trailers: framing, routing, hop-by-hop and those a recipient needs before
+// the body. A trailer line carrying one would reach a client or a backend
+// that might merge it into the head it already acted on.
+var forbiddenTrailers = []string{"Content-Length", "Transfer-Encoding", "Host", "Trailer", "Connection", "Content-Type", "Authorization"}
+
+// trailerBlock is a chunked body's last-chunk and trailer section with
+// every forbidden field and one allowed one, X-Ok.
+func trailerBlock() string {
+	var b strings.Builder
+	b.WriteString("0\r\n")
+	for _, name := range forbiddenTrailers {
+		fmt.Fprintf(&b, "%s: 99\r\n", name)
+	}
+	b.WriteString("X-Ok: yes\r\n\r\n")
+	return b.String()
+}
+
+// TestServer_ForbiddenTrailersDropped: a backend's trailer section that
+// names Content-Length, Transfer-Encoding, Host and the like is relayed
+// without those lines, on the fast path and on net/http (fast_path: off).
+// Both relayed them: the fast path copied every well-formed line, and
+// net/http passes on every trailer the backend did not announce.
+func TestServer_ForbiddenTrailersDropped(t *testing.T) {
+	t.Parallel()
+	answers := map[string]string{
+		"/t": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n" + trailerBlock(),
+	}
+	b := cannedBackend(t, answers, true)
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("raw"), b)
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+		rc.send("GET /t HTTP/1.1\r\nHost: shop\r\nTe: trailers\r\nConnection: close\r\n\r\n")
+		all, err := io.ReadAll(rc.br)
+		if err != nil {
+			t.Fatalf("net/http only %v: %v", netHTTP, err)
+		}
+		_, tail, ok := bytes.Cut(all, []byte("\r\n0\r\n"))
+		if !ok {
+			t.Fatalf("net/http only %v: no last chunk in %q", netHTTP, all)
+		}
+		if !bytes.Contains(tail, []byte("X-Ok: yes\r\n")) {
+			t.Errorf("net/http only %v: allowed trailer X-Ok missing from %q", netHTTP, tail)
+		}
+		for _, name := range forbiddenTrailers {
+			if bytes.Contains(bytes.ToLower(tail), []byte(strings.ToLower(name)+":")) {
+				t.Errorf("net/http only %v: trailer %s reached the client: %q", netHTTP, name, tail)
+			}
+		}
+	}
+}
