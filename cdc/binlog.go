@@ -42,6 +42,11 @@ type BinlogSource struct {
 	// compared as the server may, without case); nil: every table is.
 	Mapped func(schema, table string) bool
 	Log    *slog.Logger
+	// SpillRows is how many row changes of one transaction are held in
+	// memory before they go to a temporary file in SpillDir (cdc.spill_rows
+	// and cdc.spill_dir); 0 holds them all in memory.
+	SpillRows int
+	SpillDir  string
 
 	host     string
 	port     uint16
@@ -72,6 +77,13 @@ func NewBinlogSource(dsn, flavor string, serverID uint32, useGTID bool) (*Binlog
 // ctx.Err() on cancellation; any other error means the caller should
 // resume from its last applied position.
 func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Event) error {
+	return s.stream(ctx, from, out, nil)
+}
+
+// stream is Stream; with gate set, a transaction is sent only once the
+// gate has room for the changes it holds in memory, which the receiver
+// gives back once it has applied them.
+func (s *BinlogSource) stream(ctx context.Context, from Position, out chan<- Event, gate *rowGate) error {
 	// Read at each start, into locals: a Stream of an earlier connection
 	// may still be winding down.
 	var charsets map[uint64]string
@@ -136,6 +148,12 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 	}
 
 	var tx *Tx
+	defer func() {
+		if tx != nil {
+			tx.Release() // read part way when the stream ended
+		}
+	}()
+	policy := spillPolicy{rows: s.SpillRows, dir: s.SpillDir}
 	var pendingGTID string
 	var inTx bool // inside a transaction's group, between BEGIN and its end
 	// savepoints maps a savepoint of the open transaction to how many
@@ -157,6 +175,12 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 		return nil
 	}
 	send := func(e Event) error {
+		if gate != nil && e.Tx != nil {
+			e.Tx.held = len(e.Tx.Changes)
+			if err := gate.acquire(ctx, e.Tx.held); err != nil {
+				return err
+			}
+		}
 		select {
 		case out <- e:
 			return nil
@@ -251,6 +275,9 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 			if err := appendChanges(tx, e, schema, table, charsets); err != nil {
 				return err
 			}
+			if err := policy.check(tx); err != nil {
+				return err
+			}
 		case *replication.ExecuteLoadQueryEvent:
 			// LOAD DATA logged as a statement (binlog_format STATEMENT or
 			// MIXED in its session): the file's bytes and the statement,
@@ -280,7 +307,9 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 				// rows persisted; the others' were undone.
 				inTx = false
 				if tx != nil && strings.HasPrefix(strings.ToUpper(q), "ROLLBACK") {
-					tx.Changes = undone(tx.Changes)
+					if err := policy.undo(tx, 0, undone); err != nil {
+						return err
+					}
 				}
 				if err := endTx(ev.Header); err != nil {
 					return err
@@ -292,7 +321,9 @@ func (s *BinlogSource) Stream(ctx context.Context, from Position, out chan<- Eve
 					// it could not cut the undone rows out (the transaction
 					// also wrote a non-transactional table): cut them here.
 					if tx != nil {
-						savepoint(tx, savepoints, q, undone)
+						if err := savepoint(tx, savepoints, q, undone, policy); err != nil {
+							return err
+						}
 					}
 					continue
 				}
@@ -360,7 +391,7 @@ func loadQuery(raw []byte, e *replication.ExecuteLoadQueryEvent) (schema, query 
 
 // savepoint applies SAVEPOINT, ROLLBACK TO [SAVEPOINT] and RELEASE
 // SAVEPOINT statement q to the open transaction's changes.
-func savepoint(tx *Tx, savepoints map[string]int, q string, undone func([]Change) []Change) {
+func savepoint(tx *Tx, savepoints map[string]int, q string, undone func([]Change) []Change, policy spillPolicy) error {
 	f := strings.Fields(q)
 	name := func(i int) string {
 		if i < len(f) && strings.EqualFold(f[i], "SAVEPOINT") {
@@ -373,18 +404,19 @@ func savepoint(tx *Tx, savepoints map[string]int, q string, undone func([]Change
 	}
 	switch strings.ToUpper(f[0]) {
 	case "SAVEPOINT":
-		savepoints[name(0)] = len(tx.Changes)
+		savepoints[name(0)] = tx.Len()
 	case "ROLLBACK": // ROLLBACK [WORK] TO [SAVEPOINT] name
 		i := 1
 		if i < len(f) && strings.EqualFold(f[i], "WORK") {
 			i++
 		}
-		if n, ok := savepoints[name(i+1)]; ok && n <= len(tx.Changes) {
-			tx.Changes = append(tx.Changes[:n:n], undone(tx.Changes[n:])...)
+		if n, ok := savepoints[name(i+1)]; ok && n <= tx.Len() {
+			return policy.undo(tx, n, undone)
 		}
 	case "RELEASE":
 		delete(savepoints, name(1))
 	}
+	return nil
 }
 
 type txQueryKind int

@@ -45,11 +45,21 @@ func execOnOneConn(tb testing.TB, db *sql.DB, stmts ...string) {
 // row the transaction committed lands, the ones rolled back to a savepoint
 // do not appear in the binlog, and no checkpoint falls inside the
 // transaction (a review found the rows before the savepoint dropped).
+// With spill_rows 1 the same holds for changes read back from the spill
+// file.
 func TestStream_TransactionWithSavepoints(t *testing.T) {
+	for _, spillRows := range []int{0, 1} {
+		t.Run(fmt.Sprintf("spill_rows %d", spillRows), func(t *testing.T) { transactionWithSavepoints(t, spillRows) })
+	}
+}
+
+func transactionWithSavepoints(t *testing.T, spillRows int) {
 	srcName, dstName, src, dst := dbs(t)
 	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`)
 	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`)
-	runPipeline(t, cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"}))
+	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"})
+	cfg.SpillRows = spillRows
+	runPipeline(t, cfg)
 	untilStreaming(t, dst)
 	tx, err := src.Begin()
 	if err != nil {
@@ -206,14 +216,23 @@ func TestStream_TextInLegacyCharsets(t *testing.T) {
 // it rolls back, whole or to a savepoint, with the undone rows in the
 // group followed by ROLLBACK or ROLLBACK TO. The rows of the InnoDB table
 // were undone and must not land; the MyISAM rows persisted and must (a
-// review found the undone rows applied).
+// review found the undone rows applied). With spill_rows 1 the rollback
+// points fall among changes already in the spill file.
 func TestStream_RollbackWithNonTransactionalTable(t *testing.T) {
+	for _, spillRows := range []int{0, 1} {
+		t.Run(fmt.Sprintf("spill_rows %d", spillRows), func(t *testing.T) { rollbackWithNonTransactionalTable(t, spillRows) })
+	}
+}
+
+func rollbackWithNonTransactionalTable(t *testing.T, spillRows int) {
 	srcName, dstName, src, dst := dbs(t)
 	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB`, `CREATE TABLE audit (id INT PRIMARY KEY) ENGINE=MyISAM`)
 	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, v INT)`, `CREATE TABLE audit (id INT PRIMARY KEY)`)
-	runPipeline(t, cdcConfig(srcName, dstName,
+	cfg := cdcConfig(srcName, dstName,
 		routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"},
-		routes.TableMapping{Source: srcName + ".audit", Target: dstName + ".audit"}))
+		routes.TableMapping{Source: srcName + ".audit", Target: dstName + ".audit"})
+	cfg.SpillRows = spillRows
+	runPipeline(t, cfg)
 	untilStreaming(t, dst)
 	conn, err := src.Conn(context.Background())
 	if err != nil {

@@ -227,20 +227,37 @@ const allTypesDDL = `CREATE TABLE t (
 	bt BIT(5)
 ) DEFAULT CHARSET=utf8mb4`
 
-func TestPipeline_AllTypesRoundTrip(t *testing.T) {
+func TestPipeline_AllTypesRoundTrip(t *testing.T) { allTypesRoundTrip(t, 0) }
+
+// TestPipeline_AllTypesRoundTripSpilled: the same changes, each of its
+// transactions past cdc.spill_rows 1, so every row image but the last of
+// a transaction goes through the spill file and back before it is
+// applied.
+func TestPipeline_AllTypesRoundTripSpilled(t *testing.T) { allTypesRoundTrip(t, 1) }
+
+func allTypesRoundTrip(t *testing.T, spillRows int) {
 	srcName, dstName, src, dst := dbs(t)
 	mustExec(t, src, allTypesDDL)
 	mustExec(t, dst, allTypesDDL)
 	mustExec(t, src, `INSERT INTO t VALUES (1, 18446744073709551615, -12345678.1234, 1.5, 2.25, 'héllo 世界 🎉', 'long text 你好', X'00FF10', X'DEADBEEF', '2026-11-27', '2026-11-27 10:11:12.123456', '2026-11-27 01:02:03', '{"a": [1, 2, {"b": null}]}', 'paid', 'a,c', -5, 2026, b'10101')`,
 		`INSERT INTO t (id) VALUES (2)`)
 	stop := runPipeline(t, routes.CDCConfig{
-		Source: routes.CDCSource{DSN: pair.Source.DSN(srcName)},
-		Target: routes.CDCTarget{DSN: pair.Target.DSN(dstName)},
-		Tables: []routes.TableMapping{{Source: srcName + ".t", Target: dstName + ".t"}},
+		Source:    routes.CDCSource{DSN: pair.Source.DSN(srcName)},
+		Target:    routes.CDCTarget{DSN: pair.Target.DSN(dstName)},
+		Tables:    []routes.TableMapping{{Source: srcName + ".t", Target: dstName + ".t"}},
+		SpillRows: spillRows,
 	})
 	s := func() []string { return dump(t, src, "t", "id") }
 	d := func() []string { return dump(t, dst, "t", "id") }
 	waitEqual(t, 20*time.Second, s, d) // initial copy
+	// One transaction of several changes, so that with spill_rows 1 most of
+	// them are read back from the file; then each on its own.
+	execOnOneConn(t, src, `BEGIN`,
+		`INSERT INTO t VALUES (5, 0, 0, 0, 0, 'five', NULL, X'', NULL, NULL, NULL, NULL, NULL, 'paid', '', 0, NULL, NULL)`,
+		`UPDATE t SET vc = '', bl = X'' WHERE id = 5`,
+		`INSERT INTO t (id, bl, vb) VALUES (6, X'00', '')`,
+		`UPDATE t SET d = -0.0001, f = -0, db = -1.5e-300 WHERE id = 1`,
+		`COMMIT`)
 	mustExec(t, src,
 		`INSERT INTO t VALUES (3, 42, 0.0001, -0.5, 1e100, '', '', '', X'', '1999-12-31', '1999-12-31 23:59:59.000001', '2038-01-19 03:14:07', '[]', 'new', '', 127, 1999, b'1')`,
 		`UPDATE t SET vc = '更新 ✓', d = 99999999.9999, en = 'shipped', st = 'b', js = '{"x": 1}', bl = NULL WHERE id = 1`,

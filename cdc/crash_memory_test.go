@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -9,16 +10,18 @@ import (
 	"time"
 )
 
-// TestPipeline_OutOfMemoryInsideLargeTransaction: the stream holds a
-// source transaction in memory in full before it applies it (ADR 0003,
-// "One transaction in memory"). A child whose address space is capped
-// below what one UPDATE of 50,000 rows of 500 bytes needs runs out of
-// memory while it reads that transaction: it must die before writing any
-// of it, with the checkpoint before the transaction, so nothing is lost;
-// a child with the memory it needs then applies all of it.
+// TestPipeline_OutOfMemoryInsideLargeTransaction: the stream reads a
+// whole source transaction before it applies it (ADR 0003). With
+// cdc.spill_rows above the transaction's size, all of it is held in
+// memory, and a child whose address space is capped below what one UPDATE
+// of 50,000 rows of 500 bytes then needs runs out of memory while it reads
+// that transaction: it must die before writing any of it, with the
+// checkpoint before the transaction, so nothing is lost; a child with the
+// memory it needs then applies all of it.
 func TestPipeline_OutOfMemoryInsideLargeTransaction(t *testing.T) {
 	const n = 50000
 	cfg, src, dst := bigTable(t, n)
+	cfg.SpillRows = 10 * n
 	ctx := context.Background()
 	target := &Target{DB: dst, Pipeline: "default"}
 	before := gtidPos(t, src)
@@ -76,5 +79,66 @@ func TestPipeline_OutOfMemoryInsideLargeTransaction(t *testing.T) {
 	})
 	if got := changed(); got != n {
 		t.Fatalf("target holds %d rows of the transaction, want %d", got, n)
+	}
+}
+
+// TestPipeline_LargeTransactionSpilledWithinCappedMemory: with the default
+// cdc.spill_rows, the same UPDATE of 50,000 rows is applied whole by a
+// child capped at the 64 MB above its start that the test above shows is
+// too little to hold it in memory: the changes past spill_rows wait in a
+// temporary file. Before spilling, every start of such a child died at
+// the same transaction. The transaction then changes rows 1 and 2 again
+// and adds one: their last state must win over the one the UPDATE gave
+// them, though the UPDATE's final rows are written in parts (the table
+// is applied by final state, at most finalStateRows rows at a time).
+func TestPipeline_LargeTransactionSpilledWithinCappedMemory(t *testing.T) {
+	const n = 50000
+	cfg, src, dst := bigTable(t, n)
+	cfg.SpillDir = t.TempDir()
+	ctx := context.Background()
+	target := &Target{DB: dst, Pipeline: "default"}
+	execOnOneConn(t, src, `BEGIN`, `UPDATE big SET pad = REPEAT('b', 500)`,
+		`UPDATE big SET pad = 'last' WHERE id = 1`, `DELETE FROM big WHERE id = 2`,
+		fmt.Sprintf(`INSERT INTO big VALUES (%d, 'added')`, n+1), `COMMIT`)
+	after := gtidPos(t, src)
+
+	child := newChildPipeline(t, cfg)
+	child.memMB = 64
+	child.start()
+	exited := make(chan error, 1)
+	go func() { exited <- child.cmd.Wait() }()
+	defer func() {
+		// Reaped here, not by the child's cleanup: one Wait at a time.
+		child.cmd.Process.Kill()
+		<-exited
+	}()
+	landed := func() bool {
+		cp, ok, err := target.Checkpoint(ctx)
+		return err == nil && ok && cp.Applied.GTID == after
+	}
+	deadline := time.After(120 * time.Second)
+	for !landed() {
+		select {
+		case err := <-exited:
+			exited <- err // for the deferred reap
+			out, _ := os.ReadFile(child.log.Name())
+			t.Fatalf("the capped child exited (%v) before the transaction landed:\n%s", err, out)
+		case <-deadline:
+			t.Fatal("the transaction has not landed after 120 s")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var got int
+	if err := dst.QueryRow(`SELECT COUNT(*) FROM big WHERE pad = REPEAT('b', 500)`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != n-2 {
+		t.Fatalf("target holds %d rows of the UPDATE, want %d", got, n-2)
+	}
+	if got, want := strings.Join(dump(t, dst, "big WHERE id IN (1, 2, 50001)", "id"), " "), `"1"|"last" "50001"|"added"`; got != want {
+		t.Errorf("target rows 1, 2 and %d = %s, want %s", n+1, got, want)
+	}
+	if ents, err := os.ReadDir(cfg.SpillDir); err != nil || len(ents) != 0 {
+		t.Errorf("spill directory holds %v (%v) after the transaction, want nothing", ents, err)
 	}
 }

@@ -13,6 +13,8 @@ type Metrics struct {
 	rows      *prometheus.CounterVec
 	copyRows  *prometheus.CounterVec
 	pruneRows *prometheus.CounterVec
+	spillTxs  prometheus.Counter
+	spillSize prometheus.Counter
 }
 
 // NewMetrics registers the CDC series on reg.
@@ -34,8 +36,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "banyan_cdc_resnapshot_deleted_total",
 			Help: "Target rows a resnapshot deleted because the source no longer has their key, by target table.",
 		}, []string{"table"}),
+		spillTxs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "banyan_cdc_spilled_transactions_total",
+			Help: "Source transactions applied whose row changes outgrew cdc.spill_rows and were partly kept in a temporary file.",
+		}),
+		spillSize: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "banyan_cdc_spilled_bytes_total",
+			Help: "Bytes those transactions wrote to their temporary files.",
+		}),
 	}
-	reg.MustRegister(m.lag, m.rows, m.copyRows, m.pruneRows)
+	reg.MustRegister(m.lag, m.rows, m.copyRows, m.pruneRows, m.spillTxs, m.spillSize)
 	return m
 }
 
@@ -86,4 +96,14 @@ func (m *Metrics) pruned(table string, n int) {
 		return
 	}
 	m.pruneRows.WithLabelValues(table).Add(float64(n))
+}
+
+// spilled counts an applied transaction that had a spill file of size
+// bytes (none when 0).
+func (m *Metrics) spilled(size int64) {
+	if m == nil || size == 0 {
+		return
+	}
+	m.spillTxs.Inc()
+	m.spillSize.Add(float64(size))
 }

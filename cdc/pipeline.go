@@ -150,6 +150,10 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 		return fail(err)
 	}
 	p.binlog.Log = log
+	p.binlog.SpillRows, p.binlog.SpillDir = cfg.SpillRows, cfg.SpillDir
+	if p.binlog.SpillRows == 0 {
+		p.binlog.SpillRows = DefaultSpillRows
+	}
 	p.binlog.Watch = func(schema, table string) bool { return p.maps[schema+"."+table] != nil }
 	p.binlog.Mapped = func(schema, table string) bool { return p.mapped(schema+"."+table) != nil }
 	return p, nil
@@ -501,9 +505,17 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 	defer cancel()
 	events := make(chan Event, 1024)
 	errc := make(chan error, 1)
-	go func() { errc <- p.binlog.Stream(ctx, cp.Applied, events) }()
+	// Changes held in memory between the stream and the apply: a batch
+	// being applied, and what waits behind it.
+	gate := newRowGate(4 * max(p.cfg.BatchRows, p.binlog.SpillRows))
+	go func() { errc <- p.binlog.stream(ctx, cp.Applied, events, gate) }()
 
 	var batch []*Tx
+	defer func() {
+		for _, tx := range batch {
+			tx.Release()
+		}
+	}()
 	rows := 0
 	lastApply := time.Now()
 	saved := cp.Applied // the checkpoint the target holds
@@ -528,6 +540,12 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 			p.fresh = t
 		}
 		p.Metrics.applied(counts, cp.SourceTS)
+		for _, tx := range batch {
+			p.Metrics.spilled(tx.SpilledBytes())
+			tx.Release()
+			gate.release(tx.held)
+		}
+		clear(batch)
 		batch, rows, lastApply = batch[:0], 0, time.Now()
 		return nil
 	}
@@ -539,7 +557,7 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 			switch {
 			case ev.Tx != nil:
 				batch = append(batch, ev.Tx)
-				rows += len(ev.Tx.Changes)
+				rows += ev.Tx.Len()
 				cp.Applied, cp.SourceTS = ev.Tx.End, int64(ev.Tx.Timestamp)
 				// Apply when the batch is full, or when the stream has
 				// nothing more right now (and the batch carries rows, or
@@ -611,11 +629,12 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, 
 		return "", ""
 	}
 	defer tx.Rollback()
+	errFound, errOther := errors.New("found"), errors.New("other")
 	for _, stx := range batch {
-		for _, c := range stx.Changes {
+		err := stx.Each(func(c Change) error {
 			m := p.maps[c.Schema+"."+c.Table]
 			if m == nil {
-				continue
+				return nil
 			}
 			index := columnIndex(c.Columns)
 			err := applyChange(ctx, tx, m, index, c, shared)
@@ -626,10 +645,15 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, 
 				if c.Op == Delete {
 					src = c.Before
 				}
-				return m.SourceName(), m.sourceKey(index, src)
+				table, key = m.SourceName(), m.sourceKey(index, src)
+				return errFound
 			case err != nil:
-				return "", ""
+				return errOther
 			}
+			return nil
+		})
+		if err != nil {
+			return table, key
 		}
 	}
 	return "", ""

@@ -435,6 +435,16 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 				row = key
 			}
 			fs.set(keyString(key), finalRow{del: op == Delete, row: row})
+			if len(fs.rows) >= finalStateRows {
+				// A large transaction: write what is final so far rather
+				// than hold every row it touched. Later changes of these
+				// keys are applied after it, so each key still ends in its
+				// last state.
+				if err := fs.apply(ctx, tx, m); err != nil {
+					return fmt.Errorf("apply to %s: %w", m.TargetName(), err)
+				}
+				fs.rows, fs.order = map[string]finalRow{}, nil
+			}
 			return nil
 		}
 		if run.m != m || run.op != op || len(run.rows) >= 500 {
@@ -447,19 +457,20 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		return nil
 	}
 	for _, stx := range batch {
-		for _, c := range stx.Changes {
+		err := stx.Each(func(c Change) error {
 			m := maps[c.Schema+"."+c.Table]
 			if m == nil {
-				continue
+				return nil
 			}
 			index := columnIndex(c.Columns)
 			if counts[m.TargetName()] == nil {
 				counts[m.TargetName()] = map[Op]int64{}
 			}
 			counts[m.TargetName()][c.Op]++
-			if err := eachWrite(m, index, c, func(op Op, row []any) error { return add(m, op, row) }); err != nil {
-				return nil, err
-			}
+			return eachWrite(m, index, c, func(op Op, row []any) error { return add(m, op, row) })
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	if err := flush(); err != nil {
@@ -504,6 +515,12 @@ func (t *Target) saveStats(ctx context.Context, x execer, counts Applied) error 
 	}
 	return nil
 }
+
+// finalStateRows caps the rows a finalState holds before it is written:
+// with a large source transaction, holding the final row of every key it
+// touched cost memory in proportion to the transaction, which the spill
+// file (spill.go) is there to avoid.
+const finalStateRows = 10000
 
 // finalState is the last change of each row of one table in a batch, in
 // the order rows were first touched.

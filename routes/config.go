@@ -217,6 +217,14 @@ type CDCConfig struct {
 	// SourceTimezone is the zone of the legacy DATETIME values, for the
 	// local_to_utc converter (default Local).
 	SourceTimezone string `yaml:"source_timezone"`
+	// SpillRows is how many row changes of one source transaction are held
+	// in memory; past it they go to a temporary file in SpillDir until the
+	// transaction is applied (default 10000).
+	SpillRows int `yaml:"spill_rows"`
+	// SpillDir is where those files go (default: the system's temporary
+	// directory, $TMPDIR or /tmp). It needs room for the largest source
+	// transaction's row images.
+	SpillDir string `yaml:"spill_dir"`
 }
 
 // CDCSource is the legacy MySQL/MariaDB server.
@@ -588,6 +596,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.CDC.ChunkRows == 0 {
 		c.CDC.ChunkRows = 1000
+	}
+	if c.CDC.SpillRows == 0 {
+		c.CDC.SpillRows = 10000
 	}
 	if c.CDC.Source.Flavor == "" {
 		c.CDC.Source.Flavor = "mariadb"

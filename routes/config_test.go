@@ -377,3 +377,35 @@ routes:
 		}
 	}
 }
+
+// TestParse_CDCSpill: spill_rows defaults to 10000 and must be at least 1;
+// a spill_dir must be an existing directory. Every problem is listed.
+func TestParse_CDCSpill(t *testing.T) {
+	const base = `
+cdc:
+  source: {dsn: "repl:pw@tcp(127.0.0.1:3306)/shop"}
+  target: {dsn: "banyan:pw@tcp(127.0.0.1:3307)/orders"}
+  tables: [{source: shop.t_order, target: orders.orders}]
+`
+	cfg, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CDC.SpillRows != 10000 || cfg.CDC.SpillDir != "" {
+		t.Errorf("spill_rows %d, spill_dir %q; want the default 10000 and the system's temp dir", cfg.CDC.SpillRows, cfg.CDC.SpillDir)
+	}
+	dir := t.TempDir()
+	cfg, err = Parse([]byte(base + "  spill_rows: 500\n  spill_dir: " + dir + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CDC.SpillRows != 500 || cfg.CDC.SpillDir != dir {
+		t.Errorf("spill_rows %d, spill_dir %q; want 500, %q", cfg.CDC.SpillRows, cfg.CDC.SpillDir, dir)
+	}
+	_, err = Parse([]byte(base + "  spill_rows: -1\n  spill_dir: " + dir + "/missing\n"))
+	for _, want := range []string{"cdc.spill_rows: -1 must be at least 1", "cdc.spill_dir: stat " + dir + "/missing: no such file or directory"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to say %q", err, want)
+		}
+	}
+}
