@@ -53,16 +53,18 @@ var credentialPaths = []string{
 // spaces ("Password", "ACCESS_TOKEN", "authToken", "x-api-key",
 // "clientSecret", "Authorization", "api key", "password_confirmation",
 // "SecretAccessKey", "private_key", and session ids and cookies: "session_id", "PHPSESSID", "jsessionid",
-// "Set-Cookie"); credentialWords are such names whole.
+// "Set-Cookie"); credentialWords are such names whole: card codes, "pwd",
+// and "sid", the session id parameter of many older PHP and Java shops
+// (?sid=…), too short to be taken as the end of a longer name.
 var (
 	credentialSuffixes = []string{"password", "passwd", "passwordconfirmation", "secret", "token", "apikey", "authorization",
 		"sessionid", "sessid", "cookie", "secretkey", "secretaccesskey", "privatekey"}
-	credentialWords = []string{"cvv", "cvc"}
+	credentialWords = []string{"cvv", "cvc", "pwd", "sid"}
 )
 
 // credentialRE matches the same names in text (a query string, an error,
 // a line of a text body), for the regular expressions of Redactor.
-const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization|session[_\-]?id|sessid|cookie|secret[_\-]?(?:access[_\-]?)?key|private[_\-]?key)|cvv|cvc)`
+const credentialRE = `(?i:[a-z0-9_\-]*(?:pass(?:word|wd)|password[_\-]?confirmation|secret|token|api[_\-]?key|authorization|session[_\-]?id|sessid|cookie|secret[_\-]?(?:access[_\-]?)?key|private[_\-]?key)|cvv|cvc|pwd|sid)`
 
 // isCredentialName reports whether a member or parameter name is named
 // like a credential (see credentialSuffixes).
@@ -589,7 +591,8 @@ var dumpKeyRE = regexp.MustCompile(`(?:^|[^\w\-.%\\])([\[:'"]?)([A-Za-z_][\w\-.]
 // error page or a debug body dumps data in: PHP's print_r ("[password] =>
 // x", to the end of the line) and var_export ("'password' => 'x'"), a
 // Python or Ruby hash ("'password': 'x'", ":api_key => \"x\"",
-// "password: \"x\""), an INI or TOML line ("secret = x"). A quoted value is
+// "password: \"x\""), an INI or TOML line ("secret = x"), and a log or
+// message text ("login failed, password: x"). A quoted value is
 // masked inside its quotes, a bare one up to white space or ',' (the end
 // of the line after "=>"). "name=value" is maskNamedValues' work,
 // "Name: value" at the start of a line maskTokens', and "\"name\": value"
@@ -627,8 +630,8 @@ func (r *Redactor) maskDumped(s string) string {
 		}
 		quoted := at < len(s) && (s[at] == '"' || s[at] == '\'')
 		switch {
-		case op == ":" && open == "" && (!quoted || lineStart(s, m[4])), op == "=" && open == "" && sep == "=":
-			continue
+		case op == ":" && open == "" && lineStart(s, m[4]), op == "=" && open == "" && sep == "=":
+			continue // maskTokens' work, and maskNamedValues'
 		case op == ":" && open == `"`:
 			continue // a JSON member: jsonKey's work, or the JSON walk's
 		case !quoted && at < len(s) && strings.IndexByte("[{(", s[at]) >= 0:
@@ -642,6 +645,11 @@ func (r *Redactor) maskDumped(s string) string {
 			}
 			if op == "=>" {
 				to = at + len(strings.TrimRight(s[at:to], " \t"))
+			}
+			if _, auth := foldSuffix(name, "authorization"); auth && op == ":" {
+				if loc := authValueRE.FindStringIndex(s[at:]); loc != nil {
+					to = max(to, at+loc[1]) // "Authorization: Basic x": the scheme and its credential
+				}
 			}
 		}
 		if from >= to || s[from:to] == Masked {

@@ -510,3 +510,42 @@ func TestRedactor_OrdinaryDataKept(t *testing.T) {
 		t.Errorf("Body changed ordinary JSON:\n  in  %s\n  got %s", body, got)
 	}
 }
+
+// TestRedactor_ShortCredentialNamesAndBareValues: "sid" (the session id
+// parameter of many PHP and Java shops, ?sid=…) and "pwd" are masked as
+// whole names, in a URL, a form and JSON, and a credential written
+// "name: value" in the middle of a text line is masked as it is at the
+// start of one. All three reached reports in clear.
+func TestRedactor_ShortCredentialNamesAndBareValues(t *testing.T) {
+	r, err := NewRedactor(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"/cart?sid=S3SS10N&x=1", "/cart?sid=[redacted]&x=1"},
+		{"/cart?SID=S3SS10N", "/cart?SID=[redacted]"},
+		{"/login?user=bob&pwd=zz9", "/login?user=bob&pwd=[redacted]"},
+		{"/stores?side=left&sidebar=1", "/stores?side=left&sidebar=1"},
+	} {
+		if got := r.URL(tc.in); got != tc.want {
+			t.Errorf("URL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	o := r.Outcome(diff.Outcome{
+		Legacy: diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"text/plain"}},
+			Body: []byte("login ok for bob, password: HUNTER-1 accepted\nuser bob (pwd=ZZ-2) kept: yes\nnote: ok\n")},
+		New: diff.Response{Status: 200, Header: map[string][]string{"Content-Type": {"application/json"}},
+			Body: []byte(`{"sid":"SID-3","side":"left","Pwd":"PWD-4"}`)},
+	})
+	all := string(o.Legacy.Body) + "\n" + string(o.New.Body)
+	for _, s := range []string{"HUNTER-1", "ZZ-2", "SID-3", "PWD-4"} {
+		if strings.Contains(all, s) {
+			t.Errorf("%q kept:\n%s", s, all)
+		}
+	}
+	for _, keep := range []string{"login ok for bob", "accepted", "kept: yes", "note: ok", `"side":"left"`} {
+		if !strings.Contains(all, keep) {
+			t.Errorf("%q masked too:\n%s", keep, all)
+		}
+	}
+}
