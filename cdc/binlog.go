@@ -119,6 +119,12 @@ func (s *BinlogSource) stream(ctx context.Context, from Position, out chan<- Eve
 		HeartbeatPeriod: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		// Reconnects are ours: we resume from the applied checkpoint.
 		DisableRetrySync: true,
+		// go-mysql decodes events ahead of us into a queue of 10,240 by
+		// default: with rows events of about 8 KB, some 80,000 decoded
+		// row changes, 200 to 300 MB, whatever spill_rows and the queue
+		// behind the stream hold. 512 events still keep the decoder
+		// busy while a change is spilled or waits.
+		EventCacheCount: 512,
 		Logger:           slog.New(slog.DiscardHandler),
 	})
 	defer syncer.Close()
