@@ -125,7 +125,7 @@ func (s *BinlogSource) stream(ctx context.Context, from Position, out chan<- Eve
 		// behind the stream hold. 512 events still keep the decoder
 		// busy while a change is spilled or waits.
 		EventCacheCount: 512,
-		Logger:           slog.New(slog.DiscardHandler),
+		Logger:          slog.New(slog.DiscardHandler),
 	})
 	defer syncer.Close()
 
