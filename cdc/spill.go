@@ -299,49 +299,45 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
+// varint reads what binary.AppendVarint wrote: a uvarint of the value
+// zig-zag encoded.
 func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
+	u := d.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
 	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail(errShort)
-		return 0
-	}
-	d.b = d.b[n:]
 	return v
 }
 
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
+// take returns the next n bytes, nil when fewer are left.
+func (d *decoder) take(n uint64) []byte {
 	if d.err != nil || uint64(len(d.b)) < n {
 		d.fail(errShort)
 		return nil
 	}
-	v := append(make([]byte, 0, n), d.b[:n]...)
+	v := d.b[:n:n]
 	d.b = d.b[n:]
 	return v
 }
 
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if d.err != nil || uint64(len(d.b)) < n {
-		d.fail(errShort)
-		return ""
+// bytes reads a length and that many bytes, as a copy: empty, not nil,
+// when the length is 0.
+func (d *decoder) bytes() []byte {
+	v := d.take(d.uvarint())
+	if d.err != nil {
+		return nil
 	}
-	v := string(d.b[:n])
-	d.b = d.b[n:]
-	return v
+	return append(make([]byte, 0, len(v)), v...)
 }
+
+func (d *decoder) string() string { return string(d.take(d.uvarint())) }
 
 func (d *decoder) fixed(n int) []byte {
-	if d.err != nil || len(d.b) < n {
-		d.fail(errShort)
-		return make([]byte, n)
+	if v := d.take(uint64(n)); v != nil {
+		return v
 	}
-	v := d.b[:n]
-	d.b = d.b[n:]
-	return v
+	return make([]byte, n)
 }
 
 func decodeChange(b []byte, cols *[][]Column) (Change, error) {
