@@ -2,6 +2,7 @@ package diff
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,8 +39,18 @@ const (
 // and, per token, in how many samples it varied. A later difference in
 // that line is noise only when it has as many tokens and differs in none
 // but those confirmed to vary, each on its own samples (as a JSON field).
+//
+// A line is known by its number, which other lines before it move: a
+// page that gains a line above it brings another line to that number. So
+// the line also keeps its template: each token that was the same in every
+// sample learned ("" where one varied, within a sample or between
+// samples, as a product's price does from page to page). A difference is
+// noise only in a line that still has those tokens where they were;
+// another line that happened to land on the number, with as many tokens,
+// is compared as it is.
 type lineNoise struct {
-	vary []int
+	vary  []int
+	fixed []string
 }
 
 // Noise holds what was learned as noise for one route: places where two
@@ -288,7 +299,7 @@ func (n *Noise) learnLine(d Difference) bool {
 		if n.size() >= maxNoisePatterns {
 			return false
 		}
-		ln = &lineNoise{vary: make([]int, len(lt))}
+		ln = &lineNoise{vary: make([]int, len(lt)), fixed: slices.Clone(lt)}
 		n.lines[d.Path] = ln
 	}
 	if len(ln.vary) != len(lt) {
@@ -297,6 +308,9 @@ func (n *Noise) learnLine(d Difference) bool {
 	for i := range lt {
 		if lt[i] != nt[i] {
 			ln.vary[i]++
+		}
+		if lt[i] != nt[i] || ln.fixed[i] != lt[i] {
+			ln.fixed[i] = ""
 		}
 	}
 	return true
@@ -494,6 +508,9 @@ func (n *Noise) lineIsNoise(d Difference) bool {
 	for i := range lt {
 		if lt[i] != nt[i] && !n.enough(ln.vary[i]) {
 			return false
+		}
+		if f := ln.fixed[i]; f != "" && (lt[i] != f || nt[i] != f) {
+			return false // another line at this number
 		}
 	}
 	return true

@@ -687,3 +687,40 @@ func TestNoise_oneOddSampleDoesNotAddAType(t *testing.T) {
 		}
 	}
 }
+
+// TestNoise_textLineKnownByItsTemplate: noise learned for line 2 (a
+// footer whose time varies) does not cover another line that a page
+// with one line more above brings to number 2, though it has as many
+// tokens and differs only where the footer's time did: "total 15 at
+// 10:31:22" against "total 15 at 10:31:29" is a real difference. A word
+// that differs between samples but not within one (the product name on a
+// product page) is not part of the template, so the footer of another
+// product's page is still noise.
+func TestNoise_textLineKnownByItsTemplate(t *testing.T) {
+	c, err := Compile(Rules{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := NewNoise()
+	page := func(product, at string) Response {
+		return textResp("product " + product + "\nserved " + product + " at 10:31:" + at + "\n")
+	}
+	n.Learn(c.Compare(page("tea", "01"), page("tea", "02")))
+	n.Learn(c.Compare(page("cup", "03"), page("cup", "04")))
+	n.Learn(c.Compare(page("pot", "05"), page("pot", "07")))
+	if got, want := n.Paths(), []string{"body:L2 tokens 8"}; !slices.Equal(got, want) {
+		t.Fatalf("Paths() = %v, want %v", got, want)
+	}
+	legacy, newer := page("jar", "11"), page("jar", "12")
+	if got, v := Judge(legacy, newer, c.Compare(legacy, newer), n); v != NoiseOnly {
+		t.Errorf("another product's footer: verdict %s, want noise-only\n%s", v, formatDiffs(got))
+	}
+	shifted := func(at string) Response {
+		return textResp("product jar\ntotal 15 at 10:31:" + at + "\nserved jar at 10:31:40\n")
+	}
+	legacy, newer = shifted("22"), shifted("29")
+	got, v := Judge(legacy, newer, c.Compare(legacy, newer), n)
+	if v != Diff {
+		t.Errorf("a line moved onto the footer's number: verdict %s, want diff\n%s", v, formatDiffs(got))
+	}
+}
