@@ -224,8 +224,18 @@ func (s *BinlogSource) stream(ctx context.Context, from Position, out chan<- Eve
 		}
 		tx.End = cur
 		err := send(Event{Tx: tx})
-		tx = nil
+		if err == nil {
+			tx = nil // the receiver's now; unsent, the deferred Release frees it
+		}
 		return err
+	}
+	// begin opens the transaction a GTID event starts.
+	begin := func(ts uint32) {
+		if tx != nil {
+			tx.Release()
+		}
+		tx = &Tx{Timestamp: ts}
+		clear(savepoints)
 	}
 	for {
 		ev, err := streamer.GetEvent(ctx)
@@ -257,8 +267,7 @@ func (s *BinlogSource) stream(ctx context.Context, from Position, out chan<- Eve
 			}
 		case *replication.MariadbGTIDEvent:
 			pendingGTID = e.GTID.String()
-			tx = &Tx{Timestamp: ev.Header.Timestamp}
-			clear(savepoints)
+			begin(ev.Header.Timestamp)
 			// A group without FL_STANDALONE ends with a COMMIT or XID:
 			// the queries inside it are part of the transaction.
 			inTx = !e.IsStandalone()
@@ -268,8 +277,7 @@ func (s *BinlogSource) stream(ctx context.Context, from Position, out chan<- Eve
 				return fmt.Errorf("gtid event: %w", err)
 			}
 			pendingGTID = next.String()
-			tx = &Tx{Timestamp: ev.Header.Timestamp}
-			clear(savepoints)
+			begin(ev.Header.Timestamp)
 		case *replication.RowsEvent:
 			if tx == nil {
 				tx = &Tx{Timestamp: ev.Header.Timestamp}

@@ -119,6 +119,9 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckSpillDir(cfg.SpillDir); err != nil {
+		return nil, fmt.Errorf("cdc.spill_dir: %w", err)
+	}
 	src, err := openDB(cfg.Source.DSN, false, true)
 	if err != nil {
 		return nil, fmt.Errorf("cdc source: %w", err)
@@ -508,12 +511,31 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 	// Changes held in memory between the stream and the apply: a batch
 	// being applied, and what waits behind it.
 	gate := newRowGate(4 * max(p.cfg.BatchRows, p.binlog.SpillRows))
-	go func() { errc <- p.binlog.stream(ctx, cp.Applied, events, gate) }()
+	streamed := make(chan struct{})
+	go func() {
+		defer close(streamed)
+		errc <- p.binlog.stream(ctx, cp.Applied, events, gate)
+	}()
 
 	var batch []*Tx
 	defer func() {
+		// Spill files of transactions not applied go now, not when the
+		// garbage collector gets to them: the next run reads and spills
+		// the same transactions again.
+		cancel()
+		<-streamed
 		for _, tx := range batch {
 			tx.Release()
+		}
+		for {
+			select {
+			case ev := <-events:
+				if ev.Tx != nil {
+					ev.Tx.Release()
+				}
+			default:
+				return
+			}
 		}
 	}()
 	rows := 0

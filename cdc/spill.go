@@ -24,6 +24,20 @@ import (
 // DefaultSpillRows is cdc.spill_rows when the config leaves it out.
 const DefaultSpillRows = 10000
 
+// CheckSpillDir reports why dir (cdc.spill_dir) cannot take spill files:
+// it is not there, is no directory, or a file cannot be made in it. ""
+// stands for the system's temporary directory. Only `banyan cdc run`
+// needs the directory, so it is checked when the pipeline opens, not when
+// the config is read (a proxy host sharing the config need not have it).
+func CheckSpillDir(dir string) error {
+	sp, err := newSpill(dir)
+	if err != nil {
+		return err
+	}
+	sp.close()
+	return nil
+}
+
 // spill holds the first changes of one transaction, encoded in order.
 type spill struct {
 	f    *os.File

@@ -254,3 +254,25 @@ func TestRowGate(t *testing.T) {
 		t.Fatal("acquire still waits after its context ended")
 	}
 }
+
+// TestCheckSpillDir: cdc run checks cdc.spill_dir when it opens: a
+// directory that is not there, or a file, is an error that names it; a
+// usable one is left as it was.
+func TestCheckSpillDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckSpillDir(dir); err != nil {
+		t.Fatalf("an empty temp dir: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("CheckSpillDir left %v behind", ents)
+	}
+	file := dir + "/f"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{dir + "/missing", file} {
+		if err := CheckSpillDir(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("CheckSpillDir(%q) = %v, want an error naming it", bad, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +219,48 @@ func TestStream_ConvertedIntegerColumns(t *testing.T) {
 		}
 		return strings.Join(dump(t, dst, "t", "id"), " ") == want
 	})
+}
+
+// openSpillFiles counts this process's open files in dir: spill files,
+// unlinked, show as "dir/banyan-cdc-tx-… (deleted)".
+func openSpillFiles(tb testing.TB, dir string) int {
+	tb.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		tb.Skipf("no /proc/self/fd here: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, dir+"/banyan-cdc-tx-") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestStream_SpillFilesFreedWhenRunStops: when a run stops (here at a row
+// the target refuses), the spill files of the transactions it had read
+// but not applied are closed at once, those in the batch, those queued
+// behind it and one the stream was handing over, and with them their disk
+// space. Left to the garbage collector, they held the space while the
+// next run spilled the same transactions again.
+func TestStream_SpillFilesFreedWhenRunStops(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	mustExec(t, src, `CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))`)
+	mustExec(t, dst, `CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(3))`)
+	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".t", Target: dstName + ".t"})
+	cfg.SpillRows, cfg.SpillDir, cfg.BatchRows = 1, t.TempDir(), 2
+	done := startRun(t, cfg)
+	untilStreaming(t, dst)
+	stmts := []string{`INSERT INTO t VALUES (1, 'ok'), (2, 'far too long')`}
+	for i := range 30 {
+		stmts = append(stmts, fmt.Sprintf(`INSERT INTO t VALUES (%d, 'a'), (%d, 'b'), (%d, 'c')`, 10+3*i, 11+3*i, 12+3*i))
+	}
+	mustExec(t, src, stmts...)
+	if err := stopped(t, done, 15*time.Second, "the refused row"); err == nil || !strings.Contains(err.Error(), "(id=2)") {
+		t.Fatalf("Run: %v, want it stopped at row 2", err)
+	}
+	if n := openSpillFiles(t, cfg.SpillDir); n != 0 {
+		t.Errorf("%d spill files still open after Run returned, want none", n)
+	}
 }

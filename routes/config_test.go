@@ -378,8 +378,9 @@ routes:
 	}
 }
 
-// TestParse_CDCSpill: spill_rows defaults to 10000 and must be at least 1;
-// a spill_dir must be an existing directory. Every problem is listed.
+// TestParse_CDCSpill: spill_rows defaults to 10000 and must be at least 1.
+// spill_dir is read as it is: only `cdc run` needs it (cdc.Open checks
+// it), so a missing one is no config problem.
 func TestParse_CDCSpill(t *testing.T) {
 	const base = `
 cdc:
@@ -403,9 +404,10 @@ cdc:
 		t.Errorf("spill_rows %d, spill_dir %q; want 500, %q", cfg.CDC.SpillRows, cfg.CDC.SpillDir, dir)
 	}
 	_, err = Parse([]byte(base + "  spill_rows: -1\n  spill_dir: " + dir + "/missing\n"))
-	for _, want := range []string{"cdc.spill_rows: -1 must be at least 1", "cdc.spill_dir: stat " + dir + "/missing: no such file or directory"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("err = %v, want it to say %q", err, want)
-		}
+	if want := "cdc.spill_rows: -1 must be at least 1"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want it to say %q", err, want)
+	}
+	if err != nil && strings.Contains(err.Error(), "spill_dir") {
+		t.Errorf("err = %v; a missing spill_dir is cdc run's to report", err)
 	}
 }

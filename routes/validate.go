@@ -5,7 +5,6 @@ import (
 	"maps"
 	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -176,13 +175,6 @@ func (c CDCConfig) validate() []Problem {
 	}
 	if c.SpillRows < 1 {
 		ps = append(ps, Problem{".spill_rows", fmt.Sprintf("%d must be at least 1 (row changes of one source transaction held in memory)", c.SpillRows)})
-	}
-	if c.SpillDir != "" {
-		if fi, err := os.Stat(c.SpillDir); err != nil {
-			ps = append(ps, Problem{".spill_dir", fmt.Sprintf("%v; create it, or leave spill_dir out for the system's temporary directory", err)})
-		} else if !fi.IsDir() {
-			ps = append(ps, Problem{".spill_dir", fmt.Sprintf("%s is not a directory", c.SpillDir)})
-		}
 	}
 	seen := map[string]bool{}
 	for i, t := range c.Tables {

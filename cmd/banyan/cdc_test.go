@@ -223,12 +223,20 @@ func TestCDCCmd_Errors(t *testing.T) {
   target: {dsn: "root@tcp(127.0.0.1:1)/orders"}
   tables: [{source: shop.t, target: orders.t}]
 `)
+	noSpillDir := filepath.Join(dir, "nospill.yaml")
+	writeAtomic(t, noSpillDir, `cdc:
+  source: {dsn: "root@tcp(127.0.0.1:1)/shop"}
+  target: {dsn: "root@tcp(127.0.0.1:1)/orders"}
+  tables: [{source: shop.t, target: orders.t}]
+  spill_dir: `+filepath.Join(dir, "missing")+`
+`)
 	for _, tt := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"cdc", "run", "--config", noCDC}, "has no cdc.tables"},
 		{[]string{"cdc", "run", "--config", down}, "cdc source unreachable"},
+		{[]string{"cdc", "run", "--config", noSpillDir}, "cdc.spill_dir: keep a large source transaction's changes in a temporary file in " + filepath.Join(dir, "missing")},
 		{[]string{"cdc", "status", "--config", down}, "connect"},
 	} {
 		var out, errb bytes.Buffer
