@@ -563,7 +563,11 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 		}
 		p.Metrics.applied(counts, cp.SourceTS)
 		for _, tx := range batch {
-			p.Metrics.spilled(tx.SpilledBytes())
+			if size := tx.SpilledBytes(); size > 0 {
+				p.Metrics.spilled(size)
+				p.log.Info("cdc: applied a source transaction larger than cdc.spill_rows through its spill file",
+					"changes", tx.Len(), "spilled_bytes", size, "end", tx.End.String())
+			}
 			tx.Release()
 			gate.release(tx.held)
 		}
