@@ -29,7 +29,7 @@ import (
 func BenchmarkPipeline_BigTransactionMemory(b *testing.B) {
 	n := benchEnv(b, "BANYAN_BENCH_TX_ROWS", 200000)
 	cfg, src, dst := bigTable(b, n)
-	cfg.SpillRows = benchEnv(b, "BANYAN_BENCH_SPILL_ROWS", DefaultSpillRows)
+	cfg.SpillRows = benchEnv(b, "BANYAN_BENCH_SPILL_ROWS", routes.DefaultSpillRows)
 	done := startRun(b, cfg)
 	untilApplied(b, dst, done, gtidPos(b, src), "big")
 
@@ -68,7 +68,7 @@ func BenchmarkPipeline_BacklogMemory(b *testing.B) {
 		b.Fatal("run with -benchtime 1x: each run needs its own backlog")
 	}
 	cfg, src, dst := bigTable(b, n)
-	cfg.SpillRows = benchEnv(b, "BANYAN_BENCH_SPILL_ROWS", DefaultSpillRows)
+	cfg.SpillRows = benchEnv(b, "BANYAN_BENCH_SPILL_ROWS", routes.DefaultSpillRows)
 	b.StopTimer()
 	var value string
 	for i := range txs {

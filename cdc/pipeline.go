@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -153,10 +154,7 @@ func Open(ctx context.Context, cfg routes.CDCConfig, log *slog.Logger) (*Pipelin
 		return fail(err)
 	}
 	p.binlog.Log = log
-	p.binlog.SpillRows, p.binlog.SpillDir = cfg.SpillRows, cfg.SpillDir
-	if p.binlog.SpillRows == 0 {
-		p.binlog.SpillRows = DefaultSpillRows
-	}
+	p.binlog.SpillRows, p.binlog.SpillDir = cmp.Or(cfg.SpillRows, routes.DefaultSpillRows), cfg.SpillDir
 	p.binlog.Watch = func(schema, table string) bool { return p.maps[schema+"."+table] != nil }
 	p.binlog.Mapped = func(schema, table string) bool { return p.mapped(schema+"."+table) != nil }
 	return p, nil
@@ -655,7 +653,7 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, 
 		return "", ""
 	}
 	defer tx.Rollback()
-	errFound, errOther := errors.New("found"), errors.New("other")
+	stop := errors.New("stop") // found the row, or another error: look no further
 	for _, stx := range batch {
 		err := stx.Each(func(c Change) error {
 			m := p.maps[c.Schema+"."+c.Table]
@@ -672,9 +670,9 @@ func (p *Pipeline) refusedRow(ctx context.Context, batch []*Tx, batchErr error, 
 					src = c.Before
 				}
 				table, key = m.SourceName(), m.sourceKey(index, src)
-				return errFound
+				return stop
 			case err != nil:
-				return errOther
+				return stop
 			}
 			return nil
 		})

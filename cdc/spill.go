@@ -8,7 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
-	"strings"
+	"path/filepath"
 )
 
 // A source transaction is applied all at once or not at all, so the stream
@@ -20,9 +20,6 @@ import (
 //
 // The file is removed from its directory as soon as it is created, so no
 // crash leaves it behind; the space comes back when it is closed.
-
-// DefaultSpillRows is cdc.spill_rows when the config leaves it out.
-const DefaultSpillRows = 10000
 
 // CheckSpillDir reports why dir (cdc.spill_dir) cannot take spill files:
 // it is not there, is no directory, or a file cannot be made in it. ""
@@ -84,37 +81,22 @@ func (s *spill) close() {
 // call: a transaction waiting to be applied holds no more than its file.
 func (s *spill) write(cs []Change) error {
 	w := bufio.NewWriterSize(s.f, 256<<10)
+	var head [binary.MaxVarintLen64]byte
 	for i := range cs {
 		var err error
 		if s.buf, err = s.encode(s.buf[:0], &cs[i]); err != nil {
 			return &permanentError{err}
 		}
-		var n [binary.MaxVarintLen64]byte
-		if _, err := w.Write(n[:binary.PutUvarint(n[:], uint64(len(s.buf)))]); err != nil {
-			return spillErr(dirOf(s.f), err)
-		}
-		if _, err := w.Write(s.buf); err != nil {
-			return spillErr(dirOf(s.f), err)
-		}
+		h := binary.AppendUvarint(head[:0], uint64(len(s.buf)))
+		w.Write(h) // a failed write is kept by w and returned by Flush
+		w.Write(s.buf)
 		s.n++
+		s.size += int64(len(h) + len(s.buf))
 	}
 	if err := w.Flush(); err != nil {
-		return spillErr(dirOf(s.f), err)
+		return spillErr(filepath.Dir(s.f.Name()), err)
 	}
-	off, err := s.f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return spillErr(dirOf(s.f), err)
-	}
-	s.size = off
 	return nil
-}
-
-func dirOf(f *os.File) string {
-	name := f.Name()
-	if i := strings.LastIndexByte(name, os.PathSeparator); i >= 0 {
-		return name[:i]
-	}
-	return "."
 }
 
 // each decodes the changes in order and calls fn with each.

@@ -988,13 +988,10 @@ func (ex *exchange) relayChunked(uc *upConn) error {
 		if colon <= 0 {
 			return fmt.Errorf("malformed trailer %q", line)
 		}
-		if !validName(line[:colon]) || !plainText(line[colon+1:]) {
+		if !validName(line[:colon]) || !plainText(line[colon+1:]) || !trailerAllowed(string(line[:colon])) {
 			// A folded line, a name with blanks or odd bytes, or a value
-			// with a control byte: dropped, never passed on (net/http drops
-			// them too).
-			continue
-		}
-		if !trailerAllowed(string(line[:colon])) {
+			// with a control byte (net/http drops them too), or a field
+			// trailers must not carry: dropped, never passed on.
 			continue
 		}
 		w.Write(line)

@@ -31,6 +31,9 @@ const (
 	DefaultTokenEnv       = "BANYAN_ADMIN_TOKEN"
 	DefaultState          = "banyan-state.db"
 	DefaultBackendTimeout = 30 * time.Second
+	// DefaultSpillRows is cdc.spill_rows: row changes of one source
+	// transaction held in memory before the rest go to a temporary file.
+	DefaultSpillRows = 10000
 )
 
 // Config is the whole banyan config file. Sections for other jobs are added
@@ -598,7 +601,7 @@ func (c *Config) applyDefaults() {
 		c.CDC.ChunkRows = 1000
 	}
 	if c.CDC.SpillRows == 0 {
-		c.CDC.SpillRows = 10000
+		c.CDC.SpillRows = DefaultSpillRows
 	}
 	if c.CDC.Source.Flavor == "" {
 		c.CDC.Source.Flavor = "mariadb"
