@@ -14,6 +14,12 @@ func SetTestHookIdle(t *testing.T, f func()) {
 	t.Cleanup(func() { testHookIdle.Store(nil) })
 }
 
+// SetTestHookAnswered sets testHookAnswered until the test ends.
+func SetTestHookAnswered(t *testing.T, f func()) {
+	testHookAnswered.Store(&f)
+	t.Cleanup(func() { testHookAnswered.Store(nil) })
+}
+
 // waitFor polls cond until it holds or d passes, and reports whether it
 // held. It covers the gap between a client reading an answer and the proxy
 // recording it.

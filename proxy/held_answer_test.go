@@ -1,0 +1,177 @@
+package proxy_test
+
+// The fast path sends the last bytes of an answer from inside the read
+// that waits for the client's next request (exchange.flushAnswer). These
+// tests hold it to never losing or reordering those bytes; they run on
+// both paths.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/banyanhq/banyan/proxy"
+)
+
+// An idle timeout so short that it has passed before the next read starts:
+// the read fails at once, and the answer held for it must still go out
+// before the connection closes.
+func TestServer_AnswerSentWhenIdleDeadlineHasPassed(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{IdleTimeout: time.Nanosecond}))
+	resp, body := rc.do("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n")
+	expect200(t, resp, body, "GET /x ")
+	// Then the idle timeout closes the connection.
+	if n, err := rc.br.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read %d bytes after the answer; want the connection closed", n)
+	}
+}
+
+// Answers of many sizes on one connection, to a client that reads the big
+// ones slowly through a small receive buffer, so that the proxy's writes
+// fill the socket: every answer arrives whole and in order.
+func TestServer_AnswersWholeAndInOrderToSlowReader(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		w.Write(pattern(n, r.URL.Query().Get("seed")))
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{}))
+	if err := rc.c.(*net.TCPConn).SetReadBuffer(32 << 10); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{0, 1, 100, 4095, 4096, 4097, 64 << 10, 1 << 20, 7, 3 << 20, 10} {
+		seed := strconv.Itoa(i)
+		rc.send(fmt.Sprintf("GET /b?n=%d&seed=%s HTTP/1.1\r\nHost: shop\r\n\r\n", n, seed))
+		if n > 32<<10 {
+			time.Sleep(50 * time.Millisecond) // the proxy's writes back up meanwhile
+		}
+		resp, body := rc.read(http.MethodGet)
+		want := pattern(n, seed)
+		if resp.StatusCode != http.StatusOK || !bytes.Equal([]byte(body), want) {
+			t.Fatalf("answer %d (%d bytes): status %d, %d bytes, sha256 %x; want 200, sha256 %x",
+				i+1, n, resp.StatusCode, len(body), sha256.Sum256([]byte(body)), sha256.Sum256(want))
+		}
+	}
+}
+
+// pattern is n bytes that differ by seed and position.
+func pattern(n int, seed string) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('a' + (i+len(seed)*7+int(seed[len(seed)-1]))%26)
+	}
+	return b
+}
+
+// Shutdown in the middle of steady traffic: every request the backend
+// answered reached its client whole, wherever Shutdown caught the
+// connection (reading a request, waiting for the backend, sending the
+// answer, or between the answer and the next read).
+func TestServer_ShutdownUnderLoadLosesNoAnswer(t *testing.T) {
+	t.Parallel()
+	for round := range 5 {
+		api := newBackend(t, "api", pathEcho)
+		p, _, _ := newProxy(t, oneRoute("api"), api)
+		srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
+		addr := strings.TrimPrefix(base, "http://")
+		var answered atomic.Int64
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					return // the listener closed first
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: shop\r\n\r\n"); err != nil {
+						return
+					}
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						return // closed before this request was read, or its answer lost (counted below)
+					}
+					body, err := io.ReadAll(resp.Body)
+					if err != nil || resp.StatusCode != http.StatusOK || string(body) != "GET /x " {
+						t.Errorf("round %d: status %d, body %q, err %v; want 200, %q", round, resp.StatusCode, body, err, "GET /x ")
+						return
+					}
+					answered.Add(1)
+					if resp.Close {
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(100 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Errorf("round %d: Shutdown = %v", round, err)
+		}
+		wg.Wait()
+		if hits, got := api.hits.Load(), answered.Load(); hits != got || got == 0 {
+			t.Errorf("round %d: the backend answered %d requests, the clients got %d answers", round, hits, got)
+		}
+	}
+}
+
+// Shutdown that begins after an answer was finished, with its last bytes
+// held for the next read that now never comes: they go out before the
+// connection closes. (Not parallel: the hook is the package's.)
+func TestServer_ShutdownAfterHeldAnswer(t *testing.T) {
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fast path's loop, whatever BANYAN_TEST_FAST_PATH says.
+	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
+	t.Cleanup(func() { srv.Close() })
+	answered, shutStarted := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	proxy.SetTestHookAnswered(t, func() {
+		once.Do(func() {
+			close(answered)
+			<-shutStarted
+			time.Sleep(100 * time.Millisecond) // Shutdown has set closing meanwhile
+		})
+	})
+	go srv.Serve(ln)
+	rc := dialRaw(t, "http://"+ln.Addr().String())
+	rc.send("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, answered, "the end of the exchange")
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		close(shutStarted)
+		shut <- srv.Shutdown(ctx)
+	}()
+	resp, body := rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /x ")
+	if err := recv(t, shut, "Shutdown's return"); err != nil {
+		t.Errorf("Shutdown = %v, want nil", err)
+	}
+}
