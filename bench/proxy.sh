@@ -4,6 +4,8 @@
 #   banyan  banyan's proxy (`banyan serve`)
 #   banyan-nethttp  the same with `fast_path: off` (net/http and
 #           httputil.ReverseProxy for every request, as before ADR 0006)
+#   banyan-base  banyan built from the git revision BASE (a change measured
+#           beside the code before it, in the same run)
 #   nginx   nginx as a reverse proxy (upstream keepalive 256, HTTP/1.1),
 #           sending the backend what banyan and caddy send: the client's Host
 #           and X-Forwarded-For/-Host/-Proto
@@ -44,6 +46,7 @@
 #        DURATION (s, default 10)  RATE (default 2000)  CONNS (default 64)
 #        CPU_RATE (req/s of run 3, default 10000; 0 leaves run 3 out)
 #        WARMUP (s, default 2)     TARGETS (default "direct banyan nginx caddy")
+#        BASE (the git revision banyan-base is built from; needed with it)
 #        ROUNDS (default 1): measure every target ROUNDS times, the targets'
 #        order rotated each round, and report each round and the medians
 #        (with SCENARIO=shadow: every case, off and each pool, each round,
@@ -127,8 +130,9 @@ done
 for t in $TARGETS; do
 	case $t in
 	direct | banyan | banyan-nethttp | bare | bare-epoll) ;;
+	banyan-base) [[ -n ${BASE:-} ]] || die "target banyan-base needs BASE=<git revision>" ;;
 	nginx | nginx-plain | caddy) command -v "${t%-plain}" >/dev/null || die "${t%-plain} not found (apt-get install -y ${t%-plain}), or leave $t out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-nethttp, nginx, nginx-plain, caddy, bare, bare-epoll)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll)" ;;
 	esac
 done
 
@@ -237,6 +241,13 @@ if [[ " $TARGETS " == *" banyan"* ]]; then # always in SCENARIO=shadow
 	log "building banyan"
 	(cd "$ROOT" && go build -o "$TMP/banyan" ./cmd/banyan) || die "go build ./cmd/banyan failed; run with TARGETS=\"direct nginx caddy\" to skip banyan"
 fi
+if [[ " $TARGETS " == *" banyan-base "* ]]; then
+	log "building banyan at $BASE"
+	mkdir -p "$TMP/base-src"
+	git -C "$ROOT" archive "$BASE" | tar -x -C "$TMP/base-src" || die "cannot check out BASE=$BASE"
+	(cd "$TMP/base-src" && go build -o "$TMP/banyan-base" ./cmd/banyan) || die "go build of banyan at $BASE failed"
+	BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASE")
+fi
 
 # ---- backend --------------------------------------------------------------
 BACKEND_PORT=$(free_port)
@@ -247,7 +258,7 @@ wait_ok "http://$BACKEND/" || die "backend did not come up; see $OUT/backend.log
 
 # ---- proxies: each started just before its turn and stopped after ---------
 start_target() { # sets URL and TARGET_PID
-	local t=$1 port admin mode
+	local t=$1 port admin mode bin
 	TARGET_PID=
 	case $t in
 	direct)
@@ -260,7 +271,7 @@ start_target() { # sets URL and TARGET_PID
 		[[ $t == bare-epoll ]] && mode=epoll
 		start "$t" "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND" -mode "$mode"
 		;;
-	banyan | banyan-nethttp)
+	banyan | banyan-nethttp | banyan-base)
 		port=$(free_port)
 		admin=$(free_port)
 		ADMIN=127.0.0.1:$admin
@@ -279,7 +290,9 @@ routes:
     match: {path_prefix: /}
     split: {app: 100}
 EOF
-		start "$t" env -u BANYAN_ADMIN_TOKEN -u BANYAN_FAST_PATH "$TMP/banyan" serve --config "$TMP/banyan.yaml"
+		bin=$TMP/banyan
+		[[ $t == banyan-base ]] && bin=$TMP/banyan-base
+		start "$t" env -u BANYAN_ADMIN_TOKEN -u BANYAN_FAST_PATH "$bin" serve --config "$TMP/banyan.yaml"
 		;;
 	nginx | nginx-plain)
 		port=$(free_port)
@@ -753,6 +766,7 @@ rk=$((RATE / 1000))k
 [[ $((RATE % 1000)) == 0 ]] || rk=$RATE
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
+[[ -n ${BASE_REV:-} ]] && rev+="; banyan-base: $BASE_REV"
 echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-)"
 echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)$(command -v nginx >/dev/null && echo "; $(nginx -v 2>&1 | cut -d' ' -f3)")$(command -v caddy >/dev/null && echo "; caddy $(caddy version | cut -d' ' -f1)"); banyan: $rev"
