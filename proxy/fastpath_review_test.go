@@ -302,24 +302,11 @@ func answerEach(tb testing.TB, answer func(c net.Conn, req *http.Request)) *rawB
 func TestServerReview_ShutdownWhileTurningIdle(t *testing.T) {
 	api := newBackend(t, "api", pathEcho)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The fast path's loop, whatever BANYAN_TEST_FAST_PATH says.
-	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
-	t.Cleanup(func() { srv.Close() })
+	srv, base := serveFastOnly(t, p)
 	inGap, shutStarted := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	proxy.SetTestHookIdle(t, func() {
-		once.Do(func() {
-			close(inGap)
-			<-shutStarted
-			time.Sleep(200 * time.Millisecond) // Shutdown closes the idle connections meanwhile
-		})
-	})
-	go srv.Serve(ln)
-	rc := dialRaw(t, "http://"+ln.Addr().String())
+	// Shutdown closes the idle connections during the pause.
+	proxy.SetTestHookIdle(t, pauseOnce(inGap, shutStarted, 200*time.Millisecond))
+	rc := dialRaw(t, base)
 	defer rc.c.Close()
 	if resp, body := rc.do("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d, body %q", resp.StatusCode, body)

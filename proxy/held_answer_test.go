@@ -142,24 +142,11 @@ func TestServer_ShutdownUnderLoadLosesNoAnswer(t *testing.T) {
 func TestServer_ShutdownAfterHeldAnswer(t *testing.T) {
 	api := newBackend(t, "api", pathEcho)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The fast path's loop, whatever BANYAN_TEST_FAST_PATH says.
-	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
-	t.Cleanup(func() { srv.Close() })
+	srv, base := serveFastOnly(t, p)
 	answered, shutStarted := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	proxy.SetTestHookAnswered(t, func() {
-		once.Do(func() {
-			close(answered)
-			<-shutStarted
-			time.Sleep(100 * time.Millisecond) // Shutdown has set closing meanwhile
-		})
-	})
-	go srv.Serve(ln)
-	rc := dialRaw(t, "http://"+ln.Addr().String())
+	// Shutdown sets closing during the pause.
+	proxy.SetTestHookAnswered(t, pauseOnce(answered, shutStarted, 100*time.Millisecond))
+	rc := dialRaw(t, base)
 	rc.send("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n")
 	recv(t, answered, "the end of the exchange")
 	shut := make(chan error, 1)

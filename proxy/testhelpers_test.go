@@ -104,6 +104,34 @@ func serve(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) string {
 	return url
 }
 
+// serveFastOnly serves p with the fast path's loop, whatever
+// BANYAN_TEST_FAST_PATH says, with minute-long header and idle timeouts,
+// until the test ends.
+func serveFastOnly(tb testing.TB, p *proxy.Proxy) (*proxy.Server, string) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
+	tb.Cleanup(func() { srv.Close() })
+	go srv.Serve(ln)
+	return srv, "http://" + ln.Addr().String()
+}
+
+// pauseOnce returns a test hook that, the first time it runs, closes
+// reached, waits for release, then sleeps d.
+func pauseOnce(reached, release chan struct{}, d time.Duration) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(reached)
+			<-release
+			time.Sleep(d)
+		})
+	}
+}
+
 // serveWith is serve, returning the server too.
 func serveWith(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) (*proxy.Server, string) {
 	tb.Helper()
