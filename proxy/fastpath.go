@@ -267,10 +267,6 @@ type exchange struct {
 // errClient marks a failure to write to the client.
 var errClient = errors.New("client connection failed")
 
-// errStopRead ends a Read whose onSent hook said the connection is to
-// close (Shutdown began as it turned idle).
-var errStopRead = errors.New("connection closing")
-
 // errClientGone: the client closed its connection while the backend was
 // still working on its request.
 var errClientGone = errors.New("client went away before the answer")
@@ -864,7 +860,7 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 		err = ex.relay(uc.r, rh.length)
 	}
 	if err == nil {
-		if ferr := ex.flushAnswer(); ferr != nil {
+		if ferr := ex.fc.w.Flush(); ferr != nil {
 			ex.clientBroken = true
 		}
 		if ex.mirror != nil {
@@ -876,22 +872,6 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 		return nil // the backend did its part; the client left
 	}
 	return err
-}
-
-// flushAnswer sends the client what is left of the answer. When the
-// connection will wait for the client's next request straight after, the
-// last bytes go out from inside that wait instead (sockIO.flushOnRead),
-// which saves the read that would find nothing there yet, as nginx's
-// event loop never makes it. Not when a request is already waiting in
-// the buffer (no read comes next), the connection closes after this
-// answer, or the answer is shadowed (the mirror records that it reached
-// the client, so it is sent before the mirror is queued).
-func (ex *exchange) flushAnswer() error {
-	fc := ex.fc
-	if ex.mirror == nil && !ex.h.close && fc.r.Buffered() == 0 && !fc.s.closing.Load() {
-		return fc.io.flushOnRead(fc.w)
-	}
-	return fc.w.Flush()
 }
 
 // fill makes sure some of the answer's body is buffered in r: when none

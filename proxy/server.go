@@ -232,8 +232,7 @@ func (c *replayConn) Read(b []byte) (int, error) {
 var testHookIdle atomic.Pointer[func()]
 
 // testHookAnswered, set only by tests, runs when the fast path has
-// finished an exchange, its answer's last bytes maybe still held for the
-// next read.
+// finished an exchange, before it checks for Shutdown.
 var testHookAnswered atomic.Pointer[func()]
 
 // fastBufSize is the read buffer of a fast-path connection, and so the
@@ -263,7 +262,6 @@ type fastConn struct {
 
 func newFastConn(s *Server, c net.Conn) *fastConn {
 	fc := &fastConn{s: s, c: c, io: newSockIO(c)}
-	fc.io.onSent = fc.turnIdle
 	fc.idle.Store(true)
 	fc.remote = c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(fc.remote); err == nil {
@@ -279,9 +277,6 @@ func (fc *fastConn) serve() {
 			fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.remote, "panic", fmt.Sprint(v))
 		}
 		if !handed {
-			// An answer held for the next read (flushAnswer) still goes
-			// out before the close.
-			_ = fc.io.sendPending()
 			fc.c.Close()
 		}
 		fc.release()
@@ -320,10 +315,16 @@ func (fc *fastConn) serve() {
 				if !keep || fc.s.closing.Load() {
 					return
 				}
-				// An answer whose last bytes are held goes out from inside
-				// the next read, which turns the connection idle once they
-				// are sent; any other turns idle now.
-				if !fc.io.holding() && !fc.turnIdle() {
+				if h := testHookIdle.Load(); h != nil {
+					(*h)()
+				}
+				fc.idle.Store(true)
+				// Shutdown sets closing, then closes the idle connections:
+				// checking closing again after idle is set means that one
+				// of the two always sees the other, so a connection that
+				// turned idle during Shutdown is not left open until its
+				// idle timeout.
+				if fc.s.closing.Load() {
 					return
 				}
 				continue
@@ -349,19 +350,6 @@ func (fc *fastConn) serve() {
 		fc.s.handoff(fc.c, pending)
 		return
 	}
-}
-
-// turnIdle marks the connection idle, its answer sent, and reports
-// whether it may wait for another request. Shutdown sets closing, then
-// closes the idle connections: checking closing after idle is set means
-// that one of the two always sees the other, so a connection that turned
-// idle during Shutdown is not left open until its idle timeout.
-func (fc *fastConn) turnIdle() bool {
-	if h := testHookIdle.Load(); h != nil {
-		(*h)()
-	}
-	fc.idle.Store(true)
-	return !fc.s.closing.Load()
 }
 
 // readHead waits until the buffer holds a whole request head and returns

@@ -49,11 +49,6 @@ type sockIO struct {
 	hold      bool
 	pending   []byte
 	sendReadF func(fd uintptr) bool
-	// onSent, when set, runs once the next Read has sent what
-	// flushOnRead held, before the poller waits; false ends that Read
-	// with errStopRead. stopped says it did.
-	onSent  func() bool
-	stopped bool
 }
 
 func newSockIO(c net.Conn) *sockIO {
@@ -190,47 +185,21 @@ func (s *sockIO) flushOnRead(w *bufio.Writer) error {
 	return err
 }
 
-// holding reports whether bytes flushOnRead held wait for the next Read.
-func (s *sockIO) holding() bool { return s.pending != nil }
-
-// sendPending sends what flushOnRead held, if anything, for a connection
-// that will not be read again.
-func (s *sockIO) sendPending() error {
-	p := s.pending
-	if p == nil {
-		return nil
-	}
-	s.pending = nil
-	_, err := s.Write(p)
-	return err
-}
-
 // sendThenRead sends s.pending and reads the answer into s.rbuf.
 func (s *sockIO) sendThenRead() error {
 	s.wbuf, s.wn, s.werr, s.pending = s.pending, 0, 0, nil
-	s.stopped = false
 	err := s.rc.Read(s.sendReadF)
 	rest, errno := s.wbuf, s.werr
 	s.wbuf = nil
 	switch {
 	case errno != 0:
 		return s.opError("write", errno)
-	case s.stopped:
-		return errStopRead
-	case rest == nil:
+	case err != nil || rest == nil:
 		return err
 	}
-	// The socket took only part, or the read could not start (a read
-	// deadline already past): send the rest the usual way, so that what
-	// was held is never dropped, then read.
-	if _, werr := s.Write(rest[s.wn:]); werr != nil {
-		return werr
-	}
-	if err != nil {
+	// The socket took only part: send the rest the usual way, then read.
+	if _, err := s.Write(rest[s.wn:]); err != nil {
 		return err
-	}
-	if s.onSent != nil && !s.onSent() {
-		return errStopRead
 	}
 	return s.rc.Read(s.readF)
 }
@@ -244,10 +213,6 @@ func (s *sockIO) sendReadFD(fd uintptr) bool {
 			return true
 		}
 		s.wbuf = nil
-		if s.onSent != nil && !s.onSent() {
-			s.stopped = true
-			return true
-		}
 		return false
 	}
 	return s.readFD(fd)

@@ -1,9 +1,11 @@
 package proxy_test
 
-// The fast path sends the last bytes of an answer from inside the read
-// that waits for the client's next request (exchange.flushAnswer). These
-// tests hold it to never losing or reordering those bytes; they run on
-// both paths.
+// Whatever happens after a request (the client pipelines another or
+// half-closes, the idle deadline has passed, Shutdown or Close begins, the
+// client reads slowly), the answer it was sent reaches it whole and in
+// order. Written for a6bf12e, which held an answer's last bytes for the
+// next read, and for the review that had it reverted (ADR 0006); they
+// run on both paths unless they say otherwise.
 
 import (
 	"bufio"
@@ -136,10 +138,10 @@ func TestServer_ShutdownUnderLoadLosesNoAnswer(t *testing.T) {
 	}
 }
 
-// Shutdown that begins after an answer was finished, with its last bytes
-// held for the next read that now never comes: they go out before the
-// connection closes. (Not parallel: the hook is the package's.)
-func TestServer_ShutdownAfterHeldAnswer(t *testing.T) {
+// Shutdown that begins right after an exchange ended: the answer reaches
+// the client before the connection closes. (Not parallel: the hook is the
+// package's.)
+func TestServer_ShutdownRightAfterAnExchange(t *testing.T) {
 	api := newBackend(t, "api", pathEcho)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	srv, base := serveFastOnly(t, p)
@@ -161,4 +163,80 @@ func TestServer_ShutdownAfterHeldAnswer(t *testing.T) {
 	if err := recv(t, shut, "Shutdown's return"); err != nil {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
+}
+
+// A client that pipelines its second request while the backend still works
+// on the first: the second is on the socket, not yet in the proxy's buffer,
+// when the first answer is done. Both are answered. (With a6bf12e the
+// second waited out the idle timeout: its arrival was known only to the
+// poller, whose readiness the next read cleared.)
+func TestServer_PipelinedWhileBackendWorks(t *testing.T) {
+	t.Parallel()
+	got, release := make(chan struct{}, 4), make(chan struct{})
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			got <- struct{}{}
+			<-release
+		}
+		pathEcho(w, r)
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{IdleTimeout: time.Minute}))
+	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, got, "the first request at the backend")
+	rc.send("GET /second HTTP/1.1\r\nHost: shop\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // the poller sees the second request arrive
+	close(release)
+	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	resp, body := rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /slow ")
+	resp, body = rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /second ")
+}
+
+// A client that half-closes after its request: it gets its answer and then
+// the proxy closes, without waiting out the idle timeout. Fast path only:
+// net/http drops the answer to a half-closed client.
+func TestServer_HalfCloseAfterRequest(t *testing.T) {
+	t.Parallel()
+	got, release := make(chan struct{}, 4), make(chan struct{})
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		got <- struct{}{}
+		<-release
+		pathEcho(w, r)
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	_, base := serveFastOnly(t, p)
+	rc := dialRaw(t, base)
+	rc.send("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, got, "the request at the backend")
+	if err := rc.c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	resp, body := rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /x ")
+	rc.expectClosed()
+}
+
+// Close right after an exchange ended (the backend answered, the answer
+// is counted): its bytes are already in the kernel and still reach the
+// client. (With a6bf12e's held bytes they were dropped.) Not parallel: the
+// hook is the package's.
+func TestServer_CloseRightAfterAnExchange(t *testing.T) {
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, base := serveFastOnly(t, p)
+	answered, release := make(chan struct{}), make(chan struct{})
+	proxy.SetTestHookAnswered(t, pauseOnce(answered, release, 0))
+	rc := dialRaw(t, base)
+	rc.send("GET /x HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, answered, "the end of the exchange")
+	srv.Close()
+	close(release)
+	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	resp, body := rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /x ")
 }
