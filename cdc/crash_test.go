@@ -361,9 +361,9 @@ func TestPipeline_CopyWhileWriting(t *testing.T) {
 const (
 	childEnv    = "BANYAN_CDC_CHILD"
 	childCfgEnv = "BANYAN_CDC_CHILD_CONFIG"
-	// childMemEnv, when set, caps the child's address space at that many
-	// MiB above what it had mapped at start (RLIMIT_AS), so it runs out
-	// of memory as a host or container limit would make it.
+	// childMemEnv, when set, caps the child's writable memory at that many
+	// MiB above what it had at start (RLIMIT_DATA), so it runs out of
+	// memory as a host or container limit would make it.
 	childMemEnv = "BANYAN_CDC_CHILD_MEM_MB"
 )
 
@@ -382,6 +382,10 @@ func cdcChild() int {
 		return 2
 	}
 	if mb := os.Getenv(childMemEnv); mb != "" {
+		if err := smallThreadStacks(); err != nil {
+			fmt.Fprintf(os.Stderr, "cdc child: thread stacks: %v\n", err)
+			return 2
+		}
 		if err := capMemory(mb); err != nil {
 			fmt.Fprintf(os.Stderr, "cdc child: cap memory: %v\n", err)
 			return 2
@@ -403,8 +407,40 @@ func cdcChild() int {
 	return 0
 }
 
-// capMemory limits the process's address space to mb MiB above its
-// current size (VmSize).
+// smallThreadStacks runs the child again, once, with a 512 KiB stack
+// limit. With cgo linked in (the default here), each of the runtime's
+// threads is a pthread, whose stack glibc sizes by RLIMIT_STACK as the
+// process starts: 8 MiB by default, so a few more threads used up the
+// address-space cap meant for the heap (a child died with 8 MB of heap in
+// use). The runtime runs Go code on stacks of its own; the threads' own
+// stacks need little.
+func smallThreadStacks() error {
+	const limit = 512 << 10
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_STACK, &rl); err != nil {
+		return err
+	}
+	if rl.Cur <= limit {
+		return nil
+	}
+	rl.Cur = limit
+	if err := syscall.Setrlimit(syscall.RLIMIT_STACK, &rl); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(exe, os.Args, os.Environ())
+}
+
+// capMemory limits the process's writable private memory (RLIMIT_DATA,
+// which Linux counts over every such mapping) to mb MiB above what it has
+// now (VmData). Not its address space (RLIMIT_AS): the Go runtime reserves
+// its heap in 64 MiB arenas and glibc its malloc arenas in 64 MiB pieces,
+// so one more reservation, none of it in use, ran past a cap of 64 MiB
+// with 8 MB of heap in use. Reservations are not writable until used, so
+// this cap counts what is used, as a container's limit does.
 func capMemory(mb string) error {
 	extra, err := strconv.ParseUint(mb, 10, 64)
 	if err != nil {
@@ -416,7 +452,7 @@ func capMemory(mb string) error {
 	}
 	var kb uint64
 	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmSize:"); ok {
+		if rest, ok := strings.CutPrefix(line, "VmData:"); ok {
 			kb, err = strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
 				return err
@@ -424,10 +460,10 @@ func capMemory(mb string) error {
 		}
 	}
 	if kb == 0 {
-		return errors.New("no VmSize in /proc/self/status")
+		return errors.New("no VmData in /proc/self/status")
 	}
 	limit := kb<<10 + extra<<20
-	return syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: limit, Max: limit})
+	return syscall.Setrlimit(syscall.RLIMIT_DATA, &syscall.Rlimit{Cur: limit, Max: limit})
 }
 
 // childPipeline is cfg's pipeline run as a child process (cdcChild) that
@@ -439,7 +475,8 @@ type childPipeline struct {
 	cfg routes.CDCConfig
 	log *os.File
 	cmd *exec.Cmd // the child started last
-	// memMB, when set, caps the children started next (childMemEnv).
+	// memMB, when set, caps the children started next (childMemEnv)
+	// and sets their GOMEMLIMIT.
 	memMB int
 }
 
@@ -475,7 +512,11 @@ func (c *childPipeline) start() {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childCfgEnv+"="+string(b))
 	if c.memMB > 0 {
-		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", childMemEnv, c.memMB))
+		// GOMEMLIMIT at three quarters of the cap, as a Go service in a
+		// container of that size is run: without it the collector lets the
+		// heap grow to twice what is live before it collects, and a child
+		// with 33 MB live reached the cap for that reason alone.
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", childMemEnv, c.memMB), fmt.Sprintf("GOMEMLIMIT=%dMiB", c.memMB*3/4))
 	}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
