@@ -119,18 +119,8 @@ func TestServer_StatusBelow100(t *testing.T) {
 // own reading of a head before net/http sees it.
 func serveFastPath(tb testing.TB, p *proxy.Proxy) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: 10 * time.Second})
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	tb.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
-	return "http://" + ln.Addr().String()
+	_, base := serveFastOnly(tb, p)
+	return base
 }
 
 // TestServer_FaultyFramingRefused checks requests whose framing RFC 9112
@@ -188,6 +178,64 @@ func TestServer_FaultyFramingRefused(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 0 {
 		t.Errorf("the backend served %q; want nothing from a faulty head", seen)
+	}
+}
+
+// TestServer_ChunkedRequestEndsItsConnection checks the requests the fast
+// path does not read itself: net/http answers them (fast_path: off, or a
+// connection handed over), and it reads Transfer-Encoding beside
+// Content-Length by its chunks, drops the length, and would read on from
+// the connection. After a chunked request banyan closes the connection,
+// as RFC 9112 section 6.1 asks after that faulty pair; so bytes a front
+// end took for the body never run here as a request of their own.
+func TestServer_ChunkedRequestEndsItsConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var seen []string
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		pathEcho(w, r)
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop\r\n\r\n"
+	tests := []struct{ name, base, req, want string }{
+		{"net/http only, length and chunked", serve(t, p, proxy.ServerOptions{NetHTTPOnly: true}),
+			"POST /a HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, "POST /a "},
+		{"net/http only, chunked", serve(t, p, proxy.ServerOptions{NetHTTPOnly: true}),
+			"POST /b HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + smuggled, "POST /b abc"},
+		// The fast path hands a chunked upload over with its connection;
+		// the faulty pair that follows is net/http's to read.
+		{"handed over, then length and chunked", serveFastPath(t, p),
+			"POST /c HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+				"POST /d HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, "POST /c abc"},
+	}
+	for _, tt := range tests {
+		rc := dialRaw(t, tt.base)
+		rc.send(tt.req)
+		var answers []string
+		for {
+			resp, err := http.ReadResponse(rc.br, &http.Request{Method: "POST"})
+			if err != nil {
+				break
+			}
+			body, err := io.ReadAll(resp.Body)
+			answers = append(answers, fmt.Sprintf("%d %s", resp.StatusCode, body))
+			if err != nil || resp.Close {
+				break
+			}
+		}
+		if want := "200 " + tt.want; len(answers) != 1 || answers[0] != want {
+			t.Errorf("%s: answers %q; want only %q, then the connection closed", tt.name, answers, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range seen {
+		if s != "POST /a" && s != "POST /b" && s != "POST /c" {
+			t.Errorf("the backend served %q after a chunked request on the same connection", s)
+		}
 	}
 }
 

@@ -597,7 +597,12 @@ func TestServer_Handoff(t *testing.T) {
 		{"chunked request body", "chunked-body", func(t *testing.T, rc *rawClient) {
 			resp, body := rc.do("POST /upload HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
 			expect200(t, resp, body, "POST /upload hello world X-Huge:0")
-		}, true},
+			// A chunked request ends its connection
+			// (TestServer_ChunkedRequestEndsItsConnection).
+			if !resp.Close {
+				t.Error("the answer to a chunked request keeps the connection; want Connection: close")
+			}
+		}, false},
 		{"head larger than 8 KiB", "head-too-large", func(t *testing.T, rc *rawClient) {
 			resp, body := rc.do("GET /big HTTP/1.1\r\n" + host + "X-Huge: " + huge + "\r\n\r\n")
 			expect200(t, resp, body, "GET /big  X-Huge:9000")

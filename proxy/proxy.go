@@ -65,6 +65,15 @@ type upstream struct {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if len(r.TransferEncoding) > 0 {
+		// net/http reads a chunked request by its chunks even beside a
+		// Content-Length, which it drops, so that faulty pair (RFC 9112
+		// section 6.1) cannot be told apart here from a plain chunked
+		// request. The RFC asks for the connection to close after the
+		// pair; closing after every chunked request means bytes a front
+		// end took for the body never run as a request of their own.
+		w.Header().Set("Connection", "close")
+	}
 	// Only banyan's own mirrors say they are one; a customer's request
 	// that claims it would have a dry-run backend skip its side effects.
 	delete(r.Header, ShadowHeader)

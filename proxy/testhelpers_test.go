@@ -105,7 +105,7 @@ func serve(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) string {
 }
 
 // serveFastOnly serves p with the fast path's loop, whatever
-// BANYAN_TEST_FAST_PATH says, with minute-long header and idle timeouts,
+// BANYAN_TEST_FAST_PATH says (a 10 s header timeout, a minute's idle one),
 // until the test ends.
 func serveFastOnly(tb testing.TB, p *proxy.Proxy) (*proxy.Server, string) {
 	tb.Helper()
@@ -113,9 +113,13 @@ func serveFastOnly(tb testing.TB, p *proxy.Proxy) (*proxy.Server, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: time.Minute, IdleTimeout: time.Minute})
-	tb.Cleanup(func() { srv.Close() })
-	go srv.Serve(ln)
+	srv := proxy.NewServer(p, proxy.ServerOptions{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
 	return srv, "http://" + ln.Addr().String()
 }
 
