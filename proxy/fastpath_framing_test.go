@@ -6,14 +6,12 @@ package proxy_test
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -134,14 +132,7 @@ func serveFastPath(tb testing.TB, p *proxy.Proxy) string {
 // padded past the fast path's 8 KiB buffer.
 func TestServer_FaultyFramingRefused(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var seen []string
-	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.Path)
-		mu.Unlock()
-		pathEcho(w, r)
-	})
+	api, seen := newRecordingBackend(t, "api")
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	base := serveFastPath(t, p)
 	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop\r\n\r\n"
@@ -155,29 +146,15 @@ func TestServer_FaultyFramingRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := dialRaw(t, base)
-			_ = rc.c.SetDeadline(time.Now().Add(5 * time.Second))
 			rc.send(tt.req)
-			var answers []string
-			for {
-				resp, err := http.ReadResponse(rc.br, &http.Request{Method: "POST"})
-				if err != nil {
-					break
-				}
-				body, err := io.ReadAll(resp.Body)
-				answers = append(answers, fmt.Sprintf("%d %q (%v)", resp.StatusCode, body, err))
-				if resp.Close {
-					break
-				}
-			}
-			if len(answers) != 1 || !strings.HasPrefix(answers[0], "400 ") || !strings.HasSuffix(answers[0], "(<nil>)") {
+			answers := rc.answersUntilClose(http.MethodPost)
+			if len(answers) != 1 || !strings.HasPrefix(answers[0], "400 ") || strings.Contains(answers[0], "(read: ") {
 				t.Errorf("answers %q; want one 400, then the connection closed", answers)
 			}
 		})
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(seen) != 0 {
-		t.Errorf("the backend served %q; want nothing from a faulty head", seen)
+	if got := seen(); len(got) != 0 {
+		t.Errorf("the backend served %q; want nothing from a faulty head", got)
 	}
 }
 
@@ -190,14 +167,7 @@ func TestServer_FaultyFramingRefused(t *testing.T) {
 // end took for the body never run here as a request of their own.
 func TestServer_ChunkedRequestEndsItsConnection(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var seen []string
-	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.Path)
-		mu.Unlock()
-		pathEcho(w, r)
-	})
+	api, seen := newRecordingBackend(t, "api")
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop\r\n\r\n"
 	tests := []struct{ name, base, req, want string }{
@@ -214,25 +184,12 @@ func TestServer_ChunkedRequestEndsItsConnection(t *testing.T) {
 	for _, tt := range tests {
 		rc := dialRaw(t, tt.base)
 		rc.send(tt.req)
-		var answers []string
-		for {
-			resp, err := http.ReadResponse(rc.br, &http.Request{Method: "POST"})
-			if err != nil {
-				break
-			}
-			body, err := io.ReadAll(resp.Body)
-			answers = append(answers, fmt.Sprintf("%d %s", resp.StatusCode, body))
-			if err != nil || resp.Close {
-				break
-			}
-		}
+		answers := rc.answersUntilClose(http.MethodPost)
 		if want := "200 " + tt.want; len(answers) != 1 || answers[0] != want {
 			t.Errorf("%s: answers %q; want only %q, then the connection closed", tt.name, answers, want)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, s := range seen {
+	for _, s := range seen() {
 		if s != "POST /a" && s != "POST /b" && s != "POST /c" {
 			t.Errorf("the backend served %q after a chunked request on the same connection", s)
 		}

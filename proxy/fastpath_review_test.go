@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -212,14 +211,7 @@ func TestServerReview_ShadowURIEncoding(t *testing.T) {
 // line but still send the body: the backend reads the body as a second
 // request, and its answer is left on the pooled connection.
 func TestServerReview_SmuggleViaConnectionContentLength(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.Path)
-		mu.Unlock()
-		pathEcho(w, r)
-	})
+	api, seen := newRecordingBackend(t, "api")
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	base := serve(t, p, proxy.ServerOptions{})
 	attacker := dialRaw(t, base)
@@ -230,10 +222,8 @@ func TestServerReview_SmuggleViaConnectionContentLength(t *testing.T) {
 	victim := dialRaw(t, base)
 	resp, body = victim.do("GET /victim HTTP/1.1\r\nHost: shop\r\n\r\n")
 	t.Logf("victim: %d %q", resp.StatusCode, body)
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("backend saw %q", seen)
-	for _, s := range seen {
+	t.Logf("backend saw %q", seen())
+	for _, s := range seen() {
 		if s == "GET /smuggled" {
 			t.Errorf("backend served a smuggled request")
 		}

@@ -137,6 +137,28 @@ func (rc *rawClient) read(method string) (*http.Response, string) {
 	return resp, string(b)
 }
 
+// answersUntilClose reads answers to method until one says the connection
+// closes or none comes, each as "STATUS BODY", with " (read: ERR)" added
+// when its body broke off.
+func (rc *rawClient) answersUntilClose(method string) []string {
+	var answers []string
+	for {
+		resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
+		if err != nil {
+			return answers
+		}
+		body, err := io.ReadAll(resp.Body)
+		a := fmt.Sprintf("%d %s", resp.StatusCode, body)
+		if err != nil {
+			a += fmt.Sprintf(" (read: %v)", err)
+		}
+		answers = append(answers, a)
+		if err != nil || resp.Close {
+			return answers
+		}
+	}
+}
+
 // do sends a request and reads its whole answer.
 func (rc *rawClient) do(req string) (*http.Response, string) {
 	rc.tb.Helper()

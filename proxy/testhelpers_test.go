@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,26 @@ func serve(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) string {
 	tb.Helper()
 	_, url := serveWith(tb, p, opts)
 	return url
+}
+
+// newRecordingBackend starts a backend called name that answers as
+// pathEcho does and records "METHOD /path" of every request it serves;
+// seen returns those so far.
+func newRecordingBackend(tb testing.TB, name string) (b *backend, seen func() []string) {
+	tb.Helper()
+	var mu sync.Mutex
+	var got []string
+	b = newBackend(tb, name, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+		pathEcho(w, r)
+	})
+	return b, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
 }
 
 // serveFastOnly serves p with the fast path's loop, whatever
