@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -239,4 +240,89 @@ func TestServer_CloseRightAfterAnExchange(t *testing.T) {
 	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
 	resp, body := rc.read(http.MethodGet)
 	expect200(t, resp, body, "GET /x ")
+}
+
+// A burst of pipelined requests larger than the fast path's 8 KiB read
+// buffer, cut so that the buffer holds exactly 128 whole requests: the
+// proxy answers those, and must then read on at once, since the rest
+// already waits in the socket and no new arrival will announce it. All
+// 200 are answered, in order, well before the idle timeout.
+func TestServer_PipelinedBurstLargerThanReadBuffer(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{IdleTimeout: time.Minute}))
+	resp, body := rc.do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n") // the proxy now waits for more
+	expect200(t, resp, body, "GET /warm ")
+	const n, size = 200, 64
+	var burst strings.Builder
+	for i := range n {
+		req := fmt.Sprintf("GET /p/%04d HTTP/1.1\r\nHost: shop\r\nX-Pad: ", i)
+		req += strings.Repeat("x", size-len(req)-4) + "\r\n\r\n"
+		if len(req) != size {
+			t.Fatalf("request %d is %d bytes; the test wants %d", i, len(req), size)
+		}
+		burst.WriteString(req)
+	}
+	rc.send(burst.String())
+	for i := range n {
+		resp, body := rc.read(http.MethodGet)
+		if want := fmt.Sprintf("GET /p/%04d ", i); resp.StatusCode != http.StatusOK || body != want {
+			t.Fatalf("answer %d: status %d, body %q; want 200, %q", i, resp.StatusCode, body, want)
+		}
+	}
+}
+
+// Close while a backend works on a request: Close returns at once, the
+// client sees its connection end, and the backend sees its request given
+// up, all without waiting for the backend's answer. (Answering from inside
+// the read that took the request holds the connection; a plain Close
+// then waited for the whole exchange.)
+func TestServer_CloseWhileBackendWorks(t *testing.T) {
+	t.Parallel()
+	arrived, gaveUp, release := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			return
+		}
+		arrived <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			gaveUp <- struct{}{}
+		case <-release:
+		}
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
+	rc := dialRaw(t, base)
+	rc.do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n") // the next request comes while the proxy waits
+	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, arrived, "the request at the backend")
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close still waiting after 2s")
+	}
+	// Under the 250 ms at which the fast path looks for a gone client: a
+	// Close that waited for the exchange would return only after that.
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("Close took %v; want it at once", d)
+	}
+	_ = rc.c.SetDeadline(time.Now().Add(2 * time.Second))
+	if b, err := rc.br.ReadByte(); err == nil || isTimeout(err) {
+		t.Errorf("client read %q, %v after Close; want its connection ended", b, err)
+	}
+	recv(t, gaveUp, "the backend's request given up")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close, the client's end and the backend's took %v; want well under 2s", d)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

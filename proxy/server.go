@@ -156,7 +156,7 @@ func (s *Server) closeConns(all bool) {
 	defer s.mu.Unlock()
 	for fc := range s.conns {
 		if all || fc.idle.Load() {
-			fc.c.Close()
+			fc.abort()
 		}
 	}
 }
@@ -244,12 +244,14 @@ type fastConn struct {
 	s    *Server
 	c    net.Conn
 	io   *sockIO // reads and writes c
-	r    *bufio.Reader
+	r    *clientBuf
 	w    *bufio.Writer
 	idle atomic.Bool
-	head reqHead
-	req  http.Request // what routing reads, refilled for each request
-	url  url.URL
+	// served counts the requests answered on the fast path.
+	served int
+	head   reqHead
+	req    http.Request // what routing reads, refilled for each request
+	url    url.URL
 	// remote is the client's address, ip its host part.
 	remote, ip string
 	// deadline is the read deadline set on c; lastEnd when the last
@@ -282,52 +284,41 @@ func (fc *fastConn) serve() {
 		fc.release()
 		fc.s.forget(fc)
 	}()
-	fc.r = readerPool.Get().(*bufio.Reader)
+	fc.r = readerPool.Get().(*clientBuf)
 	fc.r.Reset(fc.io)
 	fc.w = writerPool.Get().(*bufio.Writer)
 	fc.w.Reset(fc.io)
-	first := true
 	for {
-		if first {
+		if fc.served == 0 {
 			fc.setReadDeadline(fc.s.opts.ReadHeaderTimeout)
 		} else {
 			fc.idleDeadline()
 		}
-		if _, err := fc.r.Peek(1); err != nil {
-			return
-		}
-		fc.idle.Store(false)
-		if fc.s.closing.Load() {
-			return
-		}
-		first = false
-		buf, why := fc.readHead()
-		if why == "" {
-			why = parseHead(buf, &fc.head)
+		var why string
+		if fc.r.Buffered() == 0 {
+			var stop bool
+			if stop, why = fc.await(); stop {
+				return
+			}
 		}
 		if why == "" {
-			var keep bool
-			keep, why = fc.s.p.forwardFast(fc, &fc.head)
+			fc.idle.Store(false)
+			if fc.s.closing.Load() {
+				return
+			}
+			var buf []byte
+			buf, why = fc.readHead()
 			if why == "" {
-				if h := testHookAnswered.Load(); h != nil {
-					(*h)()
+				why = parseHead(buf, &fc.head)
+			}
+			if why == "" {
+				var next bool
+				if next, why = fc.answer(); why == "" {
+					if !next {
+						return
+					}
+					continue
 				}
-				if !keep || fc.s.closing.Load() {
-					return
-				}
-				if h := testHookIdle.Load(); h != nil {
-					(*h)()
-				}
-				fc.idle.Store(true)
-				// Shutdown sets closing, then closes the idle connections:
-				// checking closing again after idle is set means that one
-				// of the two always sees the other, so a connection that
-				// turned idle during Shutdown is not left open until its
-				// idle timeout.
-				if fc.s.closing.Load() {
-					return
-				}
-				continue
 			}
 		}
 		if why == "eof" {
@@ -350,6 +341,81 @@ func (fc *fastConn) serve() {
 		fc.s.handoff(fc.c, pending)
 		return
 	}
+}
+
+// answer forwards the request parsed into fc.head. It returns whether the
+// connection goes on to a next request, or why net/http must answer this
+// one instead.
+func (fc *fastConn) answer() (next bool, handoff string) {
+	keep, why := fc.s.p.forwardFast(fc, &fc.head)
+	if why != "" {
+		return false, why
+	}
+	fc.served++
+	if h := testHookAnswered.Load(); h != nil {
+		(*h)()
+	}
+	if !keep || fc.s.closing.Load() {
+		return false, ""
+	}
+	if h := testHookIdle.Load(); h != nil {
+		(*h)()
+	}
+	fc.idle.Store(true)
+	// Shutdown sets closing, then closes the idle connections: checking
+	// closing again after idle is set means that one of the two always
+	// sees the other, so a connection that turned idle during Shutdown is
+	// not left open until its idle timeout.
+	return !fc.s.closing.Load(), ""
+}
+
+// await waits, with the read deadline already set, for the first bytes
+// of the next request; the buffer is empty. Requests that come whole and
+// with their body (most come in one piece) it answers at once from inside
+// the read that took them (sockIO.readServe), so the wait for the next
+// one needs no read that finds nothing first: the read before every wait
+// was most of what the fast path cost above nginx's reads (ADR 0006).
+// It returns stop when the connection is done, or why the request at
+// the start of the buffer goes to net/http. Otherwise the buffer holds
+// bytes the server loop reads on from: part of a head, or a request this
+// does not answer (it parses it again there).
+func (fc *fastConn) await() (stop bool, why string) {
+	err := fc.io.readServe(fc.r.free, func(n int) bool {
+		fc.r.got(n)
+		fc.r.inside = true // no read from the client may wait in here
+		defer func() { fc.r.inside = false }()
+		for {
+			buf, _ := fc.r.Peek(fc.r.Buffered())
+			end := indexHeadEnd(buf)
+			if end < 0 {
+				return false
+			}
+			fc.idle.Store(false)
+			if fc.s.closing.Load() {
+				stop = true
+				return false
+			}
+			if parseHead(buf[:end], &fc.head) != "" || fc.head.contentLength > int64(len(buf)-len(fc.head.raw)) {
+				return false
+			}
+			next, handoff := fc.answer()
+			switch {
+			case handoff != "":
+				why = handoff
+				return false
+			case !next:
+				stop = true
+				return false
+			case fc.r.Buffered() == 0:
+				fc.idleDeadline()
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return true, ""
+	}
+	return stop, why
 }
 
 // readHead waits until the buffer holds a whole request head and returns
@@ -480,6 +546,17 @@ func indexHeadEnd(b []byte) int {
 	}
 }
 
+// abort ends the connection at once: the client sees it closed, and the
+// goroutine serving it stops at its next read or write (or client check)
+// and closes it. Where it can, it shuts the socket down rather than
+// closing it: a Close would wait for an answer being made from inside a
+// read (await), which holds the connection, to end.
+func (fc *fastConn) abort() {
+	if !fc.io.shutdown() {
+		fc.c.Close()
+	}
+}
+
 func (fc *fastConn) setReadDeadline(d time.Duration) {
 	var t time.Time
 	if d > 0 {
@@ -526,6 +603,6 @@ func (fc *fastConn) release() {
 }
 
 var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, fastBufSize) }}
+	readerPool = sync.Pool{New: func() any { return newClientBuf(fastBufSize) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )

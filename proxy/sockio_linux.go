@@ -123,6 +123,67 @@ func (s *sockIO) readFD(fd uintptr) bool {
 	}
 }
 
+// readServe waits for the connection to be readable, reads once into
+// next() and calls got with the count, and goes on while got returns
+// true: it waits again and reads into next() again. It returns nil when
+// got returns false, io.EOF at the end of the connection (got is not
+// called), or the read's error.
+//
+// got runs inside the read: the poller cleared what it knew of the
+// socket's readiness before the read, so bytes that come while got
+// works wake the next wait, and that wait needs no read that finds
+// nothing before it. A read that fills next() may leave bytes behind,
+// which no wake-up would announce: after one, the next read is made at
+// once. got must not read from this connection (its read lock is held),
+// nor call Read here.
+func (s *sockIO) readServe(next func() []byte, got func(n int) bool) error {
+	if s.rc == nil {
+		return s.readServeSlow(next, got)
+	}
+	var (
+		rerr syscall.Errno
+		eof  bool
+	)
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			b := next()
+			if len(b) == 0 {
+				return true // nowhere to read into: got must say false first
+			}
+			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false
+			case 0:
+			default:
+				rerr = e
+				return true
+			}
+			if n == 0 {
+				eof = true
+				return true
+			}
+			if !got(int(n)) {
+				return true
+			}
+			if int(n) < len(b) {
+				return false // the socket was drained: wait
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return err
+	case rerr != 0:
+		return s.opError("read", rerr)
+	case eof:
+		return io.EOF
+	}
+	return nil
+}
+
 func (s *sockIO) Write(b []byte) (int, error) {
 	if s.rc == nil {
 		return s.c.Write(b)
@@ -216,6 +277,16 @@ func (s *sockIO) sendReadFD(fd uintptr) bool {
 		return false
 	}
 	return s.readFD(fd)
+}
+
+// shutdown ends the connection both ways without closing it: the peer
+// sees it closed, and a read here finds its end and a write fails, at once
+// and also in a wait already begun. It reports false where it cannot.
+func (s *sockIO) shutdown() bool {
+	if s.rc == nil {
+		return false
+	}
+	return s.rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }) == nil
 }
 
 // peek looks, without blocking and without reading, at what waits on the

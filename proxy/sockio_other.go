@@ -19,3 +19,12 @@ func (s *sockIO) peek() peekState { return peekConn(s.Conn) }
 
 // flushOnRead flushes w.
 func (s *sockIO) flushOnRead(w *bufio.Writer) error { return w.Flush() }
+
+// readServe reads into next() and calls got with the count until got
+// returns false (nil) or a read fails (its error, io.EOF at the end).
+func (s *sockIO) readServe(next func() []byte, got func(n int) bool) error {
+	return s.readServeSlow(next, got)
+}
+
+// shutdown reports false: here connections are closed.
+func (s *sockIO) shutdown() bool { return false }
