@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -249,9 +250,18 @@ type fastConn struct {
 	idle atomic.Bool
 	// served counts the requests answered on the fast path.
 	served int
-	head   reqHead
-	req    http.Request // what routing reads, refilled for each request
-	url    url.URL
+	// unlooked: a read inside await may have taken the client's end
+	// unannounced; lookAt is when await looks (zero: no look due).
+	unlooked bool
+	lookAt   time.Time
+	// await's callbacks, bound once, and what they tell it
+	free func() []byte
+	gotF func(n int) bool
+	stop bool
+	why  string
+	head reqHead
+	req  http.Request // what routing reads, refilled for each request
+	url  url.URL
 	// remote is the client's address, ip its host part.
 	remote, ip string
 	// deadline is the read deadline set on c; lastEnd when the last
@@ -264,6 +274,8 @@ type fastConn struct {
 
 func newFastConn(s *Server, c net.Conn) *fastConn {
 	fc := &fastConn{s: s, c: c, io: newSockIO(c)}
+	fc.free = func() []byte { return fc.r.free() }
+	fc.gotF = fc.answerInside
 	fc.idle.Store(true)
 	fc.remote = c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(fc.remote); err == nil {
@@ -379,43 +391,66 @@ func (fc *fastConn) answer() (next bool, handoff string) {
 // the start of the buffer goes to net/http. Otherwise the buffer holds
 // bytes the server loop reads on from: part of a head, or a request this
 // does not answer (it parses it again there).
+//
+// A read that took a request may also have taken the client's end (a
+// half-close sent right after it): nothing would then wake the wait, as
+// the poller announced the end before the read. So the wait after such a
+// read is cut short by clientCheck: the wait's deadline comes then, and a
+// peek tells an ended connection from a quiet one, which goes on to wait
+// out its idle timeout. Ends that come later wake the wait themselves.
 func (fc *fastConn) await() (stop bool, why string) {
-	err := fc.io.readServe(fc.r.free, func(n int) bool {
-		fc.r.got(n)
-		fc.r.inside = true // no read from the client may wait in here
-		defer func() { fc.r.inside = false }()
-		for {
-			buf, _ := fc.r.Peek(fc.r.Buffered())
-			end := indexHeadEnd(buf)
-			if end < 0 {
-				return false
-			}
-			fc.idle.Store(false)
-			if fc.s.closing.Load() {
-				stop = true
-				return false
-			}
-			if parseHead(buf[:end], &fc.head) != "" || fc.head.contentLength > int64(len(buf)-len(fc.head.raw)) {
-				return false
-			}
-			next, handoff := fc.answer()
-			switch {
-			case handoff != "":
-				why = handoff
-				return false
-			case !next:
-				stop = true
-				return false
-			case fc.r.Buffered() == 0:
-				fc.idleDeadline()
-				return true
-			}
+	for {
+		fc.stop, fc.why = false, ""
+		err := fc.io.readServe(fc.free, fc.gotF)
+		if err == nil {
+			return fc.stop, fc.why
 		}
-	})
-	if err != nil {
-		return true, ""
+		if fc.lookAt.IsZero() || time.Now().Before(fc.lookAt) || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return true, ""
+		}
+		fc.lookAt, fc.unlooked = time.Time{}, false
+		if fc.io.peek() == peekClosed {
+			return true, ""
+		}
+		fc.idleDeadline()
 	}
-	return stop, why
+}
+
+// answerInside is await's callback for readServe: it takes n bytes read
+// and answers the whole requests they complete. It sets fc.stop or fc.why
+// for await to return.
+func (fc *fastConn) answerInside(n int) bool {
+	fc.r.got(n)
+	fc.unlooked = true
+	fc.r.inside = true // no read from the client may wait in here
+	defer func() { fc.r.inside = false }()
+	for {
+		buf, _ := fc.r.Peek(fc.r.Buffered())
+		end := indexHeadEnd(buf)
+		if end < 0 {
+			return false
+		}
+		fc.idle.Store(false)
+		if fc.s.closing.Load() {
+			fc.stop = true
+			return false
+		}
+		if parseHead(buf[:end], &fc.head) != "" || fc.head.contentLength > int64(len(buf)-len(fc.head.raw)) {
+			return false
+		}
+		next, handoff := fc.answer()
+		switch {
+		case handoff != "":
+			fc.why = handoff
+			return false
+		case !next:
+			fc.stop = true
+			return false
+		case fc.r.Buffered() == 0:
+			fc.idleDeadline()
+			return true
+		}
+	}
 }
 
 // readHead waits until the buffer holds a whole request head and returns
@@ -567,22 +602,32 @@ func (fc *fastConn) setReadDeadline(d time.Duration) {
 }
 
 // idleDeadline bounds the wait for the next request by IdleTimeout from
-// the end of the last answer. A deadline set less than a second before
-// stays: resetting the timer for every request of a busy connection costs
-// more than the second is worth.
+// the end of the last answer, or sooner when a look at the client is due
+// (fc.lookAt; await). A deadline set less than a second before stays:
+// resetting the timer for every request of a busy connection costs more
+// than the second is worth.
 func (fc *fastConn) idleDeadline() {
-	idle := fc.s.opts.IdleTimeout
-	if idle <= 0 {
+	var t time.Time
+	if idle := fc.s.opts.IdleTimeout; idle > 0 {
+		t = fc.lastEnd.Add(idle)
+		if fc.lastEnd.IsZero() {
+			t = time.Now().Add(idle)
+		}
+	}
+	if fc.unlooked && fc.lookAt.IsZero() {
+		fc.lookAt = fc.lastEnd.Add(clientCheck)
+	}
+	if !fc.lookAt.IsZero() && (t.IsZero() || fc.lookAt.Before(t)) {
+		t = fc.lookAt
+	}
+	if t.IsZero() {
 		if !fc.deadline.IsZero() {
 			fc.setReadDeadline(0)
 		}
 		return
 	}
-	t := fc.lastEnd.Add(idle)
-	if fc.lastEnd.IsZero() {
-		t = time.Now().Add(idle)
-	}
-	if d := t.Sub(fc.deadline); d >= 0 && d < time.Second {
+	// A deadline kept must not have passed by the end of the last answer.
+	if d := t.Sub(fc.deadline); d >= 0 && d < min(time.Second, t.Sub(fc.lastEnd)) {
 		return
 	}
 	fc.deadline = t

@@ -44,6 +44,12 @@ type sockIO struct {
 	pstate peekState
 	peekF  func(fd uintptr)
 
+	// readServe's arguments and end
+	next   func() []byte
+	got    func(n int) bool
+	eof    bool
+	serveF func(fd uintptr) bool
+
 	// hold makes Write keep what it is given in pending, for the next
 	// Read to send (flushOnRead).
 	hold      bool
@@ -70,6 +76,7 @@ func newSockIO(c net.Conn) *sockIO {
 	s.writeF = s.writeFD
 	s.peekF = s.peekFD
 	s.sendReadF = s.sendReadFD
+	s.serveF = s.serveFD
 	return s
 }
 
@@ -140,48 +147,49 @@ func (s *sockIO) readServe(next func() []byte, got func(n int) bool) error {
 	if s.rc == nil {
 		return s.readServeSlow(next, got)
 	}
-	var (
-		rerr syscall.Errno
-		eof  bool
-	)
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			b := next()
-			if len(b) == 0 {
-				return true // nowhere to read into: got must say false first
-			}
-			n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			case 0:
-			default:
-				rerr = e
-				return true
-			}
-			if n == 0 {
-				eof = true
-				return true
-			}
-			if !got(int(n)) {
-				return true
-			}
-			if int(n) < len(b) {
-				return false // the socket was drained: wait
-			}
-		}
-	})
+	s.next, s.got, s.rerr, s.eof = next, got, 0, false
+	err := s.rc.Read(s.serveF)
+	s.next, s.got = nil, nil
 	switch {
 	case err != nil:
 		return err
-	case rerr != 0:
-		return s.opError("read", rerr)
-	case eof:
+	case s.rerr != 0:
+		return s.opError("read", s.rerr)
+	case s.eof:
 		return io.EOF
 	}
 	return nil
+}
+
+// serveFD is readServe's callback; false asks the poller to wait.
+func (s *sockIO) serveFD(fd uintptr) bool {
+	for {
+		b := s.next()
+		if len(b) == 0 {
+			return true // nowhere to read into: got must say false first
+		}
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+		default:
+			s.rerr = e
+			return true
+		}
+		if n == 0 {
+			s.eof = true
+			return true
+		}
+		if !s.got(int(n)) {
+			return true
+		}
+		if int(n) < len(b) {
+			return false // the socket was drained: wait
+		}
+	}
 }
 
 func (s *sockIO) Write(b []byte) (int, error) {
