@@ -403,3 +403,82 @@ func TestServer_KeepAliveAcrossClientChecks(t *testing.T) {
 		expect200(t, resp, body, fmt.Sprintf("GET /k/%d ", i))
 	}
 }
+
+// The deadlines of the idle timeout, the first request's header timeout
+// and the fast path's look at the client (250 ms after an answer) take
+// turns on one connection; none of them may close it before its idle
+// timeout, and the idle timeout still closes it. (A review found 93cbbd6
+// closing each of these early.)
+func TestServer_KeepAliveUntilIdleTimeout(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(900 * time.Millisecond)
+		}
+		pathEcho(w, r)
+	})
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	cases := []struct {
+		name string
+		opts proxy.ServerOptions
+		// each request's path and the pause before it
+		reqs []string
+		gaps []time.Duration
+	}{
+		// The look finds the client quiet; the idle end is less than a
+		// second after the look's deadline, which has passed.
+		{"idle timeout 1s", proxy.ServerOptions{IdleTimeout: time.Second},
+			[]string{"/a", "/b"}, []time.Duration{0, 500 * time.Millisecond}},
+		// The header deadline comes just before the first answer's look.
+		{"header timeout just after the first answer", proxy.ServerOptions{ReadHeaderTimeout: time.Second, IdleTimeout: time.Minute},
+			[]string{"/slow", "/b"}, []time.Duration{0, 400 * time.Millisecond}},
+		// A request in the last 250 ms of the idle timeout: the old idle
+		// deadline comes before that answer's look.
+		{"request near the idle end", proxy.ServerOptions{IdleTimeout: 2 * time.Second},
+			[]string{"/a", "/b", "/c"}, []time.Duration{0, 1880 * time.Millisecond, 400 * time.Millisecond}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rc := dialRaw(t, serve(t, p, tc.opts))
+			_ = rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+			for i, path := range tc.reqs {
+				time.Sleep(tc.gaps[i])
+				resp, body := rc.do("GET " + path + " HTTP/1.1\r\nHost: shop\r\n\r\n")
+				expect200(t, resp, body, "GET "+path+" ")
+			}
+			if idle := tc.opts.IdleTimeout; idle <= 2*time.Second {
+				start := time.Now()
+				_ = rc.c.SetDeadline(start.Add(idle + time.Second))
+				rc.expectClosed()
+				if d := time.Since(start); d < idle-time.Second/2 {
+					t.Errorf("closed %v after the last answer; the idle timeout is %v", d, idle)
+				}
+			}
+		})
+	}
+}
+
+// Without an idle timeout, a connection the fast path has looked at (250
+// ms after its answer) still waits for its client, and Shutdown closes it
+// at once. (With the passed deadline left in place, a first form of the
+// look's fix spun on it and Shutdown never returned.)
+func TestServer_ShutdownAfterALookWithoutIdleTimeout(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, base := serveWith(t, p, proxy.ServerOptions{})
+	rc := dialRaw(t, base)
+	resp, body := rc.do("GET /a HTTP/1.1\r\nHost: shop\r\n\r\n")
+	expect200(t, resp, body, "GET /a ")
+	time.Sleep(400 * time.Millisecond)
+	resp, body = rc.do("GET /b HTTP/1.1\r\nHost: shop\r\n\r\n")
+	expect200(t, resp, body, "GET /b ")
+	time.Sleep(400 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	rc.expectClosed()
+}

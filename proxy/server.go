@@ -131,7 +131,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, s.http.Shutdown(ctx))
 }
 
-// Close closes the listener and every connection at once.
+// Close closes the listener and ends every connection at once: clients
+// see their connections closed; the fast path's goroutines release theirs
+// as they stop, at their next read, write or client check.
 func (s *Server) Close() error {
 	if s.opts.NetHTTPOnly {
 		return s.http.Close()
@@ -405,15 +407,33 @@ func (fc *fastConn) await() (stop bool, why string) {
 		if err == nil {
 			return fc.stop, fc.why
 		}
-		if fc.lookAt.IsZero() || time.Now().Before(fc.lookAt) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !fc.waitOn(time.Now()) {
 			return true, ""
 		}
+	}
+}
+
+// waitOn decides, when await's read deadline has passed at now, whether
+// the connection waits on. It does after a look that found the client
+// quiet, and after a deadline kept from before (idleDeadline) that came
+// ahead of both the look and the idle timeout; not when the idle or the
+// first request's header timeout has passed.
+func (fc *fastConn) waitOn(now time.Time) bool {
+	if fc.served == 0 {
+		return false // the header timeout
+	}
+	if !fc.lookAt.IsZero() && !now.Before(fc.lookAt) {
 		fc.lookAt, fc.unlooked = time.Time{}, false
 		if fc.io.peek() == peekClosed {
-			return true, ""
+			return false
 		}
-		fc.idleDeadline()
+	} else if idle := fc.s.opts.IdleTimeout; idle > 0 && !now.Before(fc.lastEnd.Add(idle-time.Second)) {
+		return false // the idle timeout, from a deadline kept up to a second early
 	}
+	// The deadline that passed goes; idleDeadline sets the next, if any.
+	fc.setReadDeadline(0)
+	fc.idleDeadline()
+	return true
 }
 
 // answerInside is await's callback for readServe: it takes n bytes read
@@ -626,8 +646,10 @@ func (fc *fastConn) idleDeadline() {
 		}
 		return
 	}
-	// A deadline kept must not have passed by the end of the last answer.
-	if d := t.Sub(fc.deadline); d >= 0 && d < min(time.Second, t.Sub(fc.lastEnd)) {
+	// A deadline up to a second early may stay for the idle timeout, not
+	// for a look; it must not have passed by the end of the last answer.
+	// (One that comes early anyway is set anew by waitOn.)
+	if d := t.Sub(fc.deadline); d == 0 || d > 0 && d < min(time.Second, t.Sub(fc.lastEnd)) && !t.Equal(fc.lookAt) {
 		return
 	}
 	fc.deadline = t

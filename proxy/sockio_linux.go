@@ -24,9 +24,9 @@ import (
 // it and hands it to another thread, and waking and parking those threads
 // cost more than the write; see ADR 0006.
 //
-// A Read and a Write may run at the same time, as on a net.Conn, except
-// a Read that sends what flushOnRead held; a peek must not run beside
-// another peek.
+// A Read (or readServe) and a Write may run at the same time, as on a
+// net.Conn, except a Read that sends what flushOnRead held; a peek must
+// not run beside another peek.
 type sockIO struct {
 	c  net.Conn
 	rc syscall.RawConn // nil: not a socket, use c
