@@ -482,3 +482,41 @@ func TestServer_ShutdownAfterALookWithoutIdleTimeout(t *testing.T) {
 	}
 	rc.expectClosed()
 }
+
+// An idle timeout under the 250 ms look: each request, sent within the
+// idle timeout of the answer before, is answered on the same connection.
+// The third comes after the look and sets the idle end 200 ms on from
+// its answer while the second's idle deadline still stands; the fourth
+// comes after that deadline. (b3fe258 closed the connection there.)
+func TestServer_ShortIdleTimeoutMovesOn(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{IdleTimeout: 200 * time.Millisecond}))
+	for i, gap := range []time.Duration{0, 150, 150, 120} { // after the previous answer
+		time.Sleep(gap * time.Millisecond)
+		resp, body := rc.do(fmt.Sprintf("GET /s/%d HTTP/1.1\r\nHost: shop\r\n\r\n", i))
+		expect200(t, resp, body, fmt.Sprintf("GET /s/%d ", i))
+	}
+}
+
+// Shutdown while a kept-alive client is in the middle of its next head:
+// the connection counts as idle, as on net/http, and Shutdown returns at
+// once instead of waiting out the header timeout.
+func TestServer_ShutdownWithPartOfTheNextHead(t *testing.T) {
+	t.Parallel()
+	api := newBackend(t, "api", pathEcho)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
+	rc := dialRaw(t, base)
+	resp, body := rc.do("GET /a HTTP/1.1\r\nHost: shop\r\n\r\n")
+	expect200(t, resp, body, "GET /a ")
+	rc.send("GET /b HTTP/1.1\r\n")
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	rc.expectClosed()
+}

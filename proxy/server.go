@@ -316,12 +316,14 @@ func (fc *fastConn) serve() {
 			}
 		}
 		if why == "" {
+			// Idle until a whole head is in (net/http's Shutdown closes a
+			// connection with part of a head too).
+			var buf []byte
+			buf, why = fc.readHead()
 			fc.idle.Store(false)
 			if fc.s.closing.Load() {
 				return
 			}
-			var buf []byte
-			buf, why = fc.readHead()
 			if why == "" {
 				why = parseHead(buf, &fc.head)
 			}
@@ -416,8 +418,8 @@ func (fc *fastConn) await() (stop bool, why string) {
 // waitOn decides, when await's read deadline has passed at now, whether
 // the connection waits on. It does after a look that found the client
 // quiet, and after a deadline kept from before (idleDeadline) that came
-// ahead of both the look and the idle timeout; not when the idle or the
-// first request's header timeout has passed.
+// ahead of both the look and the idle timeout (it costs a wake-up); not
+// when the idle or the first request's header timeout has passed.
 func (fc *fastConn) waitOn(now time.Time) bool {
 	if fc.served == 0 {
 		return false // the header timeout
@@ -427,8 +429,8 @@ func (fc *fastConn) waitOn(now time.Time) bool {
 		if fc.io.peek() == peekClosed {
 			return false
 		}
-	} else if idle := fc.s.opts.IdleTimeout; idle > 0 && !now.Before(fc.lastEnd.Add(idle-time.Second)) {
-		return false // the idle timeout, from a deadline kept up to a second early
+	} else if idle := fc.s.opts.IdleTimeout; idle > 0 && !now.Before(fc.lastEnd.Add(idle)) {
+		return false // the idle timeout
 	}
 	// The deadline that passed goes; idleDeadline sets the next, if any.
 	fc.setReadDeadline(0)
