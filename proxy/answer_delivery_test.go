@@ -72,6 +72,31 @@ func TestServer_AnswersWholeAndInOrderToSlowReader(t *testing.T) {
 	}
 }
 
+// newSlowPathBackend echoes the path, except that a request for /slow
+// is announced on got and then held until release is closed.
+func newSlowPathBackend(tb testing.TB) (b *backend, got, release chan struct{}) {
+	got, release = make(chan struct{}, 4), make(chan struct{})
+	b = newBackend(tb, "api", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			got <- struct{}{}
+			<-release
+		}
+		pathEcho(w, r)
+	})
+	return b, got, release
+}
+
+// expectSlowThenSecond reads, within 3 s, the answers to GET /slow and
+// GET /second, in that order.
+func expectSlowThenSecond(t *testing.T, rc *rawClient) {
+	t.Helper()
+	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+	resp, body := rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /slow ")
+	resp, body = rc.read(http.MethodGet)
+	expect200(t, resp, body, "GET /second ")
+}
+
 // pattern is n bytes that differ by seed and position.
 func pattern(n int, seed string) []byte {
 	b := make([]byte, n)
@@ -173,14 +198,7 @@ func TestServer_ShutdownRightAfterAnExchange(t *testing.T) {
 // poller, whose readiness the next read cleared.)
 func TestServer_PipelinedWhileBackendWorks(t *testing.T) {
 	t.Parallel()
-	got, release := make(chan struct{}, 4), make(chan struct{})
-	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			got <- struct{}{}
-			<-release
-		}
-		pathEcho(w, r)
-	})
+	api, got, release := newSlowPathBackend(t)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{IdleTimeout: time.Minute}))
 	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")
@@ -188,11 +206,7 @@ func TestServer_PipelinedWhileBackendWorks(t *testing.T) {
 	rc.send("GET /second HTTP/1.1\r\nHost: shop\r\n\r\n")
 	time.Sleep(50 * time.Millisecond) // the poller sees the second request arrive
 	close(release)
-	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
-	resp, body := rc.read(http.MethodGet)
-	expect200(t, resp, body, "GET /slow ")
-	resp, body = rc.read(http.MethodGet)
-	expect200(t, resp, body, "GET /second ")
+	expectSlowThenSecond(t, rc)
 }
 
 // A client that half-closes after its request: it gets its answer and then
@@ -336,14 +350,7 @@ func isTimeout(err error) bool {
 // 584dc7c waiting out the idle timeout here.)
 func TestServer_RequestAndHalfCloseTakenByOneRead(t *testing.T) {
 	t.Parallel()
-	got, release := make(chan struct{}, 1), make(chan struct{})
-	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			got <- struct{}{}
-			<-release
-		}
-		pathEcho(w, r)
-	})
+	api, got, release := newSlowPathBackend(t)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	_, base := serveFastOnly(t, p)
 	rc := dialRaw(t, base)
@@ -355,11 +362,7 @@ func TestServer_RequestAndHalfCloseTakenByOneRead(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // both are in the proxy's socket
 	close(release)
-	_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
-	resp, body := rc.read(http.MethodGet)
-	expect200(t, resp, body, "GET /slow ")
-	resp, body = rc.read(http.MethodGet)
-	expect200(t, resp, body, "GET /second ")
+	expectSlowThenSecond(t, rc)
 	start := time.Now()
 	_ = rc.c.SetDeadline(start.Add(time.Second))
 	rc.expectClosed()
@@ -475,10 +478,17 @@ func TestServer_ShutdownAfterALookWithoutIdleTimeout(t *testing.T) {
 	resp, body = rc.do("GET /b HTTP/1.1\r\nHost: shop\r\n\r\n")
 	expect200(t, resp, body, "GET /b ")
 	time.Sleep(400 * time.Millisecond)
+	shutdownClosing(t, srv, rc)
+}
+
+// shutdownClosing shuts srv down and wants it done within 2 s, with the
+// connection of rc closed.
+func shutdownClosing(t *testing.T, srv *proxy.Server, rc *rawClient) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
+		t.Errorf("Shutdown: %v", err)
 	}
 	rc.expectClosed()
 }
@@ -513,10 +523,5 @@ func TestServer_ShutdownWithPartOfTheNextHead(t *testing.T) {
 	expect200(t, resp, body, "GET /a ")
 	rc.send("GET /b HTTP/1.1\r\n")
 	time.Sleep(50 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	rc.expectClosed()
+	shutdownClosing(t, srv, rc)
 }

@@ -112,22 +112,29 @@ func (s *sockIO) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: s.c.LocalAddr().Network(), Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }
 
+// rawRead reads once from fd into b (which must not be empty), again
+// when a signal interrupted it.
+func rawRead(fd uintptr, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
+}
+
 // readFD reads once into s.rbuf; false asks the poller to wait.
 func (s *sockIO) readFD(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		case 0:
-			s.rn = int(n)
-		default:
-			s.rerr = e
-		}
-		return true
+	n, e := rawRead(fd, s.rbuf)
+	switch e {
+	case syscall.EAGAIN:
+		return false
+	case 0:
+		s.rn = n
+	default:
+		s.rerr = e
 	}
+	return true
 }
 
 // readServe waits for the connection to be readable, reads once into
@@ -168,25 +175,20 @@ func (s *sockIO) serveFD(fd uintptr) bool {
 		if len(b) == 0 {
 			return true // nowhere to read into: got must say false first
 		}
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
+		n, e := rawRead(fd, b)
+		switch {
+		case e == syscall.EAGAIN:
 			return false
-		case 0:
-		default:
+		case e != 0:
 			s.rerr = e
 			return true
-		}
-		if n == 0 {
+		case n == 0:
 			s.eof = true
 			return true
-		}
-		if !s.got(int(n)) {
+		case !s.got(n):
 			return true
 		}
-		if int(n) < len(b) {
+		if n < len(b) {
 			return false // the socket was drained: wait
 		}
 	}
