@@ -294,19 +294,7 @@ func TestServer_PipelinedBurstLargerThanReadBuffer(t *testing.T) {
 // then waited for the whole exchange.)
 func TestServer_CloseWhileBackendWorks(t *testing.T) {
 	t.Parallel()
-	arrived, gaveUp, release := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/slow" {
-			return
-		}
-		arrived <- struct{}{}
-		select {
-		case <-r.Context().Done():
-			gaveUp <- struct{}{}
-		case <-release:
-		}
-	})
+	api, arrived, gaveUp := newGiveUpBackend(t)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
 	rc := dialRaw(t, base)
@@ -334,6 +322,26 @@ func TestServer_CloseWhileBackendWorks(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close, the client's end and the backend's took %v; want well under 2s", d)
 	}
+}
+
+// newGiveUpBackend answers at once, except that it holds a request for
+// /slow (announced on arrived) until its context ends (announced on
+// gaveUp) or the test does.
+func newGiveUpBackend(t *testing.T) (b *backend, arrived, gaveUp chan struct{}) {
+	arrived, gaveUp, release := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	b = newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			return
+		}
+		arrived <- struct{}{}
+		select {
+		case <-r.Context().Done():
+			gaveUp <- struct{}{}
+		case <-release:
+		}
+	})
+	return b, arrived, gaveUp
 }
 
 func isTimeout(err error) bool {
@@ -524,4 +532,24 @@ func TestServer_ShutdownWithPartOfTheNextHead(t *testing.T) {
 	rc.send("GET /b HTTP/1.1\r\n")
 	time.Sleep(50 * time.Millisecond)
 	shutdownClosing(t, srv, rc)
+}
+
+// Close while a backend works on a request and the client has already
+// pipelined its next one: the backend's request is given up within the
+// client check too, though the bytes waiting in the buffer keep the fast
+// path from seeing the client's end by a peek.
+func TestServer_CloseWithPipelinedRequestWaiting(t *testing.T) {
+	t.Parallel()
+	api, arrived, gaveUp := newGiveUpBackend(t)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
+	rc := dialRaw(t, base)
+	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\nGET /next HTTP/1.1\r\nHost: shop\r\n\r\n")
+	recv(t, arrived, "the request at the backend")
+	srv.Close()
+	select {
+	case <-gaveUp:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the backend's request not given up 2s after Close")
+	}
 }

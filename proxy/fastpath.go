@@ -590,7 +590,9 @@ func (ex *exchange) waitLonger(uc *upConn, err error) bool {
 	if !ex.headDiscarded {
 		pending -= len(ex.h.raw)
 	}
-	if pending == 0 && ex.fc.io.peek() == peekClosed {
+	// A client whose connection the server ended (Close) may still have
+	// bytes buffered here, so a peek cannot tell; the server says so.
+	if ex.fc.s.killed.Load() || pending == 0 && ex.fc.io.peek() == peekClosed {
 		ex.clientGone = true
 		return false
 	}

@@ -49,6 +49,7 @@ type Server struct {
 	ln       net.Listener
 	conns    map[*fastConn]struct{}
 	closing  atomic.Bool
+	killed   atomic.Bool // Close, or Shutdown's context ended: stop answering
 	wg       sync.WaitGroup
 	serveErr chan error
 }
@@ -155,6 +156,9 @@ func (s *Server) stop() {
 
 // closeConns closes the idle fast-path connections, or all of them.
 func (s *Server) closeConns(all bool) {
+	if all {
+		s.killed.Store(true)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for fc := range s.conns {
