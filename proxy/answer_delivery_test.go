@@ -294,10 +294,7 @@ func TestServer_PipelinedBurstLargerThanReadBuffer(t *testing.T) {
 // then waited for the whole exchange.)
 func TestServer_CloseWhileBackendWorks(t *testing.T) {
 	t.Parallel()
-	api, arrived, gaveUp := newGiveUpBackend(t)
-	p, _, _ := newProxy(t, oneRoute("api"), api)
-	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
-	rc := dialRaw(t, base)
+	srv, rc, arrived, gaveUp := serveGiveUp(t)
 	rc.do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n") // the next request comes while the proxy waits
 	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\n")
 	recv(t, arrived, "the request at the backend")
@@ -324,13 +321,13 @@ func TestServer_CloseWhileBackendWorks(t *testing.T) {
 	}
 }
 
-// newGiveUpBackend answers at once, except that it holds a request for
-// /slow (announced on arrived) until its context ends (announced on
-// gaveUp) or the test does.
-func newGiveUpBackend(t *testing.T) (b *backend, arrived, gaveUp chan struct{}) {
+// serveGiveUp serves, with a client connected, a backend that answers at
+// once, except that it holds a request for /slow (announced on arrived)
+// until its context ends (announced on gaveUp) or the test does.
+func serveGiveUp(t *testing.T) (srv *proxy.Server, rc *rawClient, arrived, gaveUp chan struct{}) {
 	arrived, gaveUp, release := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	b = newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+	api := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/slow" {
 			return
 		}
@@ -341,7 +338,9 @@ func newGiveUpBackend(t *testing.T) (b *backend, arrived, gaveUp chan struct{}) 
 		case <-release:
 		}
 	})
-	return b, arrived, gaveUp
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
+	return srv, dialRaw(t, base), arrived, gaveUp
 }
 
 func isTimeout(err error) bool {
@@ -540,10 +539,7 @@ func TestServer_ShutdownWithPartOfTheNextHead(t *testing.T) {
 // path from seeing the client's end by a peek.
 func TestServer_CloseWithPipelinedRequestWaiting(t *testing.T) {
 	t.Parallel()
-	api, arrived, gaveUp := newGiveUpBackend(t)
-	p, _, _ := newProxy(t, oneRoute("api"), api)
-	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
-	rc := dialRaw(t, base)
+	srv, rc, arrived, gaveUp := serveGiveUp(t)
 	rc.send("GET /slow HTTP/1.1\r\nHost: shop\r\n\r\nGET /next HTTP/1.1\r\nHost: shop\r\n\r\n")
 	recv(t, arrived, "the request at the backend")
 	srv.Close()
