@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -312,7 +311,7 @@ func TestServer_CloseWhileBackendWorks(t *testing.T) {
 		t.Errorf("Close took %v; want it at once", d)
 	}
 	_ = rc.c.SetDeadline(time.Now().Add(2 * time.Second))
-	if b, err := rc.br.ReadByte(); err == nil || isTimeout(err) {
+	if b, err := rc.br.ReadByte(); err == nil || proxy.IsTimeout(err) {
 		t.Errorf("client read %q, %v after Close; want its connection ended", b, err)
 	}
 	recv(t, gaveUp, "the backend's request given up")
@@ -341,11 +340,6 @@ func serveGiveUp(t *testing.T) (srv *proxy.Server, rc *rawClient, arrived, gaveU
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	srv, base := serveWith(t, p, proxy.ServerOptions{IdleTimeout: time.Minute})
 	return srv, dialRaw(t, base), arrived, gaveUp
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // A request and a half-close that reach the proxy together, while it is

@@ -8,6 +8,9 @@ import (
 // WaitFor lets the external tests share waitFor.
 var WaitFor = waitFor
 
+// IsTimeout lets the external tests share isTimeout.
+var IsTimeout = isTimeout
+
 // SetTestHookIdle sets testHookIdle until the test ends.
 func SetTestHookIdle(t *testing.T, f func()) {
 	testHookIdle.Store(&f)

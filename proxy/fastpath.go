@@ -578,8 +578,7 @@ func (ex *exchange) headDeadline(uc *upConn, now time.Time) {
 // deadline, whether to go on waiting: yes while the backend's timeout has
 // not passed and the client is still there.
 func (ex *exchange) waitLonger(uc *upConn, err error) bool {
-	var ne net.Error
-	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+	if err == nil || !isTimeout(err) {
 		return false
 	}
 	now := time.Now()
