@@ -105,6 +105,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = tee
 		}
 	}
+	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		r.Body = newTrailerBody(r)
+	}
 	up.rp.ServeHTTP(rec, withInformationalLimit(r))
 	dropForbiddenTrailers(w.Header())
 	code := rec.code
@@ -202,6 +205,10 @@ func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
 				}
 			}
 			pr.SetXForwarded()
+			if tb, ok := pr.In.Body.(*trailerBody); ok {
+				// pr.Out.Body reads it through a wrapper of ReverseProxy's.
+				pr.Out.Trailer = tb.out
+			}
 		},
 		Transport:      tr,
 		ModifyResponse: checkStatus,
@@ -210,6 +217,42 @@ func (p *Proxy) newUpstream(name string, key upstreamKey) *upstream {
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	return up
+}
+
+// trailerBody passes a chunked request's trailer fields on to the
+// backend. httputil.ReverseProxy sends the Trailer map of its clone of the
+// request, made before the body was read, so the values the client sent
+// after its last chunk never reached the backend (and undeclared fields
+// land only in the server's own request). The request's body is wrapped
+// in one of these and the outgoing request's Trailer set to out: at the
+// body's end, which the transport reads before it writes the trailer
+// section, out takes the fields trailerAllowed lets through.
+type trailerBody struct {
+	io.ReadCloser
+	src *http.Request // the server's request, where net/http puts them
+	out http.Header
+}
+
+func newTrailerBody(r *http.Request) *trailerBody {
+	out := make(http.Header, len(r.Trailer))
+	for k := range r.Trailer {
+		if trailerAllowed(k) {
+			out[k] = nil // announced in the head, as the client did
+		}
+	}
+	return &trailerBody{ReadCloser: r.Body, src: r, out: out}
+}
+
+func (t *trailerBody) Read(b []byte) (int, error) {
+	n, err := t.ReadCloser.Read(b)
+	if err == io.EOF {
+		for k, vv := range t.src.Trailer {
+			if trailerAllowed(k) && len(vv) > 0 {
+				t.out[k] = append([]string(nil), vv...)
+			}
+		}
+	}
+	return n, err
 }
 
 // dropForwardedSpellings removes the X-Forwarded-For, -Host and -Proto a

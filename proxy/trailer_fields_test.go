@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -57,6 +58,52 @@ func TestServer_ForbiddenTrailersDropped(t *testing.T) {
 		for _, name := range forbiddenTrailers {
 			if bytes.Contains(bytes.ToLower(tail), []byte(strings.ToLower(name)+":")) {
 				t.Errorf("net/http only %v: trailer %s reached the client: %q", netHTTP, name, tail)
+			}
+		}
+	}
+}
+
+// TestServer_RequestTrailersForwarded: the trailer fields of a chunked
+// request reach the backend, declared or not, on both paths (the fast
+// path hands chunked requests to net/http), without the fields
+// trailerAllowed refuses. httputil.ReverseProxy sends the trailers as they
+// were before the body was read, so the values were lost, and a backend
+// that checks a body's digest from its trailer refused every such request.
+func TestServer_RequestTrailersForwarded(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		body    string
+		trailer http.Header
+	}
+	got := make(chan seen, 2)
+	b := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("backend: read body: %v", err)
+		}
+		got <- seen{string(body), r.Trailer.Clone()}
+	})
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("api"), b)
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+		rc.send("POST /upload HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Authorization\r\nConnection: close\r\n\r\n" +
+			"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 42\r\nX-Late: undeclared\r\nAuthorization: Bearer smuggled\r\nHost: evil\r\n\r\n")
+		if _, err := io.ReadAll(rc.br); err != nil {
+			t.Fatalf("net/http only %v: %v", netHTTP, err)
+		}
+		s := <-got
+		if s.body != "abcde" {
+			t.Errorf("net/http only %v: backend read body %q, want %q", netHTTP, s.body, "abcde")
+		}
+		if v := s.trailer.Get("X-Sum"); v != "42" {
+			t.Errorf("net/http only %v: backend saw trailer X-Sum %q, want 42 (trailers %v)", netHTTP, v, s.trailer)
+		}
+		if v := s.trailer.Get("X-Late"); v != "undeclared" {
+			t.Errorf("net/http only %v: backend saw trailer X-Late %q, want undeclared (trailers %v)", netHTTP, v, s.trailer)
+		}
+		for _, name := range []string{"Authorization", "Host"} {
+			if v, ok := s.trailer[name]; ok {
+				t.Errorf("net/http only %v: forbidden trailer %s reached the backend (declared or sent): %q", netHTTP, name, v)
 			}
 		}
 	}
