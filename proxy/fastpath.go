@@ -469,11 +469,7 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 			ex.mirror.body = make([]byte, 0, h.contentLength)
 			body = io.MultiWriter(w, (*appendWriter)(&ex.mirror.body))
 		}
-		if int64(ex.fc.r.Buffered()) < h.contentLength {
-			// The body is still coming: like net/http (no ReadTimeout),
-			// wait for it without the head's deadline.
-			ex.fc.setReadDeadline(0)
-		}
+		ex.awaitBody()
 		if ex.u.timeout > 0 {
 			// A backend that does not read the body must not hold this
 			// goroutine for ever; the deadline is lifted once it is sent.
@@ -1035,6 +1031,15 @@ func chunkSize(line []byte) (int64, bool) {
 	return n, true
 }
 
+// awaitBody lifts the client connection's read deadline when the
+// request's body is still coming: like net/http (no ReadTimeout), the body
+// is waited for without the head's deadline, nor the client check's.
+func (ex *exchange) awaitBody() {
+	if int64(ex.fc.r.Buffered()) < ex.h.contentLength {
+		ex.fc.setReadDeadline(0)
+	}
+}
+
 // fail answers a request the backend could not serve with the same 502 or
 // 504 page as the net/http path, after reading the request body off the
 // connection so it can carry the next request.
@@ -1042,6 +1047,7 @@ func (ex *exchange) fail(err error) (int, bool) {
 	if !ex.bodyForwarded {
 		ex.discardHead()
 		if ex.h.contentLength > 0 {
+			ex.awaitBody()
 			if _, derr := ex.fc.r.Discard(int(ex.h.contentLength)); derr != nil {
 				ex.clientBroken = true
 			}
