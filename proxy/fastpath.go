@@ -301,6 +301,8 @@ func (ex *exchange) run() (int, bool) {
 	if err != nil {
 		return ex.fail(err)
 	}
+	ex.inUse(uc)
+	defer ex.inUse(nil)
 	code, err := ex.try(uc)
 	if err != nil && reused && !ex.wroteToClient && !ex.wroteInterim && idempotent(ex.method) && ex.h.contentLength == 0 && staleConn(err) {
 		// The backend closed a kept-alive connection as we sent on it,
@@ -310,6 +312,7 @@ func (ex *exchange) run() (int, bool) {
 		if uc, err = ex.u.dialConn(); err != nil {
 			return ex.fail(err)
 		}
+		ex.inUse(uc)
 		code, err = ex.try(uc)
 	}
 	if errors.Is(err, errClientGone) {
@@ -338,6 +341,7 @@ func (ex *exchange) run() (int, bool) {
 		// than Content-Length) would be the next request's answer.
 		uc.c.Close()
 	} else {
+		ex.inUse(nil)
 		ex.u.put(uc, ex.start)
 	}
 	if ex.clientBroken && ex.wroteToClient {
@@ -346,6 +350,25 @@ func (ex *exchange) run() (int, bool) {
 		return http.StatusBadGateway, false
 	}
 	return code, !ex.clientBroken
+}
+
+// inUse notes uc (nil: none) as the backend connection the exchange
+// works on, which Server.Close ends too: an answer that streams and then
+// goes quiet (a long poll, server-sent events) would otherwise hold the
+// exchange, and the backend's request, until the backend writes again.
+// Whichever of the two comes second sees the other.
+func (ex *exchange) inUse(uc *upConn) {
+	ex.fc.up.Store(uc)
+	if uc != nil && ex.fc.s.killed.Load() {
+		uc.abort()
+	}
+}
+
+// abort ends the connection both ways at once, as fastConn.abort does.
+func (uc *upConn) abort() {
+	if !uc.io.shutdown() {
+		uc.c.Close()
+	}
 }
 
 // liveConn returns uc if the backend has not closed it while idle, else a

@@ -164,6 +164,11 @@ func (s *Server) closeConns(all bool) {
 		if all || fc.idle.Load() {
 			fc.abort()
 		}
+		if all {
+			if uc := fc.up.Load(); uc != nil {
+				uc.abort()
+			}
+		}
 	}
 }
 
@@ -272,6 +277,9 @@ type fastConn struct {
 	// deadline is the read deadline set on c; lastEnd when the last
 	// answer was done.
 	deadline, lastEnd time.Time
+	// up is the backend connection of the exchange under way, if any
+	// (exchange.inUse), for Close to end.
+	up atomic.Pointer[upConn]
 	// series caches the metrics of the last route, backend and status
 	// this connection saw; most connections see one.
 	series seriesCache
