@@ -265,6 +265,11 @@ func (s *sockIO) sendThenRead() error {
 	switch {
 	case errno != 0:
 		return s.opError("write", errno)
+	case err != nil && rest != nil:
+		// The read failed (its deadline had passed) before its callback
+		// sent the bytes, or all of them: the next Read sends the rest.
+		s.pending = rest[s.wn:]
+		return err
 	case err != nil || rest == nil:
 		return err
 	}

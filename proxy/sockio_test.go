@@ -300,3 +300,39 @@ func TestSockIO_FlushOnReadToAResetConnection(t *testing.T) {
 		t.Errorf("Read after a send to a reset connection: %v; want what staleConn knows", err)
 	}
 }
+
+// A Read that holds bytes from flushOnRead and finds its deadline already
+// past fails before it can send them; they are sent by the next Read, not
+// lost (the exchange waits on after such a timeout, for an answer to a
+// request the backend would otherwise never have got).
+func TestSockIO_FlushOnReadPastDeadlineKeepsTheBytes(t *testing.T) {
+	a, b := tcpPair(t)
+	b.SetDeadline(time.Now().Add(10 * time.Second))
+	s := newSockIO(a)
+	w := bufio.NewWriter(s)
+	w.WriteString("request")
+	if err := s.flushOnRead(w); err != nil {
+		t.Fatal(err)
+	}
+	a.SetReadDeadline(time.Now().Add(-time.Second))
+	one := make([]byte, 6)
+	if _, err := s.Read(one); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past its deadline: %v, want a deadline error", err)
+	}
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	peerGot := make(chan string, 1)
+	go func() {
+		got := make([]byte, 7)
+		_, err := io.ReadFull(b, got)
+		if err == nil {
+			b.Write([]byte("answer"))
+		}
+		peerGot <- string(got)
+	}()
+	if _, err := io.ReadFull(s, one); err != nil || string(one) != "answer" {
+		t.Fatalf("next Read: %q, %v; want the answer to the held bytes", one, err)
+	}
+	if got := <-peerGot; got != "request" {
+		t.Errorf("the peer got %q, want the held bytes", got)
+	}
+}
