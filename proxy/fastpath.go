@@ -262,6 +262,7 @@ type exchange struct {
 	upstreamBroken bool
 	clientGone     bool    // the client left while the backend worked
 	mirror         *mirror // nil unless the request is shadowed
+	lenBuf         [20]byte
 }
 
 // errClient marks a failure to write to the client.
@@ -461,7 +462,17 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 			}
 			continue
 		}
+		if asciiEqualFold(name, "content-length") {
+			continue // written below as the number read, as net/http does
+		}
 		w.Write(raw[h.lines[i].start:h.lines[i].vend])
+		w.WriteString("\r\n")
+	}
+	if h.hasLength {
+		// "010" goes out as 10: a backend that reads a leading zero as
+		// octal would frame the body otherwise.
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(ex.lenBuf[:0], h.contentLength, 10))
 		w.WriteString("\r\n")
 	}
 	if h.teTrailers {
@@ -809,8 +820,11 @@ func (ex *exchange) writeHead(head []byte, rh *respHead, code int, informational
 		w.WriteString(" " + strconv.Itoa(code) + " " + http.StatusText(code))
 	}
 	w.WriteString("\r\n")
+	// RFC 9110 section 8.6: no Content-Length on a 1xx or a 204 (net/http
+	// drops it there too).
+	noLength := code < 200 || code == http.StatusNoContent
 	for _, l := range rh.lines {
-		if !respHopByHop(l[0], rh) {
+		if !respHopByHop(l[0], rh) && !(noLength && asciiEqualFold(l[0], "content-length")) {
 			w.Write(l[0])
 			w.WriteString(": ")
 			w.Write(l[1])

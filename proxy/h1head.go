@@ -152,7 +152,7 @@ func parseHead(buf []byte, h *reqHead) string {
 				return why
 			}
 		case asciiEqualFold(name, "te"):
-			h.teTrailers = h.teTrailers || hasToken(value, "trailers")
+			h.teTrailers = h.teTrailers || hasElement(value, "trailers")
 		}
 		pos = pos + eol + 1
 	}
@@ -341,6 +341,19 @@ func hasToken(v []byte, tok string) bool {
 			t = bytes.TrimRight(t[:i], " \t")
 		}
 		if asciiEqualFold(t, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasElement reports whether the comma-separated list v holds tok as a
+// whole element, without parameters: TE's trailers takes no weight (RFC
+// 9110 section 10.1.4), so "trailers;q=0" is not it, as net/http reads it.
+func hasElement(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var t []byte
+		if t, v = nextToken(v); asciiEqualFold(t, tok) {
 			return true
 		}
 	}

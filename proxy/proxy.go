@@ -385,11 +385,33 @@ func (r *recorder) WriteHeader(code int) {
 			return
 		}
 		r.informational++
+		// ReverseProxy copies every header of a 1xx, hop-by-hop ones too
+		// (it removes them only from the final answer).
+		dropHopByHop(r.ResponseWriter.Header())
 	}
 	if r.code == 0 && code >= 200 {
 		r.code = code
 	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// hopByHopHeaders are the fields that belong to one connection (RFC 9110
+// section 7.6.1), besides those its Connection header names.
+var hopByHopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// dropHopByHop deletes from h the hop-by-hop fields and those its
+// Connection header names.
+func dropHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHopHeaders {
+		delete(h, name)
+	}
 }
 
 // isInterim reports whether code is an interim answer: a 1xx that
