@@ -88,6 +88,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up := p.upstream(t, name)
 	rec := recorderPool.Get().(*recorder)
 	rec.reset(w, rt.Name, name)
+	// Set again on the final answer: ReverseProxy empties the header map
+	// after relaying a 1xx.
+	rec.closeAfter = len(r.TransferEncoding) > 0
 	defer func() {
 		// ReverseProxy aborts with http.ErrAbortHandler when a backend breaks
 		// off mid-body; the client got a broken answer, so count it as 502.
@@ -105,7 +108,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = tee
 		}
 	}
-	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+	if len(r.TransferEncoding) > 0 && r.Body != nil && r.Body != http.NoBody {
+		// Only chunked requests: their clone keeps TransferEncoding, so
+		// http.Transport sends the body as it is and reads it on one
+		// goroutine (no probe of a GET's body in another).
 		r.Body = newTrailerBody(r)
 	}
 	up.rp.ServeHTTP(rec, withInformationalLimit(r))
@@ -355,14 +361,15 @@ type recorder struct {
 	code           int
 	errText        string
 	capture        bodyCap
-	informational  int // 1xx answers relayed
+	informational  int  // 1xx answers relayed
+	closeAfter     bool // the final answer says Connection: close
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 
 func (r *recorder) reset(w http.ResponseWriter, route, backend string) {
 	r.ResponseWriter, r.route, r.backend = w, route, backend
-	r.code, r.errText, r.informational = 0, "", 0
+	r.code, r.errText, r.informational, r.closeAfter = 0, "", 0, false
 	r.capture = bodyCap{buf: r.capture.buf[:0]}
 }
 
@@ -391,6 +398,9 @@ func (r *recorder) WriteHeader(code int) {
 	}
 	if r.code == 0 && code >= 200 {
 		r.code = code
+	}
+	if r.closeAfter && code >= 200 {
+		r.ResponseWriter.Header().Set("Connection", "close")
 	}
 	r.ResponseWriter.WriteHeader(code)
 }

@@ -108,3 +108,35 @@ func TestServer_RequestTrailersForwarded(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_ChunkedRequestClosesAfterInterimAnswer: the connection of a
+// chunked request ends after its answer (proxy.go, ServeHTTP) also when
+// the backend sends a 1xx first. ReverseProxy empties the header map after
+// relaying a 1xx, which took the Connection: close set for the final
+// answer with it, and the connection stayed open (found by a review).
+func TestServer_ChunkedRequestClosesAfterInterimAnswer(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t, "api", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Write([]byte("ok"))
+	})
+	for _, netHTTP := range []bool{false, true} {
+		p, _, _ := newProxy(t, oneRoute("api"), b)
+		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+		rc.send("POST /x HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+		all, err := io.ReadAll(rc.br) // ends only when the proxy closes
+		if err != nil {
+			t.Fatalf("net/http only %v: %v", netHTTP, err)
+		}
+		_, final, ok := bytes.Cut(all, []byte("\r\n\r\nHTTP/1.1 200"))
+		if !ok {
+			t.Fatalf("net/http only %v: no 103 then 200 in %q", netHTTP, all)
+		}
+		if !bytes.Contains(final, []byte("Connection: close\r\n")) {
+			t.Errorf("net/http only %v: the final answer does not say Connection: close: %q", netHTTP, all)
+		}
+	}
+}
