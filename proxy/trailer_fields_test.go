@@ -41,13 +41,7 @@ func TestServer_ForbiddenTrailersDropped(t *testing.T) {
 	}
 	b := cannedBackend(t, answers, true)
 	for _, netHTTP := range []bool{false, true} {
-		p, _, _ := newProxy(t, oneRoute("raw"), b)
-		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
-		rc.send("GET /t HTTP/1.1\r\nHost: shop\r\nTe: trailers\r\nConnection: close\r\n\r\n")
-		all, err := io.ReadAll(rc.br)
-		if err != nil {
-			t.Fatalf("net/http only %v: %v", netHTTP, err)
-		}
+		all := readAllOn(t, b, "raw", netHTTP, "GET /t HTTP/1.1\r\nHost: shop\r\nTe: trailers\r\nConnection: close\r\n\r\n")
 		_, tail, ok := bytes.Cut(all, []byte("\r\n0\r\n"))
 		if !ok {
 			t.Fatalf("net/http only %v: no last chunk in %q", netHTTP, all)
@@ -84,13 +78,8 @@ func TestServer_RequestTrailersForwarded(t *testing.T) {
 		got <- seen{string(body), r.Trailer.Clone()}
 	})
 	for _, netHTTP := range []bool{false, true} {
-		p, _, _ := newProxy(t, oneRoute("api"), b)
-		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
-		rc.send("POST /upload HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Authorization\r\nConnection: close\r\n\r\n" +
+		readAllOn(t, b, "api", netHTTP, "POST /upload HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Authorization\r\nConnection: close\r\n\r\n"+
 			"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 42\r\nX-Late: undeclared\r\nAuthorization: Bearer smuggled\r\nHost: evil\r\n\r\n")
-		if _, err := io.ReadAll(rc.br); err != nil {
-			t.Fatalf("net/http only %v: %v", netHTTP, err)
-		}
 		s := <-got
 		if s.body != "abcde" {
 			t.Errorf("net/http only %v: backend read body %q, want %q", netHTTP, s.body, "abcde")
@@ -124,13 +113,8 @@ func TestServer_ChunkedRequestClosesAfterInterimAnswer(t *testing.T) {
 		w.Write([]byte("ok"))
 	})
 	for _, netHTTP := range []bool{false, true} {
-		p, _, _ := newProxy(t, oneRoute("api"), b)
-		rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
-		rc.send("POST /x HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
-		all, err := io.ReadAll(rc.br) // ends only when the proxy closes
-		if err != nil {
-			t.Fatalf("net/http only %v: %v", netHTTP, err)
-		}
+		// Ends only when the proxy closes.
+		all := readAllOn(t, b, "api", netHTTP, "POST /x HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
 		_, final, ok := bytes.Cut(all, []byte("\r\n\r\nHTTP/1.1 200"))
 		if !ok {
 			t.Fatalf("net/http only %v: no 103 then 200 in %q", netHTTP, all)
@@ -139,4 +123,19 @@ func TestServer_ChunkedRequestClosesAfterInterimAnswer(t *testing.T) {
 			t.Errorf("net/http only %v: the final answer does not say Connection: close: %q", netHTTP, all)
 		}
 	}
+}
+
+// readAllOn sends request to a proxy with one route to b, on the fast path
+// or on net/http only, and returns all the client reads until the proxy
+// closes the connection.
+func readAllOn(t *testing.T, b *backend, route string, netHTTP bool, request string) []byte {
+	t.Helper()
+	p, _, _ := newProxy(t, oneRoute(route), b)
+	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+	rc.send(request)
+	all, err := io.ReadAll(rc.br)
+	if err != nil {
+		t.Fatalf("net/http only %v: %v", netHTTP, err)
+	}
+	return all
 }
