@@ -262,7 +262,6 @@ type exchange struct {
 	upstreamBroken bool
 	clientGone     bool    // the client left while the backend worked
 	mirror         *mirror // nil unless the request is shadowed
-	lenBuf         [20]byte
 }
 
 // errClient marks a failure to write to the client.
@@ -342,7 +341,6 @@ func (ex *exchange) run() (int, bool) {
 		// than Content-Length) would be the next request's answer.
 		uc.c.Close()
 	} else {
-		ex.inUse(nil)
 		ex.u.put(uc, ex.start)
 	}
 	if ex.clientBroken && ex.wroteToClient {
@@ -357,18 +355,13 @@ func (ex *exchange) run() (int, bool) {
 // works on, which Server.Close ends too: an answer that streams and then
 // goes quiet (a long poll, server-sent events) would otherwise hold the
 // exchange, and the backend's request, until the backend writes again.
-// Whichever of the two comes second sees the other.
+// Whichever of the two comes second sees the other. A Close that lands
+// as the connection goes back to the pool shuts a pooled connection down,
+// which the next exchange's liveConn sees and replaces.
 func (ex *exchange) inUse(uc *upConn) {
 	ex.fc.up.Store(uc)
 	if uc != nil && ex.fc.s.killed.Load() {
-		uc.abort()
-	}
-}
-
-// abort ends the connection both ways at once, as fastConn.abort does.
-func (uc *upConn) abort() {
-	if !uc.io.shutdown() {
-		uc.c.Close()
+		uc.io.abort()
 	}
 }
 
@@ -472,7 +465,7 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 		// "010" goes out as 10: a backend that reads a leading zero as
 		// octal would frame the body otherwise.
 		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(ex.lenBuf[:0], h.contentLength, 10))
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), h.contentLength, 10))
 		w.WriteString("\r\n")
 	}
 	if h.teTrailers {
@@ -659,6 +652,7 @@ func firstLine(b []byte) []byte {
 type respHead struct {
 	length    int64 // -1 unknown
 	chunked   bool
+	noLength  bool // a 1xx or 204: its Content-Length is not relayed
 	close     bool // the backend will close: do not reuse
 	hasDate   bool
 	connNames [][]byte
@@ -797,7 +791,7 @@ func respHopByHop(name []byte, rh *respHead) bool {
 	case asciiEqualFold(name, "trailer"):
 		return !rh.chunked
 	case asciiEqualFold(name, "content-length"):
-		return rh.chunked
+		return rh.chunked || rh.noLength
 	}
 	for _, t := range rh.connNames {
 		if bytes.EqualFold(t, name) {
@@ -822,9 +816,9 @@ func (ex *exchange) writeHead(head []byte, rh *respHead, code int, informational
 	w.WriteString("\r\n")
 	// RFC 9110 section 8.6: no Content-Length on a 1xx or a 204 (net/http
 	// drops it there too).
-	noLength := code < 200 || code == http.StatusNoContent
+	rh.noLength = code < 200 || code == http.StatusNoContent
 	for _, l := range rh.lines {
-		if !respHopByHop(l[0], rh) && !(noLength && asciiEqualFold(l[0], "content-length")) {
+		if !respHopByHop(l[0], rh) {
 			w.Write(l[0])
 			w.WriteString(": ")
 			w.Write(l[1])

@@ -65,7 +65,8 @@ type upstream struct {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if len(r.TransferEncoding) > 0 {
+	chunked := len(r.TransferEncoding) > 0
+	if chunked {
 		// net/http reads a chunked request by its chunks even beside a
 		// Content-Length, which it drops, so that faulty pair (RFC 9112
 		// section 6.1) cannot be told apart here from a plain chunked
@@ -90,7 +91,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.reset(w, rt.Name, name)
 	// Set again on the final answer: ReverseProxy empties the header map
 	// after relaying a 1xx.
-	rec.closeAfter = len(r.TransferEncoding) > 0
+	rec.closeAfter = chunked
 	defer func() {
 		// ReverseProxy aborts with http.ErrAbortHandler when a backend breaks
 		// off mid-body; the client got a broken answer, so count it as 502.
@@ -108,7 +109,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r.Body = tee
 		}
 	}
-	if len(r.TransferEncoding) > 0 && r.Body != nil && r.Body != http.NoBody {
+	if chunked && r.Body != nil && r.Body != http.NoBody {
 		// Only chunked requests: their clone keeps TransferEncoding, so
 		// http.Transport sends the body as it is and reads it on one
 		// goroutine (no probe of a GET's body in another).

@@ -166,7 +166,7 @@ func (s *Server) closeConns(all bool) {
 		}
 		if all {
 			if uc := fc.up.Load(); uc != nil {
-				uc.abort()
+				uc.io.abort()
 			}
 		}
 	}
@@ -619,11 +619,7 @@ func indexHeadEnd(b []byte) int {
 // and closes it. Where it can, it shuts the socket down rather than
 // closing it: a Close would wait for an answer being made from inside a
 // read (await), which holds the connection, to end.
-func (fc *fastConn) abort() {
-	if !fc.io.shutdown() {
-		fc.c.Close()
-	}
-}
+func (fc *fastConn) abort() { fc.io.abort() }
 
 func (fc *fastConn) setReadDeadline(d time.Duration) {
 	var t time.Time

@@ -265,13 +265,15 @@ func (s *sockIO) sendThenRead() error {
 	switch {
 	case errno != 0:
 		return s.opError("write", errno)
-	case err != nil && rest != nil:
-		// The read failed (its deadline had passed) before its callback
-		// sent the bytes, or all of them: the next Read sends the rest.
-		s.pending = rest[s.wn:]
+	case err != nil:
+		if rest != nil {
+			// The read failed (its deadline had passed) before its
+			// callback sent the bytes: the next Read sends them.
+			s.pending = rest[s.wn:]
+		}
 		return err
-	case err != nil || rest == nil:
-		return err
+	case rest == nil:
+		return nil
 	}
 	// The socket took only part: send the rest the usual way, then read.
 	if _, err := s.Write(rest[s.wn:]); err != nil {
@@ -302,6 +304,15 @@ func (s *sockIO) shutdown() bool {
 		return false
 	}
 	return s.rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }) == nil
+}
+
+// abort ends the connection both ways at once: shut down where it can
+// (a Close would wait for a read in progress, see fastConn.abort), closed
+// where it cannot.
+func (s *sockIO) abort() {
+	if !s.shutdown() {
+		s.c.Close()
+	}
 }
 
 // peek looks, without blocking and without reading, at what waits on the

@@ -28,3 +28,6 @@ func (s *sockIO) readServe(next func() []byte, got func(n int) bool) error {
 
 // shutdown reports false: here connections are closed.
 func (s *sockIO) shutdown() bool { return false }
+
+// abort closes the connection.
+func (s *sockIO) abort() { s.Conn.Close() }
