@@ -28,9 +28,9 @@ free_port() {
 # cpu_busy: the machine's busy share (%) over one second.
 cpu_busy() {
 	local a b
-	a=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8+$9, $5}' /proc/stat)
+	a=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
 	sleep 1
-	b=$(awk '/^cpu / {print $2+$3+$4+$6+$7+$8+$9, $5}' /proc/stat)
+	b=$(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat)
 	awk -v a="$a" -v b="$b" 'BEGIN {
 		split(a, x, " "); split(b, y, " ")
 		busy = y[1] - x[1]; idle = y[2] - x[2]

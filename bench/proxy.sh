@@ -16,6 +16,10 @@
 #           writes, nothing else), to tell the Go runtime's cost from banyan's
 #   bare-epoll  the same with one epoll event loop per CPU on raw system
 #           calls instead of goroutines (nginx's model, in Go; Linux only)
+#   bare-uring  the same event loops on io_uring: one io_uring_enter a turn
+#           sends every read and write queued (Linux 6.1 and later)
+#   bare-coro  bare-uring with relay's straight-line code run as one
+#           coroutine a connection (iter.Pull) on the loop's thread
 # all in front of the same tiny Go backend (bench/backend), all on 127.0.0.1.
 #
 # Per target:
@@ -129,10 +133,10 @@ for tool in $TOOLS; do
 done
 for t in $TARGETS; do
 	case $t in
-	direct | banyan | banyan-nethttp | bare | bare-epoll) ;;
+	direct | banyan | banyan-nethttp | bare | bare-epoll | bare-uring | bare-coro) ;;
 	banyan-base) [[ -n ${BASE:-} ]] || die "target banyan-base needs BASE=<git revision>" ;;
 	nginx | nginx-plain | caddy) command -v "${t%-plain}" >/dev/null || die "${t%-plain} not found (apt-get install -y ${t%-plain}), or leave $t out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll, bare-uring, bare-coro)" ;;
 	esac
 done
 
@@ -265,10 +269,12 @@ start_target() { # sets URL and TARGET_PID
 		URL=http://$BACKEND/
 		return
 		;;
-	bare | bare-epoll)
+	bare | bare-epoll | bare-uring | bare-coro)
 		port=$(free_port)
 		mode=goroutines
 		[[ $t == bare-epoll ]] && mode=epoll
+		[[ $t == bare-uring ]] && mode=uring
+		[[ $t == bare-coro ]] && mode=coro
 		start "$t" "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND" -mode "$mode"
 		;;
 	banyan | banyan-nethttp | banyan-base)

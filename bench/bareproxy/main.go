@@ -36,15 +36,19 @@ const maxHead = 16 << 10
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18082", "address to serve on")
 	backend := flag.String("backend", "127.0.0.1:18081", "backend address")
-	mode := flag.String("mode", "goroutines", "goroutines (one per connection) or epoll (one event loop per CPU, Linux)")
+	mode := flag.String("mode", "goroutines", "goroutines (one per connection), epoll (one event loop per CPU, Linux) uring (the same on io_uring, Linux 6.1) or coro (uring, with a coroutine a connection)")
 	flag.Parse()
 	fmt.Fprintf(os.Stderr, "bareproxy: %s -> %s, %s\n", *listen, *backend, *mode)
 	switch *mode {
 	case "goroutines":
 	case "epoll":
 		log.Fatalf("bareproxy: %v", serveEpoll(*listen, *backend))
+	case "uring":
+		log.Fatalf("bareproxy: %v", serveURing(*listen, *backend))
+	case "coro":
+		log.Fatalf("bareproxy: %v", serveCoro(*listen, *backend))
 	default:
-		log.Fatalf("bareproxy: unknown -mode %q (want goroutines or epoll)", *mode)
+		log.Fatalf("bareproxy: unknown -mode %q (want goroutines, epoll, uring or coro)", *mode)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
