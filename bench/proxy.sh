@@ -16,10 +16,9 @@
 #           writes, nothing else), to tell the Go runtime's cost from banyan's
 #   bare-epoll  the same with one epoll event loop per CPU on raw system
 #           calls instead of goroutines (nginx's model, in Go; Linux only)
-#   bare-uring  the same event loops on io_uring: one io_uring_enter a turn
-#           sends every read and write queued (Linux 6.1 and later)
-#   bare-coro  bare-uring with relay's straight-line code run as one
-#           coroutine a connection (iter.Pull) on the loop's thread
+#   bare-coro  one internal/uring loop per CPU: bare's straight-line code
+#           as a coroutine a connection, its reads and writes queued on the
+#           loop's io_uring, one io_uring_enter a turn (Linux 6.1 and later)
 # all in front of the same tiny Go backend (bench/backend), all on 127.0.0.1.
 #
 # Per target:
@@ -133,10 +132,10 @@ for tool in $TOOLS; do
 done
 for t in $TARGETS; do
 	case $t in
-	direct | banyan | banyan-nethttp | bare | bare-epoll | bare-uring | bare-coro) ;;
+	direct | banyan | banyan-nethttp | bare | bare-epoll | bare-coro) ;;
 	banyan-base) [[ -n ${BASE:-} ]] || die "target banyan-base needs BASE=<git revision>" ;;
 	nginx | nginx-plain | caddy) command -v "${t%-plain}" >/dev/null || die "${t%-plain} not found (apt-get install -y ${t%-plain}), or leave $t out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll, bare-uring, bare-coro)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll, bare-coro)" ;;
 	esac
 done
 
@@ -269,11 +268,10 @@ start_target() { # sets URL and TARGET_PID
 		URL=http://$BACKEND/
 		return
 		;;
-	bare | bare-epoll | bare-uring | bare-coro)
+	bare | bare-epoll | bare-coro)
 		port=$(free_port)
 		mode=goroutines
 		[[ $t == bare-epoll ]] && mode=epoll
-		[[ $t == bare-uring ]] && mode=uring
 		[[ $t == bare-coro ]] && mode=coro
 		start "$t" "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND" -mode "$mode"
 		;;

@@ -8,10 +8,6 @@ func serveEpoll(addr, backend string) error {
 	return errors.New("-mode epoll needs Linux")
 }
 
-func serveURing(addr, backend string) error {
-	return errors.New("-mode uring needs Linux")
-}
-
 func serveCoro(addr, backend string) error {
 	return errors.New("-mode coro needs Linux")
 }

@@ -1,5 +1,5 @@
 // Command bareproxy is the floor for a proxy written in Go, used by
-// bench/proxy.sh as the targets "bare" and "bare-epoll". It does no routing,
+// bench/proxy.sh as the targets "bare", "bare-epoll" and "bare-coro". It does no routing,
 // no header rewriting, no metrics and no timeouts, so what it costs is what
 // the Go runtime and the kernel cost to move a request and its answer
 // through a process. Every client connection has a backend connection of
@@ -9,7 +9,10 @@
 // connection and uses net.Conn reads and writes, as banyan does. With -mode
 // epoll (Linux) it has one event loop per CPU instead, on raw system calls,
 // as nginx has one worker per CPU: that shows what leaving the Go runtime's
-// scheduler and poller would be worth.
+// scheduler and poller would be worth. With -mode coro (Linux 6.1) it has
+// one internal/uring loop per CPU, and relay's straight-line code runs as a
+// coroutine a connection whose reads and writes are queued on the loop's
+// io_uring: that shows what banyan's fast path would be worth on it.
 //
 // It speaks only what bench/proxy.sh sends it: GETs without a body, one at
 // a time (bytes after a request's head, or after an answer, are dropped, so
@@ -36,19 +39,17 @@ const maxHead = 16 << 10
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18082", "address to serve on")
 	backend := flag.String("backend", "127.0.0.1:18081", "backend address")
-	mode := flag.String("mode", "goroutines", "goroutines (one per connection), epoll (one event loop per CPU, Linux) uring (the same on io_uring, Linux 6.1) or coro (uring, with a coroutine a connection)")
+	mode := flag.String("mode", "goroutines", "goroutines (one per connection), epoll (one event loop per CPU, Linux) or coro (one io_uring loop per CPU, a coroutine a connection, Linux 6.1)")
 	flag.Parse()
 	fmt.Fprintf(os.Stderr, "bareproxy: %s -> %s, %s\n", *listen, *backend, *mode)
 	switch *mode {
 	case "goroutines":
 	case "epoll":
 		log.Fatalf("bareproxy: %v", serveEpoll(*listen, *backend))
-	case "uring":
-		log.Fatalf("bareproxy: %v", serveURing(*listen, *backend))
 	case "coro":
 		log.Fatalf("bareproxy: %v", serveCoro(*listen, *backend))
 	default:
-		log.Fatalf("bareproxy: unknown -mode %q (want goroutines, epoll, uring or coro)", *mode)
+		log.Fatalf("bareproxy: unknown -mode %q (want goroutines, epoll or coro)", *mode)
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -1,0 +1,368 @@
+//go:build linux
+
+package uring
+
+import (
+	"iter"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// What a completion is for, in the low byte of its user data; the rest is
+// the task's slot.
+const (
+	kindWake    = iota // the read of the loop's eventfd
+	kindFirst          // the send of a SendRecv
+	kindFirstTO        // the send's link timeout
+	kindLast           // the operation the task waits for
+	kindLastTO         // its link timeout
+	kindBits    = 8
+)
+
+// Loop runs tasks: straight-line code, each in a coroutine of its own,
+// whose reads and writes are queued on one io_uring. A task that reads
+// queues the receive and switches back to the loop; the loop switches to
+// it again when the receive completes. Each turn of the loop hands the
+// kernel everything queued since the last turn and waits for completions
+// in one io_uring_enter call, so a loop with many busy connections makes
+// far fewer system calls than reads and writes.
+//
+// Everything a Loop runs, it runs on one locked OS thread, one task at a
+// time. A task that blocks in any other way (a mutex held long, a channel,
+// a blocking system call) holds up every task of its loop; it must put
+// such work in Block.
+type Loop struct {
+	entries uint32
+
+	// Set by Run, and used only on the loop's thread.
+	r     *ring
+	efd   int
+	slots []*Task
+	free  []uint32
+	live  int
+
+	wakeBuf [8]byte // the eventfd's counter, read into by the kernel
+
+	mu      sync.Mutex
+	inbox   []func() // run on the loop's thread
+	spare   []func()
+	woken   bool // an eventfd write is on its way
+	closing bool
+	started bool
+	efdW    int // the eventfd, for writers on other threads; -1 before Run
+}
+
+// New returns a loop whose ring has room for entries submissions at once
+// (a power of two; the queue is handed to the kernel early when it fills).
+func New(entries uint32) *Loop { return &Loop{entries: entries, efdW: -1} }
+
+// Task is one coroutine of a Loop. Its methods may be called only from
+// the task's own function.
+type Task struct {
+	l       *Loop
+	slot    uint32
+	fn      func(*Task)
+	yield   func(struct{}) bool
+	resume  func() (struct{}, bool)
+	pending int   // completions still to come before the task runs again
+	res     int32 // the result of kindLast
+	first   int32 // the result of kindFirst
+	firstTO int32
+	lastTO  int32
+	ts      [2]syscall.Timespec // the link timeouts, read by the kernel at submission
+	// bufs holds the buffers of the operations in flight. Being kept in a
+	// heap object, they are on the heap too: the compiler would otherwise
+	// be free to keep a caller's buffer on its goroutine's stack, which
+	// moves when it grows, under the kernel's feet.
+	bufs [2][]byte
+}
+
+// Run runs the loop on the calling goroutine, locked to its thread, until
+// Close was called and every task has ended. It fails at once, having run
+// nothing, when io_uring is not available (Linux 6.1 or later, not
+// disabled by kernel.io_uring_disabled).
+func (l *Loop) Run() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRing(l.entries)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	efd, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC, 0)
+	if e != 0 {
+		return os.NewSyscallError("eventfd2", e)
+	}
+	l.r, l.efd = r, int(efd)
+	l.mu.Lock()
+	l.efdW, l.started = l.efd, true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.efdW = -1
+		l.mu.Unlock()
+		syscall.Close(l.efd)
+	}()
+	if err := l.armWake(); err != nil {
+		return err
+	}
+	for {
+		if l.drain() && l.live == 0 {
+			return nil
+		}
+		if err := r.enter(true); err != nil {
+			return err
+		}
+		var failed error
+		r.reap(func(ud uint64, res int32) {
+			if failed == nil {
+				failed = l.complete(ud, res)
+			}
+		})
+		if failed != nil {
+			return failed
+		}
+	}
+}
+
+func (l *Loop) armWake() error {
+	if err := l.r.reserve(1); err != nil {
+		return err
+	}
+	l.r.prep(opRead, l.efd, kindWake).buffer(l.wakeBuf[:])
+	return nil
+}
+
+// drain runs what other goroutines posted, and reports whether Close was
+// called.
+func (l *Loop) drain() bool {
+	for {
+		l.mu.Lock()
+		todo, closing := l.inbox, l.closing
+		l.inbox, l.spare = l.spare[:0], nil
+		l.woken = false
+		l.mu.Unlock()
+		if len(todo) == 0 {
+			return closing
+		}
+		for i, f := range todo {
+			f()
+			todo[i] = nil
+		}
+		l.mu.Lock()
+		l.spare = todo
+		l.mu.Unlock()
+	}
+}
+
+// post runs f on the loop's thread soon; false when the loop has ended.
+func (l *Loop) post(f func()) bool {
+	l.mu.Lock()
+	if l.started && l.efdW < 0 {
+		l.mu.Unlock()
+		return false
+	}
+	l.inbox = append(l.inbox, f)
+	if !l.woken && l.efdW >= 0 {
+		// Under l.mu, so that Run cannot close the eventfd (and the
+		// number be reused) in between; the write does not block.
+		l.woken = true
+		one := uint64(1)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.efdW), uintptr(unsafe.Pointer(&one)), 8)
+	}
+	l.mu.Unlock()
+	return true
+}
+
+// Go starts fn as a task of the loop; it may be called from any goroutine,
+// before Run too. It returns ErrClosed once Close was called.
+func (l *Loop) Go(fn func(*Task)) error {
+	l.mu.Lock()
+	closing := l.closing
+	l.mu.Unlock()
+	if closing || !l.post(func() { l.start(fn) }) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close stops the loop taking tasks; Run returns once the running ones
+// end. Ending them (closing or shutting down their sockets) is the
+// caller's part.
+func (l *Loop) Close() {
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	l.post(func() {})
+}
+
+func (l *Loop) start(fn func(*Task)) {
+	t := &Task{l: l, fn: fn}
+	if n := len(l.free); n > 0 {
+		t.slot = l.free[n-1]
+		l.free = l.free[:n-1]
+		l.slots[t.slot] = t
+	} else {
+		t.slot = uint32(len(l.slots))
+		l.slots = append(l.slots, t)
+	}
+	l.live++
+	t.resume, _ = iter.Pull(func(yield func(struct{}) bool) {
+		t.yield = yield
+		t.fn(t)
+	})
+	l.run(t)
+}
+
+// run switches to t until it waits again or ends.
+func (l *Loop) run(t *Task) {
+	if _, more := t.resume(); !more {
+		l.slots[t.slot] = nil
+		l.free = append(l.free, t.slot)
+		l.live--
+	}
+}
+
+func (l *Loop) complete(ud uint64, res int32) error {
+	kind, slot := ud&(1<<kindBits-1), uint32(ud>>kindBits)
+	if kind == kindWake {
+		return l.armWake()
+	}
+	t := l.slots[slot]
+	switch kind {
+	case kindFirst:
+		t.first = res
+	case kindFirstTO:
+		t.firstTO = res
+	case kindLast:
+		t.res = res
+	case kindLastTO:
+		t.lastTO = res
+	}
+	if t.pending--; t.pending == 0 {
+		t.bufs = [2][]byte{}
+		l.run(t)
+	}
+	return nil
+}
+
+func (t *Task) ud(kind uint64) uint64 { return uint64(t.slot)<<kindBits | kind }
+
+// queue queues op on fd with b, linked to a timeout when deadline is set,
+// and to what follows when link is set; i (0 or 1) is which of the task's
+// buffer and timeout slots it uses.
+func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline time.Time, kind, kindTO uint64, link bool) {
+	s := t.l.r.prep(op, fd, t.ud(kind))
+	t.bufs[i] = b
+	s.buffer(b)
+	s.opFlags = flags
+	t.pending++
+	if deadline.IsZero() {
+		if link {
+			s.flags |= sqeIOLink
+		}
+		return
+	}
+	s.flags |= sqeIOLink
+	t.ts[i] = syscall.NsecToTimespec(max(time.Until(deadline).Nanoseconds(), 1))
+	to := t.l.r.prep(opLinkTimeout, -1, t.ud(kindTO))
+	to.addr, to.len = uint64(uintptr(unsafe.Pointer(&t.ts[i]))), 1
+	if link {
+		to.flags |= sqeIOLink
+	}
+	t.pending++
+}
+
+// wait switches back to the loop until every completion queued is in.
+func (t *Task) wait() {
+	if !t.yield(struct{}{}) {
+		panic("uring: a task's coroutine was stopped")
+	}
+}
+
+// result turns an operation's result and its timeout's into what a read
+// or write returns.
+func result(res, to int32, timed bool) (int, error) {
+	switch {
+	case res >= 0:
+		return int(res), nil
+	case timed && res == -int32(syscall.ECANCELED) && to == -int32(syscall.ETIME):
+		return 0, os.ErrDeadlineExceeded
+	}
+	return 0, syscall.Errno(-res)
+}
+
+func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
+
+const msgWaitAll = 0x100
+
+// Recv reads once from the socket fd into b (which must not be empty),
+// waiting until there is something to read, the peer ends the stream (0,
+// nil) or deadline passes (os.ErrDeadlineExceeded; a zero deadline is
+// none).
+func (t *Task) Recv(fd int, b []byte, deadline time.Time) (int, error) {
+	if passed(deadline) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if err := t.l.r.reserve(2); err != nil {
+		return 0, err
+	}
+	t.queue(1, opRecv, fd, b, 0, deadline, kindLast, kindLastTO, false)
+	t.wait()
+	return result(t.res, t.lastTO, !deadline.IsZero())
+}
+
+// Send writes all of b to the socket fd, or fails; deadline as in Recv.
+// On an error some of b may have been sent.
+func (t *Task) Send(fd int, b []byte, deadline time.Time) (int, error) {
+	if passed(deadline) {
+		return 0, os.ErrDeadlineExceeded
+	}
+	if err := t.l.r.reserve(2); err != nil {
+		return 0, err
+	}
+	t.queue(1, opSend, fd, b, msgNoSignal|msgWaitAll, deadline, kindLast, kindLastTO, false)
+	t.wait()
+	return result(t.res, t.lastTO, !deadline.IsZero())
+}
+
+// SendRecv sends all of sb on sfd, as Send, and then reads once from rfd
+// into rb, as Recv, in one switch of the task: the receive is queued
+// linked behind the send, so it is made only once the whole of sb is
+// sent. When the send fails, the receive is not made and rerr is the
+// send's error.
+func (t *Task) SendRecv(sfd int, sb []byte, sdl time.Time, rfd int, rb []byte, rdl time.Time) (sent int, serr error, got int, rerr error) {
+	if passed(sdl) {
+		return 0, os.ErrDeadlineExceeded, 0, os.ErrDeadlineExceeded
+	}
+	if err := t.l.r.reserve(4); err != nil {
+		return 0, err, 0, err
+	}
+	t.queue(0, opSend, sfd, sb, msgNoSignal|msgWaitAll, sdl, kindFirst, kindFirstTO, true)
+	t.queue(1, opRecv, rfd, rb, 0, rdl, kindLast, kindLastTO, false)
+	t.wait()
+	sent, serr = result(t.first, t.firstTO, !sdl.IsZero())
+	if serr != nil {
+		return sent, serr, 0, serr
+	}
+	got, rerr = result(t.res, t.lastTO, !rdl.IsZero())
+	return sent, nil, got, rerr
+}
+
+// Block runs f on a goroutine of its own and waits for it to return,
+// while the loop runs its other tasks: for work that would otherwise hold
+// up the loop's thread (a dial, a name lookup, a channel).
+func (t *Task) Block(f func()) {
+	t.pending++
+	go func() {
+		f()
+		if !t.l.post(func() { t.l.complete(t.ud(kindLast), 0) }) {
+			panic("uring: the loop ended under a blocked task")
+		}
+	}()
+	t.wait()
+}

@@ -1,0 +1,363 @@
+//go:build linux
+
+package uring_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/banyanhq/banyan/internal/uring"
+)
+
+// startLoop runs a loop until the test ends; a loop that cannot start
+// fails the test (io_uring is part of the platform banyan runs on).
+func startLoop(t *testing.T) *uring.Loop {
+	t.Helper()
+	l := uring.New(64)
+	done := make(chan error, 1)
+	go func() { done <- l.Run() }()
+	t.Cleanup(func() {
+		l.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return within 5 s of Close")
+		}
+	})
+	// A task that ends at once proves the loop runs.
+	ran := make(chan struct{})
+	if err := l.Go(func(*uring.Task) { close(ran) }); err != nil {
+		t.Fatalf("Go: %v", err)
+	}
+	select {
+	case <-ran:
+	case err := <-done:
+		t.Fatalf("the loop did not start: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the loop did not run a task within 5 s")
+	}
+	return l
+}
+
+// pipe returns the two ends of a loopback TCP connection and the file
+// descriptor of the first, which stays the net.Conn's.
+func pipe(t *testing.T) (net.Conn, int, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		t.Fatal(err)
+	}
+	return c, fd, peer
+}
+
+// echo answers each read with what it read until the peer ends the stream.
+func echo(fd int, errs chan<- error) func(*uring.Task) {
+	return func(t *uring.Task) {
+		buf := make([]byte, 512)
+		for {
+			n, err := t.Recv(fd, buf, time.Time{})
+			if err != nil || n == 0 {
+				errs <- err
+				return
+			}
+			if m, err := t.Send(fd, buf[:n], time.Time{}); err != nil || m != n {
+				errs <- fmt.Errorf("send: %d of %d: %v", m, n, err)
+				return
+			}
+		}
+	}
+}
+
+func TestLoop_ManyTasksEchoInterleaved(t *testing.T) {
+	l := startLoop(t)
+	const conns, rounds = 40, 200
+	errs := make(chan error, conns)
+	peers := make([]net.Conn, conns)
+	for i := range peers {
+		_, fd, peer := pipe(t)
+		peers[i] = peer
+		if err := l.Go(echo(fd, errs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	clientErrs := make(chan error, conns)
+	for i, peer := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			peer.SetDeadline(time.Now().Add(10 * time.Second))
+			got := make([]byte, 64)
+			for r := range rounds {
+				msg := fmt.Appendf(nil, "conn %d round %d", i, r)
+				if _, err := peer.Write(msg); err != nil {
+					clientErrs <- err
+					return
+				}
+				if _, err := io.ReadFull(peer, got[:len(msg)]); err != nil {
+					clientErrs <- err
+					return
+				}
+				if !bytes.Equal(got[:len(msg)], msg) {
+					clientErrs <- fmt.Errorf("conn %d round %d: got %q", i, r, got[:len(msg)])
+					return
+				}
+			}
+			peer.(*net.TCPConn).CloseWrite()
+		}()
+	}
+	wg.Wait()
+	close(clientErrs)
+	for err := range clientErrs {
+		t.Error(err)
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Errorf("task: %v", err)
+		}
+	}
+}
+
+func TestTask_RecvDeadlineThenData(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	type result struct {
+		n       int
+		err     error
+		elapsed time.Duration
+	}
+	got := make(chan result, 3)
+	sent := make(chan struct{})
+	if err := l.Go(func(task *uring.Task) {
+		buf := make([]byte, 16)
+		start := time.Now()
+		n, err := task.Recv(fd, buf, start.Add(50*time.Millisecond))
+		got <- result{n, err, time.Since(start)}
+		// A deadline already past fails without waiting.
+		n, err = task.Recv(fd, buf, time.Now().Add(-time.Second))
+		got <- result{n, err, 0}
+		<-sent // a test of the loop: blocking here is fine, the loop has nothing else
+		n, err = task.Recv(fd, buf, time.Now().Add(5*time.Second))
+		got <- result{n, err, 0}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) || r.n != 0 {
+		t.Fatalf("Recv with nothing to read: %d, %v; want os.ErrDeadlineExceeded", r.n, r.err)
+	}
+	if r.elapsed < 45*time.Millisecond || r.elapsed > 2*time.Second {
+		t.Errorf("the 50 ms deadline fired after %v", r.elapsed)
+	}
+	if r = <-got; !errors.Is(r.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Recv past its deadline: %d, %v", r.n, r.err)
+	}
+	if _, err := peer.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	close(sent)
+	if r = <-got; r.err != nil || r.n != 5 {
+		t.Fatalf("Recv after a timed-out one: %d, %v; want the 5 bytes sent", r.n, r.err)
+	}
+}
+
+func TestTask_SendRecv(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	go func() { // the peer answers each line with it upper-cased
+		buf := make([]byte, 64)
+		for {
+			n, err := peer.Read(buf)
+			if err != nil {
+				return
+			}
+			peer.Write(bytes.ToUpper(buf[:n]))
+		}
+	}()
+	type result struct {
+		sent, got  int
+		serr, rerr error
+		answer     string
+	}
+	res := make(chan result, 1)
+	if err := l.Go(func(task *uring.Task) {
+		buf := make([]byte, 64)
+		dl := time.Now().Add(5 * time.Second)
+		sent, serr, got, rerr := task.SendRecv(fd, []byte("ping"), dl, fd, buf, dl)
+		res <- result{sent, got, serr, rerr, string(buf[:max(got, 0)])}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.serr != nil || r.rerr != nil || r.sent != 4 || r.answer != "PING" {
+		t.Fatalf("SendRecv: sent %d (%v), got %q (%v); want 4 and PING", r.sent, r.serr, r.answer, r.rerr)
+	}
+}
+
+func TestTask_SendRecvSendFails(t *testing.T) {
+	l := startLoop(t)
+	c, fd, peer := pipe(t)
+	// The peer resets the connection; the next send on it fails.
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	time.Sleep(50 * time.Millisecond) // the RST is delivered on loopback
+	_ = c
+	res := make(chan [2]error, 1)
+	if err := l.Go(func(task *uring.Task) {
+		buf := make([]byte, 8)
+		_, serr, _, rerr := task.SendRecv(fd, []byte("x"), time.Time{}, fd, buf, time.Time{})
+		res <- [2]error{serr, rerr}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		if r[0] == nil || !errors.Is(r[0], syscall.ECONNRESET) && !errors.Is(r[0], syscall.EPIPE) {
+			t.Fatalf("send on a reset connection: %v; want ECONNRESET or EPIPE", r[0])
+		}
+		if r[1] != r[0] {
+			t.Errorf("the receive's error is %v; want the send's, %v", r[1], r[0])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SendRecv on a reset connection did not return within 5 s")
+	}
+}
+
+func TestTask_RecvEndOfStream(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	peer.Write([]byte("last"))
+	peer.(*net.TCPConn).CloseWrite()
+	res := make(chan string, 1)
+	if err := l.Go(func(task *uring.Task) {
+		buf := make([]byte, 16)
+		var all []byte
+		for {
+			n, err := task.Recv(fd, buf, time.Now().Add(5*time.Second))
+			if err != nil {
+				res <- "error: " + err.Error()
+				return
+			}
+			if n == 0 {
+				res <- string(all)
+				return
+			}
+			all = append(all, buf[:n]...)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-res; got != "last" {
+		t.Fatalf("read to the end: %q; want %q and then 0, nil", got, "last")
+	}
+}
+
+func TestTask_BlockLetsOtherTasksRun(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	errs := make(chan error, 1)
+	release := make(chan struct{})
+	blocked := make(chan struct{})
+	unblocked := make(chan struct{})
+	if err := l.Go(func(task *uring.Task) {
+		task.Block(func() {
+			close(blocked)
+			<-release
+		})
+		close(unblocked)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-blocked
+	// While that task waits in Block, another one echoes.
+	if err := l.Go(echo(fd, errs)); err != nil {
+		t.Fatal(err)
+	}
+	peer.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4)
+	if _, err := peer.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo while another task blocks: %q, %v", buf, err)
+	}
+	select {
+	case <-unblocked:
+		t.Fatal("Block returned before its function did")
+	default:
+	}
+	close(release)
+	select {
+	case <-unblocked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the task did not go on within 5 s of its Block function returning")
+	}
+}
+
+func TestLoop_CloseWaitsForTasksAndRefusesNew(t *testing.T) {
+	l := uring.New(8)
+	done := make(chan error, 1)
+	go func() { done <- l.Run() }()
+	c, fd, _ := pipe(t)
+	ended := make(chan error, 1)
+	if err := l.Go(func(task *uring.Task) {
+		_, err := task.Recv(fd, make([]byte, 8), time.Time{})
+		ended <- err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the receive is queued
+	l.Close()
+	if err := l.Go(func(*uring.Task) {}); !errors.Is(err, uring.ErrClosed) {
+		t.Errorf("Go after Close: %v; want ErrClosed", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) while a task was still waiting", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// Ending the task's socket ends the task, and with it the loop.
+	c.(*net.TCPConn).CloseRead()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the task's receive did not end within 5 s of its socket being shut down")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5 s of its last task ending")
+	}
+}
