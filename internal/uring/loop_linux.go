@@ -1,8 +1,9 @@
-//go:build linux
+//go:build linux && (amd64 || arm64)
 
 package uring
 
 import (
+	"io"
 	"iter"
 	"os"
 	"runtime"
@@ -34,7 +35,11 @@ const (
 // Everything a Loop runs, it runs on one locked OS thread, one task at a
 // time. A task that blocks in any other way (a mutex held long, a channel,
 // a blocking system call) holds up every task of its loop; it must put
-// such work in Block.
+// such work in Block. A task must not call runtime.Goexit or change its
+// thread's lock (the runtime requires both of a coroutine), nor call its
+// Task's methods from inside Block's function; a task that panics takes
+// the loop down with it (the panic goes on from Run), so a task recovers
+// what it can survive.
 type Loop struct {
 	entries uint32
 
@@ -47,18 +52,25 @@ type Loop struct {
 
 	wakeBuf [8]byte // the eventfd's counter, read into by the kernel
 
+	// A deadline becomes an absolute CLOCK_MONOTONIC time (a link timeout
+	// is armed only when its operation starts, which in a SendRecv is
+	// after the send): monoBase was that clock when time.Now() was
+	// wallBase.
+	monoBase int64
+	wallBase time.Time
+
 	mu      sync.Mutex
 	inbox   []func() // run on the loop's thread
 	spare   []func()
 	woken   bool // an eventfd write is on its way
 	closing bool
-	started bool
-	efdW    int // the eventfd, for writers on other threads; -1 before Run
+	ended   bool // Run has returned or is returning: posts are refused
+	efdW    int  // the eventfd, for writers on other threads; -1 outside Run
 }
 
 // New returns a loop whose ring has room for entries submissions at once
-// (a power of two; the queue is handed to the kernel early when it fills).
-func New(entries uint32) *Loop { return &Loop{entries: entries, efdW: -1} }
+// (at least 8; the queue is handed to the kernel early when it fills).
+func New(entries uint32) *Loop { return &Loop{entries: max(entries, 8), efdW: -1} }
 
 // Task is one coroutine of a Loop. Its methods may be called only from
 // the task's own function.
@@ -73,7 +85,7 @@ type Task struct {
 	first   int32 // the result of kindFirst
 	firstTO int32
 	lastTO  int32
-	ts      [2]syscall.Timespec // the link timeouts, read by the kernel at submission
+	ts      [2]timespec // the link timeouts, read by the kernel at submission
 	// bufs holds the buffers of the operations in flight. Being kept in a
 	// heap object, they are on the heap too: the compiler would otherwise
 	// be free to keep a caller's buffer on its goroutine's stack, which
@@ -98,12 +110,13 @@ func (l *Loop) Run() error {
 		return os.NewSyscallError("eventfd2", e)
 	}
 	l.r, l.efd = r, int(efd)
+	l.monoBase, l.wallBase = monotonicNow(), time.Now()
 	l.mu.Lock()
-	l.efdW, l.started = l.efd, true
+	l.efdW = l.efd
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
-		l.efdW = -1
+		l.efdW, l.ended = -1, true
 		l.mu.Unlock()
 		syscall.Close(l.efd)
 	}()
@@ -111,7 +124,7 @@ func (l *Loop) Run() error {
 		return err
 	}
 	for {
-		if l.drain() && l.live == 0 {
+		if l.drain() {
 			return nil
 		}
 		if err := r.enter(true); err != nil {
@@ -137,18 +150,22 @@ func (l *Loop) armWake() error {
 	return nil
 }
 
-// drain runs what other goroutines posted, and reports whether Close was
-// called.
+// drain runs what other goroutines posted, and reports whether the loop
+// has ended: Close was called, no task is left and nothing more was
+// posted. From then on post refuses, so nothing posted is lost.
 func (l *Loop) drain() bool {
 	for {
 		l.mu.Lock()
-		todo, closing := l.inbox, l.closing
+		todo := l.inbox
 		l.inbox, l.spare = l.spare[:0], nil
 		l.woken = false
-		l.mu.Unlock()
 		if len(todo) == 0 {
-			return closing
+			l.ended = l.closing && l.live == 0
+			ended := l.ended
+			l.mu.Unlock()
+			return ended
 		}
+		l.mu.Unlock()
 		for i, f := range todo {
 			f()
 			todo[i] = nil
@@ -159,10 +176,11 @@ func (l *Loop) drain() bool {
 	}
 }
 
-// post runs f on the loop's thread soon; false when the loop has ended.
-func (l *Loop) post(f func()) bool {
+// post runs f on the loop's thread soon; false when the loop has ended,
+// or, for a new task, when Close was called.
+func (l *Loop) post(f func(), newTask bool) bool {
 	l.mu.Lock()
-	if l.started && l.efdW < 0 {
+	if l.ended || newTask && l.closing {
 		l.mu.Unlock()
 		return false
 	}
@@ -181,10 +199,7 @@ func (l *Loop) post(f func()) bool {
 // Go starts fn as a task of the loop; it may be called from any goroutine,
 // before Run too. It returns ErrClosed once Close was called.
 func (l *Loop) Go(fn func(*Task)) error {
-	l.mu.Lock()
-	closing := l.closing
-	l.mu.Unlock()
-	if closing || !l.post(func() { l.start(fn) }) {
+	if !l.post(func() { l.start(fn) }, true) {
 		return ErrClosed
 	}
 	return nil
@@ -197,7 +212,7 @@ func (l *Loop) Close() {
 	l.mu.Lock()
 	l.closing = true
 	l.mu.Unlock()
-	l.post(func() {})
+	l.post(func() {}, false)
 }
 
 func (l *Loop) start(fn func(*Task)) {
@@ -268,9 +283,9 @@ func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline t
 		return
 	}
 	s.flags |= sqeIOLink
-	t.ts[i] = syscall.NsecToTimespec(max(time.Until(deadline).Nanoseconds(), 1))
+	t.ts[i] = toTimespec(t.l.monoBase + int64(deadline.Sub(t.l.wallBase)))
 	to := t.l.r.prep(opLinkTimeout, -1, t.ud(kindTO))
-	to.addr, to.len = uint64(uintptr(unsafe.Pointer(&t.ts[i]))), 1
+	to.addr, to.len, to.opFlags = uint64(uintptr(unsafe.Pointer(&t.ts[i]))), 1, timeoutAbs
 	if link {
 		to.flags |= sqeIOLink
 	}
@@ -294,6 +309,20 @@ func result(res, to int32, timed bool) (int, error) {
 		return 0, os.ErrDeadlineExceeded
 	}
 	return 0, syscall.Errno(-res)
+}
+
+// sendResult is result for a send of size bytes: one that sent only part
+// (its deadline passed, or the connection failed, in the middle) is an
+// error too.
+func sendResult(res, to int32, timed bool, size int) (int, error) {
+	n, err := result(res, to, timed)
+	switch {
+	case err != nil || n == size:
+		return n, err
+	case timed && to == -int32(syscall.ETIME):
+		return n, os.ErrDeadlineExceeded
+	}
+	return n, io.ErrShortWrite
 }
 
 func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
@@ -327,7 +356,7 @@ func (t *Task) Send(fd int, b []byte, deadline time.Time) (int, error) {
 	}
 	t.queue(1, opSend, fd, b, msgNoSignal|msgWaitAll, deadline, kindLast, kindLastTO, false)
 	t.wait()
-	return result(t.res, t.lastTO, !deadline.IsZero())
+	return sendResult(t.res, t.lastTO, !deadline.IsZero(), len(b))
 }
 
 // SendRecv sends all of sb on sfd, as Send, and then reads once from rfd
@@ -345,7 +374,7 @@ func (t *Task) SendRecv(sfd int, sb []byte, sdl time.Time, rfd int, rb []byte, r
 	t.queue(0, opSend, sfd, sb, msgNoSignal|msgWaitAll, sdl, kindFirst, kindFirstTO, true)
 	t.queue(1, opRecv, rfd, rb, 0, rdl, kindLast, kindLastTO, false)
 	t.wait()
-	sent, serr = result(t.first, t.firstTO, !sdl.IsZero())
+	sent, serr = sendResult(t.first, t.firstTO, !sdl.IsZero(), len(sb))
 	if serr != nil {
 		return sent, serr, 0, serr
 	}
@@ -360,9 +389,8 @@ func (t *Task) Block(f func()) {
 	t.pending++
 	go func() {
 		f()
-		if !t.l.post(func() { t.l.complete(t.ud(kindLast), 0) }) {
-			panic("uring: the loop ended under a blocked task")
-		}
+		// Refused only when Run failed: the task is then left as it is.
+		t.l.post(func() { t.l.complete(t.ud(kindLast), 0) }, false)
 	}()
 	t.wait()
 }

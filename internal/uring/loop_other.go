@@ -1,10 +1,11 @@
-//go:build !linux
+//go:build !(linux && (amd64 || arm64))
 
 package uring
 
 import "time"
 
-// Loop is a stand-in where there is no io_uring: Run fails.
+// Loop is a stand-in where this package has no io_uring (other systems,
+// and Linux on other than amd64 and arm64): Run fails.
 type Loop struct{}
 
 // Task is a stand-in where there is no io_uring.

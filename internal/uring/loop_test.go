@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && (amd64 || arm64)
 
 package uring_test
 
@@ -359,5 +359,177 @@ func TestLoop_CloseWaitsForTasksAndRefusesNew(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return within 5 s of its last task ending")
+	}
+}
+
+func TestTask_SendCutShortByItsDeadline(t *testing.T) {
+	l := startLoop(t)
+	_, fd, _ := pipe(t) // the peer never reads
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result, 1)
+	big := make([]byte, 64<<20) // far more than the two socket buffers hold
+	if err := l.Go(func(task *uring.Task) {
+		n, err := task.Send(fd, big, time.Now().Add(100*time.Millisecond))
+		res <- result{n, err}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		if !errors.Is(r.err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Send of %d bytes to a peer that does not read: %d sent, %v; want os.ErrDeadlineExceeded", len(big), r.n, r.err)
+		}
+		if r.n <= 0 || r.n >= len(big) {
+			t.Errorf("%d bytes reported sent; want some, not all", r.n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Send with a 100 ms deadline did not return within 5 s")
+	}
+}
+
+func TestTask_SendRecvAnswerDeadline(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	got := make(chan []byte, 1)
+	go func() { // the peer takes the request and never answers
+		buf := make([]byte, 16)
+		n, _ := peer.Read(buf)
+		got <- buf[:n]
+	}()
+	type result struct {
+		sent, n    int
+		serr, rerr error
+		elapsed    time.Duration
+	}
+	res := make(chan result, 1)
+	if err := l.Go(func(task *uring.Task) {
+		start := time.Now()
+		sent, serr, n, rerr := task.SendRecv(fd, []byte("req"), start.Add(time.Second), fd, make([]byte, 8), start.Add(100*time.Millisecond))
+		res <- result{sent, n, serr, rerr, time.Since(start)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.serr != nil || r.sent != 3 {
+		t.Fatalf("the send: %d, %v; want 3, nil", r.sent, r.serr)
+	}
+	if !errors.Is(r.rerr, os.ErrDeadlineExceeded) || r.n != 0 {
+		t.Fatalf("the receive: %d, %v; want os.ErrDeadlineExceeded", r.n, r.rerr)
+	}
+	if r.elapsed < 90*time.Millisecond || r.elapsed > 2*time.Second {
+		t.Errorf("the 100 ms answer deadline fired after %v", r.elapsed)
+	}
+	if req := <-got; string(req) != "req" {
+		t.Errorf("the peer read %q; want %q", req, "req")
+	}
+}
+
+// A ring of 8 entries under 20 tasks that each queue four at once: the
+// queue is handed to the kernel as it fills, and no link is split.
+func TestLoop_SmallRingManyTasks(t *testing.T) {
+	l := uring.New(1) // raised to the minimum, 8
+	done := make(chan error, 1)
+	go func() { done <- l.Run() }()
+	const tasks, rounds = 20, 50
+	errs := make(chan error, tasks)
+	for i := range tasks {
+		_, fd, peer := pipe(t)
+		go func() { // the peer echoes
+			buf := make([]byte, 64)
+			for {
+				n, err := peer.Read(buf)
+				if err != nil {
+					return
+				}
+				peer.Write(buf[:n])
+			}
+		}()
+		if err := l.Go(func(task *uring.Task) {
+			buf := make([]byte, 64)
+			for r := range rounds {
+				msg := fmt.Appendf(nil, "task %d round %d", i, r)
+				dl := time.Now().Add(5 * time.Second)
+				sent, serr, n, rerr := task.SendRecv(fd, msg, dl, fd, buf, dl)
+				if serr != nil || rerr != nil || sent != len(msg) {
+					errs <- fmt.Errorf("task %d round %d: sent %d (%v), read %d (%v)", i, r, sent, serr, n, rerr)
+					return
+				}
+				for n < len(msg) { // the echo may come in pieces
+					m, err := task.Recv(fd, buf[n:], dl)
+					if err != nil || m == 0 {
+						errs <- fmt.Errorf("task %d round %d: read %d, then %v", i, r, n, err)
+						return
+					}
+					n += m
+				}
+				if !bytes.Equal(buf[:n], msg) {
+					errs <- fmt.Errorf("task %d round %d: got %q", i, r, buf[:n])
+					return
+				}
+			}
+			errs <- nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range tasks {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("the tasks did not end within 20 s")
+		}
+	}
+	l.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// Every Go that returns nil runs its function, even when Close comes at
+// the same time and the loop ends.
+func TestLoop_GoRacingCloseLosesNothing(t *testing.T) {
+	for range 200 {
+		l := uring.New(8)
+		done := make(chan error, 1)
+		go func() { done <- l.Run() }()
+		var mu sync.Mutex
+		accepted, ran := 0, 0
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 20 {
+					err := l.Go(func(*uring.Task) {
+						mu.Lock()
+						ran++
+						mu.Unlock()
+					})
+					if err == nil {
+						mu.Lock()
+						accepted++
+						mu.Unlock()
+					} else if !errors.Is(err, uring.ErrClosed) {
+						t.Errorf("Go: %v", err)
+					}
+				}
+			}()
+		}
+		l.Close()
+		wg.Wait()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		mu.Lock()
+		if ran != accepted {
+			t.Fatalf("Go accepted %d tasks and %d ran", accepted, ran)
+		}
+		mu.Unlock()
 	}
 }

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && (amd64 || arm64)
 
 package uring
 
@@ -15,6 +15,7 @@ const (
 	sysSetup = 425
 	sysEnter = 426
 
+	setupCQSize       = 1 << 3
 	setupSingleIssuer = 1 << 12
 	setupDeferTaskrun = 1 << 13
 	featSingleMmap    = 1 << 0
@@ -30,7 +31,8 @@ const (
 	opSend        = 26
 	opRecv        = 27
 
-	sqeIOLink = 1 << 2
+	sqeIOLink  = 1 << 2
+	timeoutAbs = 1 << 0
 
 	msgNoSignal = 0x4000
 )
@@ -106,7 +108,10 @@ func at(m []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&m[off])
 // on the thread that will use it.
 func newRing(entries uint32) (*ring, error) {
 	var p params
-	p.flags = setupSingleIssuer | setupDeferTaskrun
+	// Completions are bounded by the operations in flight, not by the
+	// submission queue: room for eight times as many.
+	p.flags = setupSingleIssuer | setupDeferTaskrun | setupCQSize
+	p.cqEntries = 8 * entries
 	fd, _, e := syscall.RawSyscall(sysSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if e != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", e)
@@ -143,6 +148,18 @@ func newRing(entries uint32) (*ring, error) {
 	return r, nil
 }
 
+// timespec is struct __kernel_timespec.
+type timespec struct{ sec, nsec int64 }
+
+func toTimespec(ns int64) timespec { return timespec{ns / 1e9, ns % 1e9} }
+
+// monotonicNow reads CLOCK_MONOTONIC, the clock of io_uring's timeouts.
+func monotonicNow() int64 {
+	var ts timespec
+	_, _, _ = syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0) // CLOCK_MONOTONIC
+	return ts.sec*1e9 + ts.nsec
+}
+
 func (r *ring) close() {
 	if r.sqMem != nil {
 		_ = syscall.Munmap(r.sqMem)
@@ -173,6 +190,10 @@ func (r *ring) enter(wait bool) error {
 			if wait {
 				continue
 			}
+			return nil
+		case syscall.EAGAIN, syscall.EBUSY:
+			// Short of memory, or completions overflowed the queue:
+			// reaping makes room, and the caller reaps next.
 			return nil
 		default:
 			return fmt.Errorf("io_uring_enter: %w", e)

@@ -8,7 +8,8 @@
 // It exists for the proxy's fast path (ADR 0006): on the machines banyan
 // is benchmarked on a system call costs about 1.2 µs, and that is where
 // the proxy's time goes. It needs Linux 6.1 (SINGLE_ISSUER and
-// DEFER_TASKRUN); elsewhere Run fails with ErrUnsupported.
+// DEFER_TASKRUN) on amd64 or arm64; elsewhere Run fails with
+// ErrUnsupported.
 package uring
 
 import "errors"
@@ -17,4 +18,4 @@ import "errors"
 var ErrClosed = errors.New("uring: loop closed")
 
 // ErrUnsupported is returned by Run where there is no io_uring.
-var ErrUnsupported = errors.New("uring: io_uring needs Linux")
+var ErrUnsupported = errors.New("uring: io_uring needs Linux on amd64 or arm64")
