@@ -70,7 +70,7 @@
 #        SHADOW_POOLS (default "8:1000 64:5000": workers:queue of the pool,
 #        one shadow-on case each)
 # Every process it starts is stopped on exit; every step is time-bounded.
-set -euo pipefail
+set -Eeuo pipefail
 
 DURATION=${DURATION:-10}
 RATE=${RATE:-2000}
@@ -118,6 +118,8 @@ trap 'exit 130' INT TERM
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'proxy.sh: %s\n' "$*" >&2; exit 1; }
+# A command that fails under set -e says so before the script ends.
+trap 'printf "proxy.sh: stopped: \"%s\" failed (exit %d) at line %d\n" "$BASH_COMMAND" $? $LINENO >&2' ERR
 
 case $SCENARIO in
 proxies) TOOLS="go curl wrk" ;;
@@ -206,7 +208,7 @@ ticks() {
 	local excl
 	excl=" $$ ${BACKEND_PID:-} ${SLOW_PID:-} ${SAMPLER_PID:-} $(target_pids | tr '\n' ' ')"
 	awk '/^cpu / {s = 0; for (i = 2; i <= 9; i++) s += $i; printf "%d %d ", s, $9}' /proc/stat  # guest time is already in user
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v excl="$excl " '{
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v excl="$excl " '{ # a process may end between the glob and the read
 		pid = $1; l = $0; sub(/^.*\) /, "", l); split(l, f, " ")
 		if (pid == 2 || f[2] == 2 || index(excl, " " pid " ")) next
 		s += f[12] + f[13] + f[14] + f[15]

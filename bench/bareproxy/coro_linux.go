@@ -4,7 +4,6 @@ package main
 
 import (
 	"net"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -20,27 +19,13 @@ import (
 // next request). One io_uring_enter a turn of the loop sends every read
 // and write queued.
 func serveCoro(addr, backend string) error {
-	la, err := net.ResolveTCPAddr("tcp4", addr)
-	if err != nil {
-		return err
-	}
-	ba, err := net.ResolveTCPAddr("tcp4", backend)
-	if err != nil {
-		return err
-	}
-	errs := make(chan error)
-	for range runtime.NumCPU() {
-		ln, err := listenReusePort(la)
-		if err != nil {
-			return err
-		}
+	return perCPU(addr, backend, func(ln int, ba *net.TCPAddr) error {
 		l := uring.New(1024)
-		go func() { errs <- l.Run() }()
 		if err := l.Go(func(t *uring.Task) { acceptLoop(t, l, ln, ba) }); err != nil {
 			return err
 		}
-	}
-	return <-errs
+		return l.Run()
+	})
 }
 
 // acceptLoop waits for connections on ln (made blocking, so the ring's

@@ -25,7 +25,11 @@ type pair struct {
 // syscall.EpollWait, so the scheduler sees one syscall a wait, not one a
 // read. A failing accept (out of file descriptors) would spin the loop: the
 // benchmark opens 64 connections.
-func serveEpoll(addr, backend string) error {
+func serveEpoll(addr, backend string) error { return perCPU(addr, backend, eventLoop) }
+
+// perCPU runs serve once per CPU, each with a listening socket of its own
+// on addr, until one fails.
+func perCPU(addr, backend string, serve func(ln int, backend *net.TCPAddr) error) error {
 	la, err := net.ResolveTCPAddr("tcp4", addr)
 	if err != nil {
 		return err
@@ -40,7 +44,7 @@ func serveEpoll(addr, backend string) error {
 		if err != nil {
 			return err
 		}
-		go func() { errs <- eventLoop(ln, ba) }()
+		go func() { errs <- serve(ln, ba) }()
 	}
 	return <-errs
 }
