@@ -20,7 +20,7 @@ import (
 // needURing skips the test where the kernel refuses io_uring (disabled
 // by kernel.io_uring_disabled, or by a container's seccomp profile),
 // except under CI=true, where that fails it: CI's machine has io_uring.
-func needURing(t *testing.T) {
+func needURing(t testing.TB) {
 	t.Helper()
 	l := uring.New(8)
 	l.Close()
@@ -35,7 +35,7 @@ func needURing(t *testing.T) {
 }
 
 // startLoop runs a loop until the test ends.
-func startLoop(t *testing.T) *uring.Loop {
+func startLoop(t testing.TB) *uring.Loop {
 	t.Helper()
 	needURing(t)
 	l := uring.New(64)
@@ -69,7 +69,7 @@ func startLoop(t *testing.T) *uring.Loop {
 
 // pipe returns the two ends of a loopback TCP connection and the file
 // descriptor of the first, which stays the net.Conn's.
-func pipe(t *testing.T) (net.Conn, int, net.Conn) {
+func pipe(t testing.TB) (net.Conn, int, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
