@@ -104,7 +104,11 @@ PIDS=()
 CHILD=       # the load generator running now, if any
 SAMPLER_PID= # the RSS sampler running now, if any
 cleanup() {
-	local pid
+	local rc=$? pid
+	# set -e stopped the script: say where (die and signals say why themselves).
+	if ((rc != 0 && rc != 130)) && [[ -z ${DIED:-} && -n ${LAST_ERR:-} ]]; then
+		printf 'proxy.sh: stopped: %s\n' "$LAST_ERR" >&2
+	fi
 	for pid in $CHILD $SAMPLER_PID "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
@@ -117,9 +121,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log() { printf '== %s\n' "$*" >&2; }
-die() { printf 'proxy.sh: %s\n' "$*" >&2; exit 1; }
-# A command that fails under set -e says so before the script ends.
-trap 'printf "proxy.sh: stopped: \"%s\" failed (exit %d) at line %d\n" "$BASH_COMMAND" $? $LINENO >&2' ERR
+die() {
+	DIED=1
+	printf 'proxy.sh: %s\n' "$*" >&2
+	exit 1
+}
+# The last command that failed, for cleanup to name when set -e stops the
+# script (failures that do not stop it, inside $(...) or a condition, are
+# overwritten by the one that does).
+trap 'LAST_ERR="\"$BASH_COMMAND\" failed (exit $?) at line $LINENO"' ERR
 
 case $SCENARIO in
 proxies) TOOLS="go curl wrk" ;;
@@ -837,6 +847,26 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for k in "${KEYS[@]}"; do
 	echo "| $k | ${CPU[$k]// / | } |"
 done
+if ((ROUNDS > 1)); then
+	# wrk does the same work behind every target, so its CPU a request
+	# gauges the machine's speed at that moment; on a VM whose speed swings
+	# within a run, this ratio moved far less than max rps did
+	# (bench/README.md, "Results at 2b70b1a–594960d").
+	echo
+	echo "The target's CPU a request over wrk's in the same max-rps measurement (the lower, the cheaper the proxy):"
+	echo
+	echo "| target | target / wrk, each round | median |"
+	echo "|---|---|---:|"
+	for t in "${TLIST[@]}"; do
+		[[ $t == direct ]] && continue
+		vs=""
+		for r in $(seq 1 "$ROUNDS"); do
+			read -r a _ w _ <<<"${CPU[$t.$r]:-}"
+			[[ -n ${w:-} ]] && vs+=" $(over "$a" "$w")"
+		done
+		echo "| $t | ${vs# } | $(median <<<"$vs") |"
+	done
+fi
 if ((CPU_RATE > 0)); then
 	echo
 	echo "CPU a request at an equal load of $CPU_RATE req/s (bench/loadgen, $CONNS conns; µs of CPU a request from the scheduler's"
