@@ -310,6 +310,7 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 		index[c.Source] = i
 	}
 	for {
+		before := prog.Rows
 		rows, err := p.source.Chunk(ctx, m, prog.LastPK, p.cfg.ChunkRows)
 		if err != nil {
 			return err
@@ -331,7 +332,20 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 		}
 		prog.Rows += int64(len(rows))
 		prog.Done = len(rows) < p.cfg.ChunkRows
-		if err := p.target.CopyChunk(ctx, m, mapped, prog, p.sharedKeys); err != nil {
+		if err := p.target.CopyChunk(ctx, m, mapped, prog, p.sharedKeys); errors.Is(err, errCopyMoved) {
+			// A killed run's last chunk landed after this run read the
+			// progress: go on from where it got to.
+			p.log.Warn("cdc: the copy's saved progress moved on under this run (a run before it committed late); reading it again", "table", m.SourceName())
+			if prog, err = p.target.Progress(ctx, m.SourceName()); err != nil {
+				return err
+			}
+			bar.Add(max(prog.Rows-before, 0))
+			if prog.Done {
+				bar.Done()
+				return nil
+			}
+			continue
+		} else if err != nil {
 			return err
 		}
 		bar.Add(int64(len(rows)))

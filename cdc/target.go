@@ -259,6 +259,10 @@ func loadKey(s sql.NullString) ([]any, error) {
 // before items was), which only the stream brings. Checked, that chunk
 // failed with error 1452 at every run. The copy only upserts, so no
 // cascade is skipped.
+// errCopyMoved is CopyChunk finding the table's saved progress moved on
+// since the chunk was read: another run's commit landed in between.
+var errCopyMoved = errors.New("the copy's saved progress moved on: another run's commit landed")
+
 func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p TableProgress, shared settler) error {
 	conn, err := t.DB.Conn(ctx)
 	if err != nil {
@@ -283,6 +287,21 @@ func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p Tab
 		return fmt.Errorf("copy %s: %w", m.SourceName(), err)
 	}
 	defer tx.Rollback()
+	// A run killed just after it sent a chunk's commit may still be
+	// committing it when this run read the progress. The locking read
+	// waits for that commit; when the saved progress is then not the one
+	// this chunk was read after, the chunk is given up (errCopyMoved) and
+	// the caller reads the progress again. Written anyway, its rows would
+	// be written twice, firing the target's triggers twice.
+	var saved int64
+	var done bool
+	err = tx.QueryRowContext(ctx, `SELECT rows_copied, done FROM banyan_cdc_copy WHERE pipeline = ? AND source_table = ? FOR UPDATE`, t.Pipeline, p.Table).Scan(&saved, &done)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("copy %s: read progress: %w", m.SourceName(), err)
+	}
+	if done || saved != p.Rows-int64(len(rows)) {
+		return errCopyMoved
+	}
 	if len(rows) > 0 {
 		if err := upsert(ctx, tx, m, rows, shared); err != nil {
 			return fmt.Errorf("copy %s: %w", m.SourceName(), err)
