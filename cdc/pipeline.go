@@ -339,7 +339,13 @@ func (p *Pipeline) copyTable(ctx context.Context, m *TableMap) error {
 			if prog, err = p.target.Progress(ctx, m.SourceName()); err != nil {
 				return err
 			}
-			bar.Add(max(prog.Rows-before, 0))
+			if prog.Rows < before {
+				// Not a late chunk: another run started the copy over
+				// (a resnapshot's Reset), with a checkpoint this run
+				// has not read. The next Run reads it.
+				return &permanentError{fmt.Errorf("copy %s: its saved progress went back from %d to %d rows: another run started the copy over; run again", m.SourceName(), before, prog.Rows)}
+			}
+			bar.Add(prog.Rows - before)
 			if prog.Done {
 				bar.Done()
 				return nil

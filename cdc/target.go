@@ -248,6 +248,10 @@ func loadKey(s sql.NullString) ([]any, error) {
 	return KeyFromJSON(key)
 }
 
+// errCopyMoved is CopyChunk finding the table's saved progress moved on
+// since the chunk was read: another run's commit landed in between.
+var errCopyMoved = errors.New("the copy's saved progress moved on: another run's commit landed")
+
 // CopyChunk upserts one chunk of copied rows and records the progress in
 // the same transaction. shared, when set, settles collisions on the unique
 // keys it returns (settle.go).
@@ -259,10 +263,6 @@ func loadKey(s sql.NullString) ([]any, error) {
 // before items was), which only the stream brings. Checked, that chunk
 // failed with error 1452 at every run. The copy only upserts, so no
 // cascade is skipped.
-// errCopyMoved is CopyChunk finding the table's saved progress moved on
-// since the chunk was read: another run's commit landed in between.
-var errCopyMoved = errors.New("the copy's saved progress moved on: another run's commit landed")
-
 func (t *Target) CopyChunk(ctx context.Context, m *TableMap, rows [][]any, p TableProgress, shared settler) error {
 	conn, err := t.DB.Conn(ctx)
 	if err != nil {
