@@ -327,8 +327,6 @@ func sendResult(res, to int32, timed bool, size int) (int, error) {
 
 func passed(deadline time.Time) bool { return !deadline.IsZero() && !time.Now().Before(deadline) }
 
-const msgWaitAll = 0x100
-
 // Recv reads once from the socket fd into b (which must not be empty),
 // waiting until there is something to read, the peer ends the stream (0,
 // nil) or deadline passes (os.ErrDeadlineExceeded; a zero deadline is

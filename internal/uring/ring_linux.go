@@ -25,8 +25,6 @@ const (
 	offSQEs   = 0x10000000
 
 	opRead        = 22
-	opAccept      = 13
-	opAsyncCancel = 14
 	opLinkTimeout = 15
 	opSend        = 26
 	opRecv        = 27
@@ -35,6 +33,7 @@ const (
 	timeoutAbs = 1 << 0
 
 	msgNoSignal = 0x4000
+	msgWaitAll  = 0x100
 )
 
 type sqRingOffsets struct {
