@@ -1,9 +1,23 @@
 package proxy
 
 import (
+	"os"
 	"testing"
 	"time"
 )
+
+// The fast path's tests run on the engine BANYAN_TEST_ENGINE names
+// (make test runs them on each); without it, on io_uring where the kernel
+// allows it, and under CI=true on io_uring or not at all: CI's machine has
+// it, and a silent fall-back would leave the engine untested.
+func init() {
+	switch e := os.Getenv("BANYAN_TEST_ENGINE"); {
+	case e != "":
+		defaultEngine = Engine(e)
+	case os.Getenv("CI") == "true":
+		defaultEngine = EngineURing
+	}
+}
 
 // WaitFor lets the external tests share waitFor.
 var WaitFor = waitFor

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/banyanhq/banyan/diff"
+	"github.com/banyanhq/banyan/internal/uring"
 	"github.com/banyanhq/banyan/routes"
 )
 
@@ -33,8 +34,11 @@ type fastUpstream struct {
 	dial    time.Duration
 	trust   bool // append to the client's X-Forwarded-For
 
-	mu     sync.Mutex
-	idle   []*upConn
+	mu sync.Mutex
+	// idle holds the kept-alive connections: [0] in Go's poller, for
+	// client connections served by goroutines; [1] on io_uring, for those
+	// served on the loops (a connection cannot be in both).
+	idle   [2][]*upConn
 	closed bool
 }
 
@@ -48,8 +52,7 @@ const idleTimeout = 90 * time.Second
 const maxRespHead = 1 << 20
 
 type upConn struct {
-	c        net.Conn
-	io       *sockIO // reads and writes c
+	io       *sockIO // reads, writes and closes the connection
 	r        *bufio.Reader
 	w        *bufio.Writer
 	head     []byte // the response head being read
@@ -74,30 +77,60 @@ func newFastUpstream(target *url.URL, key upstreamKey, dial time.Duration) *fast
 	}
 }
 
-// get returns an idle connection (reused) or a new one.
-func (u *fastUpstream) get(now time.Time) (*upConn, bool, error) {
+// get returns an idle connection (reused) or a new one, for use by loop
+// task t (nil: by a goroutine).
+func (u *fastUpstream) get(now time.Time, t *uring.Task) (*upConn, bool, error) {
+	pool := &u.idle[poolOf(t)]
 	u.mu.Lock()
-	for len(u.idle) > 0 {
-		uc := u.idle[len(u.idle)-1]
-		u.idle = u.idle[:len(u.idle)-1]
+	for len(*pool) > 0 {
+		uc := (*pool)[len(*pool)-1]
+		*pool = (*pool)[:len(*pool)-1]
 		if now.Sub(uc.lastUsed) < idleTimeout {
 			u.mu.Unlock()
+			uc.io.onTask(t)
 			return uc, true, nil
 		}
-		uc.c.Close()
+		uc.io.close()
 	}
 	u.mu.Unlock()
-	uc, err := u.dialConn()
+	uc, err := u.dialConn(t)
 	return uc, false, err
 }
 
-func (u *fastUpstream) dialConn() (*upConn, error) {
-	c, err := (&net.Dialer{Timeout: u.dial, KeepAlive: 30 * time.Second}).Dial("tcp", u.addr)
+// poolOf is the index in fastUpstream.idle of connections for task t.
+func poolOf(t *uring.Task) int {
+	if t != nil {
+		return 1
+	}
+	return 0
+}
+
+// dialConn dials a new connection for task t (nil: for a goroutine); a
+// task dials in Block, and takes the connection out of Go's poller.
+func (u *fastUpstream) dialConn(t *uring.Task) (*upConn, error) {
+	d := &net.Dialer{Timeout: u.dial, KeepAlive: 30 * time.Second}
+	var io *sockIO
+	var err error
+	if t == nil {
+		var c net.Conn
+		if c, err = d.Dial("tcp", u.addr); err == nil {
+			io = newSockIO(c)
+		}
+	} else {
+		t.Block(func() {
+			var c net.Conn
+			if c, err = d.Dial("tcp", u.addr); err == nil {
+				io, err = ringSockIO(c)
+			}
+		})
+		if err == nil {
+			io.onTask(t)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	io := newSockIO(c)
-	return &upConn{c: c, io: io, r: bufio.NewReaderSize(io, 8<<10), w: bufio.NewWriterSize(io, 4<<10)}, nil
+	return &upConn{io: io, r: bufio.NewReaderSize(io, 8<<10), w: bufio.NewWriterSize(io, 4<<10)}, nil
 }
 
 // put returns a connection whose last exchange, started at used, ended
@@ -107,18 +140,20 @@ func (u *fastUpstream) put(uc *upConn, used time.Time) {
 	if cap(uc.head) > 64<<10 {
 		uc.head = nil
 	}
+	pool := &u.idle[poolOf(uc.io.task())]
+	uc.io.onTask(nil)
 	u.mu.Lock()
-	if u.closed || len(u.idle) >= maxIdlePerBackend {
+	if u.closed || len(*pool) >= maxIdlePerBackend {
 		u.mu.Unlock()
-		uc.c.Close()
+		uc.io.close()
 		return
 	}
 	// The oldest idle connection is first; drop it when it has expired.
-	if len(u.idle) > 0 && uc.lastUsed.Sub(u.idle[0].lastUsed) > idleTimeout {
-		u.idle[0].c.Close()
-		u.idle = u.idle[1:]
+	if len(*pool) > 0 && uc.lastUsed.Sub((*pool)[0].lastUsed) > idleTimeout {
+		(*pool)[0].io.close()
+		*pool = (*pool)[1:]
 	}
-	u.idle = append(u.idle, uc)
+	*pool = append(*pool, uc)
 	u.mu.Unlock()
 }
 
@@ -127,10 +162,12 @@ func (u *fastUpstream) closeIdle() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.closed = true
-	for _, uc := range u.idle {
-		uc.c.Close()
+	for i, pool := range u.idle {
+		for _, uc := range pool {
+			uc.io.close()
+		}
+		u.idle[i] = nil
 	}
-	u.idle = nil
 }
 
 // forwardFast answers one request on the fast path. It returns whether the
@@ -290,7 +327,7 @@ const (
 // the client saw (502 when the answer broke off) and whether the client
 // connection can carry another request.
 func (ex *exchange) run() (int, bool) {
-	uc, reused, err := ex.u.get(ex.start)
+	uc, reused, err := ex.u.get(ex.start, ex.fc.io.task())
 	if err == nil && reused {
 		// A kept-alive connection must be quiet: bytes on it now were not
 		// asked for and would be read as this request's answer (as
@@ -308,8 +345,8 @@ func (ex *exchange) run() (int, bool) {
 		// The backend closed a kept-alive connection as we sent on it,
 		// before answering anything: send again on a new one, as
 		// http.Transport does for idempotent requests.
-		uc.c.Close()
-		if uc, err = ex.u.dialConn(); err != nil {
+		uc.io.close()
+		if uc, err = ex.u.dialConn(ex.fc.io.task()); err != nil {
 			return ex.fail(err)
 		}
 		ex.inUse(uc)
@@ -318,11 +355,11 @@ func (ex *exchange) run() (int, bool) {
 	if errors.Is(err, errClientGone) {
 		// Nobody is left to read an answer; closing the backend
 		// connection tells the backend so, as net/http's cancel does.
-		uc.c.Close()
+		uc.io.close()
 		return 499, false
 	}
 	if err != nil {
-		uc.c.Close()
+		uc.io.close()
 		if errors.Is(err, errClient) {
 			// The client's connection failed while a 1xx went out; counted
 			// as a broken answer, as below.
@@ -339,7 +376,7 @@ func (ex *exchange) run() (int, bool) {
 	if ex.upstreamBroken || uc.r.Buffered() > 0 {
 		// Bytes after the answer (a body on a 204 or a HEAD answer, more
 		// than Content-Length) would be the next request's answer.
-		uc.c.Close()
+		uc.io.close()
 	} else {
 		ex.u.put(uc, ex.start)
 	}
@@ -371,8 +408,8 @@ func (ex *exchange) liveConn(uc *upConn) (*upConn, bool, error) {
 	if uc.r.Buffered() == 0 && uc.io.peek() == peekQuiet {
 		return uc, true, nil
 	}
-	uc.c.Close() // closed, or it sent bytes nobody asked for
-	uc, err := ex.u.dialConn()
+	uc.io.close() // closed, or it sent bytes nobody asked for
+	uc, err := ex.u.dialConn(ex.fc.io.task())
 	return uc, false, err
 }
 
@@ -500,8 +537,8 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 		if ex.u.timeout > 0 {
 			// A backend that does not read the body must not hold this
 			// goroutine for ever; the deadline is lifted once it is sent.
-			_ = uc.c.SetWriteDeadline(time.Now().Add(ex.u.timeout))
-			defer uc.c.SetWriteDeadline(time.Time{})
+			uc.io.setWriteDeadline(time.Now().Add(ex.u.timeout))
+			defer uc.io.setWriteDeadline(time.Time{})
 		}
 		src := &clientReader{r: ex.fc.r}
 		if _, err := io.CopyN(body, src, h.contentLength); err != nil {
@@ -594,7 +631,7 @@ func (ex *exchange) headDeadline(uc *upConn, now time.Time) {
 			d = end
 		}
 	}
-	_ = uc.c.SetReadDeadline(d)
+	uc.io.setReadDeadline(d)
 }
 
 // waitLonger decides, when a read of the answer's head stopped at its
@@ -876,7 +913,7 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 	}
 	if !(rh.length >= 0 && int64(uc.r.Buffered()) >= rh.length) {
 		// The timeout covers the head only: a body may stream for long.
-		_ = uc.c.SetReadDeadline(time.Time{})
+		uc.io.setReadDeadline(time.Time{})
 	}
 	switch {
 	case !bodyAllowed(ex.method, code):

@@ -12,10 +12,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/banyanhq/banyan/internal/uring"
 )
 
 // ServerOptions configure a Server.
@@ -30,7 +33,34 @@ type ServerOptions struct {
 	// NetHTTPOnly serves every connection with net/http and
 	// httputil.ReverseProxy, never the fast path.
 	NetHTTPOnly bool
+	// Engine runs the fast path's connections; the zero value picks
+	// io_uring where the kernel allows it.
+	Engine Engine
 }
+
+// Engine is what runs the fast path's connections.
+type Engine string
+
+const (
+	// EngineAuto is EngineURing where io_uring can be set up, else
+	// EngineGoroutines.
+	EngineAuto Engine = ""
+	// EngineURing serves connections on one io_uring loop per CPU
+	// (internal/uring), each connection a task of its loop: one system
+	// call a turn of the loop sends and receives for all of them. ADR
+	// 0006 says why. Serve fails where the kernel refuses io_uring.
+	EngineURing Engine = "io_uring"
+	// EngineGoroutines serves each connection on a goroutine of its own,
+	// waiting in Go's poller.
+	EngineGoroutines Engine = "goroutines"
+)
+
+// defaultEngine is what EngineAuto means; tests set it to run every
+// test on both engines.
+var defaultEngine = EngineAuto
+
+// ringEntries is the size of each loop's submission queue.
+const ringEntries = 1024
 
 // Server serves the proxy on a listener. Each connection starts on the
 // fast path: banyan's own HTTP/1.1 loop, which reads plain requests
@@ -47,6 +77,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	ln       net.Listener
+	loops    []*uring.Loop // nil: connections are served by goroutines
+	nextLoop int
 	conns    map[*fastConn]struct{}
 	closing  atomic.Bool
 	killed   atomic.Bool // Close, or Shutdown's context ended: stop answering
@@ -77,6 +109,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
+	if err := s.startLoops(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	s.ln = ln
 	s.hand = &handoffListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: ln.Addr()}
 	s.serveErr = make(chan error, 1)
@@ -97,18 +133,80 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		fc := newFastConn(s, c)
+		fc, err := newFastConn(s, c)
+		if err != nil {
+			s.p.log.Warn("connection dropped: cannot move it onto io_uring", "remote", c.RemoteAddr().String(), "err", err)
+			continue
+		}
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()
-			c.Close()
+			fc.io.close()
 			return http.ErrServerClosed
 		}
 		s.conns[fc] = struct{}{}
 		s.wg.Add(1)
+		var l *uring.Loop
+		if s.loops != nil {
+			l = s.loops[s.nextLoop]
+			s.nextLoop = (s.nextLoop + 1) % len(s.loops)
+		}
 		s.mu.Unlock()
-		go fc.serve()
+		if l == nil {
+			go fc.serve()
+		} else if l.Go(func(t *uring.Task) { fc.io.onTask(t); fc.serve() }) != nil {
+			// Close came in between.
+			fc.io.close()
+			s.forget(fc)
+			return http.ErrServerClosed
+		}
 	}
+}
+
+// Engine is the engine serving the fast path's connections: known once
+// Serve has begun (before that, and with NetHTTPOnly, it is EngineAuto).
+func (s *Server) Engine() Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.opts.NetHTTPOnly || s.hand == nil:
+		return EngineAuto
+	case s.loops != nil:
+		return EngineURing
+	}
+	return EngineGoroutines
+}
+
+// startLoops starts the io_uring loops, when the engine is io_uring.
+func (s *Server) startLoops() error {
+	e := s.opts.Engine
+	if e == EngineAuto {
+		e = defaultEngine
+	}
+	switch e {
+	case EngineGoroutines:
+		return nil
+	case EngineAuto, EngineURing:
+	default:
+		return fmt.Errorf("proxy: unknown engine %q (want %q or %q)", e, EngineURing, EngineGoroutines)
+	}
+	if err := uring.Probe(); err != nil {
+		if e == EngineURing {
+			return fmt.Errorf("proxy: the io_uring engine cannot run here (use the goroutines engine): %w", err)
+		}
+		s.p.log.Info("io_uring is not available; the fast path runs on goroutines", "err", err)
+		return nil
+	}
+	for range runtime.GOMAXPROCS(0) {
+		l := uring.New(ringEntries)
+		s.loops = append(s.loops, l)
+		go func() {
+			if err := l.Run(); err != nil {
+				s.p.log.Error("io_uring loop failed; its connections are stuck", "err", err)
+			}
+		}()
+	}
+	return nil
 }
 
 // Shutdown stops accepting, closes idle connections, lets requests in
@@ -148,6 +246,9 @@ func (s *Server) stop() {
 	s.closing.Store(true)
 	if s.ln != nil {
 		s.ln.Close()
+	}
+	for _, l := range s.loops {
+		l.Close() // each ends once its connections have
 	}
 	s.mu.Unlock()
 	s.closeConns(false)
@@ -253,8 +354,7 @@ const fastBufSize = 8 << 10
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	s    *Server
-	c    net.Conn
-	io   *sockIO // reads and writes c
+	io   *sockIO // reads and writes the connection
 	r    *clientBuf
 	w    *bufio.Writer
 	idle atomic.Bool
@@ -285,16 +385,26 @@ type fastConn struct {
 	series seriesCache
 }
 
-func newFastConn(s *Server, c net.Conn) *fastConn {
-	fc := &fastConn{s: s, c: c, io: newSockIO(c)}
+// newFastConn returns the fast path's connection c, moved onto io_uring
+// when the server runs loops (c is closed when that fails).
+func newFastConn(s *Server, c net.Conn) (*fastConn, error) {
+	fc := &fastConn{s: s}
+	fc.remote = c.RemoteAddr().String()
+	if s.loops == nil {
+		fc.io = newSockIO(c)
+	} else {
+		var err error
+		if fc.io, err = ringSockIO(c); err != nil {
+			return nil, err
+		}
+	}
 	fc.free = func() []byte { return fc.r.free() }
 	fc.gotF = fc.answerInside
 	fc.idle.Store(true)
-	fc.remote = c.RemoteAddr().String()
 	if host, _, err := net.SplitHostPort(fc.remote); err == nil {
 		fc.ip = host
 	}
-	return fc
+	return fc, nil
 }
 
 func (fc *fastConn) serve() {
@@ -304,7 +414,7 @@ func (fc *fastConn) serve() {
 			fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.remote, "panic", fmt.Sprint(v))
 		}
 		if !handed {
-			fc.c.Close()
+			fc.io.close()
 		}
 		fc.release()
 		fc.s.forget(fc)
@@ -365,7 +475,12 @@ func (fc *fastConn) serve() {
 		fc.s.p.metrics.handoff(why)
 		fc.setReadDeadline(0)
 		handed = true
-		fc.s.handoff(fc.c, pending)
+		c, err := fc.io.netConn()
+		if err != nil {
+			return
+		}
+		// The wait for net/http to take it must not hold a loop.
+		fc.io.blocking(func() { fc.s.handoff(c, pending) })
 		return
 	}
 }
@@ -588,10 +703,8 @@ func (fc *fastConn) refuse() {
 	if fc.w.Flush() != nil {
 		return
 	}
-	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	_ = fc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	fc.io.closeWrite()
+	fc.io.setReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, _ = io.Copy(io.Discard, fc.r)
 }
 
@@ -627,7 +740,7 @@ func (fc *fastConn) setReadDeadline(d time.Duration) {
 		t = time.Now().Add(d)
 	}
 	fc.deadline = t
-	_ = fc.c.SetReadDeadline(t)
+	fc.io.setReadDeadline(t)
 }
 
 // idleDeadline bounds the wait for the next request by IdleTimeout from
@@ -662,7 +775,7 @@ func (fc *fastConn) idleDeadline() {
 		return
 	}
 	fc.deadline = t
-	_ = fc.c.SetReadDeadline(t)
+	fc.io.setReadDeadline(t)
 }
 
 func (fc *fastConn) release() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -27,9 +28,13 @@ import (
 // A Read (or readServe) and a Write may run at the same time, as on a
 // net.Conn, except a Read that sends what flushOnRead held; a peek must
 // not run beside another peek.
+//
+// On an io_uring loop (ring set, c nil) it queues them on the ring
+// instead, as the loop task using the connection (ringio_linux.go).
 type sockIO struct {
-	c  net.Conn
-	rc syscall.RawConn // nil: not a socket, use c
+	c    net.Conn
+	rc   syscall.RawConn // nil: not a socket, use c
+	ring *ringIO
 
 	rbuf  []byte
 	rn    int
@@ -81,11 +86,14 @@ func newSockIO(c net.Conn) *sockIO {
 }
 
 func (s *sockIO) Read(b []byte) (int, error) {
-	if s.rc == nil {
-		return s.c.Read(b)
-	}
 	if len(b) == 0 {
 		return 0, nil
+	}
+	if s.ring != nil {
+		return s.ringRead(b)
+	}
+	if s.rc == nil {
+		return s.c.Read(b)
 	}
 	s.rbuf, s.rn, s.rerr = b, 0, 0
 	var err error
@@ -151,7 +159,7 @@ func (s *sockIO) readFD(fd uintptr) bool {
 // once. got must not read from this connection (its read lock is held),
 // nor call Read here.
 func (s *sockIO) readServe(next func() []byte, got func(n int) bool) error {
-	if s.rc == nil {
+	if s.rc == nil { // on a ring too: there a read does not wait first
 		return s.readServeSlow(next, got)
 	}
 	s.next, s.got, s.rerr, s.eof = next, got, 0, false
@@ -195,15 +203,18 @@ func (s *sockIO) serveFD(fd uintptr) bool {
 }
 
 func (s *sockIO) Write(b []byte) (int, error) {
-	if s.rc == nil {
-		return s.c.Write(b)
-	}
 	if len(b) == 0 {
 		return 0, nil
 	}
 	if s.hold {
 		s.hold, s.pending = false, b
 		return len(b), nil
+	}
+	if s.ring != nil {
+		return s.ringWrite(b)
+	}
+	if s.rc == nil {
+		return s.c.Write(b)
 	}
 	s.wbuf, s.wn, s.werr = b, 0, 0
 	err := s.rc.Write(s.writeF)
@@ -247,7 +258,7 @@ func (s *sockIO) writeFD(fd uintptr) bool {
 // clear, so the wait needs no such try. The bytes stay in w's buffer,
 // which the caller must not write to before that Read.
 func (s *sockIO) flushOnRead(w *bufio.Writer) error {
-	if s.rc == nil {
+	if s.rc == nil && s.ring == nil {
 		return w.Flush()
 	}
 	s.hold = true
@@ -300,10 +311,51 @@ func (s *sockIO) sendReadFD(fd uintptr) bool {
 // sees it closed, and a read here finds its end and a write fails, at once
 // and also in a wait already begun. It reports false where it cannot.
 func (s *sockIO) shutdown() bool {
+	if s.ring != nil {
+		s.ring.shutdown(syscall.SHUT_RDWR)
+		return true
+	}
 	if s.rc == nil {
 		return false
 	}
 	return s.rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }) == nil
+}
+
+// close closes the connection.
+func (s *sockIO) close() {
+	if s.ring != nil {
+		s.ring.release(false)
+		return
+	}
+	s.c.Close()
+}
+
+// closeWrite ends the connection's sending side (a half-close).
+func (s *sockIO) closeWrite() {
+	if s.ring != nil {
+		s.ring.shutdown(syscall.SHUT_WR)
+		return
+	}
+	if cw, ok := s.c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// setReadDeadline and setWriteDeadline are net.Conn's.
+func (s *sockIO) setReadDeadline(t time.Time) {
+	if s.ring != nil {
+		s.ring.rdl = t
+		return
+	}
+	_ = s.c.SetReadDeadline(t)
+}
+
+func (s *sockIO) setWriteDeadline(t time.Time) {
+	if s.ring != nil {
+		s.ring.wdl = t
+		return
+	}
+	_ = s.c.SetWriteDeadline(t)
 }
 
 // abort ends the connection both ways at once: shut down where it can
@@ -321,6 +373,9 @@ func (s *sockIO) abort() {
 // not make an open connection look closed. On what is not a socket it
 // says quiet, and a closed connection shows up when it is used.
 func (s *sockIO) peek() peekState {
+	if s.ring != nil {
+		return s.ring.peek()
+	}
 	if s.rc == nil {
 		return peekQuiet
 	}

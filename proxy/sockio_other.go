@@ -5,6 +5,9 @@ package proxy
 import (
 	"bufio"
 	"net"
+	"time"
+
+	"github.com/banyanhq/banyan/internal/uring"
 )
 
 // sockIO is how the fast path reads, writes and peeks at one connection;
@@ -31,3 +34,24 @@ func (s *sockIO) shutdown() bool { return false }
 
 // abort closes the connection.
 func (s *sockIO) abort() { s.Conn.Close() }
+
+// close closes the connection.
+func (s *sockIO) close() { s.Conn.Close() }
+
+// closeWrite ends the connection's sending side (a half-close).
+func (s *sockIO) closeWrite() {
+	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// setReadDeadline and setWriteDeadline are net.Conn's.
+func (s *sockIO) setReadDeadline(t time.Time)  { _ = s.Conn.SetReadDeadline(t) }
+func (s *sockIO) setWriteDeadline(t time.Time) { _ = s.Conn.SetWriteDeadline(t) }
+
+// There are no io_uring loops here: a connection is never on one.
+func (s *sockIO) onTask(*uring.Task)         {}
+func (s *sockIO) task() *uring.Task          { return nil }
+func (s *sockIO) netConn() (net.Conn, error) { return s.Conn, nil }
+func (s *sockIO) blocking(f func())          { f() }
+func ringSockIO(c net.Conn) (*sockIO, error) { return nil, uring.ErrUnsupported }

@@ -93,6 +93,21 @@ type Task struct {
 	bufs [2][]byte
 }
 
+// Probe reports whether a Loop can run here: it sets up a small ring and
+// closes it again. Its error says why not (ENOSYS: no io_uring; EPERM:
+// kernel.io_uring_disabled, or a seccomp filter; EINVAL: a kernel older
+// than 6.1).
+func Probe() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r, err := newRing(8)
+	if err != nil {
+		return err
+	}
+	r.close()
+	return nil
+}
+
 // Run runs the loop on the calling goroutine, locked to its thread, until
 // Close was called and every task has ended. It fails at once, having run
 // nothing, when io_uring is not available (Linux 6.1 or later, not

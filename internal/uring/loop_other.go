@@ -11,6 +11,7 @@ type Loop struct{}
 // Task is a stand-in where there is no io_uring.
 type Task struct{}
 
+func Probe() error                                       { return ErrUnsupported }
 func New(entries uint32) *Loop                           { return &Loop{} }
 func (l *Loop) Run() error                               { return ErrUnsupported }
 func (l *Loop) Go(fn func(*Task)) error                  { return ErrUnsupported }

@@ -1,0 +1,62 @@
+package proxy_test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/banyanhq/banyan/proxy"
+)
+
+// The fast path's tests run on the engine they were asked for: a server
+// that quietly fell back to goroutines would leave io_uring untested.
+func TestServer_RunsTheEngineAskedFor(t *testing.T) {
+	want := proxy.Engine(os.Getenv("BANYAN_TEST_ENGINE"))
+	if want == "" && os.Getenv("CI") == "true" {
+		want = proxy.EngineURing
+	}
+	api := newBackend(t, "api", nil)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, url := serveFastOnly(t, p)
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "api" {
+		t.Fatalf("body %q", body)
+	}
+	got := srv.Engine()
+	if want != "" && got != want {
+		t.Fatalf("engine %q, want %q", got, want)
+	}
+	if got != proxy.EngineURing && got != proxy.EngineGoroutines {
+		t.Fatalf("engine %q after serving a request", got)
+	}
+	t.Logf("engine: %s", got)
+}
+
+// An unknown engine is refused by Serve, naming the ones it knows.
+func TestServer_UnknownEngine(t *testing.T) {
+	api := newBackend(t, "api", nil)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv := proxy.NewServer(p, proxy.ServerOptions{Engine: "epoll"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = srv.Serve(ln)
+	if err == nil {
+		t.Fatal("Serve took an unknown engine")
+	}
+	for _, s := range []string{`"epoll"`, `"io_uring"`, `"goroutines"`} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("Serve's error %q does not name %s", err, s)
+		}
+	}
+}
