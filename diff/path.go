@@ -204,7 +204,7 @@ func parseBracket(s string) (token, int, error) {
 			return token{}, 0, fmt.Errorf("index %s has a leading zero", digits)
 		}
 		n, err := strconv.Atoi(digits)
-		if err != nil || n > 1<<31 {
+		if err != nil || int64(n) > 1<<31 {
 			return token{}, 0, fmt.Errorf("index %s too large", digits)
 		}
 		return token{seg: seg{kind: segIndex, index: n}}, j + 1, nil

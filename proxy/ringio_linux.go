@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/banyanhq/banyan/internal/uring"
 )
@@ -170,22 +169,8 @@ func (r *ringIO) release(keep bool) (int, bool) {
 	return -1, false
 }
 
-// ringPeek is peek on the ring's descriptor.
-func (r *ringIO) peek() peekState {
-	var buf [1]byte
-	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&buf[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == syscall.EINTR:
-			continue
-		case e == syscall.EAGAIN:
-			return peekQuiet
-		case e == 0 && n > 0:
-			return peekData
-		}
-		return peekClosed
-	}
-}
+// peek is sockIO.peek on the ring's descriptor.
+func (r *ringIO) peek() peekState { return peekFD(uintptr(r.fd)) }
 
 // netConn turns the connection back into a net.Conn, in Go's poller (for
 // a handoff to net/http); the sockIO is done with it then.

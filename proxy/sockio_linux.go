@@ -386,18 +386,4 @@ func (s *sockIO) peek() peekState {
 	return s.pstate
 }
 
-func (s *sockIO) peekFD(fd uintptr) {
-	var buf [1]byte
-	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == syscall.EINTR:
-			continue
-		case e == syscall.EAGAIN:
-			s.pstate = peekQuiet
-		case e == 0 && n > 0:
-			s.pstate = peekData
-		}
-		return
-	}
-}
+func (s *sockIO) peekFD(fd uintptr) { s.pstate = peekFD(fd) }
