@@ -75,20 +75,23 @@ type Server struct {
 	http *http.Server
 	hand *handoffListener
 
-	mu       sync.Mutex
-	ln       net.Listener
-	loops    []*uring.Loop // nil: connections are served by goroutines
-	nextLoop int
-	conns    map[*fastConn]struct{}
-	closing  atomic.Bool
-	killed   atomic.Bool // Close, or Shutdown's context ended: stop answering
-	wg       sync.WaitGroup
-	serveErr chan error
+	mu        sync.Mutex
+	ln        net.Listener
+	engine    Engine
+	engineErr error         // why Serve cannot run the engine asked for
+	loops     []*uring.Loop // nil: connections are served by goroutines
+	nextLoop  int
+	conns     map[*fastConn]struct{}
+	closing   atomic.Bool
+	killed    atomic.Bool // Close, or Shutdown's context ended: stop answering
+	wg        sync.WaitGroup
+	serveErr  chan error
 }
 
 // NewServer returns a server for p. Call Serve once.
 func NewServer(p *Proxy, opts ServerOptions) *Server {
 	s := &Server{p: p, opts: opts, conns: map[*fastConn]struct{}{}}
+	s.resolveEngine()
 	s.http = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
@@ -163,39 +166,46 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// Engine is the engine serving the fast path's connections: known once
-// Serve has begun (before that, and with NetHTTPOnly, it is EngineAuto).
-func (s *Server) Engine() Engine {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.opts.NetHTTPOnly || s.hand == nil:
-		return EngineAuto
-	case s.loops != nil:
-		return EngineURing
-	}
-	return EngineGoroutines
-}
+// Engine is the engine that serves, or will serve, the fast path's
+// connections: EngineURing or EngineGoroutines (EngineAuto with
+// NetHTTPOnly, or an engine Serve refuses).
+func (s *Server) Engine() Engine { return s.engine }
 
-// startLoops starts the io_uring loops, when the engine is io_uring.
-func (s *Server) startLoops() error {
+// resolveEngine decides, once, what s.opts.Engine means here: where the
+// kernel refuses io_uring, EngineAuto is EngineGoroutines, and
+// EngineURing an error for Serve to return.
+func (s *Server) resolveEngine() {
 	e := s.opts.Engine
 	if e == EngineAuto {
 		e = defaultEngine
 	}
-	switch e {
-	case EngineGoroutines:
-		return nil
-	case EngineAuto, EngineURing:
-	default:
-		return fmt.Errorf("proxy: unknown engine %q (want %q or %q)", e, EngineURing, EngineGoroutines)
+	switch {
+	case s.opts.NetHTTPOnly:
+		return
+	case e == EngineGoroutines:
+		s.engine = e
+		return
+	case e != EngineAuto && e != EngineURing:
+		s.engineErr = fmt.Errorf("proxy: unknown engine %q (want %q or %q)", e, EngineURing, EngineGoroutines)
+		return
 	}
-	if err := uring.Probe(); err != nil {
-		if e == EngineURing {
-			return fmt.Errorf("proxy: the io_uring engine cannot run here (use the goroutines engine): %w", err)
-		}
+	err := uring.Probe()
+	switch {
+	case err == nil:
+		s.engine = EngineURing
+	case e == EngineURing:
+		s.engineErr = fmt.Errorf("proxy: the io_uring engine cannot run here (the goroutines engine can): %w", err)
+	default:
 		s.p.log.Info("io_uring is not available; the fast path runs on goroutines", "err", err)
-		return nil
+		s.engine = EngineGoroutines
+	}
+}
+
+// startLoops starts one io_uring loop per CPU, when the engine is
+// io_uring.
+func (s *Server) startLoops() error {
+	if s.engineErr != nil || s.engine != EngineURing {
+		return s.engineErr
 	}
 	for range runtime.GOMAXPROCS(0) {
 		l := uring.New(ringEntries)

@@ -42,7 +42,10 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// FastPath is "on" (the default: plain HTTP/1.1 requests are served by
 	// banyan's own connection loop, everything else by net/http) or "off"
-	// (net/http and httputil.ReverseProxy serve every request).
+	// (net/http and httputil.ReverseProxy serve every request). "on" runs
+	// the loop on io_uring where the kernel allows it, else on goroutines;
+	// "io_uring" or "goroutines" asks for one (io_uring: serve fails where
+	// the kernel refuses it).
 	FastPath string                   `yaml:"fast_path"`
 	Admin    AdminConfig              `yaml:"admin"`
 	State    string                   `yaml:"state"`

@@ -25,8 +25,10 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		add("listen", "%q is not host:port (%v)", c.Listen, err)
 	}
-	if c.FastPath != "on" && c.FastPath != "off" {
-		add("fast_path", "%q must be on or off", c.FastPath)
+	switch c.FastPath {
+	case "on", "off", "io_uring", "goroutines":
+	default:
+		add("fast_path", "%q must be on, off, io_uring or goroutines", c.FastPath)
 	}
 	if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 		add("admin.listen", "%q is not host:port (%v)", c.Admin.Listen, err)

@@ -38,7 +38,11 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log.Info("banyan serving", "proxy", s.proxyAddr(), "admin", s.adminAddr(), "config", path, "state", s.cfg.StatePath())
+			engine := string(s.proxySrv.Engine())
+			if engine == "" {
+				engine = "off"
+			}
+			log.Info("banyan serving", "proxy", s.proxyAddr(), "admin", s.adminAddr(), "config", path, "state", s.cfg.StatePath(), "fast_path", engine)
 			return s.run(cmd.Context())
 		},
 	}
@@ -135,7 +139,11 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		NetHTTPOnly:       cfg.FastPath == "off",
+		Engine:            fastPathEngine(cfg.FastPath),
 	})
+	if cfg.FastPath == "io_uring" && s.proxySrv.Engine() != proxy.EngineURing {
+		return nil, errors.New("fast_path: io_uring: this kernel refuses io_uring (kernel.io_uring_disabled, a seccomp profile, or older than Linux 6.1); set fast_path: on to fall back to goroutines")
+	}
 	admin := http.NewServeMux()
 	admin.Handle("/api/", routes.NewAPI(s.mgr, tokens))
 	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -158,6 +166,17 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	}
 	ok = true
 	return s, nil
+}
+
+// fastPathEngine is the proxy's engine for the config's fast_path.
+func fastPathEngine(fastPath string) proxy.Engine {
+	switch fastPath {
+	case "io_uring":
+		return proxy.EngineURing
+	case "goroutines":
+		return proxy.EngineGoroutines
+	}
+	return proxy.EngineAuto
 }
 
 // The reports store is what the proxy records compared pairs into.

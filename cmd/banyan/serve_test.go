@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banyanhq/banyan/internal/uring"
 	"github.com/banyanhq/banyan/proxy"
 	"github.com/banyanhq/banyan/routes"
 )
@@ -431,13 +432,27 @@ func TestDemoServiceCmd(t *testing.T) {
 func TestServe_FastPathSetting(t *testing.T) {
 	for _, tc := range []struct {
 		setting string
-		want    int // requests the fast path answers out of 20
-	}{{"", 20}, {"fast_path: off\n", 0}} {
+		want    int          // requests the fast path answers out of 20
+		engine  proxy.Engine // what serves them ("any": io_uring or goroutines)
+	}{
+		{"", 20, "any"},
+		{"fast_path: off\n", 0, proxy.EngineAuto},
+		{"fast_path: goroutines\n", 20, proxy.EngineGoroutines},
+		{"fast_path: io_uring\n", 20, proxy.EngineURing},
+	} {
 		t.Run("setting="+strings.TrimSpace(tc.setting), func(t *testing.T) {
+			if tc.engine == proxy.EngineURing && os.Getenv("CI") != "true" {
+				if err := uring.Probe(); err != nil {
+					t.Skipf("io_uring is not available here (%v); CI=true makes this a failure", err)
+				}
+			}
 			a := namedBackend(t, "a")
 			path := filepath.Join(t.TempDir(), "banyan.yaml")
 			writeAtomic(t, path, tc.setting+configYAML(a.URL, a.URL, 100, 0))
 			srv, _ := startServer(t, path, io.Discard)
+			if got := srv.proxySrv.Engine(); tc.engine != "any" && got != tc.engine || tc.engine == "any" && got == proxy.EngineAuto {
+				t.Fatalf("engine %q, want %q", got, tc.engine)
+			}
 			for i := range 20 {
 				resp, err := http.Get("http://" + srv.proxyAddr() + fmt.Sprintf("/x/%d", i))
 				if err != nil {
