@@ -16,12 +16,11 @@ import (
 // What a completion is for, in the low byte of its user data; the rest is
 // the task's slot.
 const (
-	kindWake    = iota // the read of the loop's eventfd
-	kindFirst          // the send of a SendRecv
-	kindFirstTO        // the send's link timeout
-	kindLast           // the operation the task waits for
-	kindLastTO         // its link timeout
-	kindBits    = 8
+	kindWake   = iota // the read of the loop's eventfd
+	kindFirst         // the send of a SendRecv
+	kindLast          // the operation the task waits for
+	kindCancel        // the cancel of an operation whose deadline passed
+	kindBits   = 8
 )
 
 // Loop runs tasks: straight-line code, each in a coroutine of its own,
@@ -52,12 +51,17 @@ type Loop struct {
 
 	wakeBuf [8]byte // the eventfd's counter, read into by the kernel
 
-	// A deadline becomes an absolute CLOCK_MONOTONIC time (a link timeout
-	// is armed only when its operation starts, which in a SendRecv is
-	// after the send): monoBase was that clock when time.Now() was
-	// wallBase.
-	monoBase int64
-	wallBase time.Time
+	// timers holds the deadlines of the operations in flight, soonest
+	// first. The loop keeps them itself rather than link a timeout to
+	// each operation: that arms and cancels a kernel timer, and posts a
+	// completion more, for every read and write with a deadline, where a
+	// heap costs a few comparisons and the wait for completions is
+	// simply bounded by the soonest deadline.
+	timers timerHeap
+
+	// A timer keeps its deadline as ns since base, on the monotonic
+	// clock time.Time carries (read through the vDSO, not a system call).
+	base time.Time
 
 	mu      sync.Mutex
 	inbox   []func() // run on the loop's thread
@@ -83,9 +87,10 @@ type Task struct {
 	pending int   // completions still to come before the task runs again
 	res     int32 // the result of kindLast
 	first   int32 // the result of kindFirst
-	firstTO int32
-	lastTO  int32
-	ts      [2]timespec // the link timeouts, read by the kernel at submission
+	// expired tells, per operation slot, that its deadline passed and the
+	// loop cancelled it; tm are the slots' deadlines.
+	expired [2]bool
+	tm      [2]timer
 	// bufs holds the buffers of the operations in flight. Being kept in a
 	// heap object, they are on the heap too: the compiler would otherwise
 	// be free to keep a caller's buffer on its goroutine's stack, which
@@ -125,7 +130,7 @@ func (l *Loop) Run() error {
 		return os.NewSyscallError("eventfd2", e)
 	}
 	l.r, l.efd = r, int(efd)
-	l.monoBase, l.wallBase = monotonicNow(), time.Now()
+	l.base = time.Now()
 	l.mu.Lock()
 	l.efdW = l.efd
 	l.mu.Unlock()
@@ -142,7 +147,11 @@ func (l *Loop) Run() error {
 		if l.drain() {
 			return nil
 		}
-		if err := r.enter(true); err != nil {
+		wait := int64(-1)
+		if len(l.timers) > 0 {
+			wait = max(l.timers[0].when-l.now(), 0)
+		}
+		if err := r.enter(true, wait); err != nil {
 			return err
 		}
 		var failed error
@@ -154,7 +163,34 @@ func (l *Loop) Run() error {
 		if failed != nil {
 			return failed
 		}
+		if err := l.expire(); err != nil {
+			return err
+		}
 	}
+}
+
+// now is the time in ns since l.base.
+func (l *Loop) now() int64 { return int64(time.Since(l.base)) }
+
+// expire cancels the operations whose deadline has passed; the next turn
+// hands the kernel the cancels, and their operations end with ECANCELED,
+// which result turns into os.ErrDeadlineExceeded. (One that completes
+// before its cancel is reached keeps its result; the cancel then finds
+// nothing.)
+func (l *Loop) expire() error {
+	if len(l.timers) == 0 {
+		return nil
+	}
+	now := l.now()
+	for len(l.timers) > 0 && l.timers[0].when <= now {
+		tm := l.timers.pop()
+		if err := l.r.reserve(1); err != nil {
+			return err
+		}
+		tm.t.expired[tm.slot] = true
+		l.r.prep(opAsyncCancel, -1, kindCancel).addr = tm.t.ud(tm.kind)
+	}
+	return nil
 }
 
 func (l *Loop) armWake() error {
@@ -259,19 +295,20 @@ func (l *Loop) run(t *Task) {
 
 func (l *Loop) complete(ud uint64, res int32) error {
 	kind, slot := ud&(1<<kindBits-1), uint32(ud>>kindBits)
-	if kind == kindWake {
+	switch kind {
+	case kindWake:
 		return l.armWake()
+	case kindCancel:
+		return nil
 	}
 	t := l.slots[slot]
 	switch kind {
 	case kindFirst:
 		t.first = res
-	case kindFirstTO:
-		t.firstTO = res
+		l.timers.remove(&t.tm[0])
 	case kindLast:
 		t.res = res
-	case kindLastTO:
-		t.lastTO = res
+		l.timers.remove(&t.tm[1])
 	}
 	if t.pending--; t.pending == 0 {
 		t.bufs = [2][]byte{}
@@ -282,29 +319,24 @@ func (l *Loop) complete(ud uint64, res int32) error {
 
 func (t *Task) ud(kind uint64) uint64 { return uint64(t.slot)<<kindBits | kind }
 
-// queue queues op on fd with b, linked to a timeout when deadline is set,
-// and to what follows when link is set; i (0 or 1) is which of the task's
-// buffer and timeout slots it uses.
-func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline time.Time, kind, kindTO uint64, link bool) {
+// queue queues op on fd with b, with a deadline when it is set, and
+// linked to what follows when link is set; i (0 or 1) is which of the
+// task's buffer and deadline slots it uses.
+func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline time.Time, kind uint64, link bool) {
 	s := t.l.r.prep(op, fd, t.ud(kind))
 	t.bufs[i] = b
 	s.buffer(b)
 	s.opFlags = flags
-	t.pending++
-	if deadline.IsZero() {
-		if link {
-			s.flags |= sqeIOLink
-		}
-		return
-	}
-	s.flags |= sqeIOLink
-	t.ts[i] = toTimespec(t.l.monoBase + int64(deadline.Sub(t.l.wallBase)))
-	to := t.l.r.prep(opLinkTimeout, -1, t.ud(kindTO))
-	to.addr, to.len, to.opFlags = uint64(uintptr(unsafe.Pointer(&t.ts[i]))), 1, timeoutAbs
 	if link {
-		to.flags |= sqeIOLink
+		s.flags |= sqeIOLink
 	}
 	t.pending++
+	t.expired[i] = false
+	if !deadline.IsZero() {
+		t.l.timers.remove(&t.tm[i]) // never in by now; kept safe all the same
+		t.tm[i] = timer{when: int64(deadline.Sub(t.l.base)), t: t, slot: i, kind: kind}
+		t.l.timers.push(&t.tm[i])
+	}
 }
 
 // wait switches back to the loop until every completion queued is in.
@@ -314,13 +346,13 @@ func (t *Task) wait() {
 	}
 }
 
-// result turns an operation's result and its timeout's into what a read
-// or write returns.
-func result(res, to int32, timed bool) (int, error) {
+// result turns an operation's result into what a read or write returns;
+// expired tells that the loop cancelled it at its deadline.
+func result(res int32, expired bool) (int, error) {
 	switch {
 	case res >= 0:
 		return int(res), nil
-	case timed && res == -int32(syscall.ECANCELED) && to == -int32(syscall.ETIME):
+	case expired && res == -int32(syscall.ECANCELED):
 		return 0, os.ErrDeadlineExceeded
 	}
 	return 0, syscall.Errno(-res)
@@ -329,12 +361,12 @@ func result(res, to int32, timed bool) (int, error) {
 // sendResult is result for a send of size bytes: one that sent only part
 // (its deadline passed, or the connection failed, in the middle) is an
 // error too.
-func sendResult(res, to int32, timed bool, size int) (int, error) {
-	n, err := result(res, to, timed)
+func sendResult(res int32, expired bool, size int) (int, error) {
+	n, err := result(res, expired)
 	switch {
 	case err != nil || n == size:
 		return n, err
-	case timed && to == -int32(syscall.ETIME):
+	case expired:
 		return n, os.ErrDeadlineExceeded
 	}
 	return n, io.ErrShortWrite
@@ -350,12 +382,12 @@ func (t *Task) Recv(fd int, b []byte, deadline time.Time) (int, error) {
 	if passed(deadline) {
 		return 0, os.ErrDeadlineExceeded
 	}
-	if err := t.l.r.reserve(2); err != nil {
+	if err := t.l.r.reserve(1); err != nil {
 		return 0, err
 	}
-	t.queue(1, opRecv, fd, b, 0, deadline, kindLast, kindLastTO, false)
+	t.queue(1, opRecv, fd, b, 0, deadline, kindLast, false)
 	t.wait()
-	return result(t.res, t.lastTO, !deadline.IsZero())
+	return result(t.res, t.expired[1])
 }
 
 // Send writes all of b to the socket fd, or fails; deadline as in Recv.
@@ -364,12 +396,12 @@ func (t *Task) Send(fd int, b []byte, deadline time.Time) (int, error) {
 	if passed(deadline) {
 		return 0, os.ErrDeadlineExceeded
 	}
-	if err := t.l.r.reserve(2); err != nil {
+	if err := t.l.r.reserve(1); err != nil {
 		return 0, err
 	}
-	t.queue(1, opSend, fd, b, msgNoSignal|msgWaitAll, deadline, kindLast, kindLastTO, false)
+	t.queue(1, opSend, fd, b, msgNoSignal|msgWaitAll, deadline, kindLast, false)
 	t.wait()
-	return sendResult(t.res, t.lastTO, !deadline.IsZero(), len(b))
+	return sendResult(t.res, t.expired[1], len(b))
 }
 
 // SendRecv sends all of sb on sfd, as Send, and then reads once from rfd
@@ -381,17 +413,17 @@ func (t *Task) SendRecv(sfd int, sb []byte, sdl time.Time, rfd int, rb []byte, r
 	if passed(sdl) {
 		return 0, os.ErrDeadlineExceeded, 0, os.ErrDeadlineExceeded
 	}
-	if err := t.l.r.reserve(4); err != nil {
+	if err := t.l.r.reserve(2); err != nil {
 		return 0, err, 0, err
 	}
-	t.queue(0, opSend, sfd, sb, msgNoSignal|msgWaitAll, sdl, kindFirst, kindFirstTO, true)
-	t.queue(1, opRecv, rfd, rb, 0, rdl, kindLast, kindLastTO, false)
+	t.queue(0, opSend, sfd, sb, msgNoSignal|msgWaitAll, sdl, kindFirst, true)
+	t.queue(1, opRecv, rfd, rb, 0, rdl, kindLast, false)
 	t.wait()
-	sent, serr = sendResult(t.first, t.firstTO, !sdl.IsZero(), len(sb))
+	sent, serr = sendResult(t.first, t.expired[0], len(sb))
 	if serr != nil {
 		return sent, serr, 0, serr
 	}
-	got, rerr = result(t.res, t.lastTO, !rdl.IsZero())
+	got, rerr = result(t.res, t.expired[1])
 	return sent, nil, got, rerr
 }
 

@@ -25,12 +25,13 @@ const (
 	offSQEs   = 0x10000000
 
 	opRead        = 22
-	opLinkTimeout = 15
+	opAsyncCancel = 14
 	opSend        = 26
 	opRecv        = 27
 
-	sqeIOLink  = 1 << 2
-	timeoutAbs = 1 << 0
+	sqeIOLink   = 1 << 2
+	enterExtArg = 1 << 3
+	featExtArg  = 1 << 8
 
 	msgNoSignal = 0x4000
 	msgWaitAll  = 0x100
@@ -97,9 +98,16 @@ type ring struct {
 	cqHead, cqTail *uint32
 	cqMask         uint32
 	cqes           []cqe
+
+	// enter's bound on its wait, read by the kernel during the call
+	waitTS  timespec
+	waitArg getEventsArg
 }
 
-var errNoSingleMmap = errors.New("io_uring: the kernel lacks IORING_FEAT_SINGLE_MMAP (Linux 5.4)")
+var (
+	errNoSingleMmap = errors.New("io_uring: the kernel lacks IORING_FEAT_SINGLE_MMAP (Linux 5.4)")
+	errNoExtArg     = errors.New("io_uring: the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11)")
+)
 
 func at(m []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&m[off])) }
 
@@ -119,6 +127,10 @@ func newRing(entries uint32) (*ring, error) {
 	if p.features&featSingleMmap == 0 {
 		r.close()
 		return nil, errNoSingleMmap
+	}
+	if p.features&featExtArg == 0 {
+		r.close()
+		return nil, errNoExtArg
 	}
 	size := max(p.sqOff.array+p.sqEntries*4, p.cqOff.cqes+p.cqEntries*uint32(unsafe.Sizeof(cqe{})))
 	var err error
@@ -152,13 +164,6 @@ type timespec struct{ sec, nsec int64 }
 
 func toTimespec(ns int64) timespec { return timespec{ns / 1e9, ns % 1e9} }
 
-// monotonicNow reads CLOCK_MONOTONIC, the clock of io_uring's timeouts.
-func monotonicNow() int64 {
-	var ts timespec
-	_, _, _ = syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0) // CLOCK_MONOTONIC
-	return ts.sec*1e9 + ts.nsec
-}
-
 func (r *ring) close() {
 	if r.sqMem != nil {
 		_ = syscall.Munmap(r.sqMem)
@@ -169,16 +174,35 @@ func (r *ring) close() {
 	syscall.Close(r.fd)
 }
 
+// getEventsArg is struct io_uring_getevents_arg.
+type getEventsArg struct {
+	sigmask   uint64
+	sigmaskSz uint32
+	pad       uint32
+	ts        uint64
+}
+
 // enter hands the kernel what is queued and, when wait is set, waits for
-// at least one completion (a blocking call, made through the scheduler).
-func (r *ring) enter(wait bool) error {
+// at least one completion (a blocking call, made through the scheduler),
+// for at most timeout ns when timeout is not negative.
+func (r *ring) enter(wait bool, timeout int64) error {
 	atomic.StoreUint32(r.sqTail, r.tail)
 	for {
 		var n uintptr
 		var e syscall.Errno
-		if wait {
+		switch {
+		case wait && timeout >= 0:
+			r.waitTS = toTimespec(timeout)
+			r.waitArg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.waitTS)))}
+			n, _, e = syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 1, enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg))
+			if e == syscall.ETIME {
+				// The time ran out first. The call reports what it
+				// submitted when it submitted anything, so nothing was.
+				n, e = 0, 0
+			}
+		case wait:
 			n, _, e = syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 1, enterGetEvents, 0, 0)
-		} else {
+		default:
 			n, _, e = syscall.RawSyscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 0, 0, 0, 0)
 		}
 		switch e {
@@ -205,7 +229,7 @@ func (r *ring) enter(wait bool) error {
 // one submission, as a link must.
 func (r *ring) reserve(n uint32) error {
 	for r.sqEntries-(r.tail-atomic.LoadUint32(r.sqHead)) < n {
-		if err := r.enter(false); err != nil {
+		if err := r.enter(false, -1); err != nil {
 			return err
 		}
 	}
