@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/banyanhq/banyan/internal/uring"
 	"github.com/banyanhq/banyan/proxy"
 )
 
@@ -15,8 +16,11 @@ import (
 // that quietly fell back to goroutines would leave io_uring untested.
 func TestServer_RunsTheEngineAskedFor(t *testing.T) {
 	want := proxy.Engine(os.Getenv("BANYAN_TEST_ENGINE"))
-	if want == "" && os.Getenv("CI") == "true" {
-		want = proxy.EngineURing
+	switch {
+	case want == "":
+		want = proxy.EngineGoroutines
+	case want == proxy.EngineURing && os.Getenv("CI") != "true" && uring.Probe() != nil:
+		t.Skipf("io_uring is not available here (%v); CI=true makes this a failure", uring.Probe())
 	}
 	api := newBackend(t, "api", nil)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
@@ -30,14 +34,9 @@ func TestServer_RunsTheEngineAskedFor(t *testing.T) {
 	if string(body) != "api" {
 		t.Fatalf("body %q", body)
 	}
-	got := srv.Engine()
-	if want != "" && got != want {
+	if got := srv.Engine(); got != want {
 		t.Fatalf("engine %q, want %q", got, want)
 	}
-	if got != proxy.EngineURing && got != proxy.EngineGoroutines {
-		t.Fatalf("engine %q after serving a request", got)
-	}
-	t.Logf("engine: %s", got)
 }
 
 // An unknown engine is refused by Serve, naming the ones it knows.

@@ -33,8 +33,8 @@ type ServerOptions struct {
 	// NetHTTPOnly serves every connection with net/http and
 	// httputil.ReverseProxy, never the fast path.
 	NetHTTPOnly bool
-	// Engine runs the fast path's connections; the zero value picks
-	// io_uring where the kernel allows it.
+	// Engine runs the fast path's connections; the zero value is
+	// EngineGoroutines.
 	Engine Engine
 }
 
@@ -42,8 +42,8 @@ type ServerOptions struct {
 type Engine string
 
 const (
-	// EngineAuto is EngineURing where io_uring can be set up, else
-	// EngineGoroutines.
+	// EngineAuto is the default engine: EngineGoroutines. ADR 0006 says
+	// why io_uring is not the default.
 	EngineAuto Engine = ""
 	// EngineURing serves connections on one io_uring loop per CPU
 	// (internal/uring), each connection a task of its loop: one system
@@ -57,7 +57,7 @@ const (
 
 // defaultEngine is what EngineAuto means; tests set it to run every
 // test on both engines.
-var defaultEngine = EngineAuto
+var defaultEngine = EngineGoroutines
 
 // ringEntries is the size of each loop's submission queue.
 const ringEntries = 1024
@@ -171,9 +171,8 @@ func (s *Server) Serve(ln net.Listener) error {
 // NetHTTPOnly, or an engine Serve refuses).
 func (s *Server) Engine() Engine { return s.engine }
 
-// resolveEngine decides, once, what s.opts.Engine means here: where the
-// kernel refuses io_uring, EngineAuto is EngineGoroutines, and
-// EngineURing an error for Serve to return.
+// resolveEngine decides, once, what s.opts.Engine means here; an engine
+// that cannot run is an error for Serve to return.
 func (s *Server) resolveEngine() {
 	e := s.opts.Engine
 	if e == EngineAuto {
@@ -181,23 +180,16 @@ func (s *Server) resolveEngine() {
 	}
 	switch {
 	case s.opts.NetHTTPOnly:
-		return
 	case e == EngineGoroutines:
 		s.engine = e
-		return
-	case e != EngineAuto && e != EngineURing:
+	case e != EngineURing:
 		s.engineErr = fmt.Errorf("proxy: unknown engine %q (want %q or %q)", e, EngineURing, EngineGoroutines)
-		return
-	}
-	err := uring.Probe()
-	switch {
-	case err == nil:
-		s.engine = EngineURing
-	case e == EngineURing:
-		s.engineErr = fmt.Errorf("proxy: the io_uring engine cannot run here (the goroutines engine can): %w", err)
 	default:
-		s.p.log.Info("io_uring is not available; the fast path runs on goroutines", "err", err)
-		s.engine = EngineGoroutines
+		if err := uring.Probe(); err != nil {
+			s.engineErr = fmt.Errorf("proxy: the io_uring engine cannot run here (the goroutines engine can): %w", err)
+			return
+		}
+		s.engine = EngineURing
 	}
 }
 

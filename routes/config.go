@@ -43,9 +43,9 @@ type Config struct {
 	// FastPath is "on" (the default: plain HTTP/1.1 requests are served by
 	// banyan's own connection loop, everything else by net/http) or "off"
 	// (net/http and httputil.ReverseProxy serve every request). "on" runs
-	// the loop on io_uring where the kernel allows it, else on goroutines;
-	// "io_uring" or "goroutines" asks for one (io_uring: serve fails where
-	// the kernel refuses it).
+	// the loop on goroutines ("goroutines" says so too); "io_uring" runs
+	// it on io_uring loops, one per CPU, and serve fails where the kernel
+	// refuses io_uring (ADR 0006).
 	FastPath string                   `yaml:"fast_path"`
 	Admin    AdminConfig              `yaml:"admin"`
 	State    string                   `yaml:"state"`

@@ -433,9 +433,9 @@ func TestServe_FastPathSetting(t *testing.T) {
 	for _, tc := range []struct {
 		setting string
 		want    int          // requests the fast path answers out of 20
-		engine  proxy.Engine // what serves them ("any": io_uring or goroutines)
+		engine  proxy.Engine // what serves them (EngineAuto: net/http)
 	}{
-		{"", 20, "any"},
+		{"", 20, proxy.EngineGoroutines},
 		{"fast_path: off\n", 0, proxy.EngineAuto},
 		{"fast_path: goroutines\n", 20, proxy.EngineGoroutines},
 		{"fast_path: io_uring\n", 20, proxy.EngineURing},
@@ -450,7 +450,7 @@ func TestServe_FastPathSetting(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "banyan.yaml")
 			writeAtomic(t, path, tc.setting+configYAML(a.URL, a.URL, 100, 0))
 			srv, _ := startServer(t, path, io.Discard)
-			if got := srv.proxySrv.Engine(); tc.engine != "any" && got != tc.engine || tc.engine == "any" && got == proxy.EngineAuto {
+			if got := srv.proxySrv.Engine(); got != tc.engine {
 				t.Fatalf("engine %q, want %q", got, tc.engine)
 			}
 			for i := range 20 {
