@@ -109,9 +109,13 @@ func (s *sockIO) ringRead(b []byte) (int, error) {
 	if s.pending != nil {
 		out := s.pending
 		s.pending = nil
-		_, serr, n, rerr := r.t.SendRecv(r.fd, out, r.wdl, r.fd, b, r.rdl)
+		sent, serr, n, rerr := r.t.SendRecv(r.fd, out, r.wdl, r.fd, b, r.rdl)
 		switch {
 		case serr != nil:
+			if errors.Is(serr, os.ErrDeadlineExceeded) {
+				// As on goroutines: the next Read sends the rest.
+				s.pending = out[sent:]
+			}
 			if errors.Is(serr, io.ErrShortWrite) {
 				return 0, serr
 			}

@@ -80,6 +80,7 @@ type Server struct {
 	engine    Engine
 	engineErr error         // why Serve cannot run the engine asked for
 	loops     []*uring.Loop // nil: connections are served by goroutines
+	loopErr   atomic.Pointer[error]
 	nextLoop  int
 	conns     map[*fastConn]struct{}
 	closing   atomic.Bool
@@ -158,9 +159,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		if l == nil {
 			go fc.serve()
 		} else if l.Go(func(t *uring.Task) { fc.io.onTask(t); fc.serve() }) != nil {
-			// Close came in between.
+			// Close came in between, or the loop failed.
 			fc.io.close()
 			s.forget(fc)
+			if err := s.loopErr.Load(); err != nil && !s.closing.Load() {
+				return fmt.Errorf("proxy: an io_uring loop failed, and with it its connections: %w", *err)
+			}
 			return http.ErrServerClosed
 		}
 	}
@@ -204,7 +208,10 @@ func (s *Server) startLoops() error {
 		s.loops = append(s.loops, l)
 		go func() {
 			if err := l.Run(); err != nil {
+				// Its tasks are left where they were; Serve stops at the
+				// next connection it would give the loop.
 				s.p.log.Error("io_uring loop failed; its connections are stuck", "err", err)
+				s.loopErr.Store(&err)
 			}
 		}()
 	}

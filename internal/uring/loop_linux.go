@@ -19,7 +19,8 @@ const (
 	kindWake   = iota // the read of the loop's eventfd
 	kindFirst         // the send of a SendRecv
 	kindLast          // the operation the task waits for
-	kindCancel        // the cancel of an operation whose deadline passed
+	kindCancel        // the cancel of kindFirst's operation, whose deadline passed
+	kindCancelLast    // the same for kindLast's
 	kindBits   = 8
 )
 
@@ -88,9 +89,13 @@ type Task struct {
 	res     int32 // the result of kindLast
 	first   int32 // the result of kindFirst
 	// expired tells, per operation slot, that its deadline passed and the
-	// loop cancelled it; tm are the slots' deadlines.
-	expired [2]bool
-	tm      [2]timer
+	// loop cancelled it; tm are the slots' deadlines; inFlight, that the
+	// slot's operation has not completed. armLast: slot 1's deadline
+	// waits for slot 0's operation, which it is linked behind, to end.
+	expired  [2]bool
+	tm       [2]timer
+	inFlight [2]bool
+	armLast  bool
 	// bufs holds the buffers of the operations in flight. Being kept in a
 	// heap object, they are on the heap too: the compiler would otherwise
 	// be free to keep a caller's buffer on its goroutine's stack, which
@@ -184,12 +189,21 @@ func (l *Loop) expire() error {
 	now := l.now()
 	for len(l.timers) > 0 && l.timers[0].when <= now {
 		tm := l.timers.pop()
-		if err := l.r.reserve(1); err != nil {
+		tm.t.expired[tm.slot] = true
+		if err := l.cancel(tm.t, tm.slot); err != nil {
 			return err
 		}
-		tm.t.expired[tm.slot] = true
-		l.r.prep(opAsyncCancel, -1, kindCancel).addr = tm.t.ud(tm.kind)
 	}
+	return nil
+}
+
+// cancel queues the cancel of task t's operation in slot i.
+func (l *Loop) cancel(t *Task, i int) error {
+	if err := l.r.reserve(1); err != nil {
+		return err
+	}
+	kind := uint64(kindFirst + i)
+	l.r.prep(opAsyncCancel, -1, t.ud(kindCancel+uint64(i))).addr = t.ud(kind)
 	return nil
 }
 
@@ -295,19 +309,36 @@ func (l *Loop) run(t *Task) {
 
 func (l *Loop) complete(ud uint64, res int32) error {
 	kind, slot := ud&(1<<kindBits-1), uint32(ud>>kindBits)
-	switch kind {
-	case kindWake:
+	if kind == kindWake {
 		return l.armWake()
-	case kindCancel:
-		return nil
 	}
 	t := l.slots[slot]
+	if kind == kindCancel || kind == kindCancelLast {
+		i := int(kind - kindCancel)
+		if res == -int32(syscall.ENOENT) && t != nil && t.inFlight[i] && t.expired[i] {
+			// The cancel came before the kernel had started the
+			// operation (the receive of a SendRecv is started from the
+			// send's completion, as work the next turn runs): again.
+			return l.cancel(t, i)
+		}
+		return nil
+	}
 	switch kind {
 	case kindFirst:
 		t.first = res
+		t.inFlight[0] = false
 		l.timers.remove(&t.tm[0])
+		if t.armLast && t.inFlight[1] {
+			// The receive linked behind the send starts now: a cancel
+			// reaches it only from here on (one sent while it waited
+			// behind the send would find nothing, and its deadline would
+			// be lost).
+			l.timers.push(&t.tm[1])
+		}
+		t.armLast = false
 	case kindLast:
 		t.res = res
+		t.inFlight[1] = false
 		l.timers.remove(&t.tm[1])
 	}
 	if t.pending--; t.pending == 0 {
@@ -321,8 +352,9 @@ func (t *Task) ud(kind uint64) uint64 { return uint64(t.slot)<<kindBits | kind }
 
 // queue queues op on fd with b, with a deadline when it is set, and
 // linked to what follows when link is set; i (0 or 1) is which of the
-// task's buffer and deadline slots it uses.
-func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline time.Time, kind uint64, link bool) {
+// task's buffer and deadline slots it uses. An operation linked behind
+// slot 0's (behind) has its deadline armed when that one ends.
+func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline time.Time, kind uint64, link, behind bool) {
 	s := t.l.r.prep(op, fd, t.ud(kind))
 	t.bufs[i] = b
 	s.buffer(b)
@@ -332,10 +364,15 @@ func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline t
 	}
 	t.pending++
 	t.expired[i] = false
+	t.inFlight[i] = true
 	if !deadline.IsZero() {
 		t.l.timers.remove(&t.tm[i]) // never in by now; kept safe all the same
 		t.tm[i] = timer{when: int64(deadline.Sub(t.l.base)), t: t, slot: i, kind: kind}
-		t.l.timers.push(&t.tm[i])
+		if behind {
+			t.armLast = true
+		} else {
+			t.l.timers.push(&t.tm[i])
+		}
 	}
 }
 
@@ -361,13 +398,19 @@ func result(res int32, expired bool) (int, error) {
 // sendResult is result for a send of size bytes: one that sent only part
 // (its deadline passed, or the connection failed, in the middle) is an
 // error too.
-func sendResult(res int32, expired bool, size int) (int, error) {
+func sendResult(fd int, res int32, expired bool, size int) (int, error) {
 	n, err := result(res, expired)
 	switch {
 	case err != nil || n == size:
 		return n, err
 	case expired:
 		return n, os.ErrDeadlineExceeded
+	}
+	// The kernel reports what went out and not why the rest did not (a
+	// reset, say), which a write on a net.Conn would have returned: a
+	// send of nothing, which cannot block, tells.
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), 0, 0, syscall.MSG_DONTWAIT|msgNoSignal, 0, 0); e != 0 {
+		return n, e
 	}
 	return n, io.ErrShortWrite
 }
@@ -385,7 +428,7 @@ func (t *Task) Recv(fd int, b []byte, deadline time.Time) (int, error) {
 	if err := t.l.r.reserve(1); err != nil {
 		return 0, err
 	}
-	t.queue(1, opRecv, fd, b, 0, deadline, kindLast, false)
+	t.queue(1, opRecv, fd, b, 0, deadline, kindLast, false, false)
 	t.wait()
 	return result(t.res, t.expired[1])
 }
@@ -399,9 +442,9 @@ func (t *Task) Send(fd int, b []byte, deadline time.Time) (int, error) {
 	if err := t.l.r.reserve(1); err != nil {
 		return 0, err
 	}
-	t.queue(1, opSend, fd, b, msgNoSignal|msgWaitAll, deadline, kindLast, false)
+	t.queue(1, opSend, fd, b, msgNoSignal|msgWaitAll, deadline, kindLast, false, false)
 	t.wait()
-	return sendResult(t.res, t.expired[1], len(b))
+	return sendResult(fd, t.res, t.expired[1], len(b))
 }
 
 // SendRecv sends all of sb on sfd, as Send, and then reads once from rfd
@@ -416,10 +459,10 @@ func (t *Task) SendRecv(sfd int, sb []byte, sdl time.Time, rfd int, rb []byte, r
 	if err := t.l.r.reserve(2); err != nil {
 		return 0, err, 0, err
 	}
-	t.queue(0, opSend, sfd, sb, msgNoSignal|msgWaitAll, sdl, kindFirst, true)
-	t.queue(1, opRecv, rfd, rb, 0, rdl, kindLast, false)
+	t.queue(0, opSend, sfd, sb, msgNoSignal|msgWaitAll, sdl, kindFirst, true, false)
+	t.queue(1, opRecv, rfd, rb, 0, rdl, kindLast, false, true)
 	t.wait()
-	sent, serr = sendResult(t.first, t.expired[0], len(sb))
+	sent, serr = sendResult(sfd, t.first, t.expired[0], len(sb))
 	if serr != nil {
 		return sent, serr, 0, serr
 	}

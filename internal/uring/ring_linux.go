@@ -210,9 +210,8 @@ func (r *ring) enter(wait bool, timeout int64) error {
 			r.queued -= uint32(n)
 			return nil
 		case syscall.EINTR:
-			if wait {
-				continue
-			}
+			// Run reaps and works the wait out again: restarting it here
+			// with the whole timeout would put deadlines off.
 			return nil
 		case syscall.EAGAIN, syscall.EBUSY:
 			// Short of memory, or completions overflowed the queue:
