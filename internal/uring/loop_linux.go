@@ -16,12 +16,12 @@ import (
 // What a completion is for, in the low byte of its user data; the rest is
 // the task's slot.
 const (
-	kindWake   = iota // the read of the loop's eventfd
-	kindFirst         // the send of a SendRecv
-	kindLast          // the operation the task waits for
-	kindCancel        // the cancel of kindFirst's operation, whose deadline passed
-	kindCancelLast    // the same for kindLast's
-	kindBits   = 8
+	kindWake       = iota // the read of the loop's eventfd
+	kindFirst             // the send of a SendRecv
+	kindLast              // the operation the task waits for
+	kindCancel            // the cancel of kindFirst's operation, whose deadline passed
+	kindCancelLast        // the same for kindLast's
+	kindBits       = 8
 )
 
 // Loop runs tasks: straight-line code, each in a coroutine of its own,

@@ -408,6 +408,35 @@ func TestTask_SendCutShortByItsDeadline(t *testing.T) {
 	}
 }
 
+// sendRecvResult is what a SendRecv returned, and how long it took.
+type sendRecvResult struct {
+	sent, n    int
+	serr, rerr error
+	elapsed    time.Duration
+}
+
+// goSendRecv starts a task that sends sb on fd and reads the answer, with
+// deadlines sdl and rdl after its start (0: none), and returns where its
+// result will come.
+func goSendRecv(t testing.TB, l *uring.Loop, fd int, sb []byte, sdl, rdl time.Duration) <-chan sendRecvResult {
+	t.Helper()
+	res := make(chan sendRecvResult, 1)
+	after := func(start time.Time, d time.Duration) time.Time {
+		if d == 0 {
+			return time.Time{}
+		}
+		return start.Add(d)
+	}
+	if err := l.Go(func(task *uring.Task) {
+		start := time.Now()
+		sent, serr, n, rerr := task.SendRecv(fd, sb, after(start, sdl), fd, make([]byte, 8), after(start, rdl))
+		res <- sendRecvResult{sent, n, serr, rerr, time.Since(start)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func TestTask_SendRecvAnswerDeadline(t *testing.T) {
 	l := startLoop(t)
 	_, fd, peer := pipe(t)
@@ -417,20 +446,7 @@ func TestTask_SendRecvAnswerDeadline(t *testing.T) {
 		n, _ := peer.Read(buf)
 		got <- buf[:n]
 	}()
-	type result struct {
-		sent, n    int
-		serr, rerr error
-		elapsed    time.Duration
-	}
-	res := make(chan result, 1)
-	if err := l.Go(func(task *uring.Task) {
-		start := time.Now()
-		sent, serr, n, rerr := task.SendRecv(fd, []byte("req"), start.Add(time.Second), fd, make([]byte, 8), start.Add(100*time.Millisecond))
-		res <- result{sent, n, serr, rerr, time.Since(start)}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	r := <-res
+	r := <-goSendRecv(t, l, fd, []byte("req"), time.Second, 100*time.Millisecond)
 	if r.serr != nil || r.sent != 3 {
 		t.Fatalf("the send: %d, %v; want 3, nil", r.sent, r.serr)
 	}
@@ -551,5 +567,61 @@ func TestLoop_GoRacingCloseLosesNothing(t *testing.T) {
 			t.Fatalf("Go accepted %d tasks and %d ran", accepted, ran)
 		}
 		mu.Unlock()
+	}
+}
+
+// The receive of a SendRecv whose deadline passes while the linked send
+// is still going (the peer reads slowly) must still end at its deadline
+// once the send completes: a cancel cannot reach a linked receive the
+// kernel has not started, so the loop arms its deadline only then.
+func TestLoop_SendRecvDeadlinePassesDuringTheSend(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	big := make([]byte, 32<<20) // more than the socket buffers hold
+	go func() {
+		time.Sleep(600 * time.Millisecond) // past the receive's deadline
+		_, _ = io.ReadFull(peer, make([]byte, len(big)))
+		// and never answers
+	}()
+	res := goSendRecv(t, l, fd, big, 0, 200*time.Millisecond)
+	select {
+	case r := <-res:
+		if r.serr != nil || !errors.Is(r.rerr, os.ErrDeadlineExceeded) {
+			t.Fatalf("sent %d (%v), got %d (%v) after %v; want the receive's os.ErrDeadlineExceeded", r.sent, r.serr, r.n, r.rerr, r.elapsed)
+		}
+	case <-time.After(4 * time.Second):
+		peer.Close() // lets the task end (EOF) so the loop can close
+		r := <-res
+		t.Fatalf("SendRecv with a 200 ms receive deadline had not returned after 4 s (the send was done at ~0.6 s); "+
+			"once the peer closed: sent %d (%v), got %d (%v) after %v", r.sent, r.serr, r.n, r.rerr, r.elapsed)
+	}
+}
+
+// A Send cut off by a reset after part of it went out: net.Conn's Write
+// reports the reset (ECONNRESET/EPIPE, which the proxy's staleConn looks
+// for), and so does a Send on the ring, not io.ErrShortWrite.
+func TestLoop_SendCutByAReset(t *testing.T) {
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	go func() {
+		_, _ = io.ReadFull(peer, make([]byte, 1<<20))
+		_ = peer.(*net.TCPConn).SetLinger(0)
+		peer.Close() // RST
+	}()
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result, 1)
+	if err := l.Go(func(task *uring.Task) {
+		n, err := task.Send(fd, make([]byte, 64<<20), time.Now().Add(5*time.Second))
+		res <- result{n, err}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	t.Logf("Send: n=%d err=%v", r.n, r.err)
+	if !errors.Is(r.err, syscall.ECONNRESET) && !errors.Is(r.err, syscall.EPIPE) {
+		t.Errorf("Send cut off by a reset: %d, %v; want ECONNRESET or EPIPE as net.Conn gives", r.n, r.err)
 	}
 }
