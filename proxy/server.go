@@ -197,13 +197,18 @@ func (s *Server) resolveEngine() {
 	}
 }
 
-// startLoops starts one io_uring loop per CPU, when the engine is
-// io_uring.
+// startLoops starts the io_uring loops, when the engine is io_uring: one
+// per CPU (GOMAXPROCS) but one. The P left over runs everything else
+// (Block's dials, connections handed to net/http, shadow workers, the
+// GC), and it keeps the runtime from taking a waiting loop's P away: a
+// loop waits for completions in a system call, and when every P is in
+// one, sysmon hands them round to other threads, waking them, which
+// cost more CPU a request than the ring saved (bench/README.md).
 func (s *Server) startLoops() error {
 	if s.engineErr != nil || s.engine != EngineURing {
 		return s.engineErr
 	}
-	for range runtime.GOMAXPROCS(0) {
+	for range max(1, runtime.GOMAXPROCS(0)-1) {
 		l := uring.New(ringEntries)
 		s.loops = append(s.loops, l)
 		go func() {
