@@ -198,12 +198,12 @@ func (s *Server) resolveEngine() {
 }
 
 // startLoops starts the io_uring loops, when the engine is io_uring: one
-// per CPU (GOMAXPROCS) but one. The P left over runs everything else
-// (Block's dials, connections handed to net/http, shadow workers, the
-// GC), and it keeps the runtime from taking a waiting loop's P away: a
-// loop waits for completions in a system call, and when every P is in
-// one, sysmon hands them round to other threads, waking them, which
-// cost more CPU a request than the ring saved (bench/README.md).
+// per CPU (GOMAXPROCS) but one, and at least one. On the 2-CPU VM one
+// loop used less CPU a request than two (bench/README.md): with fewer
+// loops each turn finds more completions, and a loop thread sleeps and
+// wakes less often; two loops with a P to spare (GOMAXPROCS=3) did no
+// better than two without. The P left over runs everything else: Block's
+// dials, connections handed to net/http, shadow workers, the GC.
 func (s *Server) startLoops() error {
 	if s.engineErr != nil || s.engine != EngineURing {
 		return s.engineErr
