@@ -1,11 +1,13 @@
 package proxy_test
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/banyanhq/banyan/internal/uring"
@@ -57,5 +59,30 @@ func TestServer_UnknownEngine(t *testing.T) {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("Serve's error %q does not name %s", err, s)
 		}
+	}
+}
+
+// Where the kernel refuses io_uring, a server asked for it does not
+// start, and says why and what runs instead; the default engine starts.
+// Not parallel: the probe is the package's.
+func TestServer_URingRefused(t *testing.T) {
+	proxy.SetURingProbe(t, func() error { return syscall.EPERM })
+	api := newBackend(t, "api", nil)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv := proxy.NewServer(p, proxy.ServerOptions{Engine: proxy.EngineURing})
+	if got := srv.Engine(); got != proxy.EngineAuto {
+		t.Errorf("engine %q of a server that cannot run", got)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = srv.Serve(ln)
+	if err == nil || !errors.Is(err, syscall.EPERM) || !strings.Contains(err.Error(), "goroutines engine") {
+		t.Fatalf("Serve: %v; want the kernel's refusal and the way out", err)
+	}
+	if srv := proxy.NewServer(p, proxy.ServerOptions{}); srv.Engine() != proxy.EngineGoroutines {
+		t.Errorf("the default engine is %q with io_uring refused", srv.Engine())
 	}
 }

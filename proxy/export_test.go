@@ -30,6 +30,14 @@ var WaitFor = waitFor
 // IsTimeout lets the external tests share isTimeout.
 var IsTimeout = isTimeout
 
+// SetURingProbe makes f what tells the server whether io_uring can run,
+// until the test ends.
+func SetURingProbe(t *testing.T, f func() error) {
+	old := probeURing
+	probeURing = f
+	t.Cleanup(func() { probeURing = old })
+}
+
 // SetTestHookIdle sets testHookIdle until the test ends.
 func SetTestHookIdle(t *testing.T, f func()) {
 	testHookIdle.Store(&f)
