@@ -63,7 +63,7 @@ func TestServer_UnknownEngine(t *testing.T) {
 }
 
 // Where the kernel refuses io_uring, a server asked for it does not
-// start, and says why and what runs instead; the default engine starts.
+// start, and says why and what runs instead; the goroutines engine runs.
 // Not parallel: the probe is the package's.
 func TestServer_URingRefused(t *testing.T) {
 	proxy.SetURingProbe(t, func() error { return syscall.EPERM })
@@ -82,7 +82,7 @@ func TestServer_URingRefused(t *testing.T) {
 	if err == nil || !errors.Is(err, syscall.EPERM) || !strings.Contains(err.Error(), "goroutines engine") {
 		t.Fatalf("Serve: %v; want the kernel's refusal and the way out", err)
 	}
-	if srv := proxy.NewServer(p, proxy.ServerOptions{}); srv.Engine() != proxy.EngineGoroutines {
-		t.Errorf("the default engine is %q with io_uring refused", srv.Engine())
+	if srv := proxy.NewServer(p, proxy.ServerOptions{Engine: proxy.EngineGoroutines}); srv.Engine() != proxy.EngineGoroutines {
+		t.Errorf("the goroutines engine is %q with io_uring refused", srv.Engine())
 	}
 }
