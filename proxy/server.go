@@ -45,7 +45,7 @@ const (
 	// EngineAuto is the default engine: EngineGoroutines. ADR 0006 says
 	// why io_uring is not the default.
 	EngineAuto Engine = ""
-	// EngineURing serves connections on one io_uring loop per CPU
+	// EngineURing serves connections on io_uring loops, one per CPU but one
 	// (internal/uring), each connection a task of its loop: one system
 	// call a turn of the loop sends and receives for all of them. ADR
 	// 0006 says why. Serve fails where the kernel refuses io_uring.
