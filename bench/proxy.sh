@@ -3,7 +3,7 @@
 #   direct  the backend itself (the baseline)
 #   banyan  banyan's proxy (`banyan serve`)
 #   banyan-uring  the same with `fast_path: io_uring` (the fast path on one
-#           io_uring loop per CPU instead of a goroutine a connection)
+#           io_uring loop per CPU but one, not a goroutine a connection)
 #   banyan-nethttp  the same with `fast_path: off` (net/http and
 #           httputil.ReverseProxy for every request, as before ADR 0006)
 #   banyan-base  banyan built from the git revision BASE (a change measured
