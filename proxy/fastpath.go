@@ -368,7 +368,7 @@ func (ex *exchange) run() (int, bool) {
 		if ex.wroteToClient {
 			// Part of the answer is out: all that is left is to break the
 			// connection so the client does not take it as whole.
-			ex.p.log.Warn("backend answer broke off", "route", ex.route.Name, "backend", ex.backend, "err", err)
+			ex.fc.warn("backend answer broke off", "route", ex.route.Name, "backend", ex.backend, "err", err)
 			return http.StatusBadGateway, false
 		}
 		return ex.fail(err)
@@ -1122,7 +1122,7 @@ func (ex *exchange) fail(err error) (int, bool) {
 		}
 	}
 	code, what := classify(err, ex.u.timeout)
-	ex.p.log.Warn("backend error", "route", ex.route.Name, "backend", ex.backend, "status", code, "err", err)
+	ex.fc.warn("backend error", "route", ex.route.Name, "backend", ex.backend, "status", code, "err", err)
 	body, hdr := errorPage(ex.route.Name, ex.backend, what), errorHeader(code)
 	if m := ex.mirror; m != nil && int64(len(m.body)) == ex.h.contentLength {
 		// Mirrored only with its whole body, as on the net/http path.

@@ -716,7 +716,7 @@ var faultyFramingAnswer = func() string {
 // while, so that closing does not reset the connection before the client
 // has read the answer.
 func (fc *fastConn) refuse() {
-	fc.s.p.log.Warn("request with faulty framing refused", "remote", fc.remote)
+	fc.warn("request with faulty framing refused", "remote", fc.remote)
 	fc.w.WriteString(faultyFramingAnswer)
 	if fc.w.Flush() != nil {
 		return
@@ -743,6 +743,15 @@ func indexHeadEnd(b []byte) int {
 			return i + 3
 		}
 	}
+}
+
+// warn logs a warning. On an io_uring loop the write to the log is made
+// off the loop's thread (Block): a slow log (a pipe nobody drains fast
+// enough) then holds this connection only, as on goroutines, not every
+// connection of the loop, and a backend that is down makes every request
+// log.
+func (fc *fastConn) warn(msg string, args ...any) {
+	fc.io.blocking(func() { fc.s.p.log.Warn(msg, args...) })
 }
 
 // abort ends the connection at once: the client sees it closed, and the

@@ -183,6 +183,12 @@ func serveWith(tb testing.TB, p *proxy.Proxy, opts proxy.ServerOptions) (*proxy.
 // newProxy builds, without serving it, the proxy newHarness starts.
 func newProxy(tb testing.TB, config string, backends ...*backend) (*proxy.Proxy, *routes.Manager, *prometheus.Registry) {
 	tb.Helper()
+	return newProxyLogging(tb, config, slog.DiscardHandler, backends...)
+}
+
+// newProxyLogging is newProxy with the proxy's log going to h.
+func newProxyLogging(tb testing.TB, config string, h slog.Handler, backends ...*backend) (*proxy.Proxy, *routes.Manager, *prometheus.Registry) {
+	tb.Helper()
 	urls := make(map[string]string, len(backends))
 	for _, b := range backends {
 		urls[b.name] = b.URL
@@ -212,7 +218,7 @@ func newProxy(tb testing.TB, config string, backends ...*backend) (*proxy.Proxy,
 		tb.Fatalf("new manager: %v", err)
 	}
 	reg := prometheus.NewRegistry()
-	p := proxy.New(mgr.Table, proxy.NewMetrics(reg), slog.New(slog.DiscardHandler))
+	p := proxy.New(mgr.Table, proxy.NewMetrics(reg), slog.New(h))
 	return p, mgr, reg
 }
 

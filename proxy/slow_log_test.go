@@ -1,0 +1,71 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// stuckLog is a log handler whose writes hang until released, as on a
+// pipe nobody drains.
+type stuckLog struct {
+	entered chan struct{} // a write began
+	release chan struct{}
+}
+
+func (h *stuckLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *stuckLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *stuckLog) WithGroup(string) slog.Handler            { return h }
+func (h *stuckLog) Handle(context.Context, slog.Record) error {
+	select {
+	case h.entered <- struct{}{}:
+	default:
+	}
+	<-h.release
+	return nil
+}
+
+// A log write that hangs (a backend down makes every request log) holds
+// the connection whose request logs, and no other. On io_uring the fast
+// path logs off the loop's thread: on it, every connection of the loop
+// would wait. The connections after the first cover each loop (they are
+// handed to the loops in turn).
+func TestServer_StuckLogHoldsOnlyItsConnection(t *testing.T) {
+	log := &stuckLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	up := newBackend(t, "up", pathEcho)
+	conf := fmt.Sprintf(`
+backends:
+  down: {url: %q}
+  up:   {url: "${up}"}
+routes:
+  - name: down
+    match: {path_prefix: /down}
+    split: {down: 100}
+  - name: up
+    split: {up: 100}
+`, stoppedURL(t))
+	p, _, _ := newProxyLogging(t, conf, log, up)
+	_, base := serveFastOnly(t, p)
+	stuck := dialRaw(t, base)
+	others := make([]*rawClient, runtime.GOMAXPROCS(0)+1)
+	for i := range others {
+		others[i] = dialRaw(t, base)
+		resp, body := others[i].do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n")
+		expect200(t, resp, body, "GET /warm ")
+	}
+	stuck.send("GET /down HTTP/1.1\r\nHost: shop\r\n\r\n")
+	select {
+	case <-log.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the 502 was not logged")
+	}
+	defer close(log.release)
+	for i, rc := range others {
+		_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+		resp, body := rc.do(fmt.Sprintf("GET /x%d HTTP/1.1\r\nHost: shop\r\n\r\n", i))
+		expect200(t, resp, body, fmt.Sprintf("GET /x%d ", i))
+	}
+}
