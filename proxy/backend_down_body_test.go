@@ -21,18 +21,7 @@ import (
 func TestServer_BackendDownBodyAfterClientCheck(t *testing.T) {
 	t.Parallel()
 	up := newBackend(t, "up", pathEcho)
-	conf := fmt.Sprintf(`
-backends:
-  down: {url: %q}
-  up:   {url: "${up}"}
-routes:
-  - name: down
-    match: {path_prefix: /down}
-    split: {down: 100}
-  - name: up
-    split: {up: 100}
-`, stoppedURL(t))
-	p, _, _ := newProxy(t, conf, up)
+	p, _, _ := newProxy(t, downAndUp(t), up)
 	rc := dialRaw(t, serve(t, p, proxy.ServerOptions{IdleTimeout: time.Minute}))
 	resp, body := rc.do("GET /a HTTP/1.1\r\nHost: shop\r\n\r\n")
 	expect200(t, resp, body, "GET /a ")
@@ -49,4 +38,20 @@ routes:
 	}
 	resp, body = rc.do("GET /b HTTP/1.1\r\nHost: shop\r\n\r\n")
 	expect200(t, resp, body, "GET /b ")
+}
+
+// downAndUp is a config with two routes: /down to a backend that is
+// down, everything else to the backend called up.
+func downAndUp(t *testing.T) string {
+	return fmt.Sprintf(`
+backends:
+  down: {url: %q}
+  up:   {url: "${up}"}
+routes:
+  - name: down
+    match: {path_prefix: /down}
+    split: {down: 100}
+  - name: up
+    split: {up: 100}
+`, stoppedURL(t))
 }

@@ -36,18 +36,7 @@ func (h *stuckLog) Handle(context.Context, slog.Record) error {
 func TestServer_StuckLogHoldsOnlyItsConnection(t *testing.T) {
 	log := &stuckLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	up := newBackend(t, "up", pathEcho)
-	conf := fmt.Sprintf(`
-backends:
-  down: {url: %q}
-  up:   {url: "${up}"}
-routes:
-  - name: down
-    match: {path_prefix: /down}
-    split: {down: 100}
-  - name: up
-    split: {up: 100}
-`, stoppedURL(t))
-	p, _, _ := newProxyLogging(t, conf, log, up)
+	p, _, _ := newProxyLogging(t, downAndUp(t), log, up)
 	_, base := serveFastOnly(t, p)
 	stuck := dialRaw(t, base)
 	others := make([]*rawClient, runtime.GOMAXPROCS(0)+1)
