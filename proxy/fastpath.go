@@ -108,28 +108,23 @@ func poolOf(t *uring.Task) int {
 // dialConn dials a new connection for task t (nil: for a goroutine); a
 // task dials in Block, and takes the connection out of Go's poller.
 func (u *fastUpstream) dialConn(t *uring.Task) (*upConn, error) {
-	d := &net.Dialer{Timeout: u.dial, KeepAlive: 30 * time.Second}
 	var io *sockIO
 	var err error
-	if t == nil {
-		var c net.Conn
-		if c, err = d.Dial("tcp", u.addr); err == nil {
+	blockingOn(t, func() {
+		c, derr := (&net.Dialer{Timeout: u.dial, KeepAlive: 30 * time.Second}).Dial("tcp", u.addr)
+		switch {
+		case derr != nil:
+			err = derr
+		case t == nil:
 			io = newSockIO(c)
+		default:
+			io, err = ringSockIO(c)
 		}
-	} else {
-		t.Block(func() {
-			var c net.Conn
-			if c, err = d.Dial("tcp", u.addr); err == nil {
-				io, err = ringSockIO(c)
-			}
-		})
-		if err == nil {
-			io.onTask(t)
-		}
-	}
+	})
 	if err != nil {
 		return nil, err
 	}
+	io.onTask(t)
 	return &upConn{io: io, r: bufio.NewReaderSize(io, 8<<10), w: bufio.NewWriterSize(io, 4<<10)}, nil
 }
 

@@ -92,8 +92,12 @@ func (s *sockIO) task() *uring.Task {
 	return s.ring.t
 }
 
-// ringErr is the error a net.Conn would return for err, from op.
+// ringErr is the error a net.Conn would return for err, from op; a short
+// write stays io.ErrShortWrite, as the goroutine engine's Write returns it.
 func (s *sockIO) ringErr(op string, err error) error {
+	if errors.Is(err, io.ErrShortWrite) {
+		return err
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		err = os.NewSyscallError(op, errno)
@@ -106,28 +110,23 @@ func (s *sockIO) ringErr(op string, err error) error {
 // the same submission.
 func (s *sockIO) ringRead(b []byte) (int, error) {
 	r := s.ring
-	if s.pending != nil {
-		out := s.pending
+	var n int
+	var err error
+	if out := s.pending; out != nil {
 		s.pending = nil
-		sent, serr, n, rerr := r.t.SendRecv(r.fd, out, r.wdl, r.fd, b, r.rdl)
-		switch {
-		case serr != nil:
+		var sent int
+		var serr error
+		sent, serr, n, err = r.t.SendRecv(r.fd, out, r.wdl, r.fd, b, r.rdl)
+		if serr != nil {
 			if errors.Is(serr, os.ErrDeadlineExceeded) {
 				// As on goroutines: the next Read sends the rest.
 				s.pending = out[sent:]
 			}
-			if errors.Is(serr, io.ErrShortWrite) {
-				return 0, serr
-			}
 			return 0, s.ringErr("write", serr)
-		case rerr != nil:
-			return 0, s.ringErr("read", rerr)
-		case n == 0:
-			return 0, io.EOF
 		}
-		return n, nil
+	} else {
+		n, err = r.t.Recv(r.fd, b, r.rdl)
 	}
-	n, err := r.t.Recv(r.fd, b, r.rdl)
 	switch {
 	case err != nil:
 		return 0, s.ringErr("read", err)
@@ -141,13 +140,13 @@ func (s *sockIO) ringRead(b []byte) (int, error) {
 func (s *sockIO) ringWrite(b []byte) (int, error) {
 	r := s.ring
 	n, err := r.t.Send(r.fd, b, r.wdl)
-	if err != nil && !errors.Is(err, io.ErrShortWrite) {
+	if err != nil {
 		err = s.ringErr("write", err)
 	}
 	return n, err
 }
 
-// shutdownRing shuts the socket down (how: syscall.SHUT_*) unless the
+// shutdown shuts the socket down (how: syscall.SHUT_*) unless the
 // task closed it already.
 func (r *ringIO) shutdown(how int) {
 	r.mu.Lock()
@@ -195,8 +194,11 @@ func (s *sockIO) netConn() (net.Conn, error) {
 // blocking runs f where it may block: on a goroutine of its own when the
 // connection is on a ring (the loop's other tasks run meanwhile), else
 // right here.
-func (s *sockIO) blocking(f func()) {
-	if t := s.task(); t != nil {
+func (s *sockIO) blocking(f func()) { blockingOn(s.task(), f) }
+
+// blockingOn runs f in t.Block, or right here when t is nil.
+func blockingOn(t *uring.Task, f func()) {
+	if t != nil {
 		t.Block(f)
 		return
 	}

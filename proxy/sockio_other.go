@@ -54,4 +54,5 @@ func (s *sockIO) onTask(*uring.Task)         {}
 func (s *sockIO) task() *uring.Task          { return nil }
 func (s *sockIO) netConn() (net.Conn, error) { return s.Conn, nil }
 func (s *sockIO) blocking(f func())          { f() }
+func blockingOn(_ *uring.Task, f func())     { f() }
 func ringSockIO(c net.Conn) (*sockIO, error) { return nil, uring.ErrUnsupported }

@@ -366,7 +366,6 @@ func (t *Task) queue(i int, op uint8, fd int, b []byte, flags uint32, deadline t
 	t.expired[i] = false
 	t.inFlight[i] = true
 	if !deadline.IsZero() {
-		t.l.timers.remove(&t.tm[i]) // never in by now; kept safe all the same
 		t.tm[i] = timer{when: int64(deadline.Sub(t.l.base)), t: t, slot: i, kind: kind}
 		if behind {
 			t.armLast = true
