@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -52,6 +53,8 @@ type Loop struct {
 
 	wakeBuf [8]byte // the eventfd's counter, read into by the kernel
 
+	held atomic.Bool // the last wait was made holding the P (for the tests)
+
 	// timers holds the deadlines of the operations in flight, soonest
 	// first. The loop keeps them itself rather than link a timeout to
 	// each operation: that arms and cancels a kernel timer, and posts a
@@ -72,6 +75,10 @@ type Loop struct {
 	ended   bool // Run has returned or is returning: posts are refused
 	efdW    int  // the eventfd, for writers on other threads; -1 outside Run
 }
+
+// running counts the loops in Run, across the program: a loop holds its
+// P while it waits only when GOMAXPROCS leaves a P for everything else.
+var running atomic.Int32
 
 // New returns a loop whose ring has room for entries submissions at once
 // (at least 8; the queue is handed to the kernel early when it fills).
@@ -148,6 +155,9 @@ func (l *Loop) Run() error {
 	if err := l.armWake(); err != nil {
 		return err
 	}
+	running.Add(1)
+	defer running.Add(-1)
+	busy := true
 	for {
 		if l.drain() {
 			return nil
@@ -156,11 +166,26 @@ func (l *Loop) Run() error {
 		if len(l.timers) > 0 {
 			wait = max(l.timers[0].when-l.now(), 0)
 		}
-		if err := r.enter(true, wait); err != nil {
+		// While completions keep coming, the loop waits holding its P
+		// (a raw system call), when there are more Ps than loops so
+		// that the rest of the program still has one: a wait through
+		// the scheduler gives the P up once it has lasted 20 µs, and
+		// getting one back on waking, with the threads the handover
+		// wakes, cost the loop 8 % of its CPU a request (bench/README.md,
+		// "Results at 1eea360"). A P held in the kernel is the scheduler's
+		// to stop all the same: a stop-the-world or a preemption signals
+		// the thread, which ends the wait (EINTR). A wait that found
+		// nothing, the loop gone idle, goes through the scheduler again,
+		// so an idle loop costs no wake-ups.
+		hold := busy && runtime.GOMAXPROCS(0) > int(running.Load())
+		l.held.Store(hold)
+		if err := r.enter(true, hold, wait); err != nil {
 			return err
 		}
 		var failed error
+		busy = false
 		r.reap(func(ud uint64, res int32) {
+			busy = true
 			if failed == nil {
 				failed = l.complete(ud, res)
 			}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -623,5 +624,63 @@ func TestLoop_SendCutByAReset(t *testing.T) {
 	t.Logf("Send: n=%d err=%v", r.n, r.err)
 	if !errors.Is(r.err, syscall.ECONNRESET) && !errors.Is(r.err, syscall.EPIPE) {
 		t.Errorf("Send cut off by a reset: %d, %v; want ECONNRESET or EPIPE as net.Conn gives", r.n, r.err)
+	}
+}
+
+// A busy loop waits holding its P; the rest of the program must still be
+// able to stop the world (a collection) while it sleeps in the kernel,
+// and the loop, once it has gone idle, must wait through the scheduler
+// again. With a wait that a signal did not end, runtime.GC would hang
+// until the next completion.
+func TestLoop_HeldPWaitLetsTheWorldStop(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		// The loop holds its P only when another is left.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	l := startLoop(t)
+	_, fd, peer := pipe(t)
+	got := make(chan error, 1)
+	if err := l.Go(func(task *uring.Task) {
+		buf := make([]byte, 16)
+		n, err := task.Recv(fd, buf, time.Time{}) // no deadline: nothing bounds the wait
+		if err == nil && string(buf[:n]) != "late" {
+			err = fmt.Errorf("read %q, want %q", buf[:n], "late")
+		}
+		got <- err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The task's start was a completion (the loop's wakeup), so the wait
+	// its receive leaves the loop in is made holding the P.
+	deadline := time.Now().Add(5 * time.Second)
+	for !uring.HeldP(l) {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop never waited holding its P, with completions coming and a P to spare")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	gc := make(chan struct{})
+	go func() { runtime.GC(); close(gc) }()
+	select {
+	case <-gc:
+	case <-time.After(5 * time.Second):
+		t.Fatal("runtime.GC did not return within 5 s while the loop waited holding its P")
+	}
+	for uring.HeldP(l) {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle loop still waits holding its P after 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := peer.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Recv after the collection: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the task's receive did not complete within 5 s of the data")
 	}
 }

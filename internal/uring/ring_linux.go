@@ -183,25 +183,34 @@ type getEventsArg struct {
 }
 
 // enter hands the kernel what is queued and, when wait is set, waits for
-// at least one completion (a blocking call, made through the scheduler),
-// for at most timeout ns when timeout is not negative.
-func (r *ring) enter(wait bool, timeout int64) error {
+// at least one completion, for at most timeout ns when timeout is not
+// negative. The wait is a blocking call made through the scheduler, which
+// lets another thread take the goroutine's P while it sleeps; with hold
+// set it is made without telling the scheduler, so the thread keeps its P
+// (see Loop.Run). Either way a signal ends the wait with EINTR.
+func (r *ring) enter(wait, hold bool, timeout int64) error {
 	atomic.StoreUint32(r.sqTail, r.tail)
 	for {
 		var n uintptr
 		var e syscall.Errno
 		switch {
-		case wait && timeout >= 0:
-			r.waitTS = toTimespec(timeout)
-			r.waitArg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.waitTS)))}
-			n, _, e = syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 1, enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg))
+		case wait:
+			flags, arg, argSize := uintptr(enterGetEvents), uintptr(0), uintptr(0)
+			if timeout >= 0 {
+				r.waitTS = toTimespec(timeout)
+				r.waitArg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.waitTS)))}
+				flags, arg, argSize = enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg)
+			}
+			if hold {
+				n, _, e = syscall.RawSyscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 1, flags, arg, argSize)
+			} else {
+				n, _, e = syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 1, flags, arg, argSize)
+			}
 			if e == syscall.ETIME {
 				// The time ran out first. The call reports what it
 				// submitted when it submitted anything, so nothing was.
 				n, e = 0, 0
 			}
-		case wait:
-			n, _, e = syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 1, enterGetEvents, 0, 0)
 		default:
 			n, _, e = syscall.RawSyscall6(sysEnter, uintptr(r.fd), uintptr(r.queued), 0, 0, 0, 0)
 		}
@@ -228,7 +237,7 @@ func (r *ring) enter(wait bool, timeout int64) error {
 // one submission, as a link must.
 func (r *ring) reserve(n uint32) error {
 	for r.sqEntries-(r.tail-atomic.LoadUint32(r.sqHead)) < n {
-		if err := r.enter(false, -1); err != nil {
+		if err := r.enter(false, false, -1); err != nil {
 			return err
 		}
 	}
