@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,10 +19,15 @@ import (
 // that quietly fell back to goroutines would leave io_uring untested.
 func TestServer_RunsTheEngineAskedFor(t *testing.T) {
 	want := proxy.Engine(os.Getenv("BANYAN_TEST_ENGINE"))
+	ci := os.Getenv("CI") == "true"
 	switch {
+	case want == "" && runtime.GOMAXPROCS(0) >= 2 && (uring.Probe() == nil || ci):
+		// The default where io_uring runs; CI's machine has it, so there
+		// a fall-back to goroutines fails.
+		want = proxy.EngineURing
 	case want == "":
 		want = proxy.EngineGoroutines
-	case want == proxy.EngineURing && os.Getenv("CI") != "true" && uring.Probe() != nil:
+	case want == proxy.EngineURing && !ci && uring.Probe() != nil:
 		t.Skipf("io_uring is not available here (%v); CI=true makes this a failure", uring.Probe())
 	}
 	api := newBackend(t, "api", nil)
@@ -84,5 +90,27 @@ func TestServer_URingRefused(t *testing.T) {
 	}
 	if srv := proxy.NewServer(p, proxy.ServerOptions{Engine: proxy.EngineGoroutines}); srv.Engine() != proxy.EngineGoroutines {
 		t.Errorf("the goroutines engine is %q with io_uring refused", srv.Engine())
+	}
+}
+
+// The default engine falls back to goroutines where the kernel refuses
+// io_uring, and serves.
+func TestServer_DefaultEngineWhereURingIsRefused(t *testing.T) {
+	proxy.SetURingProbe(t, func() error { return syscall.EPERM })
+	proxy.SetDefaultEngine(t, proxy.EngineAuto)
+	api := newBackend(t, "api", nil)
+	p, _, _ := newProxy(t, oneRoute("api"), api)
+	srv, url := serveFastOnly(t, p)
+	if got := srv.Engine(); got != proxy.EngineGoroutines {
+		t.Fatalf("engine %q with io_uring refused, want %q", got, proxy.EngineGoroutines)
+	}
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "api" {
+		t.Fatalf("body %q", body)
 	}
 }

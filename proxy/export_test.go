@@ -19,6 +19,7 @@ func init() {
 	case e == "":
 	case e == EngineURing && os.Getenv("CI") != "true" && uring.Probe() != nil:
 		fmt.Fprintf(os.Stderr, "proxy tests: io_uring is not available here (%v); they run on goroutines (CI=true makes this a failure)\n", uring.Probe())
+		defaultEngine = EngineGoroutines
 	default:
 		defaultEngine = e
 	}
@@ -29,6 +30,13 @@ var WaitFor = waitFor
 
 // IsTimeout lets the external tests share isTimeout.
 var IsTimeout = isTimeout
+
+// SetDefaultEngine makes e what EngineAuto means, until the test ends.
+func SetDefaultEngine(t *testing.T, e Engine) {
+	old := defaultEngine
+	defaultEngine = e
+	t.Cleanup(func() { defaultEngine = old })
+}
 
 // SetURingProbe makes f what tells the server whether io_uring can run,
 // until the test ends.

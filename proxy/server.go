@@ -34,7 +34,7 @@ type ServerOptions struct {
 	// httputil.ReverseProxy, never the fast path.
 	NetHTTPOnly bool
 	// Engine runs the fast path's connections; the zero value is
-	// EngineGoroutines.
+	// EngineAuto.
 	Engine Engine
 }
 
@@ -42,8 +42,9 @@ type ServerOptions struct {
 type Engine string
 
 const (
-	// EngineAuto is the default engine: EngineGoroutines. ADR 0006 says
-	// why io_uring is not the default.
+	// EngineAuto is the default: EngineURing where the kernel runs
+	// io_uring and GOMAXPROCS is at least 2 (a loop and a P for the rest
+	// of the program), else EngineGoroutines. ADR 0006 says why.
 	EngineAuto Engine = ""
 	// EngineURing serves connections on io_uring loops, one per CPU but one
 	// (internal/uring), each connection a task of its loop: one system
@@ -55,9 +56,9 @@ const (
 	EngineGoroutines Engine = "goroutines"
 )
 
-// defaultEngine is what EngineAuto means; tests set it to run every
-// test on both engines.
-var defaultEngine = EngineGoroutines
+// defaultEngine, when not EngineAuto, is what EngineAuto means: tests
+// set it to run every test on each engine.
+var defaultEngine = EngineAuto
 
 // probeURing tells whether io_uring can run here; tests stand in a
 // kernel that refuses it.
@@ -185,6 +186,12 @@ func (s *Server) resolveEngine() {
 	e := s.opts.Engine
 	if e == EngineAuto {
 		e = defaultEngine
+	}
+	if e == EngineAuto {
+		e = EngineGoroutines
+		if runtime.GOMAXPROCS(0) >= 2 && probeURing() == nil {
+			e = EngineURing
+		}
 	}
 	switch {
 	case s.opts.NetHTTPOnly:
