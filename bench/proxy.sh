@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # bench/proxy.sh — the same small-GET load, in one run, against:
 #   direct  the backend itself (the baseline)
-#   banyan  banyan's proxy (`banyan serve`)
+#   banyan  banyan's proxy (`banyan serve`, its default `fast_path: on`:
+#           io_uring where the kernel runs it, else goroutines)
 #   banyan-uring  the same with `fast_path: io_uring` (the fast path on one
-#           io_uring loop per CPU but one, not a goroutine a connection)
+#           io_uring loop per CPU but one; fails where io_uring is refused)
+#   banyan-goroutines  the same with `fast_path: goroutines` (a goroutine
+#           a connection, waiting in Go's poller)
 #   banyan-nethttp  the same with `fast_path: off` (net/http and
 #           httputil.ReverseProxy for every request, as before ADR 0006)
 #   banyan-base  banyan built from the git revision BASE (a change measured
@@ -146,10 +149,10 @@ for tool in $TOOLS; do
 done
 for t in $TARGETS; do
 	case $t in
-	direct | banyan | banyan-uring | banyan-nethttp | bare | bare-epoll | bare-coro) ;;
+	direct | banyan | banyan-uring | banyan-goroutines | banyan-nethttp | bare | bare-epoll | bare-coro) ;;
 	banyan-base) [[ -n ${BASE:-} ]] || die "target banyan-base needs BASE=<git revision>" ;;
 	nginx | nginx-plain | caddy) command -v "${t%-plain}" >/dev/null || die "${t%-plain} not found (apt-get install -y ${t%-plain}), or leave $t out of TARGETS" ;;
-	*) die "unknown target $t (want direct, banyan, banyan-uring, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll, bare-coro)" ;;
+	*) die "unknown target $t (want direct, banyan, banyan-uring, banyan-goroutines, banyan-nethttp, banyan-base, nginx, nginx-plain, caddy, bare, bare-epoll, bare-coro)" ;;
 	esac
 done
 
@@ -289,7 +292,7 @@ start_target() { # sets URL and TARGET_PID
 		[[ $t == bare-coro ]] && mode=coro
 		start "$t" "$TMP/bareproxy" -listen "127.0.0.1:$port" -backend "$BACKEND" -mode "$mode"
 		;;
-	banyan | banyan-uring | banyan-nethttp | banyan-base)
+	banyan | banyan-uring | banyan-goroutines | banyan-nethttp | banyan-base)
 		port=$(free_port)
 		admin=$(free_port)
 		ADMIN=127.0.0.1:$admin
@@ -297,6 +300,7 @@ start_target() { # sets URL and TARGET_PID
 		fast=on
 		[[ $t == banyan-nethttp ]] && fast=off
 		[[ $t == banyan-uring ]] && fast=io_uring
+		[[ $t == banyan-goroutines ]] && fast=goroutines
 		cat >"$TMP/banyan.yaml" <<EOF
 listen: 127.0.0.1:$port
 fast_path: $fast
