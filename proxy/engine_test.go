@@ -30,19 +30,7 @@ func TestServer_RunsTheEngineAskedFor(t *testing.T) {
 	case want == proxy.EngineURing && !ci && uring.Probe() != nil:
 		t.Skipf("io_uring is not available here (%v); CI=true makes this a failure", uring.Probe())
 	}
-	api := newBackend(t, "api", nil)
-	p, _, _ := newProxy(t, oneRoute("api"), api)
-	srv, url := serveFastOnly(t, p)
-	resp, err := http.Get(url + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "api" {
-		t.Fatalf("body %q", body)
-	}
-	if got := srv.Engine(); got != want {
+	if got := serveOneAPI(t).Engine(); got != want {
 		t.Fatalf("engine %q, want %q", got, want)
 	}
 }
@@ -98,12 +86,19 @@ func TestServer_URingRefused(t *testing.T) {
 func TestServer_DefaultEngineWhereURingIsRefused(t *testing.T) {
 	proxy.SetURingProbe(t, func() error { return syscall.EPERM })
 	proxy.SetDefaultEngine(t, proxy.EngineAuto)
+	if got := serveOneAPI(t).Engine(); got != proxy.EngineGoroutines {
+		t.Fatalf("engine %q with io_uring refused, want %q", got, proxy.EngineGoroutines)
+	}
+}
+
+// serveOneAPI serves, on the fast path, a proxy whose one route goes to a
+// backend answering "api", checks that a GET gets that answer, and
+// returns the server.
+func serveOneAPI(t *testing.T) *proxy.Server {
+	t.Helper()
 	api := newBackend(t, "api", nil)
 	p, _, _ := newProxy(t, oneRoute("api"), api)
 	srv, url := serveFastOnly(t, p)
-	if got := srv.Engine(); got != proxy.EngineGoroutines {
-		t.Fatalf("engine %q with io_uring refused, want %q", got, proxy.EngineGoroutines)
-	}
 	resp, err := http.Get(url + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +108,5 @@ func TestServer_DefaultEngineWhereURingIsRefused(t *testing.T) {
 	if string(body) != "api" {
 		t.Fatalf("body %q", body)
 	}
+	return srv
 }
