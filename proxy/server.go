@@ -436,7 +436,12 @@ func (fc *fastConn) serve() {
 	handed := false
 	defer func() {
 		if v := recover(); v != nil {
-			fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.remote, "panic", fmt.Sprint(v))
+			// Off the loop's thread on io_uring, like every log of the
+			// fast path (fc.warn): a log that hangs holds this connection
+			// only.
+			fc.io.blocking(func() {
+				fc.s.p.log.Error("fast path panic; connection closed", "remote", fc.remote, "panic", fmt.Sprint(v))
+			})
 		}
 		if !handed {
 			fc.io.close()

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/banyanhq/banyan/proxy"
 )
 
 // stuckLog is a log handler whose writes hang until released, as on a
@@ -50,6 +53,38 @@ func TestServer_StuckLogHoldsOnlyItsConnection(t *testing.T) {
 	case <-log.entered:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the 502 was not logged")
+	}
+	defer close(log.release)
+	for i, rc := range others {
+		_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
+		resp, body := rc.do(fmt.Sprintf("GET /x%d HTTP/1.1\r\nHost: shop\r\n\r\n", i))
+		expect200(t, resp, body, fmt.Sprintf("GET /x%d ", i))
+	}
+}
+
+// The log of a panic the fast path recovers from is written off the
+// loop's thread as well: when it hangs, only the connection that panicked
+// waits (on io_uring, written on the loop, it held every connection of
+// the loop).
+func TestServer_StuckPanicLogHoldsOnlyItsConnection(t *testing.T) {
+	log := &stuckLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	up := newBackend(t, "up", pathEcho)
+	p, _, _ := newProxyLogging(t, oneRoute("up"), log, up)
+	_, base := serveFastOnly(t, p)
+	others := make([]*rawClient, runtime.GOMAXPROCS(0)+1)
+	for i := range others {
+		others[i] = dialRaw(t, base)
+		resp, body := others[i].do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n")
+		expect200(t, resp, body, "GET /warm ")
+	}
+	var once sync.Once
+	proxy.SetTestHookAnswered(t, func() { once.Do(func() { panic("a test's panic") }) })
+	stuck := dialRaw(t, base)
+	stuck.send("GET /boom HTTP/1.1\r\nHost: shop\r\n\r\n")
+	select {
+	case <-log.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the panic was not logged")
 	}
 	defer close(log.release)
 	for i, rc := range others {
