@@ -34,57 +34,53 @@ func (h *stuckLog) Handle(context.Context, slog.Record) error {
 // A log write that hangs (a backend down makes every request log) holds
 // the connection whose request logs, and no other. On io_uring the fast
 // path logs off the loop's thread: on it, every connection of the loop
-// would wait. The connections after the first cover each loop (they are
-// handed to the loops in turn).
+// would wait.
 func TestServer_StuckLogHoldsOnlyItsConnection(t *testing.T) {
-	log := &stuckLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	log := newStuckLog()
 	up := newBackend(t, "up", pathEcho)
 	p, _, _ := newProxyLogging(t, downAndUp(t), log, up)
-	_, base := serveFastOnly(t, p)
-	stuck := dialRaw(t, base)
-	others := make([]*rawClient, runtime.GOMAXPROCS(0)+1)
-	for i := range others {
-		others[i] = dialRaw(t, base)
-		resp, body := others[i].do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n")
-		expect200(t, resp, body, "GET /warm ")
-	}
-	stuck.send("GET /down HTTP/1.1\r\nHost: shop\r\n\r\n")
-	select {
-	case <-log.entered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the 502 was not logged")
-	}
-	defer close(log.release)
-	for i, rc := range others {
-		_ = rc.c.SetDeadline(time.Now().Add(3 * time.Second))
-		resp, body := rc.do(fmt.Sprintf("GET /x%d HTTP/1.1\r\nHost: shop\r\n\r\n", i))
-		expect200(t, resp, body, fmt.Sprintf("GET /x%d ", i))
-	}
+	holdsOnlyItsConnection(t, p, log, func(stuck *rawClient) {
+		stuck.send("GET /down HTTP/1.1\r\nHost: shop\r\n\r\n")
+	})
 }
 
 // The log of a panic the fast path recovers from is written off the
-// loop's thread as well: when it hangs, only the connection that panicked
-// waits (on io_uring, written on the loop, it held every connection of
-// the loop).
+// loop's thread as well (it was on the loop's before).
 func TestServer_StuckPanicLogHoldsOnlyItsConnection(t *testing.T) {
-	log := &stuckLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	log := newStuckLog()
 	up := newBackend(t, "up", pathEcho)
 	p, _, _ := newProxyLogging(t, oneRoute("up"), log, up)
+	holdsOnlyItsConnection(t, p, log, func(stuck *rawClient) {
+		var once sync.Once
+		proxy.SetTestHookAnswered(t, func() { once.Do(func() { panic("a test's panic") }) })
+		stuck.send("GET /boom HTTP/1.1\r\nHost: shop\r\n\r\n")
+	})
+}
+
+func newStuckLog() *stuckLog {
+	return &stuckLog{entered: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+// holdsOnlyItsConnection serves p on the fast path, opens a connection and
+// more, one per loop and one over (they are handed to the loops in turn),
+// has one answer on each of the others, then lets makeLog make the first
+// write into log, which hangs, and checks that the others are still
+// answered meanwhile.
+func holdsOnlyItsConnection(t *testing.T, p *proxy.Proxy, log *stuckLog, makeLog func(stuck *rawClient)) {
+	t.Helper()
 	_, base := serveFastOnly(t, p)
+	stuck := dialRaw(t, base)
 	others := make([]*rawClient, runtime.GOMAXPROCS(0)+1)
 	for i := range others {
 		others[i] = dialRaw(t, base)
 		resp, body := others[i].do("GET /warm HTTP/1.1\r\nHost: shop\r\n\r\n")
 		expect200(t, resp, body, "GET /warm ")
 	}
-	var once sync.Once
-	proxy.SetTestHookAnswered(t, func() { once.Do(func() { panic("a test's panic") }) })
-	stuck := dialRaw(t, base)
-	stuck.send("GET /boom HTTP/1.1\r\nHost: shop\r\n\r\n")
+	makeLog(stuck)
 	select {
 	case <-log.entered:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the panic was not logged")
+		t.Fatal("nothing was logged")
 	}
 	defer close(log.release)
 	for i, rc := range others {
