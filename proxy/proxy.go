@@ -130,25 +130,32 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
-	if r.ContentLength > 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &sizedBody{ReadCloser: r.Body, left: r.ContentLength}
+	// What goes to the backend is a shallow copy, whose body may be
+	// wrapped; the server's own request keeps the body the server made,
+	// from which it tells after the handler whether it gave up on an
+	// unread rest (and must not read the connection's next bytes as a
+	// request) and, at the answer's first write, whether that rest is too
+	// big to wait for.
+	fwd := withInformationalLimit(r)
+	if fwd.ContentLength > 0 && fwd.Body != nil && fwd.Body != http.NoBody {
+		fwd.Body = &sizedBody{ReadCloser: fwd.Body, left: fwd.ContentLength}
 	}
 	peer, shadowed := p.shadowPlan(rt, r, name)
 	var tee *teeBody
 	if shadowed {
 		rec.capture.max = p.shadow.opts.CompareBody
-		if r.Body != nil && r.Body != http.NoBody {
-			tee = &teeBody{ReadCloser: r.Body, max: int64(rt.Shadow.MaxBody)}
-			r.Body = tee
+		if fwd.Body != nil && fwd.Body != http.NoBody {
+			tee = &teeBody{ReadCloser: fwd.Body, max: int64(rt.Shadow.MaxBody)}
+			fwd.Body = tee
 		}
 	}
-	if chunked && r.Body != nil && r.Body != http.NoBody {
+	if chunked && fwd.Body != nil && fwd.Body != http.NoBody {
 		// Only chunked requests: their clone keeps TransferEncoding, so
 		// http.Transport sends the body as it is and reads it on one
 		// goroutine (no probe of a GET's body in another).
-		r.Body = newTrailerBody(r)
+		fwd.Body = newTrailerBody(r, fwd.Body)
 	}
-	up.rp.ServeHTTP(rec, withInformationalLimit(r))
+	up.rp.ServeHTTP(rec, fwd)
 	dropForbiddenTrailers(w.Header())
 	code := rec.code
 	if code == 0 {
@@ -273,14 +280,14 @@ type trailerBody struct {
 	out http.Header
 }
 
-func newTrailerBody(r *http.Request) *trailerBody {
+func newTrailerBody(r *http.Request, body io.ReadCloser) *trailerBody {
 	out := make(http.Header, len(r.Trailer))
 	for k := range r.Trailer {
 		if trailerAllowed(k) {
 			out[k] = nil // announced in the head, as the client did
 		}
 	}
-	return &trailerBody{ReadCloser: r.Body, src: r, out: out}
+	return &trailerBody{ReadCloser: body, src: r, out: out}
 }
 
 func (t *trailerBody) Read(b []byte) (int, error) {
