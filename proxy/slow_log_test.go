@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,9 +50,20 @@ func TestServer_StuckPanicLogHoldsOnlyItsConnection(t *testing.T) {
 	log := newStuckLog()
 	up := newBackend(t, "up", pathEcho)
 	p, _, _ := newProxyLogging(t, oneRoute("up"), log, up)
+	// The hook runs after an answer went out, so a warm-up's may run
+	// after its client has the answer: the stuck request's is the one
+	// after every warm-up's.
+	var answered atomic.Int64
+	warmups := int64(runtime.GOMAXPROCS(0) + 1)
+	proxy.SetTestHookAnswered(t, func() {
+		if answered.Add(1) == warmups+1 {
+			panic("a test's panic")
+		}
+	})
 	holdsOnlyItsConnection(t, p, log, func(stuck *rawClient) {
-		var once sync.Once
-		proxy.SetTestHookAnswered(t, func() { once.Do(func() { panic("a test's panic") }) })
+		if !proxy.WaitFor(5*time.Second, func() bool { return answered.Load() == warmups }) {
+			t.Fatalf("%d of the %d warm-ups' answers seen by the hook", answered.Load(), warmups)
+		}
 		stuck.send("GET /boom HTTP/1.1\r\nHost: shop\r\n\r\n")
 	})
 }
@@ -62,7 +73,7 @@ func newStuckLog() *stuckLog {
 }
 
 // holdsOnlyItsConnection serves p on the fast path, opens a connection and
-// more, one per loop and one over (they are handed to the loops in turn),
+// GOMAXPROCS+1 more, one per loop and one over (they are handed to the loops in turn),
 // has one answer on each of the others, then lets makeLog make the first
 // write into log, which hangs, and checks that the others are still
 // answered meanwhile.
