@@ -137,19 +137,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// request) and, at the answer's first write, whether that rest is too
 	// big to wait for.
 	fwd := withInformationalLimit(r)
-	if fwd.ContentLength > 0 && fwd.Body != nil && fwd.Body != http.NoBody {
+	hasBody := fwd.Body != nil && fwd.Body != http.NoBody
+	if hasBody && fwd.ContentLength > 0 {
 		fwd.Body = &sizedBody{ReadCloser: fwd.Body, left: fwd.ContentLength}
 	}
 	peer, shadowed := p.shadowPlan(rt, r, name)
 	var tee *teeBody
 	if shadowed {
 		rec.capture.max = p.shadow.opts.CompareBody
-		if fwd.Body != nil && fwd.Body != http.NoBody {
+		if hasBody {
 			tee = &teeBody{ReadCloser: fwd.Body, max: int64(rt.Shadow.MaxBody)}
 			fwd.Body = tee
 		}
 	}
-	if chunked && fwd.Body != nil && fwd.Body != http.NoBody {
+	if chunked && hasBody {
 		// Only chunked requests: their clone keeps TransferEncoding, so
 		// http.Transport sends the body as it is and reads it on one
 		// goroutine (no probe of a GET's body in another).

@@ -187,14 +187,13 @@ func (s *Server) resolveEngine() {
 	if e == EngineAuto {
 		e = defaultEngine
 	}
-	if e == EngineAuto {
-		e = EngineGoroutines
-		if runtime.GOMAXPROCS(0) >= 2 && probeURing() == nil {
-			e = EngineURing
-		}
-	}
 	switch {
 	case s.opts.NetHTTPOnly:
+	case e == EngineAuto:
+		s.engine = EngineGoroutines
+		if runtime.GOMAXPROCS(0) >= 2 && probeURing() == nil {
+			s.engine = EngineURing
+		}
 	case e == EngineGoroutines:
 		s.engine = e
 	case e != EngineURing:

@@ -172,7 +172,7 @@ func (l *Loop) Run() error {
 		// the scheduler gives the P up once it has lasted 20 µs, and
 		// getting one back on waking, with the threads the handover
 		// wakes, cost the loop 8 % of its CPU a request (bench/README.md,
-		// "Results at 1eea360"). A P held in the kernel is the scheduler's
+		// "Results at 7ea8be8–bb967f6"). A P held in the kernel is the scheduler's
 		// to stop all the same: a stop-the-world or a preemption signals
 		// the thread, which ends the wait (EINTR). A wait that found
 		// nothing, the loop gone idle, goes through the scheduler again,
