@@ -190,6 +190,9 @@ func (p *Proxy) forwardFast(fc *fastConn, h *reqHead) (keep bool, handoff string
 	}
 	code, keep := ex.run()
 	fc.lastEnd = time.Now()
+	if ex.early && !ex.clientBroken {
+		fc.linger()
+	}
 	fc.series.observe(p.metrics, rt.Name, name, code, fc.lastEnd.Sub(start))
 	switch m := ex.mirror; {
 	case m == nil:
@@ -292,6 +295,7 @@ type exchange struct {
 	clientBroken   bool // the client connection is out of step or gone
 	rechunk        bool // an answer that ends when the backend closes, relayed chunked
 	upstreamBroken bool
+	early          bool    // the backend answered before the request body was whole
 	clientGone     bool    // the client left while the backend worked
 	mirror         *mirror // nil unless the request is shadowed
 }
@@ -302,6 +306,26 @@ var errClient = errors.New("client connection failed")
 // errClientGone: the client closed its connection while the backend was
 // still working on its request.
 var errClientGone = errors.New("client went away before the answer")
+
+// refused reports whether the backend, while the request body is still
+// coming, has closed uc or begun an answer whose status is 400 or more. A
+// backend that answers 1xx, 2xx or 3xx may still read the body (one that
+// streams its answer as the body streams in), so the body goes on to it.
+func (ex *exchange) refused(uc *upConn) bool {
+	if uc.r.Buffered() == 0 {
+		if uc.io.peek() == peekQuiet {
+			return false
+		}
+		// The pooled connection may still carry the last exchange's
+		// deadline; the answer's own is set once the body is sent.
+		uc.io.setReadDeadline(time.Now().Add(clientCheck))
+		if _, err := uc.r.Peek(1); err != nil {
+			return !isTimeout(err) // closed or failed: nothing more will come
+		}
+	}
+	b, _ := uc.r.Peek(min(uc.r.Buffered(), 13))
+	return statusOf(b) >= 400
+}
 
 // clientCheck is how often, while it waits for a backend's answer, the
 // fast path looks whether the client is still there (net/http notices at
@@ -429,7 +453,12 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 	// The timeout bounds the wait for the answer's head once the request
 	// is written, as ResponseHeaderTimeout does in http.Transport.
 	if err := ex.writeRequest(uc); err != nil {
-		return 0, err
+		if !errors.Is(err, errEarlyAnswer) {
+			return 0, err
+		}
+		// The rest of the body is never read: neither connection can
+		// carry another request, and the answer says so to the client.
+		ex.h.close, ex.upstreamBroken, ex.early = true, true, true
 	}
 	ex.sent = time.Now()
 	ex.headDeadline(uc, ex.sent)
@@ -535,15 +564,8 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 			uc.io.setWriteDeadline(time.Now().Add(ex.u.timeout))
 			defer uc.io.setWriteDeadline(time.Time{})
 		}
-		src := &clientReader{r: ex.fc.r}
-		if _, err := io.CopyN(body, src, h.contentLength); err != nil {
-			// How much of the body was read is unknown: the client
-			// connection cannot carry another request.
-			ex.clientBroken = true
-			if src.err != nil {
-				return fmt.Errorf("%w: read request body: %w", errClientGone, src.err)
-			}
-			return fmt.Errorf("forward request body: %w", err)
+		if err := ex.forwardBody(uc, body, h.contentLength); err != nil {
+			return err
 		}
 		return w.Flush()
 	}
@@ -551,18 +573,50 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 	return uc.io.flushOnRead(w)
 }
 
-// clientReader notes a failure to read from the client.
-type clientReader struct {
-	r   io.Reader
-	err error
-}
+// errEarlyAnswer: the backend refused the request (an error answer, or
+// its connection closed) before the client had sent the whole body.
+var errEarlyAnswer = errors.New("backend refused the request before its body was whole")
 
-func (c *clientReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	if err != nil {
-		c.err = err
+// forwardBody copies the request body's n bytes from the client to dst,
+// which writes to uc. While the client sends nothing, it hands the backend
+// what it has every clientCheck and looks whether the backend has refused
+// the request already (refused); then it stops with errEarlyAnswer, so
+// that the answer reaches a client that waits for it before sending on
+// (RFC 9112 section 9.6 asks a client to stop sending a body then). A
+// client that goes on sending is waited for as long as it takes, as before
+// (awaitBody lifted the head's deadline).
+func (ex *exchange) forwardBody(uc *upConn, dst io.Writer, n int64) error {
+	r := ex.fc.r
+	for n > 0 {
+		if r.Buffered() == 0 {
+			ex.fc.setReadDeadline(clientCheck)
+			_, err := r.Peek(1)
+			ex.fc.setReadDeadline(0)
+			if err != nil && isTimeout(err) {
+				if err := uc.w.Flush(); err != nil {
+					return fmt.Errorf("forward request body: %w", err)
+				}
+				if ex.refused(uc) {
+					return errEarlyAnswer
+				}
+				continue
+			}
+			if err != nil {
+				// How much of the body was read is unknown: the client
+				// connection cannot carry another request.
+				ex.clientBroken = true
+				return fmt.Errorf("%w: read request body: %w", errClientGone, err)
+			}
+		}
+		b, _ := r.Peek(int(min(int64(r.Buffered()), n)))
+		if _, err := dst.Write(b); err != nil {
+			ex.clientBroken = true
+			return fmt.Errorf("forward request body: %w", err)
+		}
+		r.Discard(len(b))
+		n -= int64(len(b))
 	}
-	return n, err
+	return nil
 }
 
 // appendWriter appends what is written to it to a slice.
@@ -923,8 +977,10 @@ func (ex *exchange) relayAnswer(uc *upConn, code int) error {
 		if ferr := ex.fc.w.Flush(); ferr != nil {
 			ex.clientBroken = true
 		}
-		if ex.mirror != nil {
-			ex.mirror.done = true
+		if m := ex.mirror; m != nil && int64(len(m.body)) == ex.h.contentLength {
+			// Mirrored only with its whole body (not after an early
+			// answer), as on the net/http path.
+			m.done = true
 		}
 	}
 	if errors.Is(err, errClient) {

@@ -72,9 +72,19 @@ type upstream struct {
 // closed body, then drops the backend connection and cuts the answer
 // (TestServer_PathsDifferential, about one case in a thousand under
 // load). Served from here, that last read touches nothing.
+//
+// It also marks an early answer: the backend's, before the body was read
+// whole (recorder.WriteHeader). Such an answer says Connection: close, so
+// that net/http's server neither waits for the body's lock (which the
+// Transport holds while it waits in Read) nor reads the rest of the body
+// off before the head: a client that stops sending to wait for an early
+// answer (a 413) gets it. Close then leaves the body to the server, which
+// closes it once ServeHTTP has ended the Transport's wait.
 type sizedBody struct {
 	io.ReadCloser
-	left int64
+	left  int64
+	whole atomic.Bool // read to its end
+	early atomic.Bool
 }
 
 func (b *sizedBody) Read(p []byte) (int, error) {
@@ -86,10 +96,21 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
-	if b.left == 0 && err == nil {
-		err = io.EOF
+	if b.left == 0 {
+		b.whole.Store(true)
+		if err == nil {
+			err = io.EOF
+		}
 	}
 	return n, err
+}
+
+func (b *sizedBody) Close() error {
+	if b.early.Load() {
+		// Closing the server's body would wait for the Transport's Read.
+		return nil
+	}
+	return b.ReadCloser.Close()
 }
 
 // ServeHTTP implements http.Handler.
@@ -138,8 +159,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// big to wait for.
 	fwd := withInformationalLimit(r)
 	hasBody := fwd.Body != nil && fwd.Body != http.NoBody
+	var sized *sizedBody
 	if hasBody && fwd.ContentLength > 0 {
-		fwd.Body = &sizedBody{ReadCloser: fwd.Body, left: fwd.ContentLength}
+		sized = &sizedBody{ReadCloser: fwd.Body, left: fwd.ContentLength}
+		fwd.Body = sized
+		if r.ProtoMajor == 1 {
+			rec.body = sized
+		}
 	}
 	peer, shadowed := p.shadowPlan(rt, r, name)
 	var tee *teeBody
@@ -157,6 +183,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fwd.Body = newTrailerBody(r, fwd.Body)
 	}
 	up.rp.ServeHTTP(rec, fwd)
+	if sized != nil && sized.early.Load() {
+		// The answer is relayed and the rest of the body unwanted, but
+		// the Transport may still wait in its Read for a client that
+		// stopped sending. Send the answer now, give the client
+		// lingerTime to send on (read and dropped, so that the close
+		// does not reset the connection under an answer not yet read),
+		// and close the body here while that deadline holds: after the
+		// handler, net/http's server would clear it and then wait for
+		// the rest of the body before it closes the connection.
+		rc := http.NewResponseController(w)
+		_ = rc.Flush()
+		_ = rc.SetReadDeadline(time.Now().Add(lingerTime))
+		_ = r.Body.Close()
+	}
 	dropForbiddenTrailers(w.Header())
 	code := rec.code
 	if code == 0 {
@@ -405,18 +445,22 @@ type recorder struct {
 	capture        bodyCap
 	informational  int  // 1xx answers relayed
 	closeAfter     bool // the final answer says Connection: close
+	// body is the HTTP/1 request's body of known length as forwarded:
+	// the backend's final answer before it was read whole is early
+	// (sizedBody).
+	body *sizedBody
 }
 
 var recorderPool = sync.Pool{New: func() any { return new(recorder) }}
 
 func (r *recorder) reset(w http.ResponseWriter, route, backend string) {
 	r.ResponseWriter, r.route, r.backend = w, route, backend
-	r.code, r.errText, r.informational, r.closeAfter = 0, "", 0, false
+	r.code, r.errText, r.informational, r.closeAfter, r.body = 0, "", 0, false, nil
 	r.capture = bodyCap{buf: r.capture.buf[:0]}
 }
 
 func (r *recorder) release() {
-	r.ResponseWriter = nil
+	r.ResponseWriter, r.body = nil, nil
 	if cap(r.capture.buf) > 64<<10 {
 		r.capture.buf = nil // do not pin large buffers in the pool
 	}
@@ -441,7 +485,14 @@ func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 && code >= 200 {
 		r.code = code
 	}
-	if r.closeAfter && code >= 200 {
+	// banyan's own error answers (errText set) leave the body to
+	// net/http, which reads it off and keeps the connection when the
+	// body comes whole.
+	early := code >= 200 && r.errText == "" && r.body != nil && !r.body.whole.Load()
+	if early {
+		r.body.early.Store(true)
+	}
+	if code >= 200 && (r.closeAfter || early) {
 		r.ResponseWriter.Header().Set("Connection", "close")
 	}
 	r.ResponseWriter.WriteHeader(code)

@@ -732,10 +732,23 @@ func (fc *fastConn) refuse() {
 	if fc.w.Flush() != nil {
 		return
 	}
+	fc.linger()
+}
+
+// linger half-closes the connection, its answer sent, and reads and drops
+// what the client still sends for a while (a body nobody reads), so that
+// the close which follows does not reset the connection before the client
+// has read the answer.
+func (fc *fastConn) linger() {
 	fc.io.closeWrite()
-	fc.io.setReadDeadline(time.Now().Add(500 * time.Millisecond))
+	fc.io.setReadDeadline(time.Now().Add(lingerTime))
 	_, _ = io.Copy(io.Discard, fc.r)
 }
+
+// lingerTime is how long a connection closed under an answer the client
+// may not have read yet goes on taking what the client sends (net/http's
+// server waits as long after its half-close).
+const lingerTime = 500 * time.Millisecond
 
 // indexHeadEnd returns the length of the head at the start of b: through
 // the first empty line, CRLF or bare LF (net/http takes both; parseHead
