@@ -558,7 +558,7 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 	}()
 	rows := 0
 	lastApply := time.Now()
-	saved := cp.Applied // the checkpoint the target holds
+	saved, savedText := cp.Applied, cp.appliedText // the checkpoint the target holds
 	apply := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -567,14 +567,14 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 		if !cp.CopyEnd.IsZero() && !reached(p.cfg.Source.Flavor, p.cfg.Source.Position == "gtid", saved, cp.CopyEnd) {
 			shared = p.sharedKeys
 		}
-		counts, err := p.target.Apply(ctx, p.maps, batch, cp, shared)
+		counts, err := p.target.Apply(ctx, p.maps, batch, savedText, cp, shared)
 		if err != nil {
 			if permanent(err) && ctx.Err() == nil {
 				return p.refused(ctx, batch, saved, err, shared)
 			}
 			return err
 		}
-		saved = cp.Applied
+		saved, savedText = cp.Applied, positionText(cp.Applied)
 		progressed = true
 		if t := time.Unix(cp.SourceTS, 0); t.After(p.fresh) {
 			p.fresh = t
@@ -622,7 +622,7 @@ func (p *Pipeline) streamOnce(ctx context.Context) (progressed bool, err error) 
 				if err := p.target.SetPhase(ctx, cp); err != nil {
 					return progressed, err
 				}
-				saved = cp.Applied
+				saved, savedText = cp.Applied, positionText(cp.Applied)
 			}
 		case <-tick.C:
 			if err := apply(); err != nil {

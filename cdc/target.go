@@ -31,8 +31,12 @@ type Checkpoint struct {
 	// onto rows the copy may have written in a later state (settle.go).
 	CopyEnd Position
 	// SourceTS is the commit time (unix seconds) of that transaction.
-	SourceTS  int64
-	UpdatedAt time.Time
+	SourceTS int64
+	// appliedText is Applied as the target held it when read: Apply moves
+	// the checkpoint only from there (a format of its own, written by
+	// hand, still matches).
+	appliedText string
+	UpdatedAt   time.Time
 }
 
 // Phases.
@@ -140,7 +144,7 @@ func (t *Target) Checkpoint(ctx context.Context) (Checkpoint, bool, error) {
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
 	}
-	cp.Pipeline = t.Pipeline
+	cp.Pipeline, cp.appliedText = t.Pipeline, applied
 	cp.UpdatedAt, _ = time.Parse("2006-01-02 15:04:05.999999", updated)
 	if err := errors.Join(json.Unmarshal([]byte(start), &cp.Start), json.Unmarshal([]byte(applied), &cp.Applied)); err != nil {
 		return Checkpoint{}, false, fmt.Errorf("read checkpoint: %w", err)
@@ -159,21 +163,53 @@ type execer interface {
 }
 
 func (t *Target) saveCheckpoint(ctx context.Context, x execer, cp Checkpoint) error {
-	start, _ := json.Marshal(cp.Start)
-	applied, _ := json.Marshal(cp.Applied)
-	var copyEnd any
-	if !cp.CopyEnd.IsZero() {
-		b, _ := json.Marshal(cp.CopyEnd)
-		copyEnd = string(b)
-	}
 	_, err := x.ExecContext(ctx, `INSERT INTO banyan_cdc_checkpoint (pipeline, phase, start_pos, applied_pos, copy_end, source_ts, updated_at) VALUES (?,?,?,?,?,?,?)
 		ON DUPLICATE KEY UPDATE phase=VALUES(phase), start_pos=VALUES(start_pos), applied_pos=VALUES(applied_pos), copy_end=VALUES(copy_end), source_ts=VALUES(source_ts), updated_at=VALUES(updated_at)`,
-		t.Pipeline, cp.Phase, string(start), string(applied), copyEnd, cp.SourceTS, time.Now().UTC())
+		append([]any{t.Pipeline}, checkpointValues(cp)...)...)
 	if err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	return nil
 }
+
+// moveCheckpoint saves cp as saveCheckpoint does, but only over the
+// checkpoint whose applied_pos is the text from (a batch's start);
+// errStreamMoved when the stored one is another.
+func (t *Target) moveCheckpoint(ctx context.Context, x execer, from string, cp Checkpoint) error {
+	res, err := x.ExecContext(ctx, `UPDATE banyan_cdc_checkpoint SET phase=?, start_pos=?, applied_pos=?, copy_end=?, source_ts=?, updated_at=?
+		WHERE pipeline = ? AND applied_pos = ?`,
+		append(checkpointValues(cp), t.Pipeline, from)...)
+	if err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	// updated_at changes, so a row matched is a row changed.
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return errStreamMoved
+	}
+	return nil
+}
+
+// checkpointValues are cp's columns after pipeline, in the table's order.
+func checkpointValues(cp Checkpoint) []any {
+	var copyEnd any
+	if !cp.CopyEnd.IsZero() {
+		copyEnd = positionText(cp.CopyEnd)
+	}
+	return []any{cp.Phase, positionText(cp.Start), positionText(cp.Applied), copyEnd, cp.SourceTS, time.Now().UTC()}
+}
+
+// positionText is p as the checkpoint table stores it.
+func positionText(p Position) string {
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// errStreamMoved is Apply finding the stored checkpoint moved on since its
+// batch was read after it: another run's commit landed in between (a run
+// killed just after it sent a batch's commit). The stream gives the batch
+// up and resumes from the checkpoint that landed; applied anyway, the
+// batch would fire the target's triggers a second time.
+var errStreamMoved = errors.New("the stream's checkpoint moved on: another run's commit landed; resuming from it")
 
 // Reset forgets copy progress and starts a new copy from start. Each
 // table of prune (source names; a resnapshot's tables) gets a delete pass
@@ -381,8 +417,9 @@ func (t *Target) SetPhase(ctx context.Context, cp Checkpoint) error {
 type Applied map[string]map[Op]int64
 
 // Apply writes a batch of source transactions and the checkpoint after the
-// last of them in one target transaction. maps is keyed by "db.table" of
-// the source.
+// last of them in one target transaction, when the stored checkpoint is
+// still the one the batch was read after, from (its applied_pos as text;
+// errStreamMoved, and nothing written, otherwise). maps is keyed by "db.table" of the source.
 //
 // A table whose target has no secondary unique key and no foreign key
 // (TableMap.Compact) is applied by its final state: the batch is one
@@ -393,7 +430,7 @@ type Applied map[string]map[Op]int64
 // unique key can never collide on a state the source never had. shared,
 // when set (the stream has not passed cp.CopyEnd yet), settles collisions
 // on the unique keys it returns (settle.go).
-func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*Tx, cp Checkpoint, shared settler) (Applied, error) {
+func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*Tx, from string, cp Checkpoint, shared settler) (Applied, error) {
 	tx, err := t.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("apply: %w", err)
@@ -503,7 +540,7 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 	if err := t.saveStats(ctx, tx, counts); err != nil {
 		return nil, err
 	}
-	if err := t.saveCheckpoint(ctx, tx, cp); err != nil {
+	if err := t.moveCheckpoint(ctx, tx, from, cp); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
