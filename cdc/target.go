@@ -436,6 +436,13 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		return nil, fmt.Errorf("apply: %w", err)
 	}
 	defer tx.Rollback()
+	// The checkpoint moves first: its row lock waits for a killed run's
+	// late commit, and a checkpoint that moved on is found before any row
+	// is written (a row written on the state that commit left could fail,
+	// and stop the stream on a checkpoint it no longer holds).
+	if err := t.moveCheckpoint(ctx, tx, from, cp); err != nil {
+		return nil, err
+	}
 	counts := Applied{}
 	var run opRun
 	flush := func() error {
@@ -538,9 +545,6 @@ func (t *Target) Apply(ctx context.Context, maps map[string]*TableMap, batch []*
 		}
 	}
 	if err := t.saveStats(ctx, tx, counts); err != nil {
-		return nil, err
-	}
-	if err := t.moveCheckpoint(ctx, tx, from, cp); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {

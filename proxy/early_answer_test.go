@@ -1,9 +1,12 @@
 package proxy_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +144,79 @@ routes:
 			resp, body := rc.read(http.MethodPost)
 			expect200(t, resp, body, "20 <nil>")
 		})
+	}
+}
+
+// TestProxy_EarlyAnswerFramings: the early answer of a backend that
+// frames it in other ways, or fails, reaches a client that stopped
+// sending its body, and the rest of that body is never read as a request.
+func TestProxy_EarlyAnswerFramings(t *testing.T) {
+	t.Parallel()
+	const tooLarge = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+	// What the client sends after the pause, inside the body, looks like a
+	// request: a proxy that kept the connection after reading only part of
+	// the body would answer it.
+	const smuggled = "GET /smuggled HTTP/1.1\r\nHost: shop\r\n\r\n"
+	cases := []struct {
+		name   string
+		answer func(c net.Conn) // after the request head is read
+		want   int              // the final status the client gets
+	}{
+		{"status line in two writes", func(c net.Conn) {
+			io.WriteString(c, tooLarge[:10])
+			time.Sleep(400 * time.Millisecond)
+			io.WriteString(c, tooLarge[10:])
+			time.Sleep(3 * time.Second)
+		}, http.StatusRequestEntityTooLarge},
+		{"103 Early Hints first", func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+			time.Sleep(100 * time.Millisecond)
+			io.WriteString(c, tooLarge)
+			time.Sleep(3 * time.Second)
+		}, http.StatusRequestEntityTooLarge},
+		{"200, then the backend closes", func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		}, http.StatusOK},
+		{"the backend resets the connection", func(c net.Conn) {
+			time.Sleep(100 * time.Millisecond)
+			c.(*net.TCPConn).SetLinger(0)
+		}, http.StatusBadGateway},
+	}
+	for _, c := range cases {
+		raw := newRawBackend(t, func(conn net.Conn, br *bufio.Reader) {
+			if _, err := http.ReadRequest(br); err == nil {
+				c.answer(conn)
+			}
+		})
+		up := &backend{name: "up", URL: raw.URL}
+		for _, netHTTP := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, net/http only %v", c.name, netHTTP), func(t *testing.T) {
+				t.Parallel()
+				p, _, _ := newProxy(t, oneRoute("up"), up)
+				rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+				rc.send(fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: shop\r\nContent-Length: %d\r\n\r\n0123456789", 20+len(smuggled)+30))
+				// The fast path looks at the backend after 250 ms of a
+				// quiet client, and hands it what it has.
+				time.Sleep(400 * time.Millisecond)
+				rc.send("abcdefghij")
+				if err := rc.c.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				var resp *http.Response
+				var body string
+				for resp == nil || resp.StatusCode < 200 {
+					resp, body = rc.read(http.MethodPost)
+				}
+				if resp.StatusCode != c.want || !resp.Close {
+					t.Fatalf("status %d, Connection: close %v, body %q; want %d and close", resp.StatusCode, resp.Close, body, c.want)
+				}
+				rc.c.Write([]byte(smuggled)) // may fail: the connection is closing
+				if a, err := http.ReadResponse(rc.br, &http.Request{Method: http.MethodGet}); err == nil {
+					t.Errorf("the body's bytes were read as a request: answered %d", a.StatusCode)
+				} else if strings.Contains(err.Error(), "timeout") {
+					t.Errorf("after the answer the connection stayed open: %v", err)
+				}
+			})
+		}
 	}
 }

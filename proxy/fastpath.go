@@ -308,23 +308,41 @@ var errClient = errors.New("client connection failed")
 var errClientGone = errors.New("client went away before the answer")
 
 // refused reports whether the backend, while the request body is still
-// coming, has closed uc or begun an answer whose status is 400 or more. A
-// backend that answers 1xx, 2xx or 3xx may still read the body (one that
-// streams its answer as the body streams in), so the body goes on to it.
+// coming, has refused the request: closed uc, begun a final answer whose
+// status is 400 or more (after any 1xx), or sent a final answer and then
+// closed. A backend that answers 2xx or 3xx and stays may still read the
+// body (one that streams its answer as the body streams in), so the body
+// goes on to it. What is read here stays buffered for the answer.
 func (ex *exchange) refused(uc *upConn) bool {
-	if uc.r.Buffered() == 0 {
-		if uc.io.peek() == peekQuiet {
-			return false
+	if uc.r.Buffered() == 0 && uc.io.peek() == peekQuiet {
+		return false
+	}
+	// The pooled connection may still carry the last exchange's deadline;
+	// the answer's own is set once the body is sent.
+	uc.io.setReadDeadline(time.Now().Add(clientCheck))
+	for {
+		head, _ := uc.r.Peek(uc.r.Buffered())
+		for len(head) >= 13 {
+			code := statusOf(head)
+			switch {
+			case code == 0 || code >= 400:
+				return true // refused, or not an answer reading can take
+			case code >= 200:
+				return uc.io.peek() == peekClosed
+			}
+			end := indexHeadEnd(head)
+			if end < 0 {
+				break // the rest of a 1xx head is still to come
+			}
+			head = head[end:]
 		}
-		// The pooled connection may still carry the last exchange's
-		// deadline; the answer's own is set once the body is sent.
-		uc.io.setReadDeadline(time.Now().Add(clientCheck))
-		if _, err := uc.r.Peek(1); err != nil {
+		if uc.r.Buffered() == uc.r.Size() {
+			return false // 1xx heads fill the buffer: the answer's read decides
+		}
+		if _, err := uc.r.Peek(uc.r.Buffered() + 1); err != nil {
 			return !isTimeout(err) // closed or failed: nothing more will come
 		}
 	}
-	b, _ := uc.r.Peek(min(uc.r.Buffered(), 13))
-	return statusOf(b) >= 400
 }
 
 // clientCheck is how often, while it waits for a backend's answer, the
@@ -593,10 +611,8 @@ func (ex *exchange) forwardBody(uc *upConn, dst io.Writer, n int64) error {
 			_, err := r.Peek(1)
 			ex.fc.setReadDeadline(0)
 			if err != nil && isTimeout(err) {
-				if err := uc.w.Flush(); err != nil {
-					return fmt.Errorf("forward request body: %w", err)
-				}
-				if ex.refused(uc) {
+				if uc.w.Flush() != nil || ex.refused(uc) {
+					// A backend that failed may have answered first.
 					return errEarlyAnswer
 				}
 				continue
@@ -610,8 +626,11 @@ func (ex *exchange) forwardBody(uc *upConn, dst io.Writer, n int64) error {
 		}
 		b, _ := r.Peek(int(min(int64(r.Buffered()), n)))
 		if _, err := dst.Write(b); err != nil {
-			ex.clientBroken = true
-			return fmt.Errorf("forward request body: %w", err)
+			// The backend failed (or stopped reading until the write
+			// deadline): what it answered, if anything, goes to the
+			// client, whose connection closes after it, the rest of
+			// the body unread.
+			return errEarlyAnswer
 		}
 		r.Discard(len(b))
 		n -= int64(len(b))

@@ -73,8 +73,9 @@ type upstream struct {
 // (TestServer_PathsDifferential, about one case in a thousand under
 // load). Served from here, that last read touches nothing.
 //
-// It also marks an early answer: the backend's, before the body was read
-// whole (recorder.WriteHeader). Such an answer says Connection: close, so
+// It also marks an early answer: one before the body was read whole, the
+// backend's or banyan's own after the backend failed mid-body
+// (recorder.WriteHeader). Such an answer says Connection: close, so
 // that net/http's server neither waits for the body's lock (which the
 // Transport holds while it waits in Read) nor reads the rest of the body
 // off before the head: a client that stops sending to wait for an early
@@ -82,9 +83,10 @@ type upstream struct {
 // closes it once ServeHTTP has ended the Transport's wait.
 type sizedBody struct {
 	io.ReadCloser
-	left  int64
-	whole atomic.Bool // read to its end
-	early atomic.Bool
+	left    int64
+	started atomic.Bool // the Transport has begun to read it
+	whole   atomic.Bool // read to its end
+	early   atomic.Bool
 }
 
 func (b *sizedBody) Read(p []byte) (int, error) {
@@ -94,6 +96,7 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left {
 		p = p[:b.left]
 	}
+	b.started.Store(true)
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
 	if b.left == 0 {
@@ -143,11 +146,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Set again on the final answer: ReverseProxy empties the header map
 	// after relaying a 1xx.
 	rec.closeAfter = chunked
+	var sized *sizedBody
 	defer func() {
 		// ReverseProxy aborts with http.ErrAbortHandler when a backend breaks
 		// off mid-body; the client got a broken answer, so count it as 502.
 		if v := recover(); v != nil {
 			p.metrics.observe(rt.Name, name, http.StatusBadGateway, time.Since(start))
+			if sized != nil && sized.early.Load() {
+				// An early answer broke off: the server closes the body
+				// next, which waits for the Transport's Read of a client
+				// that may have stopped sending; end that wait.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			}
 			panic(v)
 		}
 	}()
@@ -159,7 +169,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// big to wait for.
 	fwd := withInformationalLimit(r)
 	hasBody := fwd.Body != nil && fwd.Body != http.NoBody
-	var sized *sizedBody
 	if hasBody && fwd.ContentLength > 0 {
 		sized = &sizedBody{ReadCloser: fwd.Body, left: fwd.ContentLength}
 		fwd.Body = sized
@@ -204,7 +213,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	elapsed := time.Since(start)
 	p.metrics.observe(rt.Name, name, code, elapsed)
-	if shadowed && rec.code != 499 {
+	switch {
+	case !shadowed || rec.code == 499:
+	case sized != nil && sized.early.Load():
+		// Not mirrored with part of its body, as on the fast path; nor
+		// is tee read, which the Transport may still be writing to.
+		p.metrics.dropped(rt.Name, dropBodyIncomplete)
+	default:
 		p.enqueue(t, rt, r, tee, rec, name, peer, elapsed)
 	}
 	rec.release()
@@ -485,10 +500,11 @@ func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 && code >= 200 {
 		r.code = code
 	}
-	// banyan's own error answers (errText set) leave the body to
-	// net/http, which reads it off and keeps the connection when the
-	// body comes whole.
-	early := code >= 200 && r.errText == "" && r.body != nil && !r.body.whole.Load()
+	// banyan's own error answer (errText set) to a request whose body
+	// the Transport never began to send (the backend could not be
+	// reached) leaves the body to net/http, which reads it off and keeps
+	// the connection when it comes whole.
+	early := code >= 200 && r.body != nil && !r.body.whole.Load() && (r.errText == "" || r.body.started.Load())
 	if early {
 		r.body.early.Store(true)
 	}
