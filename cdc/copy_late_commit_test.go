@@ -68,19 +68,7 @@ func TestPipeline_CopyChunkCommittedLateByAKilledRun(t *testing.T) {
 			chunk(old.Exec, c.done, c.done+c.held)
 
 			stop := runPipeline(t, cfg)
-			// One of the next run's statements has waited half a second
-			// (on row or metadata locks, whichever it meets first; the
-			// killed run's connection sleeps).
-			var waiting string
-			waitFor(t, 20*time.Second, "the next run to wait on the killed run's locks", func() bool {
-				err := dst.QueryRow("SELECT COALESCE(MAX(CONCAT(STATE, ': ', INFO)), '') FROM information_schema.PROCESSLIST" +
-					" WHERE ID <> CONNECTION_ID() AND COMMAND = 'Query' AND TIME_MS >= 500 AND DB = DATABASE()").Scan(&waiting)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return waiting != ""
-			})
-			t.Logf("the next run waits: %.120s", waiting)
+			t.Logf("the next run waits: %.120s", waitingOnLocks(t, dst))
 			if err := old.Commit(); err != nil {
 				t.Fatal(err)
 			}

@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"testing"
 	"time"
@@ -20,102 +21,21 @@ func TestPipeline_StreamBatchCommittedLateByAKilledRun(t *testing.T) {
 	srcName, dstName, src, dst := dbs(t)
 	createOrdersWithAuditedHits(t, src, dst)
 	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".hits", Target: dstName + ".hits"})
-	ctx := context.Background()
-
-	// A first run copies the table and streams; it stops caught up.
-	stop := runPipeline(t, cfg)
-	waitFor(t, 30*time.Second, "the copy to finish", func() bool {
-		p, err := copyProgress(dst, srcName+".hits")
-		return err == nil && p.Done
-	})
-	waitEqual(t, 20*time.Second,
-		func() []string { return dump(t, src, "hits", "id") },
-		func() []string { return dump(t, dst, "hits", "id") })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	target := &Target{DB: dst, Pipeline: "default"}
-	before, ok, err := target.Checkpoint(ctx)
-	if err != nil || !ok || before.Phase != PhaseStream {
-		t.Fatalf("checkpoint after the first run: %+v, %v, %v; want one in the stream phase", before, ok, err)
-	}
+	runUntilEqual(t, cfg, src, dst, "hits")
 
 	// Ten new rows on the source, and the killed run's batch that applied
 	// them: all sent, the commit not landed yet.
 	mustExec(t, src, `INSERT INTO hits (id, v) SELECT seq, seq FROM seq_101_to_110`)
-	after, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := dst.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Rollback()
-	if _, err := old.Exec(`INSERT INTO hits (id, v) SELECT seq, seq FROM seq_101_to_110`); err != nil {
-		t.Fatal(err)
-	}
-	applied, _ := json.Marshal(after)
-	if _, err := old.Exec(`UPDATE banyan_cdc_checkpoint SET applied_pos = ? WHERE pipeline = 'default'`, string(applied)); err != nil {
-		t.Fatal(err)
-	}
-
-	stop = runPipeline(t, cfg)
-	// One of the next run's statements has waited half a second on the
-	// killed run's locks.
-	var waiting string
-	waitFor(t, 20*time.Second, "the next run to wait on the killed run's locks", func() bool {
-		err := dst.QueryRow("SELECT COALESCE(MAX(CONCAT(STATE, ': ', INFO)), '') FROM information_schema.PROCESSLIST" +
-			" WHERE ID <> CONNECTION_ID() AND COMMAND = 'Query' AND TIME_MS >= 500 AND DB = DATABASE()").Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return waiting != ""
-	})
-	t.Logf("the next run waits: %.120s", waiting)
+	old := lateBatch(t, src, dst, `INSERT INTO hits (id, v) SELECT seq, seq FROM seq_101_to_110`)
+	stop := runPipeline(t, cfg)
+	t.Logf("the next run waits: %.120s", waitingOnLocks(t, dst))
 	if err := old.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	// Later rows still arrive, so the run is known to have gone on.
 	mustExec(t, src, `INSERT INTO hits (id, v) VALUES (111, 111)`)
-	waitEqual(t, 20*time.Second,
-		func() []string { return dump(t, src, "hits", "id") },
-		func() []string { return dump(t, dst, "hits", "id") })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	stopWhenEqual(t, stop, src, dst, "hits")
 	checkHitsWrittenOnce(t, dst, 11)
-}
-
-// TestPipeline_StreamResumesFromACheckpointWrittenByHand: the batch's
-// checkpoint update matches the stored position as the target holds it,
-// so one a DBA wrote by hand, in JSON spaced otherwise than banyan's,
-// still lets the stream move on (compared with banyan's own spelling it
-// would never match, and every batch would be given up).
-func TestPipeline_StreamResumesFromACheckpointWrittenByHand(t *testing.T) {
-	srcName, dstName, src, dst := dbs(t)
-	createOrdersWithAuditedHits(t, src, dst)
-	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".hits", Target: dstName + ".hits"})
-	stop := runPipeline(t, cfg)
-	waitEqual(t, 30*time.Second,
-		func() []string { return dump(t, src, "hits", "id") },
-		func() []string { return dump(t, dst, "hits", "id") })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	res, err := dst.Exec(`UPDATE banyan_cdc_checkpoint SET applied_pos = REPLACE(REPLACE(applied_pos, '{', '{ '), ':', ': ') WHERE pipeline = 'default' AND phase = 'stream'`)
-	if n, _ := res.RowsAffected(); err != nil || n != 1 {
-		t.Fatalf("respelling the checkpoint: %v, %d rows", err, n)
-	}
-	mustExec(t, src, `INSERT INTO hits (id, v) VALUES (101, 101)`)
-	stop = runPipeline(t, cfg)
-	waitEqual(t, 20*time.Second,
-		func() []string { return dump(t, src, "hits", "id") },
-		func() []string { return dump(t, dst, "hits", "id") })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	checkHitsWrittenOnce(t, dst, 1)
 }
 
 // TestPipeline_StreamLateCommitBeforeARowTheReplayCannotWrite: the batch
@@ -135,69 +55,121 @@ func TestPipeline_StreamLateCommitBeforeARowTheReplayCannotWrite(t *testing.T) {
 	cfg := cdcConfig(srcName, dstName,
 		routes.TableMapping{Source: srcName + ".parent", Target: dstName + ".parent"},
 		routes.TableMapping{Source: srcName + ".child", Target: dstName + ".child"})
-	ctx := context.Background()
-	stop := runPipeline(t, cfg)
-	waitEqual(t, 30*time.Second,
-		func() []string { return dump(t, src, "parent", "id") },
-		func() []string { return dump(t, dst, "parent", "id") })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	runUntilEqual(t, cfg, src, dst, "parent")
 
 	mustExec(t, src,
 		`INSERT INTO child VALUES (1, 7)`,
 		`DELETE FROM child WHERE id = 1`,
 		`DELETE FROM parent WHERE id = 7`)
-	after, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The killed run's batch of those three: child 1 came and went,
-	// parent 7 is gone; the commit has not landed yet.
-	old, err := dst.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Rollback()
-	applied, _ := json.Marshal(after)
-	for _, q := range []string{`DELETE FROM parent WHERE id = 7`, `UPDATE banyan_cdc_checkpoint SET applied_pos = '` + string(applied) + `' WHERE pipeline = 'default'`} {
-		if _, err := old.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stop = runPipeline(t, cfg)
-	stopped := false
-	defer func() {
-		// A wait below that failed shows why the run ended.
-		if !stopped {
-			if err := stop(); err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}()
-	var waiting string
-	waitFor(t, 20*time.Second, "the next run to wait on the killed run's locks", func() bool {
-		err := dst.QueryRow("SELECT COALESCE(MAX(CONCAT(STATE, ': ', INFO)), '') FROM information_schema.PROCESSLIST" +
-			" WHERE ID <> CONNECTION_ID() AND COMMAND = 'Query' AND TIME_MS >= 500 AND DB = DATABASE()").Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return waiting != ""
-	})
-	t.Logf("the next run waits: %.120s", waiting)
+	// parent 7 is gone.
+	old := lateBatch(t, src, dst, `DELETE FROM parent WHERE id = 7`)
+	stop := runPipeline(t, cfg)
+	t.Logf("the next run waits: %.120s", waitingOnLocks(t, dst))
 	if err := old.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	// The run goes on: the row after the late batch arrives.
 	mustExec(t, src, `INSERT INTO child VALUES (2, 8)`)
-	waitEqual(t, 15*time.Second,
-		func() []string { return dump(t, src, "child", "id") },
-		func() []string { return dump(t, dst, "child", "id") })
-	stopped = true
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	stopWhenEqual(t, stop, src, dst, "child")
 	waitEqual(t, time.Second,
 		func() []string { return dump(t, src, "parent", "id") },
 		func() []string { return dump(t, dst, "parent", "id") })
+}
+
+// TestPipeline_StreamResumesFromACheckpointWrittenByHand: the batch's
+// checkpoint update matches the stored position as the target holds it,
+// so one a DBA wrote by hand, in JSON spaced otherwise than banyan's,
+// still lets the stream move on (compared with banyan's own spelling it
+// would never match, and every batch would be given up).
+func TestPipeline_StreamResumesFromACheckpointWrittenByHand(t *testing.T) {
+	srcName, dstName, src, dst := dbs(t)
+	createOrdersWithAuditedHits(t, src, dst)
+	cfg := cdcConfig(srcName, dstName, routes.TableMapping{Source: srcName + ".hits", Target: dstName + ".hits"})
+	runUntilEqual(t, cfg, src, dst, "hits")
+	res, err := dst.Exec(`UPDATE banyan_cdc_checkpoint SET applied_pos = REPLACE(REPLACE(applied_pos, '{', '{ '), ':', ': ') WHERE pipeline = 'default' AND phase = 'stream'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("respelling the checkpoint changed %d rows; want 1", n)
+	}
+	mustExec(t, src, `INSERT INTO hits (id, v) VALUES (101, 101)`)
+	stopWhenEqual(t, runPipeline(t, cfg), src, dst, "hits")
+	checkHitsWrittenOnce(t, dst, 1)
+}
+
+// runUntilEqual runs the pipeline until table is the same on both sides
+// (copied, and streamed up to now), then stops it.
+func runUntilEqual(tb testing.TB, cfg routes.CDCConfig, src, dst *sql.DB, table string) {
+	tb.Helper()
+	stopWhenEqual(tb, runPipeline(tb, cfg), src, dst, table)
+}
+
+// stopWhenEqual waits for table to be the same on both sides, then stops
+// the run; a run that ended with an error fails the test with it, also
+// when the wait failed first.
+func stopWhenEqual(tb testing.TB, stop func() error, src, dst *sql.DB, table string) {
+	tb.Helper()
+	stopped := false
+	defer func() {
+		if !stopped {
+			if err := stop(); err != nil {
+				tb.Errorf("Run: %v", err)
+			}
+		}
+	}()
+	waitEqual(tb, 20*time.Second,
+		func() []string { return dump(tb, src, table, "id") },
+		func() []string { return dump(tb, dst, table, "id") })
+	stopped = true
+	if err := stop(); err != nil {
+		tb.Fatalf("Run: %v", err)
+	}
+}
+
+// lateBatch is a killed run's last batch on dst: stmt, and the checkpoint
+// moved to the source's position now, sent in a transaction whose commit
+// has not landed (the caller commits it).
+func lateBatch(tb testing.TB, src, dst *sql.DB, stmt string) *sql.Tx {
+	tb.Helper()
+	ctx := context.Background()
+	after, err := (&SourceDB{DB: src, Flavor: "mariadb"}).Position(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	applied, _ := json.Marshal(after)
+	old, err := dst.BeginTx(ctx, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { old.Rollback() })
+	if _, err := old.Exec(stmt); err != nil {
+		tb.Fatal(err)
+	}
+	res, err := old.Exec(`UPDATE banyan_cdc_checkpoint SET applied_pos = ? WHERE pipeline = 'default' AND phase = 'stream'`, string(applied))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		tb.Fatalf("the late batch moved %d checkpoints; want the stream phase's one", n)
+	}
+	return old
+}
+
+// waitingOnLocks waits until one of a run's statements on dst's database
+// has waited half a second (on the row or metadata locks of a killed
+// run's transaction, whichever it meets first), and returns it.
+func waitingOnLocks(tb testing.TB, dst *sql.DB) string {
+	tb.Helper()
+	var waiting string
+	waitFor(tb, 20*time.Second, "the next run to wait on the killed run's locks", func() bool {
+		err := dst.QueryRow("SELECT COALESCE(MAX(CONCAT(STATE, ': ', INFO)), '') FROM information_schema.PROCESSLIST" +
+			" WHERE ID <> CONNECTION_ID() AND COMMAND = 'Query' AND TIME_MS >= 500 AND DB = DATABASE()").Scan(&waiting)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return waiting != ""
+	})
+	return waiting
 }

@@ -38,13 +38,6 @@ func TestProxy_EarlyAnswerReachesAStalledUpload(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %d", r.Method, r.URL.Path, len(b))
 	})
-	const config = `
-backends:
-  up: {url: "${up}"}
-routes:
-  - name: all
-    split: {up: 100}
-`
 	cases := []struct {
 		name    string
 		netHTTP bool // NetHTTPOnly
@@ -62,7 +55,7 @@ routes:
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			p, _, reg := newProxy(t, config, up)
+			p, _, reg := newProxy(t, oneRoute("up"), up)
 			rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: c.netHTTP}))
 			// The same connection first carries a whole upload, so the
 			// answer below is not a new connection's first.
@@ -124,17 +117,10 @@ func TestProxy_EarlySuccessStillGetsTheBody(t *testing.T) {
 		b, err := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%d %v", len(b), err)
 	})
-	const config = `
-backends:
-  up: {url: "${up}"}
-routes:
-  - name: all
-    split: {up: 100}
-`
 	for _, netHTTP := range []bool{false, true} {
 		t.Run(fmt.Sprintf("net/http only %v", netHTTP), func(t *testing.T) {
 			t.Parallel()
-			p, _, _ := newProxy(t, config, up)
+			p, _, _ := newProxy(t, oneRoute("up"), up)
 			rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
 			rc.send("POST /stream HTTP/1.1\r\nHost: shop\r\nContent-Length: 20\r\n\r\n0123456789")
 			// Long enough for the fast path to look at the backend twice
