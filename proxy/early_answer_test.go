@@ -206,3 +206,37 @@ func TestProxy_EarlyAnswerFramings(t *testing.T) {
 		}
 	}
 }
+
+// TestProxy_SlowUploadToABackendThatReads: a backend's timeout bounds its
+// taking each part of a body, not the whole body's time, which is the
+// client's: an upload slower than the timeout to a backend that reads it
+// as it comes gets the backend's answer (the fast path cut it with a 504
+// before, where net/http did not).
+func TestProxy_SlowUploadToABackendThatReads(t *testing.T) {
+	t.Parallel()
+	up := newBackend(t, "up", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d %v", len(b), err)
+	})
+	const config = `
+backends:
+  up: {url: "${up}", timeout: 300ms}
+routes:
+  - name: all
+    split: {up: 100}
+`
+	for _, netHTTP := range []bool{false, true} {
+		t.Run(fmt.Sprintf("net/http only %v", netHTTP), func(t *testing.T) {
+			t.Parallel()
+			p, _, _ := newProxy(t, config, up)
+			rc := dialRaw(t, serve(t, p, proxy.ServerOptions{NetHTTPOnly: netHTTP}))
+			rc.send("POST /upload HTTP/1.1\r\nHost: shop\r\nContent-Length: 50\r\n\r\n")
+			for range 5 {
+				time.Sleep(200 * time.Millisecond) // 1 s in all, over three timeouts
+				rc.send("0123456789")
+			}
+			resp, body := rc.read(http.MethodPost)
+			expect200(t, resp, body, "50 <nil>")
+		})
+	}
+}

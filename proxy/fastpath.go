@@ -307,10 +307,24 @@ var errClient = errors.New("client connection failed")
 // still working on its request.
 var errClientGone = errors.New("client went away before the answer")
 
+// bodyFailed ends the body, n bytes of it still to come, after a write
+// to the backend failed with err. A backend that stopped taking the body
+// for its timeout gets no more waiting (the error, a 504); one that
+// failed otherwise may have answered first (errEarlyAnswer: the answer is
+// read, or a 502 made).
+func (ex *exchange) bodyFailed(n int64, err error) error {
+	ex.stopBody(n)
+	if isTimeout(err) {
+		return fmt.Errorf("forward request body: %w", err)
+	}
+	return errEarlyAnswer
+}
+
 // refused reports whether the backend, while the request body is still
 // coming, has refused the request: closed uc, begun a final answer whose
 // status is 400 or more (after any 1xx), or sent a final answer and then
-// closed. A backend that answers 2xx or 3xx and stays may still read the
+// closed (seen when the whole answer fits uc's 8 KiB read buffer: past
+// that the close waits unseen behind the answer's rest). A backend that answers 2xx or 3xx and stays may still read the
 // body (one that streams its answer as the body streams in), so the body
 // goes on to it. What is read here stays buffered for the answer.
 func (ex *exchange) refused(uc *upConn) bool {
@@ -335,6 +349,9 @@ func (ex *exchange) refused(uc *upConn) bool {
 				break // the rest of a 1xx head is still to come
 			}
 			head = head[end:]
+		}
+		if len(head) == 0 && uc.io.peek() == peekQuiet {
+			return false // only whole 1xx heads so far: wait for no more
 		}
 		if uc.r.Buffered() == uc.r.Size() {
 			return false // 1xx heads fill the buffer: the answer's read decides
@@ -474,9 +491,8 @@ func (ex *exchange) try(uc *upConn) (int, error) {
 		if !errors.Is(err, errEarlyAnswer) {
 			return 0, err
 		}
-		// The rest of the body is never read: neither connection can
-		// carry another request, and the answer says so to the client.
-		ex.h.close, ex.upstreamBroken, ex.early = true, true, true
+		// The body was cut short (stopBody): the answer the backend
+		// gave, if any, is read as usual.
 	}
 	ex.sent = time.Now()
 	ex.headDeadline(uc, ex.sent)
@@ -578,8 +594,8 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 		ex.awaitBody()
 		if ex.u.timeout > 0 {
 			// A backend that does not read the body must not hold this
-			// goroutine for ever; the deadline is lifted once it is sent.
-			uc.io.setWriteDeadline(time.Now().Add(ex.u.timeout))
+			// goroutine for ever (forwardBody renews the deadline as the
+			// body goes out); it is lifted once the body is sent.
 			defer uc.io.setWriteDeadline(time.Time{})
 		}
 		if err := ex.forwardBody(uc, body, h.contentLength); err != nil {
@@ -592,8 +608,32 @@ func (ex *exchange) writeRequest(uc *upConn) error {
 }
 
 // errEarlyAnswer: the backend refused the request (an error answer, or
-// its connection closed) before the client had sent the whole body.
+// its connection closed or failed) before the whole body was sent.
 var errEarlyAnswer = errors.New("backend refused the request before its body was whole")
+
+// stopBody ends the forwarding of a body, n bytes of it still to come
+// from the client, to a backend that refused it or failed. When those
+// bytes are all buffered already they are dropped, and the client's
+// connection stays in step; otherwise it closes after the answer,
+// lingering (early) so the close does not reset the answer away.
+func (ex *exchange) stopBody(n int64) {
+	ex.upstreamBroken = true
+	if r := ex.fc.r; int64(r.Buffered()) >= n {
+		r.Discard(int(n))
+		return
+	}
+	ex.h.close, ex.early = true, true
+}
+
+// renewWrite gives the next write to the backend its timeout: the bound
+// is on the backend's taking each part of the body, not on the whole
+// body's time, which is the client's (a slow upload to a backend that
+// reads is not cut).
+func (ex *exchange) renewWrite(uc *upConn) {
+	if ex.u.timeout > 0 {
+		uc.io.setWriteDeadline(time.Now().Add(ex.u.timeout))
+	}
+}
 
 // forwardBody copies the request body's n bytes from the client to dst,
 // which writes to uc. While the client sends nothing, it hands the backend
@@ -611,8 +651,12 @@ func (ex *exchange) forwardBody(uc *upConn, dst io.Writer, n int64) error {
 			_, err := r.Peek(1)
 			ex.fc.setReadDeadline(0)
 			if err != nil && isTimeout(err) {
-				if uc.w.Flush() != nil || ex.refused(uc) {
-					// A backend that failed may have answered first.
+				ex.renewWrite(uc)
+				if ferr := uc.w.Flush(); ferr != nil {
+					return ex.bodyFailed(n, ferr)
+				}
+				if ex.refused(uc) {
+					ex.stopBody(n)
 					return errEarlyAnswer
 				}
 				continue
@@ -625,12 +669,9 @@ func (ex *exchange) forwardBody(uc *upConn, dst io.Writer, n int64) error {
 			}
 		}
 		b, _ := r.Peek(int(min(int64(r.Buffered()), n)))
+		ex.renewWrite(uc)
 		if _, err := dst.Write(b); err != nil {
-			// The backend failed (or stopped reading until the write
-			// deadline): what it answered, if anything, goes to the
-			// client, whose connection closes after it, the rest of
-			// the body unread.
-			return errEarlyAnswer
+			return ex.bodyFailed(n, err)
 		}
 		r.Discard(len(b))
 		n -= int64(len(b))
