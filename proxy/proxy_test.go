@@ -846,9 +846,65 @@ func BenchmarkDirect_Get(b *testing.B) {
 	benchGet(b, newClient(b), api.URL+"/api/orders/7")
 }
 
+// benchPostBody is what BenchmarkProxy_Post sends: 2 KiB, as an order
+// form or a JSON document would be.
+var benchPostBody = strings.Repeat("x", 2048)
+
+// readThenJSON reads the request body whole, then answers as jsonAPI.
+func readThenJSON(w http.ResponseWriter, r *http.Request) {
+	if n, err := io.Copy(io.Discard, r.Body); err != nil || n != int64(len(benchPostBody)) {
+		http.Error(w, fmt.Sprintf("read %d bytes: %v", n, err), http.StatusBadRequest)
+		return
+	}
+	jsonAPI(w, r)
+}
+
+// BenchmarkProxy_Post measures a POST with a 2 KiB body through banyan,
+// to a backend with a timeout (so the fast path sets write deadlines as
+// the body goes out), on both paths; compare with BenchmarkDirect_Post.
+func BenchmarkProxy_Post(b *testing.B) {
+	for _, mode := range []struct {
+		name    string
+		netHTTP bool
+	}{{"fast-path", false}, {"net-http", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			api := newBackend(b, "api", readThenJSON)
+			p, _, _ := newProxy(b, `
+backends:
+  api: {url: "${api}", timeout: 5s}
+routes:
+  - name: orders
+    split: {api: 100}
+`, api)
+			url := serve(b, p, proxy.ServerOptions{NetHTTPOnly: mode.netHTTP})
+			benchRequest(b, newClient(b), http.MethodPost, url+"/api/orders", benchPostBody)
+		})
+	}
+}
+
+// BenchmarkDirect_Post is BenchmarkProxy_Post's baseline.
+func BenchmarkDirect_Post(b *testing.B) {
+	api := newBackend(b, "api", readThenJSON)
+	benchRequest(b, newClient(b), http.MethodPost, api.URL+"/api/orders", benchPostBody)
+}
+
 func benchGet(b *testing.B, c *http.Client, url string) {
-	get := func() error {
-		resp, err := c.Get(url)
+	benchRequest(b, c, http.MethodGet, url, "")
+}
+
+// benchRequest sends method to url with body (none when empty) from
+// parallel clients, and checks each answer is benchJSON.
+func benchRequest(b *testing.B, c *http.Client, method, url, body string) {
+	do := func() error {
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequest(method, url, rd)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			return err
 		}
@@ -858,18 +914,18 @@ func benchGet(b *testing.B, c *http.Client, url string) {
 			return err
 		}
 		if resp.StatusCode != http.StatusOK || n != int64(len(benchJSON)) {
-			return fmt.Errorf("GET %s: status %d, %d bytes", url, resp.StatusCode, n)
+			return fmt.Errorf("%s %s: status %d, %d bytes", method, url, resp.StatusCode, n)
 		}
 		return nil
 	}
-	if err := get(); err != nil { // warm up connections and the proxy's upstream
+	if err := do(); err != nil { // warm up connections and the proxy's upstream
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := get(); err != nil {
+			if err := do(); err != nil {
 				b.Error(err)
 				return
 			}
