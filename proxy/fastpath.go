@@ -295,7 +295,7 @@ type exchange struct {
 	clientBroken   bool // the client connection is out of step or gone
 	rechunk        bool // an answer that ends when the backend closes, relayed chunked
 	upstreamBroken bool
-	early          bool    // the backend answered before the request body was whole
+	early          bool    // the body was cut short, its rest unread: close after a linger
 	clientGone     bool    // the client left while the backend worked
 	mirror         *mirror // nil unless the request is shadowed
 }
@@ -324,9 +324,10 @@ func (ex *exchange) bodyFailed(n int64, err error) error {
 // coming, has refused the request: closed uc, begun a final answer whose
 // status is 400 or more (after any 1xx), or sent a final answer and then
 // closed (seen when the whole answer fits uc's 8 KiB read buffer: past
-// that the close waits unseen behind the answer's rest). A backend that answers 2xx or 3xx and stays may still read the
-// body (one that streams its answer as the body streams in), so the body
-// goes on to it. What is read here stays buffered for the answer.
+// that the close waits unseen behind the answer's rest). A backend that
+// answers 2xx or 3xx and stays may still read the body (one that streams
+// its answer as the body streams in), so the body goes on to it. What is
+// read here stays buffered for the answer.
 func (ex *exchange) refused(uc *upConn) bool {
 	if uc.r.Buffered() == 0 && uc.io.peek() == peekQuiet {
 		return false
