@@ -461,8 +461,8 @@ type recorder struct {
 	informational  int  // 1xx answers relayed
 	closeAfter     bool // the final answer says Connection: close
 	// body is the HTTP/1 request's body of known length as forwarded:
-	// the backend's final answer before it was read whole is early
-	// (sizedBody).
+	// a final answer before it was read whole is early (sizedBody;
+	// WriteHeader says which).
 	body *sizedBody
 }
 
