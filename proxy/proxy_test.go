@@ -819,13 +819,7 @@ func jsonAPI(w http.ResponseWriter, r *http.Request) {
 // the same client straight to the backend. Allocations count the whole
 // process: client, proxy and backend.
 func BenchmarkProxy_Get(b *testing.B) {
-	for _, mode := range []struct {
-		name    string
-		netHTTP bool
-	}{{"fast-path", false}, {"net-http", true}} {
-		b.Run(mode.name, func(b *testing.B) {
-			api := newBackend(b, "api", jsonAPI)
-			p, _, _ := newProxy(b, `
+	onBothPaths(b, jsonAPI, `
 backends:
   api: {url: "${api}"}
 routes:
@@ -833,9 +827,20 @@ routes:
     match: {path_template: "/api/orders/{id}", methods: [GET]}
     split: {api: 100}
     sticky: {cookie: uid}
-`, api)
-			url := serve(b, p, proxy.ServerOptions{NetHTTPOnly: mode.netHTTP})
-			benchGet(b, newClient(b), url+"/api/orders/7")
+`, func(b *testing.B, url string) { benchGet(b, newClient(b), url+"/api/orders/7") })
+}
+
+// onBothPaths runs bench against banyan in front of a backend called api
+// (handled by handle) with config, once on the fast path and once on
+// net/http alone; url is banyan's.
+func onBothPaths(b *testing.B, handle http.HandlerFunc, config string, bench func(b *testing.B, url string)) {
+	for _, mode := range []struct {
+		name    string
+		netHTTP bool
+	}{{"fast-path", false}, {"net-http", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			p, _, _ := newProxy(b, config, newBackend(b, "api", handle))
+			bench(b, serve(b, p, proxy.ServerOptions{NetHTTPOnly: mode.netHTTP}))
 		})
 	}
 }
@@ -863,23 +868,15 @@ func readThenJSON(w http.ResponseWriter, r *http.Request) {
 // to a backend with a timeout (so the fast path sets write deadlines as
 // the body goes out), on both paths; compare with BenchmarkDirect_Post.
 func BenchmarkProxy_Post(b *testing.B) {
-	for _, mode := range []struct {
-		name    string
-		netHTTP bool
-	}{{"fast-path", false}, {"net-http", true}} {
-		b.Run(mode.name, func(b *testing.B) {
-			api := newBackend(b, "api", readThenJSON)
-			p, _, _ := newProxy(b, `
+	onBothPaths(b, readThenJSON, `
 backends:
   api: {url: "${api}", timeout: 5s}
 routes:
   - name: orders
     split: {api: 100}
-`, api)
-			url := serve(b, p, proxy.ServerOptions{NetHTTPOnly: mode.netHTTP})
-			benchRequest(b, newClient(b), http.MethodPost, url+"/api/orders", benchPostBody)
-		})
-	}
+`, func(b *testing.B, url string) {
+		benchRequest(b, newClient(b), http.MethodPost, url+"/api/orders", benchPostBody)
+	})
 }
 
 // BenchmarkDirect_Post is BenchmarkProxy_Post's baseline.
