@@ -163,6 +163,9 @@ func TestProxy_EarlyAnswerFramings(t *testing.T) {
 		{"200, then the backend closes", func(c net.Conn) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 		}, http.StatusOK},
+		{"a 200 larger than the read buffer, then the backend closes", func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n"+strings.Repeat("x", 20000))
+		}, http.StatusOK},
 		{"the backend resets the connection", func(c net.Conn) {
 			time.Sleep(100 * time.Millisecond)
 			c.(*net.TCPConn).SetLinger(0)

@@ -322,12 +322,11 @@ func (ex *exchange) bodyFailed(n int64, err error) error {
 
 // refused reports whether the backend, while the request body is still
 // coming, has refused the request: closed uc, begun a final answer whose
-// status is 400 or more (after any 1xx), or sent a final answer and then
-// closed (seen when the whole answer fits uc's 8 KiB read buffer: past
-// that the close waits unseen behind the answer's rest). A backend that
-// answers 2xx or 3xx and stays may still read the body (one that streams
-// its answer as the body streams in), so the body goes on to it. What is
-// read here stays buffered for the answer.
+// status is 400 or more (after any 1xx), or begun a final answer and
+// closed (hungUp sees the close behind the answer's unread rest). A
+// backend that answers 2xx or 3xx and stays may still read the body (one
+// that streams its answer as the body streams in), so the body goes on
+// to it. What is read here stays buffered for the answer.
 func (ex *exchange) refused(uc *upConn) bool {
 	if uc.r.Buffered() == 0 && uc.io.peek() == peekQuiet {
 		return false
@@ -343,7 +342,7 @@ func (ex *exchange) refused(uc *upConn) bool {
 			case code == 0 || code >= 400:
 				return true // refused, or not an answer reading can take
 			case code >= 200:
-				return uc.io.peek() == peekClosed
+				return uc.io.hungUp()
 			}
 			end := indexHeadEnd(head)
 			if end < 0 {

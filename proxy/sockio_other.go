@@ -32,6 +32,9 @@ func (s *sockIO) readServe(next func() []byte, got func(n int) bool) error {
 // shutdown reports false: here connections are closed.
 func (s *sockIO) shutdown() bool { return false }
 
+// hungUp: only the peek's view of the peer's close is had here.
+func (s *sockIO) hungUp() bool { return s.peek() == peekClosed }
+
 // abort closes the connection.
 func (s *sockIO) abort() { s.Conn.Close() }
 
