@@ -369,7 +369,18 @@ func exchangeRaw(tb testing.TB, base, req, method string) clientView {
 			return v
 		}
 		if r.StatusCode >= 100 && r.StatusCode < 200 && r.StatusCode != http.StatusSwitchingProtocols {
-			v.interim = append(v.interim, fmt.Sprintf("%d %q", r.StatusCode, groupedLines(r.Header)))
+			one := fmt.Sprintf("%d %q", r.StatusCode, groupedLines(r.Header))
+			if r.StatusCode == http.StatusContinue && len(v.interim) > 0 && v.interim[len(v.interim)-1] == one {
+				// net/http's own race, seen once in 25 loaded runs on a
+				// request handed off to it (so net/http on both sides):
+				// http.Transport lets its body be read as soon as the
+				// backend's 100 is in, before ReverseProxy relays that
+				// 100, and the first read makes the server send a 100
+				// of its own. A second 100 in a row tells the client
+				// nothing new (RFC 9110 section 15.2: it reads any 1xx).
+				continue
+			}
+			v.interim = append(v.interim, one)
 			continue
 		}
 		resp = r
