@@ -419,7 +419,8 @@ type Applied map[string]map[Op]int64
 // Apply writes a batch of source transactions and the checkpoint after the
 // last of them in one target transaction, when the stored checkpoint is
 // still the one the batch was read after, from (its applied_pos as text;
-// errStreamMoved, and nothing written, otherwise). maps is keyed by "db.table" of the source.
+// errStreamMoved, and nothing written, otherwise). maps is keyed by
+// "db.table" of the source.
 //
 // A table whose target has no secondary unique key and no foreign key
 // (TableMap.Compact) is applied by its final state: the batch is one

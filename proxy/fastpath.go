@@ -645,11 +645,17 @@ func (ex *exchange) renewWrite(uc *upConn) {
 // (awaitBody lifted the head's deadline).
 func (ex *exchange) forwardBody(uc *upConn, dst io.Writer, n int64) error {
 	r := ex.fc.r
+	armed := false // a check's deadline is set: lifted again on the way out
+	defer func() {
+		if armed {
+			ex.fc.setReadDeadline(0)
+		}
+	}()
 	for n > 0 {
 		if r.Buffered() == 0 {
 			ex.fc.setReadDeadline(clientCheck)
+			armed = true
 			_, err := r.Peek(1)
-			ex.fc.setReadDeadline(0)
 			if err != nil && isTimeout(err) {
 				ex.renewWrite(uc)
 				if ferr := uc.w.Flush(); ferr != nil {
