@@ -99,11 +99,17 @@ func TestPipeline_StreamResumesFromACheckpointWrittenByHand(t *testing.T) {
 	checkHitsWrittenOnce(t, dst, 1)
 }
 
-// runUntilEqual runs the pipeline until table is the same on both sides
-// (copied, and streamed up to now), then stops it.
+// runUntilEqual runs the pipeline until its copy is done (the checkpoint
+// in the stream phase) and table is the same on both sides, then stops it.
 func runUntilEqual(tb testing.TB, cfg routes.CDCConfig, src, dst *sql.DB, table string) {
 	tb.Helper()
-	stopWhenEqual(tb, runPipeline(tb, cfg), src, dst, table)
+	stop := runPipeline(tb, cfg)
+	target := &Target{DB: dst, Pipeline: "default"}
+	waitFor(tb, 30*time.Second, "the copy to finish", func() bool {
+		cp, ok, err := target.Checkpoint(context.Background())
+		return err == nil && ok && cp.Phase == PhaseStream
+	})
+	stopWhenEqual(tb, stop, src, dst, table)
 }
 
 // stopWhenEqual waits for table to be the same on both sides, then stops
