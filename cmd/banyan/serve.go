@@ -153,6 +153,7 @@ func newServer(ctx context.Context, path string, log *slog.Logger) (*server, err
 	})
 	admin.Handle("/debug/pprof/", tokens.Require(http.HandlerFunc(pprof.Index)))
 	admin.Handle("/debug/pprof/profile", tokens.Require(http.HandlerFunc(pprof.Profile)))
+	admin.Handle("/debug/pprof/trace", tokens.Require(http.HandlerFunc(pprof.Trace)))
 	admin.Handle("/", tokens.Require(s.reports.Dashboard(s.routeWeights)))
 	if err := s.setupXDS(reg, admin, tokens); err != nil {
 		return nil, err

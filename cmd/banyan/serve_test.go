@@ -220,6 +220,43 @@ func TestServe_AdminToken(t *testing.T) {
 	}
 }
 
+// TestServe_DebugNeedsTheToken: the CPU profile and the execution trace
+// (what an operator takes to see where a latency went) are behind the
+// admin token, and with it the trace comes back as a Go trace.
+func TestServe_DebugNeedsTheToken(t *testing.T) {
+	t.Setenv(routes.DefaultTokenEnv, "ops:s3cret")
+	e := newEstate(t)
+	get := func(path, token string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, "http://"+e.srv.adminAddr()+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/profile?seconds=1", "/debug/pprof/trace?seconds=1"} {
+		if code, _ := get(p, ""); code != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token = %d, want 401", p, code)
+		}
+	}
+	code, body := get("/debug/pprof/trace?seconds=0.2", "s3cret")
+	if code != http.StatusOK || !bytes.HasPrefix(body, []byte("go 1.")) {
+		t.Errorf("GET /debug/pprof/trace with the token = %d, %d bytes starting %q; want 200 and a Go trace", code, len(body), body[:min(len(body), 16)])
+	}
+}
+
 func TestServe_RefusesExposedAdminWithoutToken(t *testing.T) {
 	t.Setenv(routes.DefaultTokenEnv, "")
 	dir := t.TempDir()
