@@ -469,7 +469,7 @@ fi
 RB=$(rate_of "${CU_S[banyan]}")
 RR=$(rate_of "${CU_S[replica]}")
 echo
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); banyan: $rev"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); $(machine); banyan: $rev"
 echo "MariaDB $("$MARIADBD" --no-defaults --version | sed -n 's/.*Ver \([^ ]*\).*/\1/p'); $(sysbench --version); all three servers: $DURABILITY_TEXT, ${SIZING[*]}"
 echo "replica: slave_parallel_threads=$REPLICA_THREADS, log_slave_updates=ON; banyan: batch_rows=${BATCH_ROWS:-1000 (default)}$([[ $PROFILE == 1 ]] && echo ", catch-up under bench/cdcprof (CPU profile)")"
 echo "backlog: sysbench oltp_write_only, $TABLES x $TABLE_SIZE rows, --threads=$SB_THREADS --time=$DURATION: $SB_TX transactions ($SB_TPS tx/s), N = $N row changes (source Handler_write+Handler_update+Handler_delete), ${BINLOG_MB} MB of binlog in all"

@@ -47,3 +47,12 @@ other_pct() {
 		printf "%d", (total > 0 && o > 0) ? 100 * o / total : 0
 	}'
 }
+
+# machine: what of the machine moves the figures most between runs: the
+# kernel, and whether it isolates page tables (PTI makes every system call
+# dearer, so a proxy that makes fewer of them gains more there).
+machine() {
+	local pti
+	pti=$(cat /sys/devices/system/cpu/vulnerabilities/meltdown 2>/dev/null || echo unknown)
+	echo "kernel $(uname -r); meltdown: $pti"
+}

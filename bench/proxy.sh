@@ -685,7 +685,7 @@ if [[ $SCENARIO == shadow ]]; then
 	rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 	[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
 	echo
-	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); banyan: $rev"
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); $(machine); banyan: $rev"
 	echo "SCENARIO=shadow: DURATION=${DURATION}s per measurement after a ${WARMUP}s warm-up at the same rate, $CONNS conns;"
 	echo "mirror target answers after $SHADOW_DELAY; latencies in ms (from the scheduled send time), RSS in MiB"
 	echo
@@ -791,7 +791,7 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 [[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
 [[ -n ${BASE_REV:-} ]] && rev+="; banyan-base: $BASE_REV"
 echo
-echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-)"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); $(machine)"
 echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)$(command -v nginx >/dev/null && echo "; $(nginx -v 2>&1 | cut -d' ' -f3)")$(command -v caddy >/dev/null && echo "; caddy $(caddy version | cut -d' ' -f1)"); banyan: $rev"
 echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns; ROUNDS=$ROUNDS; latencies in ms"
 echo
