@@ -29,7 +29,9 @@
 # Per target:
 #   1. max throughput: wrk -t2 -c$CONNS -d$DURATION --latency  -> req/s, p50, p99
 #   2. fixed rate:     bench/loadgen -rate $RATE (open loop, latency measured
-#                      from the scheduled send time)          -> p50, p99
+#                      from the scheduled send time; its raw client, one
+#                      thread on epoll and a timerfd, unless LOADGEN_CLIENT
+#                      says otherwise)                        -> p50, p99
 #   3. equal load:     bench/loadgen -rate $CPU_RATE, below the maximum of
 #                      the targets compared, so each serves the same requests
 #                      in the same time   -> CPU µs a request of the target
@@ -71,6 +73,9 @@
 #        AVOID (default "bench/cdc.sh"), AVOID_WAIT (s, default 1800): before
 #        each measurement also wait, up to AVOID_WAIT, until `pgrep -f AVOID`
 #        finds nothing (another benchmark that would skew both); AVOID= skips it
+#        LOADGEN_CLIENT (bench/loadgen's -client: raw, the default, or
+#        nethttp, Go's http.Client, which the figures in bench/README.md
+#        before the raw client came used; it sends up to 1.3 ms late at p99)
 #        SHADOW_RATES (default "500 2000")  SHADOW_DELAY (default 500ms)
 #        SHADOW_POOLS (default "8:1000 64:5000": workers:queue of the pool,
 #        one shadow-on case each)
@@ -97,6 +102,11 @@ SCENARIO=${SCENARIO:-proxies}
 AVOID=${AVOID-bench/cdc.sh}
 AVOID_WAIT=${AVOID_WAIT:-1800}
 SHADOW_RATES=${SHADOW_RATES:-"500 2000"}
+LOADGEN_CLIENT=${LOADGEN_CLIENT:-raw}
+case $LOADGEN_CLIENT in
+raw | nethttp) ;;
+*) printf 'proxy.sh: unknown LOADGEN_CLIENT %s (want raw or nethttp)\n' "$LOADGEN_CLIENT" >&2 && exit 1 ;;
+esac
 SHADOW_DELAY=${SHADOW_DELAY:-500ms}
 SHADOW_POOLS=${SHADOW_POOLS:-"8:1000 64:5000"}
 
@@ -490,7 +500,7 @@ per_request() {
 
 # loadgen RATE SECONDS: bench/loadgen on $URL, its one-line report on stdout.
 loadgen() {
-	run_load "$TMP/loadgen" -url "$URL" -rate "$1" -duration "${2}s" -conns "$CONNS"
+	run_load "$TMP/loadgen" -url "$URL" -rate "$1" -duration "${2}s" -conns "$CONNS" -client "$LOADGEN_CLIENT"
 }
 
 # measure_fixed K: loadgen at $RATE; sets LINE[K] and OTHER.
@@ -686,7 +696,7 @@ if [[ $SCENARIO == shadow ]]; then
 	[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || rev+=" (dirty tree)"
 	echo
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); $(machine); banyan: $rev"
-	echo "SCENARIO=shadow: DURATION=${DURATION}s per measurement after a ${WARMUP}s warm-up at the same rate, $CONNS conns;"
+	echo "SCENARIO=shadow: DURATION=${DURATION}s per measurement after a ${WARMUP}s warm-up at the same rate, $CONNS conns (loadgen -client $LOADGEN_CLIENT);"
 	echo "mirror target answers after $SHADOW_DELAY; latencies in ms (from the scheduled send time), RSS in MiB"
 	echo
 	echo "| rate | shadow (workers:queue) | ok | errors | p50 | p99 | p99 on/off | svc p99 | compared | dropped | RSS start | RSS peak | other |"
@@ -793,7 +803,7 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 echo
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc: $(nproc); $(go version | cut -d' ' -f3-); $(machine)"
 echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f2)$(command -v nginx >/dev/null && echo "; $(nginx -v 2>&1 | cut -d' ' -f3)")$(command -v caddy >/dev/null && echo "; caddy $(caddy version | cut -d' ' -f1)"); banyan: $rev"
-echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns; ROUNDS=$ROUNDS; latencies in ms"
+echo "DURATION=${DURATION}s per measurement, wrk -t2 -c$CONNS; fixed rate $RATE req/s with $CONNS conns (loadgen -client $LOADGEN_CLIENT); ROUNDS=$ROUNDS; latencies in ms"
 echo
 # added K: K's fixed-rate p99 minus direct's in the same round.
 added() {

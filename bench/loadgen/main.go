@@ -33,12 +33,25 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	conns := flag.Int("conns", 64, "keep-alive connections (and sending workers)")
 	timeout := flag.Duration("timeout", 5*time.Second, "per-request timeout")
+	client := flag.String("client", "nethttp", "nethttp (Go's http.Client, a worker goroutine a connection) or raw (one thread on epoll and a timerfd, Linux; sends on time to the microsecond)")
 	flag.Parse()
-	if *url == "" || *rate <= 0 || *conns <= 0 || *duration <= 0 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen -url URL [-rate N] [-duration D] [-conns N]")
+	if *url == "" || *rate <= 0 || *conns <= 0 || *duration <= 0 || *client != "nethttp" && *client != "raw" {
+		fmt.Fprintln(os.Stderr, "usage: loadgen -url URL [-rate N] [-duration D] [-conns N] [-client nethttp|raw]")
 		os.Exit(2)
 	}
-	r := run(*url, *rate, *duration, *conns, *timeout)
+	var r result
+	if *client == "raw" {
+		var err error
+		if r, err = runRaw(*url, *rate, *duration, *conns, *timeout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(2)
+		}
+	} else {
+		r = run(*url, *rate, *duration, *conns, *timeout)
+	}
+	for _, ds := range [][]time.Duration{r.lat, r.svc, r.lag} {
+		slices.Sort(ds)
+	}
 	fmt.Println(r)
 	if r.ok == 0 {
 		os.Exit(1)
@@ -50,9 +63,9 @@ type result struct {
 	duration       time.Duration
 	sent, ok, errs int
 	late           int             // requests whose worker picked them up > 1 ms after schedule
-	lat            []time.Duration // from the scheduled send time (sorted)
-	svc            []time.Duration // from the actual send time (sorted)
-	lag            []time.Duration // actual send minus scheduled send (sorted)
+	lat            []time.Duration // from the scheduled send time (sorted before printing)
+	svc            []time.Duration // from the actual send time
+	lag            []time.Duration // actual send minus scheduled send
 	firstErr       error
 }
 
@@ -156,9 +169,6 @@ func run(url string, rate int, duration time.Duration, conns int, timeout time.D
 		r.late += late[w]
 	}
 	r.ok = len(r.lat)
-	for _, ds := range [][]time.Duration{r.lat, r.svc, r.lag} {
-		slices.Sort(ds)
-	}
 	return r
 }
 
