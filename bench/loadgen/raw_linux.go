@@ -90,6 +90,7 @@ func runRaw(target string, rate int, duration time.Duration, conns int, timeout 
 		}
 		if now.After(stop) {
 			c.abandon()
+			c.r.errs += n - next // never sent
 			break
 		}
 		c.expire(now)
