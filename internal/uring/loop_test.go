@@ -651,11 +651,22 @@ func TestLoop_HeldPWaitLetsTheWorldStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The task's start was a completion (the loop's wakeup), so the wait
-	// its receive leaves the loop in is made holding the P.
+	// its receive leaves the loop in is made holding the P. That wait lasts
+	// only until the runtime preempts the loop at the end of its time
+	// slice (10 ms on), which a loaded machine can let pass before this
+	// goroutine looks: every 5 ms without it, another completion (a task
+	// that ends at once) makes the next wait a held one again.
 	deadline := time.Now().Add(5 * time.Second)
+	kicked := time.Now()
 	for !uring.HeldP(l) {
 		if time.Now().After(deadline) {
 			t.Fatal("the loop never waited holding its P, with completions coming and a P to spare")
+		}
+		if time.Since(kicked) > 5*time.Millisecond {
+			if err := l.Go(func(*uring.Task) {}); err != nil {
+				t.Fatal(err)
+			}
+			kicked = time.Now()
 		}
 		time.Sleep(time.Millisecond)
 	}
