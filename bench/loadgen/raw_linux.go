@@ -26,6 +26,7 @@ import (
 
 // rawConn is one keep-alive connection of the raw client.
 type rawConn struct {
+	idx   int // its place in rawClient.conns, carried through epoll in Pad
 	fd    int
 	busy  bool
 	sched time.Time // the request's scheduled send time
@@ -152,9 +153,9 @@ func newRawClient(target string, conns int, timeout time.Duration, n int) (*rawC
 		return nil, err
 	}
 	for i := range conns {
-		rc := &rawConn{fd: -1, buf: make([]byte, 8<<10)}
+		rc := &rawConn{idx: i, fd: -1, buf: make([]byte, 8<<10)}
 		c.conns = append(c.conns, rc)
-		if err := c.dial(rc, i); err != nil {
+		if err := c.dial(rc); err != nil {
 			c.close()
 			return nil, err
 		}
@@ -163,8 +164,8 @@ func newRawClient(target string, conns int, timeout time.Duration, n int) (*rawC
 	return c, nil
 }
 
-// dial opens conn i's socket (blocking connect, then non-blocking).
-func (c *rawClient) dial(rc *rawConn, i int) error {
+// dial opens rc's socket (blocking connect, then non-blocking).
+func (c *rawClient) dial(rc *rawConn) error {
 	fd, err := syscall.Socket(c.family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
@@ -181,8 +182,7 @@ func (c *rawClient) dial(rc *rawConn, i int) error {
 		syscall.Close(fd)
 		return err
 	}
-	// Pad carries the connection's index back from epoll_wait.
-	if err := unix.EpollCtl(c.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(i)}); err != nil {
+	if err := unix.EpollCtl(c.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd), Pad: int32(rc.idx)}); err != nil {
 		syscall.Close(fd)
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
@@ -231,7 +231,7 @@ func (c *rawClient) send(rc *rawConn, sched time.Time) {
 		c.r.late++
 	}
 	if rc.fd < 0 {
-		if err := c.dial(rc, c.index(rc)); err != nil {
+		if err := c.dial(rc); err != nil {
 			c.fail(rc, err)
 			return
 		}
@@ -243,15 +243,6 @@ func (c *rawClient) send(rc *rawConn, sched time.Time) {
 	if err != nil {
 		c.fail(rc, fmt.Errorf("write: %w", err))
 	}
-}
-
-func (c *rawClient) index(rc *rawConn) int {
-	for i, x := range c.conns {
-		if x == rc {
-			return i
-		}
-	}
-	panic("loadgen: connection not in the client")
 }
 
 // fail counts rc's request as an error and makes rc idle, closed, to be
